@@ -1,0 +1,56 @@
+# `make run` and `make test` do all the set-up on a machine with only Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test install lint typecheck check unit e2e bench export lock clean
+
+run: $(STAMP)
+	$(BIN)/mlops run
+
+test: $(STAMP) lint typecheck check unit e2e
+
+install: $(STAMP)
+
+# The lock pins every package; the project itself installs editable so `mlops` is on the venv's PATH.
+$(STAMP): pyproject.toml requirements/dev.lock
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy mlops workflows emulator functions ml
+
+check: $(STAMP)
+	$(BIN)/mlops check
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -n 2 -m "not e2e" tests
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q -m e2e tests
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+export: $(STAMP)
+	$(BIN)/mlops export
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Every package of the development environment, pinned: `make` installs from this file.\n# Regenerate after changing pyproject.toml: make lock' > requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Command line, pipeline configuration and static checks of the MLOps application."""

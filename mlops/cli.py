@@ -1,0 +1,92 @@
+"""`mlops`: export the state machines, run every check, run the lifecycle on the local twin."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mlops.pipeline_config import PROJECT_ROOT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    export = sub.add_parser("export", help="write statemachines/*.asl.json from workflows/")
+    export.add_argument(
+        "--check", action="store_true", help="fail, naming the file, when a committed file is stale"
+    )
+    export.add_argument("--out", type=Path, default=PROJECT_ROOT / "statemachines", help="output folder")
+    export.add_argument("--config", type=Path, default=None, help="pipeline config (default: pipeline.toml)")
+
+    check = sub.add_parser("check", help="run every static check (lint, ASL, SAM, checkov, policies)")
+    check.add_argument("--only", action="append", default=[], help="run only the named check (repeatable)")
+    check.add_argument("--list", action="store_true", help="list the checks and exit")
+
+    run = sub.add_parser("run", help="run the whole lifecycle on the local twin")
+    run.add_argument(
+        "--data", type=Path, default=None, help="CSV with a header (default: scikit-learn's breast cancer)"
+    )
+    run.add_argument(
+        "--label-column", default=None, help="label column of --data (default: from pipeline.toml)"
+    )
+    run.add_argument("--tune", action="store_true", help="run the hyperparameter tuning branch")
+    run.add_argument(
+        "--report", type=Path, default=PROJECT_ROOT / "out" / "report.html", help="HTML report path"
+    )
+    run.add_argument(
+        "--work-dir", type=Path, default=None, help="where jobs keep their files (default: a temp dir)"
+    )
+
+    invoke = sub.add_parser("invoke", help="invoke one Lambda function against the local twin")
+    invoke.add_argument("function", help="function logical id or handler module, e.g. RetrainOnDriftFunction")
+    invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file")
+    invoke.add_argument(
+        "--via-eventbridge",
+        action="store_true",
+        help="put the event on the twin's bus and let the stack's rules route it",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "export":
+            from workflows.export import export_command
+
+            return export_command(out_dir=args.out, check=args.check, config_path=args.config)
+        if args.command == "check":
+            from mlops.checks import check_command
+
+            return check_command(only=args.only, list_only=args.list)
+        if args.command == "run":
+            from emulator.lifecycle import run_command
+
+            return run_command(
+                data=args.data,
+                label_column=args.label_column,
+                tune=args.tune,
+                report=args.report,
+                work_dir=args.work_dir,
+            )
+        if args.command == "invoke":
+            from emulator.invoke import invoke_command
+
+            return invoke_command(
+                function=args.function, event_file=args.event, via_eventbridge=args.via_eventbridge
+            )
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Loads and validates pipeline.toml, the one source of the pipeline's numbers."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "pipeline.toml"
+
+TUNING_STRATEGIES = ("Bayesian", "Hyperband", "Random", "Grid")
+RANGE_TYPES = ("Continuous", "Integer", "Categorical")
+SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+APPROVAL_MODES = {"manual": "PendingManualApproval", "auto": "Approved"}
+
+
+class PipelineConfigError(ValueError):
+    """pipeline.toml holds a value the pipeline cannot use; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    label_column: str
+    problem_type: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    prefix: str
+    allowed_suffixes: tuple[str, ...]
+    test_fraction: float
+    validation_fraction: float
+    split_seed: int
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+    use_spot: bool
+    max_wait_seconds: int
+    framework_version: str
+    hyperparameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    scaling: str = "Auto"
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    strategy: str
+    objective_metric: str
+    objective_type: str
+    max_jobs: int
+    max_parallel_jobs: int
+    early_stopping: str
+    warm_start: bool
+    ranges: tuple[ParameterRange, ...]
+
+
+@dataclass(frozen=True)
+class QualityGateConfig:
+    metric: str
+    threshold: float
+    must_beat_champion: bool
+    champion_tolerance: float
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    approval_mode: str
+
+    @property
+    def approval_status(self) -> str:
+        return APPROVAL_MODES[self.approval_mode]
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    instance_type: str
+    initial_instance_count: int
+    data_capture_percentage: int
+    wait_seconds: int
+    max_wait_polls: int
+    traffic_shift_canary_percent: int
+    canary_wait_seconds: int
+    termination_wait_seconds: int
+    min_capacity: int
+    max_capacity: int
+    target_invocations_per_instance: int
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    retraining_enabled: bool
+    retraining_expression: str
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    cooldown_minutes: int
+
+
+@dataclass(frozen=True)
+class NewDataConfig:
+    coalesce_window_seconds: int
+
+
+@dataclass(frozen=True)
+class ReaperConfig:
+    schedule_expression: str
+    idle_window_hours: int
+    min_age_hours: int
+    max_deletions_per_run: int
+    opt_out_tag: str
+    mark_tag: str
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    interval_seconds: int
+    max_attempts: int
+    backoff_rate: float
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig
+    processing: ProcessingConfig
+    tuning: TuningConfig
+    quality_gate: QualityGateConfig
+    registry: RegistryConfig
+    deploy: DeployConfig
+    schedule: ScheduleConfig
+    drift: DriftConfig
+    new_data: NewDataConfig
+    reaper: ReaperConfig
+    retry: RetryConfig
+    source: Path = field(default=DEFAULT_CONFIG_PATH, compare=False)
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name)
+    if not isinstance(value, dict):
+        raise PipelineConfigError(f"pipeline config: missing section [{name}]")
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], section: str, **overrides: Any) -> Any:
+    """Builds one section's dataclass, naming the section and key of any missing or unknown field."""
+    names = [f for f in cls.__dataclass_fields__ if f not in overrides]
+    unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise PipelineConfigError(f"pipeline config: unknown key(s) in [{section}]: {', '.join(unknown)}")
+    missing = [n for n in names if n not in raw and cls.__dataclass_fields__[n].default is MISSING]
+    if missing:
+        raise PipelineConfigError(f"pipeline config: missing key(s) in [{section}]: {', '.join(missing)}")
+    values = {n: raw[n] for n in names if n in raw}
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    return cls(**values, **overrides)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise PipelineConfigError(f"pipeline config: {message}")
+
+
+def _validate(cfg: PipelineConfig) -> None:
+    _check(
+        0 < cfg.data.test_fraction < 0.5,
+        f"[data] test_fraction must be in (0, 0.5), got {cfg.data.test_fraction}",
+    )
+    _check(
+        0 < cfg.data.validation_fraction < 0.5,
+        f"[data] validation_fraction must be in (0, 0.5), got {cfg.data.validation_fraction}",
+    )
+    _check(cfg.data.prefix.endswith("/"), f"[data] prefix must end with '/', got {cfg.data.prefix!r}")
+    _check(
+        not cfg.training.use_spot or cfg.training.max_wait_seconds >= cfg.training.max_runtime_seconds,
+        "[training] max_wait_seconds must be >= max_runtime_seconds when use_spot is true, got "
+        f"{cfg.training.max_wait_seconds} < {cfg.training.max_runtime_seconds}",
+    )
+    _check(
+        cfg.tuning.strategy in TUNING_STRATEGIES,
+        f"[tuning] strategy must be one of {', '.join(TUNING_STRATEGIES)}, got {cfg.tuning.strategy!r}",
+    )
+    _check(
+        cfg.tuning.objective_type in ("Maximize", "Minimize"),
+        "[tuning] objective_type must be Maximize or Minimize",
+    )
+    _check(
+        1 <= cfg.tuning.max_parallel_jobs <= cfg.tuning.max_jobs,
+        f"[tuning] need 1 <= max_parallel_jobs <= max_jobs, got {cfg.tuning.max_parallel_jobs} and {cfg.tuning.max_jobs}",
+    )
+    _check(cfg.tuning.early_stopping in ("Auto", "Off"), "[tuning] early_stopping must be Auto or Off")
+    _check(len(cfg.tuning.ranges) > 0, "[tuning] needs at least one [[tuning.ranges]]")
+    for r in cfg.tuning.ranges:
+        _check(
+            r.type in RANGE_TYPES,
+            f"[tuning.ranges] {r.name}: type must be one of {RANGE_TYPES}, got {r.type!r}",
+        )
+        _check(
+            r.scaling in SCALING_TYPES, f"[tuning.ranges] {r.name}: scaling must be one of {SCALING_TYPES}"
+        )
+        if r.type == "Categorical":
+            _check(len(r.values) > 0, f"[tuning.ranges] {r.name}: Categorical needs values")
+        else:
+            _check(
+                r.min is not None and r.max is not None and r.min < r.max,
+                f"[tuning.ranges] {r.name}: needs min < max, got {r.min} and {r.max}",
+            )
+            _check(
+                r.scaling not in ("Logarithmic", "ReverseLogarithmic") or (r.min is not None and r.min > 0),
+                f"[tuning.ranges] {r.name}: logarithmic scaling needs min > 0, got {r.min}",
+            )
+    _check(
+        0 < cfg.quality_gate.threshold <= 1,
+        f"[quality_gate] threshold must be in (0, 1], got {cfg.quality_gate.threshold}",
+    )
+    _check(
+        cfg.registry.approval_mode in APPROVAL_MODES,
+        f"[registry] approval_mode must be manual or auto, got {cfg.registry.approval_mode!r}",
+    )
+    _check(cfg.deploy.initial_instance_count >= 1, "[deploy] initial_instance_count must be >= 1")
+    _check(
+        1 <= cfg.deploy.min_capacity <= cfg.deploy.max_capacity,
+        "[deploy] need 1 <= min_capacity <= max_capacity",
+    )
+    _check(0 <= cfg.deploy.data_capture_percentage <= 100, "[deploy] data_capture_percentage must be 0..100")
+    _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")
+    _check(cfg.retry.max_attempts >= 1, "[retry] max_attempts must be >= 1")
+
+
+def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PATH) -> PipelineConfig:
+    """Turns the parsed TOML into a validated PipelineConfig."""
+    training = _section(raw, "training")
+    tuning = _section(raw, "tuning")
+    ranges = tuple(_build(ParameterRange, r, "tuning.ranges") for r in tuning.get("ranges", []))
+    training_fields = {k: v for k, v in training.items() if k != "hyperparameters"}
+    hyperparameters = training.get("hyperparameters")
+    _check(isinstance(hyperparameters, dict), "missing section [training.hyperparameters]")
+    cfg = PipelineConfig(
+        model=_build(ModelConfig, _section(raw, "model"), "model"),
+        data=_build(DataConfig, _section(raw, "data"), "data"),
+        training=_build(TrainingConfig, training_fields, "training", hyperparameters=dict(hyperparameters)),
+        processing=_build(ProcessingConfig, _section(raw, "processing"), "processing"),
+        tuning=_build(
+            TuningConfig, {k: v for k, v in tuning.items() if k != "ranges"}, "tuning", ranges=ranges
+        ),
+        quality_gate=_build(QualityGateConfig, _section(raw, "quality_gate"), "quality_gate"),
+        registry=_build(RegistryConfig, _section(raw, "registry"), "registry"),
+        deploy=_build(DeployConfig, _section(raw, "deploy"), "deploy"),
+        schedule=_build(ScheduleConfig, _section(raw, "schedule"), "schedule"),
+        drift=_build(DriftConfig, _section(raw, "drift"), "drift"),
+        new_data=_build(NewDataConfig, _section(raw, "new_data"), "new_data"),
+        reaper=_build(ReaperConfig, _section(raw, "reaper"), "reaper"),
+        retry=_build(RetryConfig, _section(raw, "retry"), "retry"),
+        source=source,
+    )
+    _validate(cfg)
+    return cfg
+
+
+def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
+    """Reads pipeline.toml (or `path`) and validates it."""
+    source = Path(path) if path else DEFAULT_CONFIG_PATH
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PipelineConfigError(f"pipeline config not found: {source}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PipelineConfigError(f"pipeline config {source} is not valid TOML: {exc}") from exc
+    return parse_pipeline_config(raw, source)
