@@ -16,9 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     export = sub.add_parser("export", help="write statemachines/*.asl.json from workflows/")
-    export.add_argument(
-        "--check", action="store_true", help="fail, naming the file, when a committed file is stale"
-    )
+    export.add_argument("--check", action="store_true", help="fail, naming the file, when a committed file is stale")
     export.add_argument("--out", type=Path, default=PROJECT_ROOT / "statemachines", help="output folder")
     export.add_argument("--config", type=Path, default=None, help="pipeline config (default: pipeline.toml)")
 
@@ -30,16 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data", type=Path, default=None, help="CSV with a header (default: scikit-learn's breast cancer)"
     )
-    run.add_argument(
-        "--label-column", default=None, help="label column of --data (default: from pipeline.toml)"
-    )
+    run.add_argument("--label-column", default=None, help="label column of --data (default: from pipeline.toml)")
     run.add_argument("--tune", action="store_true", help="run the hyperparameter tuning branch")
-    run.add_argument(
-        "--report", type=Path, default=PROJECT_ROOT / "out" / "report.html", help="HTML report path"
-    )
-    run.add_argument(
-        "--work-dir", type=Path, default=None, help="where jobs keep their files (default: a temp dir)"
-    )
+    run.add_argument("--report", type=Path, default=PROJECT_ROOT / "out" / "report.html", help="HTML report path")
+    run.add_argument("--work-dir", type=Path, default=None, help="where jobs keep their files (default: a temp dir)")
 
     invoke = sub.add_parser("invoke", help="invoke one Lambda function against the local twin")
     invoke.add_argument("function", help="function logical id or handler module, e.g. RetrainOnDriftFunction")
@@ -79,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "invoke":
             from emulator.invoke import invoke_command
 
-            return invoke_command(
-                function=args.function, event_file=args.event, via_eventbridge=args.via_eventbridge
-            )
+            return invoke_command(function=args.function, event_file=args.event, via_eventbridge=args.via_eventbridge)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

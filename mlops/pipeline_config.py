@@ -214,7 +214,8 @@ def _validate(cfg: PipelineConfig) -> None:
     )
     _check(
         1 <= cfg.tuning.max_parallel_jobs <= cfg.tuning.max_jobs,
-        f"[tuning] need 1 <= max_parallel_jobs <= max_jobs, got {cfg.tuning.max_parallel_jobs} and {cfg.tuning.max_jobs}",
+        "[tuning] need 1 <= max_parallel_jobs <= max_jobs, got "
+        f"{cfg.tuning.max_parallel_jobs} and {cfg.tuning.max_jobs}",
     )
     _check(cfg.tuning.early_stopping in ("Auto", "Off"), "[tuning] early_stopping must be Auto or Off")
     _check(len(cfg.tuning.ranges) > 0, "[tuning] needs at least one [[tuning.ranges]]")
@@ -223,9 +224,7 @@ def _validate(cfg: PipelineConfig) -> None:
             r.type in RANGE_TYPES,
             f"[tuning.ranges] {r.name}: type must be one of {RANGE_TYPES}, got {r.type!r}",
         )
-        _check(
-            r.scaling in SCALING_TYPES, f"[tuning.ranges] {r.name}: scaling must be one of {SCALING_TYPES}"
-        )
+        _check(r.scaling in SCALING_TYPES, f"[tuning.ranges] {r.name}: scaling must be one of {SCALING_TYPES}")
         if r.type == "Categorical":
             _check(len(r.values) > 0, f"[tuning.ranges] {r.name}: Categorical needs values")
         else:
@@ -268,9 +267,7 @@ def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PAT
         data=_build(DataConfig, _section(raw, "data"), "data"),
         training=_build(TrainingConfig, training_fields, "training", hyperparameters=dict(hyperparameters)),
         processing=_build(ProcessingConfig, _section(raw, "processing"), "processing"),
-        tuning=_build(
-            TuningConfig, {k: v for k, v in tuning.items() if k != "ranges"}, "tuning", ranges=ranges
-        ),
+        tuning=_build(TuningConfig, {k: v for k, v in tuning.items() if k != "ranges"}, "tuning", ranges=ranges),
         quality_gate=_build(QualityGateConfig, _section(raw, "quality_gate"), "quality_gate"),
         registry=_build(RegistryConfig, _section(raw, "registry"), "registry"),
         deploy=_build(DeployConfig, _section(raw, "deploy"), "deploy"),
