@@ -1,0 +1,95 @@
+"""pipeline.toml loads into a validated config, and each bad value is named in the error."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from typing import Any
+
+import pytest
+
+from mlops.pipeline_config import (
+    DEFAULT_CONFIG_PATH,
+    PipelineConfigError,
+    load_pipeline_config,
+    parse_pipeline_config,
+)
+
+
+@pytest.fixture
+def raw_config() -> dict[str, Any]:
+    return tomllib.loads(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
+
+
+def test_committed_pipeline_config_loads() -> None:
+    cfg = load_pipeline_config()
+
+    assert cfg.model.label_column == "target"
+    assert cfg.tuning.max_parallel_jobs <= cfg.tuning.max_jobs
+    assert cfg.registry.approval_status in ("PendingManualApproval", "Approved")
+    assert all(r.name for r in cfg.tuning.ranges)
+
+
+def test_approval_mode_auto_maps_to_approved(raw_config: dict[str, Any]) -> None:
+    raw_config["registry"]["approval_mode"] = "auto"
+
+    assert parse_pipeline_config(raw_config).registry.approval_status == "Approved"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("quality_gate", "threshold", 1.5, "[quality_gate] threshold"),
+        ("tuning", "strategy", "Genetic", "[tuning] strategy"),
+        ("tuning", "max_parallel_jobs", 9, "max_parallel_jobs"),
+        ("data", "prefix", "incoming", "[data] prefix"),
+        ("data", "test_fraction", 0.7, "[data] test_fraction"),
+        ("registry", "approval_mode", "sometimes", "[registry] approval_mode"),
+        ("training", "max_wait_seconds", 10, "max_wait_seconds"),
+        ("deploy", "initial_instance_count", 0, "initial_instance_count"),
+    ],
+)
+def test_invalid_value_is_named_in_error(
+    raw_config: dict[str, Any], section: str, key: str, value: Any, message: str
+) -> None:
+    bad = copy.deepcopy(raw_config)
+    bad[section][key] = value
+
+    with pytest.raises(PipelineConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_pipeline_config(bad)
+
+
+def test_missing_section_is_named(raw_config: dict[str, Any]) -> None:
+    del raw_config["reaper"]
+
+    with pytest.raises(PipelineConfigError, match=r"missing section \[reaper\]"):
+        parse_pipeline_config(raw_config)
+
+
+def test_missing_key_is_named(raw_config: dict[str, Any]) -> None:
+    del raw_config["deploy"]["instance_type"]
+
+    with pytest.raises(PipelineConfigError, match=r"missing key\(s\) in \[deploy\]: instance_type"):
+        parse_pipeline_config(raw_config)
+
+
+def test_unknown_key_is_named(raw_config: dict[str, Any]) -> None:
+    raw_config["training"]["instance_typ"] = "ml.m5.large"
+
+    with pytest.raises(PipelineConfigError, match=r"unknown key\(s\) in \[training\]: instance_typ"):
+        parse_pipeline_config(raw_config)
+
+
+def test_logarithmic_range_needs_positive_min(raw_config: dict[str, Any]) -> None:
+    raw_config["tuning"]["ranges"][0]["min"] = 0.0
+
+    with pytest.raises(PipelineConfigError, match="logarithmic scaling needs min > 0"):
+        parse_pipeline_config(raw_config)
+
+
+def test_unreadable_toml_names_the_file(tmp_path) -> None:
+    path = tmp_path / "pipeline.toml"
+    path.write_text("[model\nname = 1", encoding="utf-8")
+
+    with pytest.raises(PipelineConfigError, match="is not valid TOML"):
+        load_pipeline_config(path)
