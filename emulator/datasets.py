@@ -1,0 +1,121 @@
+"""The lifecycle's input data: the bundled breast-cancer set by default, or a user's CSV checked before any job runs."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_LABEL_COLUMN = "target"
+DEFAULT_DATASET_FILE = "breast_cancer.csv"
+# How many bad values an error quotes: enough to see the pattern, short enough to read.
+_EXAMPLES_SHOWN = 3
+
+
+class DatasetError(ValueError):
+    """The CSV cannot be trained on; the message names the file, the problem and what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A CSV ready for upload: a header, a label column and numeric features."""
+
+    path: Path
+    label_column: str
+    feature_columns: tuple[str, ...]
+    n_rows: int
+    n_classes: int
+
+
+def write_default_dataset(directory: Path) -> Dataset:
+    """Writes scikit-learn's bundled breast-cancer data set (569 rows, 30 features, label `target`) as a CSV."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / DEFAULT_DATASET_FILE
+    frame.to_csv(path, index=False)
+    return _describe(path, frame, DEFAULT_LABEL_COLUMN)
+
+
+def load_user_dataset(path: Path, label_column: str) -> Dataset:
+    """Checks a user's CSV: it exists, has a header, holds `label_column` and only numeric features."""
+    if not path.is_file():
+        raise DatasetError(f"data file not found: {path}. Pass an existing CSV with --data.")
+    first_row = _first_row(path)
+    if not first_row:
+        raise DatasetError(f"{path} is empty: it needs a header row and at least one data row.")
+    if all(_is_number(cell) for cell in first_row):
+        raise DatasetError(
+            f"{path} has no header: its first row is all numbers ({', '.join(first_row[:_EXAMPLES_SHOWN])}, ...). "
+            "Add a header row naming the columns, one of them the label."
+        )
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not a readable CSV: {exc}") from exc
+    if label_column not in frame.columns:
+        raise DatasetError(
+            f"label column {label_column!r} is not in {path}; its columns are: {', '.join(map(str, frame.columns))}. "
+            "Pass the right one with --label-column."
+        )
+    if frame.empty:
+        raise DatasetError(f"{path} has a header but no data rows.")
+    _check_numeric_features(path, frame, label_column)
+    _check_label(path, frame, label_column)
+    return _describe(path, frame, label_column)
+
+
+def _first_row(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_numeric_features(path: Path, frame: pd.DataFrame, label_column: str) -> None:
+    problems = []
+    for column in frame.columns.drop(label_column):
+        values = frame[column]
+        as_numbers = pd.to_numeric(values, errors="coerce")
+        bad = values[as_numbers.isna() & values.notna()]
+        if not bad.empty:
+            examples = ", ".join(repr(v) for v in bad.unique()[:_EXAMPLES_SHOWN])
+            problems.append(f"{column!r} (e.g. {examples})")
+    if problems:
+        raise DatasetError(
+            f"{path}: features must be numeric, these columns are not: {'; '.join(problems)}. "
+            "Encode them as numbers or drop them before running."
+        )
+
+
+def _check_label(path: Path, frame: pd.DataFrame, label_column: str) -> None:
+    labels = frame[label_column]
+    if labels.isna().any():
+        raise DatasetError(
+            f"{path}: label column {label_column!r} has {int(labels.isna().sum())} empty values; "
+            "every row needs a label."
+        )
+    if labels.nunique() < 2:
+        raise DatasetError(
+            f"{path}: label column {label_column!r} holds a single class ({labels.iloc[0]!r}); "
+            "a classifier needs at least two."
+        )
+
+
+def _describe(path: Path, frame: pd.DataFrame, label_column: str) -> Dataset:
+    return Dataset(
+        path=path,
+        label_column=label_column,
+        feature_columns=tuple(str(c) for c in frame.columns.drop(label_column)),
+        n_rows=len(frame),
+        n_classes=int(frame[label_column].nunique()),
+    )

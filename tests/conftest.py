@@ -1,0 +1,24 @@
+"""Session-wide environment for every test: quiet SDK warnings and fake AWS credentials so nothing reaches AWS."""
+
+import os
+
+# Set before any test module imports boto3 or the SageMaker SDK. The credentials are overwritten, not defaulted:
+# a developer's real profile must never be used by a test, and moto accepts any key.
+_FORCED = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+_DEFAULTS = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+    "SAM_CLI_TELEMETRY": "0",
+}
+
+os.environ.update(_FORCED)
+for _name, _value in _DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+os.environ.pop("AWS_PROFILE", None)

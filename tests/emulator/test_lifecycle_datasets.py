@@ -1,0 +1,58 @@
+"""The lifecycle's data: the default set is written as a CSV, and a user's CSV is refused with a usable message."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from emulator.datasets import DatasetError, load_user_dataset, write_default_dataset
+
+
+def test_default_dataset_is_breast_cancer_with_target_label(tmp_path):
+    dataset = write_default_dataset(tmp_path)
+    frame = pd.read_csv(dataset.path)
+
+    assert dataset.label_column == "target"
+    assert dataset.n_rows == len(frame) == 569
+    assert len(dataset.feature_columns) == 30
+    assert set(frame["target"]) == {0, 1}
+    assert dataset.n_classes == 2
+
+
+def test_valid_user_csv_is_described(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("x1,x2,label\n0.5,1,0\n1.5,2,1\n2.5,,1\n")
+
+    dataset = load_user_dataset(path, "label")
+
+    assert dataset.feature_columns == ("x1", "x2")
+    assert dataset.n_rows == 3
+    assert dataset.n_classes == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "label", "expected"),
+    [
+        ("", "label", "is empty"),
+        ("1,2,0\n3,4,1\n", "label", "has no header"),
+        ("x1,x2,y\n1,2,0\n3,4,1\n", "label", "label column 'label' is not in .*its columns are: x1, x2, y"),
+        ("x1,colour,label\n1,red,0\n2,blue,1\n", "label", "must be numeric.*'colour' \\(e.g. 'red', 'blue'\\)"),
+        ("x1,label\n", "label", "no data rows"),
+        ("x1,label\n1,0\n2,\n", "label", "1 empty values"),
+        ("x1,label\n1,1\n2,1\n", "label", "single class"),
+    ],
+    ids=["empty", "no-header", "label-absent", "non-numeric-feature", "no-rows", "missing-labels", "one-class"],
+)
+def test_bad_user_csv_is_refused_naming_the_problem(tmp_path, content, label, expected):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+
+    with pytest.raises(DatasetError, match=expected):
+        load_user_dataset(path, label)
+
+
+def test_missing_user_csv_names_the_path(tmp_path):
+    missing = tmp_path / "nope.csv"
+
+    with pytest.raises(DatasetError, match=f"data file not found: {missing}"):
+        load_user_dataset(missing, "label")
