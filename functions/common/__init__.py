@@ -1,0 +1,1 @@
+"""Helpers shared by every Lambda function: settings, observability, idempotency, names and event models."""

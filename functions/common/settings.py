@@ -1,0 +1,158 @@
+"""Function settings, read from environment variables at call time into frozen dataclasses.
+
+Reading at call time (not import time) keeps every module importable without the cloud's
+settings, and lets tests set the environment per test. Every error names the variable, the bad
+value and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """An environment variable the function needs is missing or holds an unusable value."""
+
+
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is not set; set it in the function's Environment")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, minimum: int) -> int:
+    raw = _required(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"environment variable {name}={value} must be at least {minimum}")
+    return value
+
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE_WORDS:
+        return True
+    if raw in _FALSE_WORDS:
+        return False
+    raise SettingsError(f"environment variable {name}={raw!r} is not a boolean; use true or false")
+
+
+def _s3_uri(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if not value.startswith("s3://") or len(value) <= len("s3://"):
+        raise SettingsError(f"environment variable {name}={value!r} is not an s3://bucket/prefix URI")
+    return value
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """`retrain_on_drift`: which alarms count, which state machine to start, how long to wait between runs."""
+
+    training_state_machine_arn: str
+    model_name: str
+    drift_alarm_prefix: str
+    cooldown_minutes: int
+    training_data_uri: str
+    idempotency_table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DriftSettings:
+        values = _environ(env)
+        return cls(
+            training_state_machine_arn=_required(values, "TRAINING_STATE_MACHINE_ARN"),
+            model_name=_required(values, "MODEL_NAME"),
+            drift_alarm_prefix=_required(values, "DRIFT_ALARM_PREFIX"),
+            cooldown_minutes=_integer(values, "RETRAIN_COOLDOWN_MINUTES", minimum=0),
+            training_data_uri=_s3_uri(values, "TRAINING_DATA_URI"),
+            idempotency_table_name=_required(values, "IDEMPOTENCY_TABLE_NAME"),
+        )
+
+
+@dataclass(frozen=True)
+class NewDataSettings:
+    """`retrain_on_new_data`: which objects count as new training data and what to start for them."""
+
+    training_state_machine_arn: str
+    model_name: str
+    data_bucket: str
+    data_prefix: str
+    allowed_suffixes: tuple[str, ...]
+    idempotency_table_name: str
+
+    @property
+    def data_uri(self) -> str:
+        """The training input's `data_uri`: everything under the watched prefix."""
+        return f"s3://{self.data_bucket}/{self.data_prefix}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NewDataSettings:
+        values = _environ(env)
+        raw_suffixes = _required(values, "ALLOWED_SUFFIXES")
+        suffixes = tuple(suffix.strip().lower() for suffix in raw_suffixes.split(",") if suffix.strip())
+        if not suffixes:
+            raise SettingsError(f"environment variable ALLOWED_SUFFIXES={raw_suffixes!r} lists no suffix; e.g. .csv")
+        return cls(
+            training_state_machine_arn=_required(values, "TRAINING_STATE_MACHINE_ARN"),
+            model_name=_required(values, "MODEL_NAME"),
+            data_bucket=_required(values, "DATA_BUCKET"),
+            # Required, not defaulted to "": an empty prefix would treat the whole bucket as training data.
+            data_prefix=_required(values, "DATA_PREFIX"),
+            allowed_suffixes=suffixes,
+            idempotency_table_name=_required(values, "IDEMPOTENCY_TABLE_NAME"),
+        )
+
+
+@dataclass(frozen=True)
+class ReaperSettings:
+    """`endpoint_reaper`: the idleness rule and every safety around deleting endpoints."""
+
+    idle_window_hours: int
+    min_age_hours: int
+    dry_run: bool
+    opt_out_tag: str
+    mark_tag: str
+    max_deletions_per_run: int
+    report_topic_arn: str
+    audit_event_bus_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReaperSettings:
+        values = _environ(env)
+        return cls(
+            idle_window_hours=_integer(values, "IDLE_WINDOW_HOURS", minimum=1),
+            min_age_hours=_integer(values, "MIN_AGE_HOURS", minimum=0),
+            # Unset means dry run: deleting must be an explicit choice of the environment.
+            dry_run=_boolean(values, "DRY_RUN", default=True),
+            opt_out_tag=_required(values, "OPT_OUT_TAG"),
+            mark_tag=_required(values, "MARK_TAG"),
+            max_deletions_per_run=_integer(values, "MAX_DELETIONS_PER_RUN", minimum=0),
+            report_topic_arn=_required(values, "REPORT_TOPIC_ARN"),
+            audit_event_bus_name=_required(values, "AUDIT_EVENT_BUS_NAME"),
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationReportSettings:
+    """`evaluation_report`: where the champion model lives."""
+
+    model_package_group_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EvaluationReportSettings:
+        return cls(model_package_group_name=_required(_environ(env), "MODEL_PACKAGE_GROUP_NAME"))

@@ -1,0 +1,127 @@
+"""Glue for `training`'s quality gate: reads evaluation.json and compares its metric with the champion's.
+
+Called by a `LambdaStep` with `{"evaluation_uri": "s3://.../evaluation.json", "metric": "auc"}`
+(optional `"champion_tolerance"`, default 0: the candidate beats the champion when its value is at
+least the champion's minus the tolerance). Returns `metric_name`, `metric_value`, `champion_value`
+(null without a champion), `beats_champion`, `metrics` and `evaluation_uri`, plus
+`champion_model_package_arn`. The champion is the newest `Approved` package of
+`MODEL_PACKAGE_GROUP_NAME`; its value is its `CustomerMetadataProperties["metric_value"]`.
+
+Errors raise (the state machine's `Catch` routes them to a notification): `InvalidPayloadError`
+for a bad payload, `EvaluationReportError` for a report or champion it cannot use. A champion that
+cannot be compared fails the gate loudly instead of letting a model through unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from common.observability import count_decision, logger, metrics, tracer
+from common.payloads import InvalidPayloadError, split_s3_uri
+from common.settings import EvaluationReportSettings
+from pydantic import BaseModel, Field, ValidationError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+class EvaluationReportError(RuntimeError):
+    """The evaluation report or the champion's metadata cannot be used; the message says which and why."""
+
+
+class EvaluationReportRequest(BaseModel):
+    evaluation_uri: str = Field(pattern=r"^s3://[^/]+/.+")
+    metric: str = Field(min_length=1)
+    champion_tolerance: float = Field(default=0.0, ge=0.0)
+
+
+def read_evaluation(s3_client: Any, evaluation_uri: str) -> dict[str, float]:
+    """The `metrics` object of evaluation.json, every value a finite number."""
+    bucket, key = split_s3_uri(evaluation_uri)
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3_client.exceptions.NoSuchKey:
+        raise EvaluationReportError(f"{evaluation_uri} does not exist; did the evaluate job write it?") from None
+    try:
+        report = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise EvaluationReportError(f"{evaluation_uri} is not JSON: {error}") from None
+    values = report.get("metrics") if isinstance(report, dict) else None
+    if not isinstance(values, dict):
+        raise EvaluationReportError(f"{evaluation_uri} has no 'metrics' object")
+    for name, value in values.items():
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise EvaluationReportError(f"{evaluation_uri}: metric {name!r} is {value!r}, not a finite number")
+    return {name: float(value) for name, value in values.items()}
+
+
+def champion_value(sagemaker_client: Any, group_name: str, metric: str) -> tuple[float | None, str | None]:
+    """(value, package ARN) of the newest Approved package in the group, or (None, None) without one."""
+    packages = sagemaker_client.list_model_packages(
+        ModelPackageGroupName=group_name,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=1,
+    )["ModelPackageSummaryList"]
+    if not packages:
+        return None, None
+    arn = packages[0]["ModelPackageArn"]
+    properties = sagemaker_client.describe_model_package(ModelPackageName=arn).get("CustomerMetadataProperties", {})
+    champion_metric = properties.get("metric_name", metric)
+    if champion_metric != metric:
+        raise EvaluationReportError(
+            f"champion {arn} was judged on {champion_metric!r}, not {metric!r}; approve a package judged on "
+            f"{metric!r} or change the gate's metric"
+        )
+    raw = properties.get("metric_value")
+    try:
+        value = float(raw) if raw is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise EvaluationReportError(
+            f"champion {arn} has CustomerMetadataProperties metric_value={raw!r}; set it to its {metric} value"
+        )
+    return value, arn
+
+
+def evaluate_against_champion(
+    request: EvaluationReportRequest, settings: EvaluationReportSettings, s3_client: Any, sagemaker_client: Any
+) -> dict[str, Any]:
+    """The quality gate's facts: the candidate's metric, the champion's, and whether the candidate wins."""
+    values = read_evaluation(s3_client, request.evaluation_uri)
+    if request.metric not in values:
+        raise EvaluationReportError(
+            f"{request.evaluation_uri} has no metric {request.metric!r}; it has {sorted(values)}"
+        )
+    candidate = values[request.metric]
+    champion, champion_arn = champion_value(sagemaker_client, settings.model_package_group_name, request.metric)
+    beats = champion is None or candidate >= champion - request.champion_tolerance
+    return {
+        "metric_name": request.metric,
+        "metric_value": candidate,
+        "champion_value": champion,
+        "beats_champion": beats,
+        "metrics": values,
+        "evaluation_uri": request.evaluation_uri,
+        "champion_model_package_arn": champion_arn,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path="evaluation_uri")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = EvaluationReportSettings.from_env()
+    try:
+        request = EvaluationReportRequest.model_validate(event)
+    except ValidationError as error:
+        raise InvalidPayloadError.from_validation("evaluation_report", error) from None
+    result = evaluate_against_champion(request, settings, boto3.client("s3"), boto3.client("sagemaker"))
+    count_decision("CandidateBeatsChampion" if result["beats_champion"] else "CandidateLosesToChampion")
+    logger.info("evaluation compared", extra={"result": result})
+    return result
