@@ -49,6 +49,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from common.observability import logger, metrics, tracer
+from common.parsing import validation_summary
 from common.settings import ReaperSettings
 from pydantic import Field, ValidationError
 
@@ -472,7 +473,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         scheduled = parse(event=event, model=ScheduledEvent)
     except ValidationError as error:
         metrics.add_metric(name="EventRejected", unit=MetricUnit.Count, value=1)
-        reason = f"not an EventBridge Scheduled Event: {error.errors(include_url=False)}"
+        reason = f"not an EventBridge Scheduled Event: {validation_summary(error)}"
         logger.error(f"event rejected: {reason}")
         return {"rejected": reason}
     clients = ReaperClients.default()

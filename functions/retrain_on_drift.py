@@ -36,6 +36,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from common.idempotency import ALARM_TRANSITION_MEMORY_SECONDS, idempotency_config, persistence_layer
 from common.naming import execution_name
 from common.observability import count_decision, logger, metrics, tracer
+from common.parsing import validation_summary
 from common.settings import DriftSettings
 from common.training import start_training, training_input
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -223,7 +224,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         alarm_event = parse(event=event, model=AlarmStateChangeEvent)
     except ValidationError as error:
-        reason = f"not a CloudWatch Alarm State Change event: {error.errors(include_url=False)}"
+        reason = f"not a CloudWatch Alarm State Change event: {validation_summary(error)}"
         return _record(DriftDecision("rejected", reason)).as_dict()
     decision = handle_alarm(
         alarm_event,

@@ -41,6 +41,7 @@ from botocore.exceptions import ClientError
 from common.idempotency import OBJECT_VERSION_MEMORY_SECONDS, idempotency_config, persistence_layer
 from common.naming import execution_name
 from common.observability import count_decision, logger, metrics, tracer
+from common.parsing import validation_summary
 from common.settings import NewDataSettings
 from common.training import MAX_EXECUTION_INPUT_BYTES, encoded_input_size, start_training, training_input
 from pydantic import ValidationError
@@ -118,7 +119,7 @@ def classify_record(raw_record: Any, settings: NewDataSettings) -> RecordOutcome
     try:
         record = SqsRecordModel.model_validate(raw_record)
     except ValidationError as error:
-        return RecordOutcome(message_id, "rejected", f"not an SQS record: {error.errors(include_url=False)}")
+        return RecordOutcome(message_id, "rejected", f"not an SQS record: {validation_summary(error)}")
     try:
         body = json.loads(str(record.body))
     except json.JSONDecodeError as error:
@@ -132,8 +133,7 @@ def classify_record(raw_record: Any, settings: NewDataSettings) -> RecordOutcome
     try:
         event = S3EventNotificationEventBridgeModel.model_validate(body)
     except ValidationError as error:
-        problems = error.errors(include_url=False)
-        return RecordOutcome(message_id, "rejected", f"malformed Object Created event: {problems}")
+        return RecordOutcome(message_id, "rejected", f"malformed Object Created event: {validation_summary(error)}")
     return _classify_object(message_id, event, settings)
 
 

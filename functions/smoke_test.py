@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, logger, metrics, tracer
-from common.payloads import InvalidPayloadError, split_s3_uri
+from common.parsing import InvalidPayloadError, split_s3_uri
 from pydantic import BaseModel, Field, ValidationError
 
 if TYPE_CHECKING:

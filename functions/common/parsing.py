@@ -1,8 +1,16 @@
-"""What the glue functions share: the error for a bad `LambdaStep` payload and S3 URI handling."""
+"""Reading what callers send: validation errors as one readable line, the glue payload error, S3 URIs."""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
+
+
+def validation_summary(error: ValidationError) -> str:
+    """`detail.state: Field required; ...`: where each problem is and what it is, without echoing the input."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or '(root)'}: {problem['msg']}"
+        for problem in error.errors(include_url=False)
+    )
 
 
 class InvalidPayloadError(ValueError):
@@ -10,11 +18,7 @@ class InvalidPayloadError(ValueError):
 
     @classmethod
     def from_validation(cls, function: str, error: ValidationError) -> InvalidPayloadError:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'payload'}: {problem['msg']}"
-            for problem in error.errors(include_url=False)
-        )
-        return cls(f"{function} payload is invalid ({problems}); see docs/interfaces.md for its fields")
+        return cls(f"{function} payload is invalid ({validation_summary(error)}); see docs/interfaces.md")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
