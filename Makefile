@@ -54,3 +54,29 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# sam build (template.yaml, MlCodePublisherFunction: BuildMethod makefile, run from the project root): the bundle
+# carries the publisher, ml/ and the image URI table, because the custom resource publishes ml/ from its own code.
+.PHONY: build-MlCodePublisherFunction
+build-MlCodePublisherFunction:
+	test -n "$(ARTIFACTS_DIR)"
+	cp functions/ml_code_publisher/*.py "$(ARTIFACTS_DIR)/"
+	mkdir -p "$(ARTIFACTS_DIR)/ml"
+	cp ml/*.py "$(ARTIFACTS_DIR)/ml/"
+	cp statemachines/image-uris.json "$(ARTIFACTS_DIR)/"
+
+# sam build of the event and glue functions: their code and functions/requirements.txt for the python3.11 runtime,
+# minus boto3 and botocore (pulled in by the X-Ray SDK), which the runtime provides: that keeps each package small.
+LAMBDA_FUNCTIONS := RetrainOnDriftFunction RetrainOnNewDataFunction EndpointReaperFunction EvaluationReportFunction \
+	SmokeTestFunction
+.PHONY: $(addprefix build-,$(LAMBDA_FUNCTIONS))
+$(addprefix build-,$(LAMBDA_FUNCTIONS)):
+	test -n "$(ARTIFACTS_DIR)"
+	cp functions/*.py "$(ARTIFACTS_DIR)/"
+	cp -r functions/common "$(ARTIFACTS_DIR)/"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target "$(ARTIFACTS_DIR)" \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all: \
+		-r functions/requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)"/boto3 "$(ARTIFACTS_DIR)"/boto3-* "$(ARTIFACTS_DIR)"/botocore "$(ARTIFACTS_DIR)"/botocore-* \
+		"$(ARTIFACTS_DIR)"/s3transfer "$(ARTIFACTS_DIR)"/s3transfer-* "$(ARTIFACTS_DIR)"/bin
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
