@@ -1,0 +1,414 @@
+"""Plug the project's integrations into moto's Step Functions engine, and make it wait on the twin's clock.
+
+moto's ASL interpreter (ported from LocalStack) builds one task object per Task state through the
+factory `state_task_for`, which its preprocessor imports by name. `install_local_integrations` swaps
+that factory so that:
+
+- `arn:aws:states:::sagemaker:<action>[.sync]` runs on `LocalSageMaker` (`.sync` submits, emits
+  `TaskSubmitted`, then polls the job's Describe* through the clock and fails with `States.TaskFailed`
+  and the describe output as cause, as on AWS);
+- `arn:aws:states:::aws-sdk:sagemaker:*` and `aws-sdk:applicationautoscaling:*` reach the local
+  SageMaker backend (through moto's patched SageMaker responses) and moto's Application Auto Scaling,
+  with AWS's error names (`SageMaker.ValidationException`);
+- `lambda:invoke` and `sns:publish` use moto's own integrations (Lambda runs in-process through
+  `LocalLambdaRunner.install`);
+- anything else fails the execution with `States.Runtime` and a cause naming the state and the feature.
+
+It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
+`States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
+unsupported feature cannot be swallowed by a Catch. These are moto internals: moto is pinned exactly
+and `tests/emulator/test_asl_battery.py` must pass before an upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+    ActivityResource,
+    LambdaResource,
+    Resource,
+    ResourceCondition,
+    ServiceResource,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.parse import preprocessor
+
+from emulator.clock import Clock
+from emulator.sagemaker_local import SYNC_JOBS, SageMakerError
+
+if TYPE_CHECKING:
+    from emulator.lambda_local import LocalLambdaRunner
+    from emulator.sagemaker_local import LocalSageMaker
+
+ENGINE_LOGGER = "moto.stepfunctions.parser"
+
+# Optimised integrations moto itself serves correctly offline (checked by the tests of this module).
+_MOTO_SERVED_INTEGRATIONS = {("lambda", "invoke"), ("sns", "publish"), ("sqs", "sendMessage"), ("events", "putEvents")}
+# aws-sdk services whose calls go to moto unchanged; SageMaker is checked against the local backend.
+_AWS_SDK_BOTO_NAMES = {"applicationautoscaling": "application-autoscaling"}
+_AWS_SDK_ERROR_PREFIXES = {
+    "sagemaker": "SageMaker",
+    "applicationautoscaling": "ApplicationAutoScaling",
+    "cloudwatch": "CloudWatch",
+    "dynamodb": "DynamoDb",
+    "s3": "S3",
+    "sns": "Sns",
+    "sqs": "Sqs",
+}
+# aws-sdk calls moto's engine gets wrong (see LOCAL_ENGINE_NOTES.md): refused rather than half-run.
+_AWS_SDK_KNOWN_BROKEN = {("s3", "getObject"): "the engine does not convert the object Body to a string"}
+# How often a `.sync` task re-reads its job's Describe*, in virtual seconds. The poll also wakes up as
+# soon as the job changes state, so this bounds the latency only for jobs that never report.
+SYNC_POLL_SECONDS = 30.0
+_TERMINAL_RUNTIME_ERRORS = {StatesErrorNameType.StatesRuntime, StatesErrorNameType.StatesStatesDataLimitExceeded}
+
+
+@dataclass
+class _Installation:
+    sagemaker: LocalSageMaker
+    lambdas: LocalLambdaRunner
+    clock: Clock
+    restore: list[Callable[[], None]] = field(default_factory=list)
+
+
+_installed: _Installation | None = None
+_install_lock = threading.Lock()
+
+
+def _services() -> _Installation:
+    if _installed is None:
+        raise RuntimeError("The local integrations are not installed: call install_local_integrations() first")
+    return _installed
+
+
+def _pascal(action: str) -> str:
+    return action[:1].upper() + action[1:]
+
+
+def _step_functions_json(value: Any) -> Any:
+    """A service response as Step Functions' optimised integrations return it: dates as epoch milliseconds."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _step_functions_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_step_functions_json(item) for item in value]
+    return value
+
+
+def _iso_timestamps(value: Any) -> Any:
+    """A boto3 response with its datetimes as ISO-8601 UTC strings, as the aws-sdk integrations return them."""
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {key: _iso_timestamps(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_iso_timestamps(item) for item in value]
+    return value
+
+
+def _state_name(env: Environment) -> str:
+    return str(env.states.context_object.context_object_data["State"]["Name"])
+
+
+def _task_failed(task: StateTask, env: Environment, error: str, cause: str) -> FailureEvent:
+    error_name = StatesErrorName.from_name(error) if error.startswith("States.") else CustomErrorName(error)
+    return FailureEvent(
+        env=env,
+        error_name=error_name,
+        event_type=HistoryEventType.TaskFailed,
+        event_details=EventDetails(
+            taskFailedEventDetails=TaskFailedEventDetails(
+                error=error,
+                cause=cause,
+                resource=task._get_sfn_resource(),  # type: ignore[attr-defined]
+                resourceType=task._get_sfn_resource_type(),  # type: ignore[attr-defined]
+            )
+        ),
+    )
+
+
+def _unsupported(task: StateTask, env: Environment, feature: str) -> FailureEventException:
+    cause = (
+        f"State {_state_name(env)!r} uses {feature}, which the local twin does not support. "
+        "Change the state machine, or add the integration to emulator/engine.py and docs/local-twin.md."
+    )
+    return FailureEventException(
+        failure_event=_task_failed(task, env, StatesErrorNameType.StatesRuntime.to_name(), cause)
+    )
+
+
+def _service_error_name(prefix: str, code: str) -> str:
+    return f"{prefix}.{code if code.endswith('Exception') else code + 'Exception'}"
+
+
+class _SyncJobFailed(Exception):
+    """A `.sync` job ended Failed or Stopped; carries its Describe* output, which AWS puts in the cause."""
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        super().__init__(json.dumps(description))
+        self.description = description
+
+
+class LocalSageMakerTask(StateTaskServiceCallback):
+    """`arn:aws:states:::sagemaker:<action>[.sync]` served by `LocalSageMaker`."""
+
+    def __init__(self) -> None:
+        # moto's callback code needs a task token endpoint whenever an integration pattern runs, so the
+        # token pattern is declared here too; _eval_execution still refuses '.waitForTaskToken' for SageMaker.
+        super().__init__(supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken})
+
+    def _validate_service_integration_is_supported(self) -> None:
+        # Checked when the state runs, so that the failure names the state.
+        return
+
+    def _eval_execution(self, env: Environment) -> None:
+        action = _pascal(self.resource.api_action)
+        sagemaker = _services().sagemaker
+        if not sagemaker.supports(action):
+            raise _unsupported(self, env, f"the SageMaker action {action!r} ({self.resource.resource_arn})")
+        if self.resource.condition == ResourceCondition.Sync and action not in SYNC_JOBS:
+            raise _unsupported(self, env, f"'.sync' on {action!r} ({self.resource.resource_arn})")
+        if self.resource.condition not in (None, ResourceCondition.Sync):
+            raise _unsupported(self, env, f"the '.{self.resource.condition}' pattern ({self.resource.resource_arn})")
+        super()._eval_execution(env)
+
+    def _eval_service_task(
+        self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+    ) -> None:  # type: ignore[override]  # noqa: E501
+        response = _services().sagemaker.call(_pascal(self.resource.api_action), normalised_parameters)
+        env.stack.append(_step_functions_json(response))
+
+    def _build_sync_resolver(  # type: ignore[override]
+        self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+    ) -> Callable[[], Any]:
+        services = _services()
+        job = SYNC_JOBS[_pascal(self.resource.api_action)]
+        job_name = normalised_parameters[job.name_parameter]
+
+        def describe_when_done() -> dict[str, Any] | None:
+            services.sagemaker.wait_for_job_change(job.kind, job_name, services.clock.real_seconds(SYNC_POLL_SECONDS))
+            description = services.sagemaker.call(job.describe_action, {job.name_parameter: job_name})
+            status = description[job.status_field]
+            if status == "Completed":
+                return _step_functions_json(description)
+            if status in ("Failed", "Stopped"):
+                raise _SyncJobFailed(_step_functions_json(description))
+            return None
+
+        return describe_when_done
+
+    def _eval_sync(  # type: ignore[override]
+        self,
+        env: Environment,
+        sync_resolver: Callable[[], Any],
+        timeout_seconds: int | None,
+        callback_endpoint: Any,
+        heartbeat_endpoint: Any,
+    ) -> Any:
+        # moto's loop sleeps 0.5 s between polls; the resolver here blocks on the job instead.
+        while env.is_running():
+            result = sync_resolver()
+            if result is not None:
+                return result
+        return None
+
+    def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:
+        if isinstance(ex, _SyncJobFailed):
+            return _task_failed(self, env, StatesErrorNameType.StatesTaskFailed.to_name(), str(ex))
+        if isinstance(ex, SageMakerError):
+            return _task_failed(self, env, _service_error_name("SageMaker", ex.code), ex.message)
+        return super()._from_error(env=env, ex=ex)
+
+
+class LocalAwsSdkTask(StateTaskServiceAwsSdk):
+    """`arn:aws:states:::aws-sdk:<service>:<action>` with AWS's error names and boto service names."""
+
+    def _get_boto_service_name(self, boto_service_name: str | None = None) -> str:
+        api_name = boto_service_name or self.resource.api_name
+        return _AWS_SDK_BOTO_NAMES.get(api_name, super()._get_boto_service_name(api_name))
+
+    def _eval_execution(self, env: Environment) -> None:
+        service, action = self.resource.api_name, self.resource.api_action
+        if self.resource.condition is not None:
+            raise _unsupported(self, env, f"the '.{self.resource.condition}' pattern ({self.resource.resource_arn})")
+        if service == "sagemaker" and not _services().sagemaker.supports(_pascal(action)):
+            raise _unsupported(self, env, f"the SageMaker API {_pascal(action)!r} ({self.resource.resource_arn})")
+        if (service, action) in _AWS_SDK_KNOWN_BROKEN:
+            reason = _AWS_SDK_KNOWN_BROKEN[(service, action)]
+            raise _unsupported(self, env, f"{self.resource.resource_arn} ({reason})")
+        super()._eval_execution(env)
+
+    def _eval_service_task(self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any) -> None:  # type: ignore[override]  # noqa: E501
+        super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
+        # botocore parses timestamps into datetimes, which the execution's JSON output cannot hold.
+        env.stack.append(_iso_timestamps(env.stack.pop()))
+
+    def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:
+        if isinstance(ex, ClientError):
+            prefix = _AWS_SDK_ERROR_PREFIXES.get(self.resource.api_name.lower(), _pascal(self.resource.api_name))
+            error = _service_error_name(prefix, ex.response["Error"]["Code"])
+            metadata = ex.response.get("ResponseMetadata", {})
+            cause = (
+                f"{ex.response['Error'].get('Message', '')} (Service: {prefix}, "
+                f"Status Code: {metadata.get('HTTPStatusCode', 400)}, Request ID: {metadata.get('RequestId', '')})"
+            )
+            return _task_failed(self, env, error, cause)
+        return super()._from_error(env=env, ex=ex)
+
+
+class UnsupportedTask(StateTaskServiceCallback):
+    """A Task whose resource the twin cannot run: fails the execution, naming the state and the resource."""
+
+    def __init__(self, feature: str) -> None:
+        super().__init__(supported_integration_patterns=set())
+        self._feature = feature
+
+    def _validate_service_integration_is_supported(self) -> None:
+        return
+
+    def _get_sfn_resource_type(self) -> str:
+        return getattr(getattr(self, "resource", None), "service_name", "unsupported")
+
+    def _eval_execution(self, env: Environment) -> None:
+        raise _unsupported(self, env, self._feature)
+
+    def _eval_service_task(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an unsupported task never calls a service")
+
+
+def _local_state_task_for(resource: Resource) -> StateTask:
+    if isinstance(resource, ServiceResource):
+        if resource.service_name == "sagemaker":
+            return LocalSageMakerTask()
+        if resource.service_name == "aws-sdk":
+            return LocalAwsSdkTask()
+        if (resource.service_name, resource.api_action) in _MOTO_SERVED_INTEGRATIONS:
+            if resource.condition is not None:
+                return UnsupportedTask(f"the '.{resource.condition}' pattern of {resource.resource_arn}")
+            return state_task_factory.state_task_for(resource)
+        return UnsupportedTask(f"the integration {resource.resource_arn}")
+    if isinstance(resource, LambdaResource):
+        return state_task_factory.state_task_for(resource)
+    if isinstance(resource, ActivityResource):
+        return UnsupportedTask(f"the activity {resource.resource_arn} (no activity workers run locally)")
+    return UnsupportedTask(f"the resource {getattr(resource, 'resource_arn', resource)!r}")
+
+
+class _ClockTime:
+    """Stands in for the `time` module inside moto's retrier so that Retry intervals use the clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds)
+
+
+def _patch(owner: Any, attribute: str, replacement: Any, restore: list[Callable[[], None]]) -> None:
+    original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+    setattr(owner, attribute, replacement)
+    restore.append(lambda: setattr(owner, attribute, original))
+
+
+def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambdaRunner, clock: Clock) -> None:
+    """Plug the local SageMaker, the in-process Lambda runner and the clock into moto's engine.
+
+    Call inside an active `moto.mock_aws(...)`; undo with `uninstall_local_integrations()`.
+    """
+    global _installed
+    with _install_lock:
+        if _installed is not None:
+            raise RuntimeError("Local integrations are already installed: uninstall them before installing again")
+        installation = _Installation(sagemaker=sagemaker, lambdas=lambdas, clock=clock)
+        restore = installation.restore
+
+        _patch(preprocessor, "state_task_for", _local_state_task_for, restore)
+
+        def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
+            if wait_seconds > 0:
+                # program_state_event is set when the execution stops, which must interrupt the wait.
+                clock.wait(env.program_state_event, wait_seconds)
+
+        _patch(WaitFunction, "_wait_interval", wait_interval, restore)
+
+        def timestamp_wait_seconds(self: Timestamp, env: Environment) -> int:
+            self.string.eval(env=env)
+            timestamp_text: str = env.stack.pop()
+            timestamp = self._from_timestamp_string(timestamp=timestamp_text)
+            if timestamp is None:
+                raise FailureEventException(self._create_failure_event(env, timestamp_text))
+            # The ASL timestamp format ends in Z: it is UTC, compared here with the twin's virtual now.
+            return int((timestamp.replace(tzinfo=UTC) - clock.now()).total_seconds())
+
+        _patch(Timestamp, "_get_wait_seconds", timestamp_wait_seconds, restore)
+        _patch(retrier_decl, "time", _ClockTime(clock), restore)
+
+        original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
+
+        def error_equals_as_on_aws(self: Any, env: Environment) -> None:
+            error_name = env.stack[-1]
+            terminal = isinstance(error_name, StatesErrorName) and error_name.typ in _TERMINAL_RUNTIME_ERRORS
+            if terminal and error_name not in self.error_names:
+                env.stack.pop()
+                env.stack.append(False)
+                return
+            original_error_equals(self, env)
+
+        _patch(error_equals_decl.ErrorEqualsDecl, "_eval_body", error_equals_as_on_aws, restore)
+
+        engine_logger = logging.getLogger(ENGINE_LOGGER)
+        previous_level = engine_logger.level
+        # moto logs every handled task failure at ERROR with a huge repr; the history has the facts.
+        engine_logger.setLevel(logging.CRITICAL)
+        restore.append(lambda: engine_logger.setLevel(previous_level))
+
+        lambdas.install()
+        restore.append(lambdas.uninstall)
+        sagemaker.install()
+        restore.append(sagemaker.uninstall)
+        _installed = installation
+
+
+def uninstall_local_integrations() -> None:
+    """Restore moto's engine as it was; a no-op when nothing is installed."""
+    global _installed
+    with _install_lock:
+        if _installed is None:
+            return
+        for undo in reversed(_installed.restore):
+            undo()
+        _installed = None

@@ -1,0 +1,226 @@
+"""Run the stack's Lambda handlers in-process, for the engine's `lambda:invoke` tasks and for boto3 `lambda.invoke`.
+
+moto's docker-less Lambda backend only echoes the payload. `LocalLambdaRunner.install()` replaces its
+`invoke` for the duration of the twin: a registered function runs its real handler with a
+`LambdaContext` and its own environment; an exception becomes `FunctionError: Unhandled` with the
+`errorType`/`errorMessage`/`stackTrace` payload AWS returns, so `Retry`/`Catch` on error names behave
+as on AWS. Functions that are not registered keep moto's behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"
+
+
+class LambdaFunctionNotRegistered(LookupError):
+    """Raised by `LocalLambdaRunner.invoke` for a function the twin does not know."""
+
+
+class LambdaInvocationError(Exception):
+    """A handler raised: carries the payload AWS would return with `FunctionError: Unhandled`."""
+
+    def __init__(self, function_name: str, error_payload: dict[str, Any]) -> None:
+        super().__init__(f"{function_name} failed: {error_payload['errorType']}: {error_payload['errorMessage']}")
+        self.function_name = function_name
+        self.error_payload = error_payload
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of AWS's Python `LambdaContext` that handlers and Powertools read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 128
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    timeout_seconds: int = 3
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass(frozen=True)
+class RegisteredFunction:
+    function_name: str
+    handler: str
+    code_dir: Path
+    environment: dict[str, str]
+    timeout: int
+
+
+def _function_name_of(function_name_or_arn: str) -> str:
+    """`name`, `name:qualifier`, `arn:...:function:name[:qualifier]` -> `name`."""
+    if function_name_or_arn.startswith("arn:"):
+        return function_name_or_arn.split(":")[6]
+    return function_name_or_arn.split(":")[0]
+
+
+class LocalLambdaRunner:
+    """In-process Lambda: `register` the stack's functions, `install` into moto, `invoke` by name or ARN."""
+
+    def __init__(self, region: str = DEFAULT_REGION, account_id: str = DEFAULT_ACCOUNT) -> None:
+        self.region = region
+        self.account_id = account_id
+        self._functions: dict[str, RegisteredFunction] = {}
+        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        # The process has one os.environ: calls are serialised so each sees only its own function's environment.
+        # Re-entrant because a handler may invoke another function.
+        self._environment_lock = threading.RLock()
+        self._original_backend_invoke: Callable[..., Any] | None = None
+
+    def register(
+        self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
+    ) -> None:
+        """Make `function_name` runnable: `handler` is `module.function` inside `code_dir`."""
+        module_name, _, function = handler.rpartition(".")
+        if not module_name or not function:
+            raise ValueError(f"Handler {handler!r} of {function_name} must look like 'module.function'")
+        code_dir = Path(code_dir).resolve()
+        if not code_dir.is_dir():
+            raise FileNotFoundError(f"Code directory {code_dir} of function {function_name} does not exist")
+        self._functions[function_name] = RegisteredFunction(
+            function_name, handler, code_dir, dict(environment), int(timeout)
+        )
+        self._handlers.pop(function_name, None)
+
+    @property
+    def function_names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def invoke(self, function_name_or_arn: str, payload: Any) -> Any:
+        """Run the handler with `payload` and return its result; raise `LambdaInvocationError` when it raises."""
+        name = _function_name_of(function_name_or_arn)
+        registered = self._functions.get(name)
+        if registered is None:
+            raise LambdaFunctionNotRegistered(
+                f"Lambda function {name!r} is not registered with the local twin; known: {self.function_names}"
+            )
+        context = LambdaContext(
+            function_name=name,
+            invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
+            timeout_seconds=registered.timeout,
+        )
+        with self._environment_lock, self._function_environment(registered):
+            handler = self._load_handler(registered)
+            started = time.monotonic()
+            try:
+                result = handler(payload, context)
+            except Exception as error:
+                raise LambdaInvocationError(
+                    name,
+                    {
+                        "errorMessage": str(error),
+                        "errorType": type(error).__name__,
+                        "requestId": context.aws_request_id,
+                        "stackTrace": traceback.format_exception(error)[1:],
+                    },
+                ) from error
+            elapsed = time.monotonic() - started
+        if elapsed > registered.timeout:
+            # The handler cannot be interrupted in-process; report the timeout AWS would have enforced.
+            raise LambdaInvocationError(
+                name,
+                {
+                    "errorMessage": f"{context.aws_request_id} Task timed out after {registered.timeout:.2f} seconds",
+                    "errorType": "Sandbox.Timedout",
+                },
+            )
+        return result
+
+    @contextmanager
+    def _function_environment(self, registered: RegisteredFunction) -> Iterator[None]:
+        lambda_environment = {
+            "AWS_LAMBDA_FUNCTION_NAME": registered.function_name,
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(registered.timeout),
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            **registered.environment,
+        }
+        saved = {key: os.environ.get(key) for key in lambda_environment}
+        os.environ.update(lambda_environment)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _load_handler(self, registered: RegisteredFunction) -> Callable[[Any, Any], Any]:
+        if registered.function_name in self._handlers:
+            return self._handlers[registered.function_name]
+        module_name, _, function = registered.handler.rpartition(".")
+        if str(registered.code_dir) not in sys.path:
+            sys.path.insert(0, str(registered.code_dir))
+        module = importlib.import_module(module_name)
+        module_file = Path(getattr(module, "__file__", "") or "").resolve()
+        if registered.code_dir not in module_file.parents:
+            raise ImportError(
+                f"Handler module {module_name!r} of {registered.function_name} resolved to {module_file}, "
+                f"outside its code directory {registered.code_dir}: rename one of the modules"
+            )
+        handler = getattr(module, function, None)
+        if not callable(handler):
+            raise AttributeError(f"Handler {registered.handler!r} of {registered.function_name} is not a function")
+        self._handlers[registered.function_name] = handler
+        return handler
+
+    def install(self) -> None:
+        """Route moto's docker-less Lambda `invoke` (boto3 and the engine's `lambda:invoke`) to this runner."""
+        if self._original_backend_invoke is not None:
+            return
+        original = LambdaSimpleBackend.invoke
+        runner = self
+
+        def invoke_in_process(
+            backend: LambdaSimpleBackend,
+            function_name: str,
+            qualifier: str | None,
+            body: Any,
+            headers: Any,
+            response_headers: Any,
+        ) -> str | bytes | None:
+            if _function_name_of(function_name) not in runner._functions:
+                return original(backend, function_name, qualifier, body, headers, response_headers)
+            payload = json.loads(body) if body else {}
+            try:
+                result = runner.invoke(function_name, payload)
+            except LambdaInvocationError as failure:
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps(failure.error_payload).encode()
+            return json.dumps(result).encode()
+
+        LambdaSimpleBackend.invoke = invoke_in_process  # type: ignore[method-assign]
+        self._original_backend_invoke = original
+
+    def uninstall(self) -> None:
+        """Give moto its own Lambda `invoke` back."""
+        if self._original_backend_invoke is not None:
+            LambdaSimpleBackend.invoke = self._original_backend_invoke  # type: ignore[method-assign]
+            self._original_backend_invoke = None

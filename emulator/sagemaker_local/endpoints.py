@@ -1,0 +1,85 @@
+"""Start, probe, call and stop the model servers behind local endpoints and transform jobs."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from emulator.sagemaker_local.containers import container_path_environment
+
+SERVING_SCRIPT = Path(__file__).with_name("serving.py")
+# Loading a model (importing xgboost, reading the booster) takes a few seconds on a busy machine.
+STARTUP_TIMEOUT_SECONDS = 120.0
+
+
+class ModelServerError(RuntimeError):
+    """The model server could not start, or answered an invocation with an error."""
+
+
+class ModelServer:
+    """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1."""
+
+    def __init__(self, model_dir: Path, environment: dict[str, str], log_path: Path) -> None:
+        self.model_dir = model_dir
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        env = {**os.environ, **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
+        self._process = subprocess.Popen(
+            [sys.executable, str(SERVING_SCRIPT), "--model-dir", str(model_dir)],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,
+        )
+        self.port = self._read_port()
+
+    def _read_port(self) -> int:
+        assert self._process.stdout is not None
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self._process.stdout.readline().decode()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(STARTUP_TIMEOUT_SECONDS)
+        line = result[0] if result else ""
+        if not line.startswith("LISTENING "):
+            self.stop()
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-15:]
+            raise ModelServerError(
+                f"The model server for {self.model_dir} did not start: " + ("\n".join(tail) or "no output")
+            )
+        return int(line.split()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ping(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection.request("GET", "/ping")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def invoke(self, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
+        """POST `/invocations`; raises `ModelServerError` with the model's traceback on an error status."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {"Content-Type": content_type, "Accept": accept or content_type}
+        connection.request("POST", "/invocations", body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise ModelServerError(payload.decode(errors="replace"))
+        return payload, response.getheader("Content-Type") or headers["Accept"]
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._log.close()

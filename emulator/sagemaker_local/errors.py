@@ -1,0 +1,25 @@
+"""SageMaker API errors of the local backend, with the codes AWS uses."""
+
+from __future__ import annotations
+
+
+class SageMakerError(Exception):
+    """An error the SageMaker API would return: `code` is AWS's error code (e.g. `ValidationException`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def validation_error(message: str) -> SageMakerError:
+    return SageMakerError("ValidationException", message)
+
+
+def not_found(kind: str, name: str) -> SageMakerError:
+    # SageMaker answers Describe* on a missing resource with a ValidationException, not a 404.
+    return SageMakerError("ValidationException", f"Could not find {kind} '{name}'.")
+
+
+def already_exists(kind: str, name: str) -> SageMakerError:
+    return SageMakerError("ResourceInUse", f"{kind} '{name}' already exists.")

@@ -1,0 +1,422 @@
+"""Run SageMaker training, processing and transform jobs as local child processes, staged from and to moto's S3.
+
+Each runner takes a job's Describe* record, gives it a directory standing for `/opt/ml`, stages the
+inputs, runs the script mode command with SageMaker's environment (`SM_*`, `OPT_ML_ROOT`), uploads the
+outputs and moves the record through SageMaker's statuses via `update`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.clock import Clock
+from emulator.sagemaker_local.containers import ContainerProcess, failure_reason, rewrite_container_paths
+from emulator.sagemaker_local.endpoints import ModelServer
+from emulator.sagemaker_local.s3io import S3Stager, extract_tarball, tar_directory
+
+CURRENT_HOST = "algo-1"
+UpdateRecord = Callable[..., None]
+
+
+class JobSetupError(Exception):
+    """The job cannot start as specified (missing input, unsupported option): becomes its FailureReason."""
+
+
+@dataclass
+class JobRecord:
+    """A job's Describe* output plus what the twin needs to run and stop it."""
+
+    kind: str
+    description: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    container: ContainerProcess | None = None
+    stop_requested: bool = False
+
+
+def decode_hyperparameter(value: Any) -> Any:
+    """SageMaker's framework estimators JSON-encode hyperparameter values; plain strings pass through."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _cli_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def user_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters the script sees: decoded, without the toolkit's own `sagemaker_*` keys."""
+    return {
+        name: decode_hyperparameter(value)
+        for name, value in hyperparameters.items()
+        if not name.startswith("sagemaker_")
+    }
+
+
+def parse_final_metrics(
+    metric_definitions: list[dict[str, str]], log_lines: list[str], now: Any
+) -> list[dict[str, Any]]:
+    """FinalMetricDataList: for each MetricDefinition, the last value its regex captured in the job's output."""
+    final = []
+    for definition in metric_definitions:
+        pattern = re.compile(definition["Regex"])
+        last_value: float | None = None
+        for line in log_lines:
+            for match in pattern.finditer(line):
+                try:
+                    last_value = float(match.group(1))
+                except (IndexError, ValueError):
+                    continue
+        if last_value is not None:
+            final.append({"MetricName": definition["Name"], "Value": last_value, "Timestamp": now})
+    return final
+
+
+class SecondaryStatusTracker:
+    """Keeps SecondaryStatus and SecondaryStatusTransitions of a training job as SageMaker reports them."""
+
+    def __init__(self, clock: Clock, update: UpdateRecord) -> None:
+        self._clock = clock
+        self._update = update
+        self._transitions: list[dict[str, Any]] = []
+
+    def enter(self, status: str, message: str) -> None:
+        now = self._clock.now()
+        if self._transitions:
+            self._transitions[-1]["EndTime"] = now
+        self._transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+        self._update(SecondaryStatus=status, SecondaryStatusTransitions=[dict(t) for t in self._transitions])
+
+
+class JobRunner:
+    """What every job kind shares: the clock, S3 staging, and where job directories live."""
+
+    def __init__(self, clock: Clock, stager: S3Stager, work_dir: Path) -> None:
+        self.clock = clock
+        self.stager = stager
+        self.work_dir = work_dir
+
+    def job_root(self, kind: str, name: str) -> Path:
+        root = self.work_dir / kind / name
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        return root
+
+    def _stage_code(self, submit_directory: str, root: Path, code_dir: Path) -> None:
+        if submit_directory.startswith("s3://"):
+            archive = code_dir.parent / "sourcedir.tar.gz"
+            self.stager.download(submit_directory, archive.parent / "sourcedir-download")
+            downloaded = next((archive.parent / "sourcedir-download").rglob("*.tar.gz"), None)
+            if downloaded is None:
+                raise JobSetupError(f"sagemaker_submit_directory {submit_directory} holds no .tar.gz")
+            extract_tarball(downloaded, code_dir)
+            return
+        local = Path(rewrite_container_paths(submit_directory, root))
+        if local.is_file():
+            extract_tarball(local, code_dir)
+        elif local.is_dir():
+            shutil.copytree(local, code_dir, dirs_exist_ok=True)
+        else:
+            raise JobSetupError(
+                f"sagemaker_submit_directory {submit_directory!r} is neither an S3 URI nor a staged path "
+                "(with network isolation pass the tarball as the 'code' channel)"
+            )
+
+
+class TrainingRunner(JobRunner):
+    """Script mode training: `python3 <sagemaker_program> --name value ...` in the extracted sourcedir."""
+
+    def run(self, record: JobRecord, update: UpdateRecord, cpus: int) -> None:
+        description = record.description
+        name = description["TrainingJobName"]
+        status = SecondaryStatusTracker(self.clock, update)
+        started = time.monotonic()
+        update(TrainingStartTime=self.clock.now())
+        status.enter("Starting", "Preparing the instances for training")
+        try:
+            root = self.job_root("training", name)
+            status.enter("Downloading", "Downloading input data")
+            command, environment, code_dir, checkpoint_dir = self._prepare(description, root, cpus)
+            status.enter("Training", "Training image download completed. Training in progress.")
+            container = ContainerProcess(command, code_dir, environment, root / "logs" / "training.log")
+            record.container = container
+            if record.stop_requested:
+                container.kill()
+            exit_code = container.run()
+            log_lines = container.log_lines()
+            metrics = parse_final_metrics(
+                description["AlgorithmSpecification"].get("MetricDefinitions", []), log_lines, self.clock.now()
+            )
+            update(FinalMetricDataList=metrics)
+            if record.stop_requested:
+                self._finish(record, update, status, started, "Stopped", "Stopped", None)
+                return
+            if exit_code != 0:
+                reason = failure_reason(exit_code, [root / "output" / "failure"], log_lines)
+                self._finish(record, update, status, started, "Failed", "Failed", reason)
+                return
+            status.enter("Uploading", "Uploading generated training model")
+            self._upload_outputs(description, root, checkpoint_dir)
+        except JobSetupError as error:
+            self._finish(record, update, status, started, "Failed", "Failed", f"ClientError: {error}")
+            return
+        except (OSError, ValueError) as error:
+            self._finish(record, update, status, started, "Failed", "Failed", f"ClientError: {error}")
+            return
+        self._finish(record, update, status, started, "Completed", "Completed", None)
+
+    def _prepare(
+        self, description: dict[str, Any], root: Path, cpus: int
+    ) -> tuple[list[str], dict[str, str], Path, Path | None]:
+        channels: list[str] = []
+        for channel in description.get("InputDataConfig", []):
+            channel_name = channel["ChannelName"]
+            s3_source = channel.get("DataSource", {}).get("S3DataSource")
+            if s3_source is None:
+                raise JobSetupError(f"Channel {channel_name!r}: only S3DataSource inputs run locally")
+            try:
+                self.stager.download(s3_source["S3Uri"], root / "input" / "data" / channel_name)
+            except FileNotFoundError as error:
+                raise JobSetupError(f"Channel {channel_name!r}: {error}") from error
+            channels.append(channel_name)
+        checkpoint_dir = None
+        checkpoint = description.get("CheckpointConfig")
+        if checkpoint:
+            checkpoint_dir = Path(rewrite_container_paths(checkpoint.get("LocalPath") or "/opt/ml/checkpoints", root))
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.stager.download(checkpoint["S3Uri"], checkpoint_dir)
+            except FileNotFoundError:
+                pass  # A first run has no checkpoints yet.
+        hyperparameters = description.get("HyperParameters", {})
+        program = decode_hyperparameter(hyperparameters.get("sagemaker_program", ""))
+        submit_directory = decode_hyperparameter(hyperparameters.get("sagemaker_submit_directory", ""))
+        if not program or not submit_directory:
+            raise JobSetupError(
+                "Only script mode runs locally: set the sagemaker_program and sagemaker_submit_directory hyperparameters"
+            )
+        code_dir = root / "code"
+        self._stage_code(str(submit_directory), root, code_dir)
+        if not (code_dir / str(program)).is_file():
+            raise JobSetupError(f"sagemaker_program {program!r} is not in the source directory {submit_directory}")
+        model_dir = root / "model"
+        output_data_dir = root / "output" / "data"
+        config_dir = root / "input" / "config"
+        for directory in (model_dir, output_data_dir, config_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        user_hps = user_hyperparameters(hyperparameters)
+        resource_config = {"current_host": CURRENT_HOST, "hosts": [CURRENT_HOST], "network_interface_name": "lo"}
+        (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+        (config_dir / "resourceconfig.json").write_text(json.dumps(resource_config))
+        (config_dir / "inputdataconfig.json").write_text(
+            json.dumps({channel["ChannelName"]: channel for channel in description.get("InputDataConfig", [])})
+        )
+        user_args = [part for hp, value in user_hps.items() for part in (f"--{hp}", _cli_value(value))]
+        environment = {
+            **{key: str(value) for key, value in description.get("Environment", {}).items()},
+            "OPT_ML_ROOT": str(root),
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DIR": str(root / "output"),
+            "SM_OUTPUT_DATA_DIR": str(output_data_dir),
+            "SM_INPUT_DIR": str(root / "input"),
+            "SM_INPUT_CONFIG_DIR": str(config_dir),
+            "SM_CHANNELS": json.dumps(channels),
+            "SM_HPS": json.dumps(user_hps),
+            "SM_USER_ARGS": json.dumps(user_args),
+            "SM_USER_ENTRY_POINT": str(program),
+            "SM_MODULE_DIR": str(submit_directory),
+            "SM_NUM_CPUS": str(cpus),
+            "SM_NUM_GPUS": "0",
+            "SM_CURRENT_HOST": CURRENT_HOST,
+            "SM_HOSTS": json.dumps([CURRENT_HOST]),
+            "SM_LOG_LEVEL": "20",
+            "SM_RESOURCE_CONFIG": json.dumps(resource_config),
+            "TRAINING_JOB_NAME": description["TrainingJobName"],
+            # Each concurrent job gets its share of the cores, as each would get its own instance on AWS.
+            "OMP_NUM_THREADS": str(cpus),
+        }
+        for channel_name in channels:
+            environment[f"SM_CHANNEL_{channel_name.upper()}"] = str(root / "input" / "data" / channel_name)
+        for hp, value in user_hps.items():
+            environment[f"SM_HP_{hp.upper()}"] = _cli_value(value)
+        if checkpoint_dir is not None:
+            environment["SM_CHECKPOINT_DIR"] = str(checkpoint_dir)
+        return ["python3", str(program), *user_args], environment, code_dir, checkpoint_dir
+
+    def _upload_outputs(self, description: dict[str, Any], root: Path, checkpoint_dir: Path | None) -> None:
+        output_config = description["OutputDataConfig"]
+        kms_key = output_config.get("KmsKeyId") or None
+        prefix = f"{output_config['S3OutputPath'].rstrip('/')}/{description['TrainingJobName']}/output"
+        model_archive = tar_directory(root / "model", root / "output" / "model.tar.gz")
+        self.stager.upload_file(model_archive, f"{prefix}/model.tar.gz", kms_key)
+        output_data = root / "output" / "data"
+        if any(output_data.iterdir()):
+            self.stager.upload_file(
+                tar_directory(output_data, root / "output" / "output.tar.gz"), f"{prefix}/output.tar.gz", kms_key
+            )
+        if checkpoint_dir is not None and any(checkpoint_dir.iterdir()):
+            self.stager.upload_directory(checkpoint_dir, description["CheckpointConfig"]["S3Uri"], kms_key)
+
+    def _finish(
+        self,
+        record: JobRecord,
+        update: UpdateRecord,
+        status: SecondaryStatusTracker,
+        started: float,
+        job_status: str,
+        secondary: str,
+        reason: str | None,
+    ) -> None:
+        description = record.description
+        status.enter(
+            secondary,
+            {"Completed": "Training job completed", "Stopped": "Training job stopped"}.get(secondary, reason or ""),
+        )
+        seconds = max(1, int(time.monotonic() - started))
+        fields: dict[str, Any] = {
+            "TrainingEndTime": self.clock.now(),
+            "TrainingTimeInSeconds": seconds,
+            "BillableTimeInSeconds": seconds,
+        }
+        if job_status == "Completed":
+            output_path = description["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+            fields["ModelArtifacts"] = {
+                "S3ModelArtifacts": f"{output_path}/{description['TrainingJobName']}/output/model.tar.gz"
+            }
+        if reason:
+            fields["FailureReason"] = reason
+        update(TrainingJobStatus=job_status, **fields)
+
+
+class ProcessingRunner(JobRunner):
+    """Processing: stage ProcessingInputs, run ContainerEntrypoint + ContainerArguments, upload ProcessingOutputs."""
+
+    def run(self, record: JobRecord, update: UpdateRecord) -> None:
+        description = record.description
+        update(ProcessingStartTime=self.clock.now())
+        try:
+            root = self.job_root("processing", description["ProcessingJobName"])
+            command, environment = self._prepare(description, root)
+            container = ContainerProcess(command, root, environment, root / "logs" / "processing.log")
+            record.container = container
+            if record.stop_requested:
+                container.kill()
+            exit_code = container.run()
+            if record.stop_requested:
+                update(ProcessingJobStatus="Stopped", ProcessingEndTime=self.clock.now())
+                return
+            if exit_code != 0:
+                reason = failure_reason(
+                    exit_code, [root / "output" / "failure", root / "output" / "message"], container.log_lines()
+                )
+                update(
+                    ProcessingJobStatus="Failed",
+                    FailureReason=reason,
+                    ExitMessage=reason,
+                    ProcessingEndTime=self.clock.now(),
+                )
+                return
+            self._upload_outputs(description, root)
+        except (JobSetupError, OSError, ValueError) as error:
+            update(
+                ProcessingJobStatus="Failed", FailureReason=f"ClientError: {error}", ProcessingEndTime=self.clock.now()
+            )
+            return
+        update(ProcessingJobStatus="Completed", ProcessingEndTime=self.clock.now())
+
+    def _prepare(self, description: dict[str, Any], root: Path) -> tuple[list[str], dict[str, str]]:
+        for processing_input in description.get("ProcessingInputs", []):
+            s3_input = processing_input.get("S3Input")
+            if s3_input is None:
+                raise JobSetupError(f"ProcessingInput {processing_input.get('InputName')!r}: only S3Input runs locally")
+            local_path = Path(rewrite_container_paths(s3_input["LocalPath"], root))
+            try:
+                self.stager.download(s3_input["S3Uri"], local_path)
+            except FileNotFoundError as error:
+                raise JobSetupError(f"ProcessingInput {processing_input.get('InputName')!r}: {error}") from error
+        for output in description.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            Path(rewrite_container_paths(output["S3Output"]["LocalPath"], root)).mkdir(parents=True, exist_ok=True)
+        app = description["AppSpecification"]
+        entrypoint = app.get("ContainerEntrypoint")
+        if not entrypoint:
+            raise JobSetupError(
+                f"AppSpecification of image {app.get('ImageUri')!r} has no ContainerEntrypoint: the local twin "
+                "cannot know the image's default entrypoint, so name the command explicitly"
+            )
+        config_dir = root / "config"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "processingjobconfig.json").write_text(json.dumps(description, default=str))
+        (config_dir / "resourceconfig.json").write_text(
+            json.dumps({"current_host": CURRENT_HOST, "hosts": [CURRENT_HOST]})
+        )
+        command = rewrite_container_paths(list(entrypoint) + list(app.get("ContainerArguments", [])), root)
+        environment = {key: str(value) for key, value in description.get("Environment", {}).items()}
+        environment["OPT_ML_ROOT"] = str(root)
+        return command, environment
+
+    def _upload_outputs(self, description: dict[str, Any], root: Path) -> None:
+        output_config = description.get("ProcessingOutputConfig", {})
+        kms_key = output_config.get("KmsKeyId") or None
+        for output in output_config.get("Outputs", []):
+            s3_output = output["S3Output"]
+            local_path = Path(rewrite_container_paths(s3_output["LocalPath"], root))
+            self.stager.upload_directory(local_path, s3_output["S3Uri"], kms_key)
+
+
+class TransformRunner(JobRunner):
+    """Batch transform: serve the model locally and send it each input object (or each line of it)."""
+
+    def run(self, record: JobRecord, update: UpdateRecord, model_dir: Path, model_environment: dict[str, str]) -> None:
+        description = record.description
+        update(TransformStartTime=self.clock.now())
+        server: ModelServer | None = None
+        try:
+            root = self.job_root("transform", description["TransformJobName"])
+            server = ModelServer(model_dir, model_environment, root / "logs" / "model-server.log")
+            self._transform(description, root, server)
+        except Exception as error:
+            update(
+                TransformJobStatus="Failed",
+                FailureReason=f"AlgorithmError: {error}"[:1024],
+                TransformEndTime=self.clock.now(),
+            )
+            return
+        finally:
+            if server is not None:
+                server.stop()
+        update(TransformJobStatus="Completed", TransformEndTime=self.clock.now())
+
+    def _transform(self, description: dict[str, Any], root: Path, server: ModelServer) -> None:
+        transform_input = description["TransformInput"]
+        transform_output = description["TransformOutput"]
+        source_uri = transform_input["DataSource"]["S3DataSource"]["S3Uri"]
+        inputs = self.stager.download(source_uri, root / "input")
+        content_type = transform_input.get("ContentType", "text/csv")
+        accept = transform_output.get("Accept") or content_type
+        split_lines = transform_input.get("SplitType") == "Line"
+        single_record = description.get("BatchStrategy") == "SingleRecord"
+        joiner = b"\n" if transform_output.get("AssembleWith") == "Line" or split_lines else b""
+        output_prefix = transform_output["S3OutputPath"].rstrip("/")
+        for input_path in inputs:
+            body = input_path.read_bytes()
+            if split_lines and single_record:
+                records = [line for line in body.splitlines() if line.strip()]
+                results = [server.invoke(line, content_type, accept)[0].rstrip(b"\n") for line in records]
+            else:
+                results = [server.invoke(body, content_type, accept)[0]]
+            relative = input_path.relative_to(root / "input").as_posix()
+            self.stager.put_bytes(
+                joiner.join(results), f"{output_prefix}/{relative}.out", transform_output.get("KmsKeyId") or None
+            )
