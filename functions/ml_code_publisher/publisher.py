@@ -190,7 +190,13 @@ def send_response(response_url: str, body: Mapping[str, Any]) -> None:
         logger.info("CloudFormation response sent", extra={"status": body["Status"], "http_status": reply.status})
 
 
-def handle_request(event: Mapping[str, Any], s3_client: Any, region: str) -> dict[str, Any]:
+def handle_request(
+    event: Mapping[str, Any],
+    s3_client: Any,
+    region: str,
+    ml_dir: Path = ML_DIR,
+    image_uris_file: Path = IMAGE_URIS_FILE,
+) -> dict[str, Any]:
     """Turns one custom resource request into the response body; never raises, so CloudFormation never waits."""
     request_type = event.get("RequestType")
     physical_id = str(event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId', 'MlCode')}-unpublished")
@@ -200,7 +206,7 @@ def handle_request(event: Mapping[str, Any], s3_client: Any, region: str) -> dic
             return cloudformation_response(event, "SUCCESS", physical_id, reason="artifacts kept for lineage")
         if request_type not in ("Create", "Update"):
             raise ValueError(f"unknown RequestType {request_type!r}: expected Create, Update or Delete")
-        published = publish_ml_code(s3_client, event.get("ResourceProperties", {}), region)
+        published = publish_ml_code(s3_client, event.get("ResourceProperties", {}), region, ml_dir, image_uris_file)
     except Exception as exc:  # any failure must reach CloudFormation as FAILED, with the reason
         logger.exception("MlCode request failed", extra={"request_type": request_type})
         return cloudformation_response(event, "FAILED", physical_id, reason=f"{type(exc).__name__}: {exc}")
