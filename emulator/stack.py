@@ -1,0 +1,778 @@
+"""Deploy template.yaml into moto's CloudFormation; describe what the twin must run: functions, state machines, rules.
+
+The same template `sam deploy` ships, not a second description of the stack:
+
+1. Local `CodeUri`s are zipped (deterministically) into a staging bucket, as `sam deploy` uploads them to its
+   managed bucket; local `DefinitionUri`s are uploaded the same way and the ASL file is remembered.
+2. samtranslator runs the SAM transform offline, with a static managed-policy table instead of IAM's ListPolicies.
+3. moto's CloudFormation creates the stack, so every `Ref`/`GetAtt`/`Sub`/`If` is resolved by one resolver. While
+   it runs, resource types moto cannot create are served here (see `EMULATED_TYPES`): `Custom::MlCode` publishes
+   the sourcedir tarball of `ml/`, the model package group goes to SageMaker, state machines and SQS event source
+   mappings are recorded for the twin (moto would put the former on its non-executing engine and deliver the
+   latter one message at a time, defeating the coalescing batch window). Any other type moto lacks is left out
+   with a logged note and listed in `DeployedStack.skipped`.
+4. Each state machine's `DefinitionSubstitutions`, as resolved by the stack, are applied to its ASL file; a
+   placeholder left without a value is an error naming it.
+
+Must run inside `moto.mock_aws()`: every call goes to moto's in-process backends.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.cloudformation import parsing as cfn_parsing
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.cloudformation.models import cloudformation_backends
+from samtranslator.translator.transform import transform as sam_transform
+from samtranslator.yaml_helper import yaml_parse
+
+from mlops.pipeline_config import load_pipeline_config
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_STACK_NAME = "mlops-local"
+# What `sam deploy`'s managed bucket is on AWS: where packaged code and definitions wait for CloudFormation.
+STAGING_BUCKET = "mlops-local-deployment-staging"
+# Lambda zips and tarballs are byte-identical for identical sources: the timestamp zip format allows.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store"}
+# Written by `mlops export` next to the ASL: the framework image URI of every supported region.
+IMAGE_URI_TABLE = "image-uris.json"
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+# The transform only asks for managed policies that templates name by name; these are the ones SAM itself adds.
+_MANAGED_POLICIES = {
+    name: f"arn:aws:iam::aws:policy/{path}{name}"
+    for name, path in {
+        "AWSLambdaBasicExecutionRole": "service-role/",
+        "AWSLambdaSQSQueueExecutionRole": "service-role/",
+        "AWSLambdaVPCAccessExecutionRole": "service-role/",
+        "AWSXrayWriteOnlyAccess": "",
+        "AWSXRayDaemonWriteAccess": "",
+        "CloudWatchLambdaInsightsExecutionRolePolicy": "",
+    }.items()
+}
+
+
+class StackDeployError(RuntimeError):
+    """The template cannot be deployed into the twin; the message names the resource and what to change."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A deployed Lambda function, as the in-process runner needs it."""
+
+    logical_id: str
+    function_name: str
+    function_arn: str
+    handler: str
+    code_dir: Path
+    environment: dict[str, str]
+    timeout: int
+
+    @property
+    def module(self) -> str:
+        """The handler's module (`retrain_on_drift` for `retrain_on_drift.handler`)."""
+        return self.handler.rpartition(".")[0]
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    """A state machine of the stack, its definition with every substitution applied."""
+
+    logical_id: str
+    name: str
+    arn: str
+    definition: str
+    role_arn: str
+    definition_file: Path | None
+    substitutions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """One target of a rule, with the input shaping EventBridge applies before delivery."""
+
+    target_id: str
+    arn: str
+    input: str | None = None
+    input_path: str | None = None
+    input_transformer: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """An EventBridge rule of the stack: an event pattern or a schedule, and its targets."""
+
+    logical_id: str
+    name: str
+    event_bus_name: str
+    enabled: bool
+    event_pattern: dict[str, Any] | None
+    schedule: str | None
+    targets: tuple[RuleTarget, ...]
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source mapping: the queue's messages reach `function_logical_id` in batches."""
+
+    logical_id: str
+    queue_arn: str
+    queue_url: str
+    function_logical_id: str
+    batch_size: int
+    batching_window_seconds: int
+    report_batch_item_failures: bool
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ResourceNote:
+    """A resource the twin handled itself (emulated) or left out (skipped), and why."""
+
+    logical_id: str
+    resource_type: str
+    note: str
+
+
+@dataclass
+class DeployedStack:
+    """What the deployed stack holds, keyed by the template's logical ids."""
+
+    stack_name: str
+    stack_id: str
+    parameters: dict[str, str]
+    resources: dict[str, str]
+    outputs: dict[str, str]
+    state_machines: dict[str, StateMachineSpec]
+    functions: dict[str, FunctionSpec]
+    rules: list[RuleSpec]
+    queue_sources: dict[str, QueueSource]
+    emulated: list[ResourceNote] = field(default_factory=list)
+    skipped: list[ResourceNote] = field(default_factory=list)
+
+    def function(self, name: str) -> FunctionSpec:
+        """A function by logical id (`RetrainOnDriftFunction`), handler module (`retrain_on_drift`), name or ARN."""
+        for spec in self.functions.values():
+            if name in (spec.logical_id, spec.module, spec.function_name, spec.function_arn):
+                return spec
+        known = ", ".join(f"{s.logical_id} ({s.module})" for s in self.functions.values())
+        raise KeyError(f"No function {name!r} in the stack; the functions are: {known}")
+
+    def state_machine(self, name: str) -> StateMachineSpec:
+        """A state machine by logical id, name, ARN or ASL file stem (`training` for training.asl.json)."""
+        for spec in self.state_machines.values():
+            stem = spec.definition_file.name.split(".")[0] if spec.definition_file else None
+            if name in (spec.logical_id, spec.name, spec.arn, stem):
+                return spec
+        known = ", ".join(self.state_machines)
+        raise KeyError(f"No state machine {name!r} in the stack; the state machines are: {known}")
+
+
+class _StaticManagedPolicyLoader:
+    """samtranslator's policy loader without IAM: the default one calls ListPolicies on the account."""
+
+    def load(self) -> dict[str, str]:
+        return dict(_MANAGED_POLICIES)
+
+
+def deploy_stack(
+    template_path: Path,
+    parameter_overrides: Mapping[str, str],
+    *,
+    stack_name: str = DEFAULT_STACK_NAME,
+    statemachines_dir: Path | None = None,
+    ml_dir: Path | None = None,
+) -> DeployedStack:
+    """Deploys `template_path` into moto (call inside `mock_aws`) and returns what the twin must run.
+
+    `statemachines_dir` replaces the folder of every `DefinitionUri` (same file names), so a test can run a
+    changed copy of the ASL; `ml_dir` is what `Custom::MlCode` publishes (default: `ml/` next to the template).
+    """
+    template_path = Path(template_path).resolve()
+    if not template_path.is_file():
+        raise StackDeployError(f"Template {template_path} does not exist; pass the path of the SAM template.")
+    root = template_path.parent
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    deployment = _Deployment(
+        region=region,
+        stack_name=stack_name,
+        ml_dir=(ml_dir or root / "ml").resolve(),
+        statemachines_dir=statemachines_dir.resolve() if statemachines_dir else None,
+    )
+    template = yaml_parse(template_path.read_text(encoding="utf-8"))
+    deployment.stage_local_artifacts(template, root)
+    transformed = _transform(template, parameter_overrides, region)
+    parameters = {key: str(value) for key, value in parameter_overrides.items()}
+    stack_id = deployment.create_stack(transformed, parameters)
+    return deployment.describe(transformed, stack_id, parameters)
+
+
+def _transform(template: dict[str, Any], parameter_overrides: Mapping[str, str], region: str) -> dict[str, Any]:
+    # samtranslator reads the region from the environment for the pseudo parameters it resolves itself.
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = region
+    try:
+        return sam_transform(template, dict(parameter_overrides), _StaticManagedPolicyLoader())
+    except Exception as error:
+        raise StackDeployError(f"The SAM transform of the template failed: {error}") from error
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+
+
+def deterministic_zip(directory: Path) -> bytes:
+    """The files under `directory` as a zip whose bytes depend only on names and contents."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in _source_files(directory):
+            info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def deterministic_tarball(directory: Path) -> bytes:
+    """`sourcedir.tar.gz` of `directory`: sorted names, zero mtimes and owners, so equal code gives equal bytes."""
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.USTAR_FORMAT) as archive,
+    ):
+        for path in _source_files(directory):
+            info = tarfile.TarInfo(path.relative_to(directory).as_posix())
+            data = path.read_bytes()
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _source_files(directory: Path) -> list[Path]:
+    return sorted(
+        (
+            path
+            for path in directory.rglob("*")
+            if path.is_file()
+            and not any(part in _IGNORED_NAMES for part in path.relative_to(directory).parts)
+            and path.suffix != ".pyc"
+        ),
+        key=lambda path: path.relative_to(directory).as_posix(),
+    )
+
+
+class _EmulatedResource:
+    """A resource the twin created itself, answering `Ref` and `Fn::GetAtt` inside moto's stack like a moto model."""
+
+    def __init__(self, physical_id: str, attributes: Mapping[str, Any]) -> None:
+        self._physical_id = physical_id
+        self.attributes = dict(attributes)
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self._physical_id
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        if attribute_name not in self.attributes:
+            raise UnformattedGetAttTemplateException()
+        return self.attributes[attribute_name]
+
+    def is_created(self) -> bool:
+        return True
+
+
+# Resource types the twin creates itself while moto's CloudFormation deploys the stack (see _Deployment).
+EMULATED_TYPES = frozenset(
+    {
+        "Custom::MlCode",
+        "AWS::SageMaker::ModelPackageGroup",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::CloudWatch::Alarm",
+        "AWS::SQS::QueuePolicy",
+        "AWS::SNS::TopicPolicy",
+    }
+)
+
+# Types moto could create but the twin leaves out on purpose, and why.
+LEFT_OUT_TYPES = {
+    "AWS::S3::BucketPolicy": (
+        "not attached: moto 5.2.5 evaluates a Deny statement whose condition does not hold as a denial, so the "
+        "TLS-only and KMS-only statements would refuse every in-process request"
+    ),
+}
+
+_Emulator = Callable[[str, str, dict[str, Any]], _EmulatedResource]
+
+
+@dataclass
+class _StateMachineRecord:
+    logical_id: str
+    name: str
+    arn: str
+    role_arn: str
+    substitutions: dict[str, Any]
+    definition_string: str | None
+
+
+@dataclass
+class _Deployment:
+    """One deploy: the staged artifacts, and what the emulated resource types recorded while moto created them."""
+
+    region: str
+    stack_name: str
+    ml_dir: Path
+    statemachines_dir: Path | None
+    code_dirs: dict[str, Path] = field(default_factory=dict)
+    definition_files: dict[str, Path] = field(default_factory=dict)
+    state_machines: dict[str, _StateMachineRecord] = field(default_factory=dict)
+    event_source_mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    emulated: list[ResourceNote] = field(default_factory=list)
+
+    @property
+    def partition(self) -> str:
+        return "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
+
+    def client(self, service: Any) -> Any:
+        # `Any`, not `str`: boto3's stubs overload client() per literal service name.
+        return boto3.client(service, region_name=self.region)
+
+    # -- 1. packaging, as `sam deploy` does before CloudFormation sees the template
+
+    def stage_local_artifacts(self, template: dict[str, Any], root: Path) -> None:
+        s3 = self.client("s3")
+        s3.create_bucket(**_bucket_args(STAGING_BUCKET, self.region))
+        function_globals = template.get("Globals", {}).get("Function", {})
+        if isinstance(function_globals.get("CodeUri"), str):
+            function_globals["CodeUri"] = self._stage_code("Globals", function_globals["CodeUri"], root)
+        for logical_id, resource in template.get("Resources", {}).items():
+            properties = resource.get("Properties") or {}
+            if resource.get("Type") == "AWS::Serverless::Function" and isinstance(properties.get("CodeUri"), str):
+                properties["CodeUri"] = self._stage_code(logical_id, properties["CodeUri"], root)
+            if resource.get("Type") == "AWS::Serverless::StateMachine" and isinstance(
+                properties.get("DefinitionUri"), str
+            ):
+                properties["DefinitionUri"] = self._stage_definition(logical_id, properties["DefinitionUri"], root)
+
+    def _stage_code(self, owner: str, code_uri: str, root: Path) -> dict[str, str]:
+        if code_uri.startswith("s3://"):
+            raise StackDeployError(f"{owner}: CodeUri {code_uri} is already in S3; the twin runs local code only.")
+        code_dir = (root / code_uri).resolve()
+        if not code_dir.is_dir():
+            raise StackDeployError(f"{owner}: CodeUri {code_uri!r} is not a folder under {root}; create it or fix it.")
+        payload = deterministic_zip(code_dir)
+        key = f"code/{hashlib.sha256(payload).hexdigest()}.zip"
+        self.client("s3").put_object(Bucket=STAGING_BUCKET, Key=key, Body=payload)
+        self.code_dirs[key] = code_dir
+        return {"Bucket": STAGING_BUCKET, "Key": key}
+
+    def _stage_definition(self, logical_id: str, definition_uri: str, root: Path) -> dict[str, str]:
+        if definition_uri.startswith("s3://"):
+            raise StackDeployError(
+                f"{logical_id}: DefinitionUri {definition_uri} is in S3; the twin reads the ASL from a local file."
+            )
+        path = (root / definition_uri).resolve()
+        if self.statemachines_dir is not None:
+            path = self.statemachines_dir / path.name
+        if not path.is_file():
+            raise StackDeployError(
+                f"{logical_id}: definition {path} does not exist; run `mlops export` to write statemachines/."
+            )
+        key = f"statemachines/{path.name}"
+        self.client("s3").put_object(Bucket=STAGING_BUCKET, Key=key, Body=path.read_bytes())
+        self.definition_files[logical_id] = path
+        return {"Bucket": STAGING_BUCKET, "Key": key}
+
+    # -- 3. CloudFormation, with the types moto lacks served here
+
+    def create_stack(self, transformed: dict[str, Any], parameters: Mapping[str, str]) -> str:
+        cloudformation = self.client("cloudformation")
+        _work_around_moto_property_bugs(transformed)
+        with self._emulating_unsupported_types():
+            response = cloudformation.create_stack(
+                StackName=self.stack_name,
+                TemplateBody=json.dumps(transformed),
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+            )
+        stack = cloudformation.describe_stacks(StackName=response["StackId"])["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise StackDeployError(
+                f"Stack {self.stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason', 'no reason')}"
+            )
+        return str(response["StackId"])
+
+    @contextmanager
+    def _emulating_unsupported_types(self) -> Iterator[None]:
+        emulators: dict[str, _Emulator] = {
+            "Custom::MlCode": self._publish_ml_code,
+            "AWS::SageMaker::ModelPackageGroup": self._create_model_package_group,
+            "AWS::StepFunctions::StateMachine": self._record_state_machine,
+            "AWS::Lambda::EventSourceMapping": self._record_event_source_mapping,
+            "AWS::CloudWatch::Alarm": self._create_alarm,
+            "AWS::SQS::QueuePolicy": self._set_queue_policies,
+            "AWS::SNS::TopicPolicy": self._set_topic_policies,
+        }
+        classes = {resource_type: _model_class(emulator) for resource_type, emulator in emulators.items()}
+        original = cfn_parsing.resource_class_from_type
+
+        def resource_class_from_type(resource_type: str) -> Any:
+            if resource_type in classes:
+                return classes[resource_type]
+            if resource_type.startswith("Custom::") or resource_type in LEFT_OUT_TYPES:
+                # moto would invoke a custom resource's ServiceToken Lambda and wait for a callback that never comes.
+                return None
+            return original(resource_type)
+
+        cfn_parsing.resource_class_from_type = resource_class_from_type
+        try:
+            yield
+        finally:
+            cfn_parsing.resource_class_from_type = original
+
+    def _note(self, logical_id: str, resource_type: str, note: str) -> None:
+        self.emulated.append(ResourceNote(logical_id, resource_type, note))
+
+    def _publish_ml_code(self, logical_id: str, _name: str, properties: dict[str, Any]) -> _EmulatedResource:
+        bucket = properties.get("ArtifactBucket")
+        if not bucket:
+            raise StackDeployError(f"{logical_id} (Custom::MlCode) needs an ArtifactBucket property to publish to.")
+        if not self.ml_dir.is_dir():
+            raise StackDeployError(f"{logical_id}: the ml/ folder {self.ml_dir} does not exist.")
+        tarball = deterministic_tarball(self.ml_dir)
+        key = f"{properties.get('KeyPrefix', '')}sourcedir-{hashlib.sha256(tarball).hexdigest()}.tar.gz"
+        encryption = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": properties["KmsKeyArn"]}
+            if properties.get("KmsKeyArn")
+            else {}
+        )
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=tarball, **encryption)
+        source_dir_uri = f"s3://{bucket}/{key}"
+        image_uri = self._image_uri()
+        self._note(logical_id, "Custom::MlCode", f"published {source_dir_uri} in-process (no publisher Lambda)")
+        return _EmulatedResource(source_dir_uri, {"SourceDirUri": source_dir_uri, "ImageUri": image_uri})
+
+    def _image_uri(self) -> str:
+        """The XGBoost image the publisher would return, from the table `mlops export` writes next to the ASL.
+
+        Locally the jobs run ml/ in child processes, so the image only names the container AWS would use.
+        """
+        table_dirs = [self.statemachines_dir] if self.statemachines_dir else []
+        table_dirs += sorted({path.parent for path in self.definition_files.values()})
+        for directory in table_dirs:
+            table = directory / IMAGE_URI_TABLE
+            if table.is_file():
+                image_uris = json.loads(table.read_text(encoding="utf-8")).get("image_uris", {})
+                if self.region in image_uris:
+                    return str(image_uris[self.region])
+        return f"sagemaker-xgboost:{load_pipeline_config().training.framework_version}"
+
+    def _create_model_package_group(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
+        group_name = properties.get("ModelPackageGroupName") or name
+        arguments: dict[str, Any] = {"ModelPackageGroupName": group_name}
+        if properties.get("ModelPackageGroupDescription"):
+            arguments["ModelPackageGroupDescription"] = properties["ModelPackageGroupDescription"]
+        if properties.get("Tags"):
+            arguments["Tags"] = properties["Tags"]
+        arn = self.client("sagemaker").create_model_package_group(**arguments)["ModelPackageGroupArn"]
+        self._note(logical_id, "AWS::SageMaker::ModelPackageGroup", f"created {group_name} through the SageMaker API")
+        return _EmulatedResource(arn, {"ModelPackageGroupArn": arn, "ModelPackageGroupName": group_name})
+
+    def _record_state_machine(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
+        machine_name = properties.get("StateMachineName") or name
+        arn = f"arn:{self.partition}:states:{self.region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
+        self.state_machines[logical_id] = _StateMachineRecord(
+            logical_id=logical_id,
+            name=machine_name,
+            arn=arn,
+            role_arn=str(properties.get("RoleArn", "")),
+            substitutions=dict(properties.get("DefinitionSubstitutions") or {}),
+            definition_string=properties.get("DefinitionString"),
+        )
+        self._note(logical_id, "AWS::StepFunctions::StateMachine", "created by the twin on the executing engine")
+        return _EmulatedResource(arn, {"Arn": arn, "Name": machine_name})
+
+    def _record_event_source_mapping(
+        self, logical_id: str, _name: str, properties: dict[str, Any]
+    ) -> _EmulatedResource:
+        mapping_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack_name}/{logical_id}"))
+        self.event_source_mappings[logical_id] = properties
+        self._note(logical_id, "AWS::Lambda::EventSourceMapping", "delivered in batches by EventRouter.drain_queues()")
+        return _EmulatedResource(mapping_id, {"Id": mapping_id})
+
+    def _create_alarm(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
+        alarm_name = properties.get("AlarmName") or name
+        arguments = {key: value for key, value in properties.items() if key not in ("AlarmName", "Tags")}
+        arguments["Threshold"] = float(arguments.get("Threshold", 0))
+        for integer in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if integer in arguments:
+                arguments[integer] = int(arguments[integer])
+        self.client("cloudwatch").put_metric_alarm(AlarmName=alarm_name, **arguments)
+        arn = f"arn:{self.partition}:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{alarm_name}"
+        self._note(logical_id, "AWS::CloudWatch::Alarm", "created through the CloudWatch API")
+        return _EmulatedResource(alarm_name, {"Arn": arn})
+
+    def _set_queue_policies(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
+        for queue_url in properties.get("Queues", []):
+            self.client("sqs").set_queue_attributes(
+                QueueUrl=queue_url, Attributes={"Policy": json.dumps(properties["PolicyDocument"])}
+            )
+        self._note(logical_id, "AWS::SQS::QueuePolicy", "attached through the SQS API (moto does not enforce it)")
+        return _EmulatedResource(name, {})
+
+    def _set_topic_policies(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
+        for topic_arn in properties.get("Topics", []):
+            self.client("sns").set_topic_attributes(
+                TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(properties["PolicyDocument"])
+            )
+        self._note(logical_id, "AWS::SNS::TopicPolicy", "attached through the SNS API (moto does not enforce it)")
+        return _EmulatedResource(name, {})
+
+    # -- after creation: what the twin runs
+
+    def describe(self, transformed: dict[str, Any], stack_id: str, parameters: dict[str, str]) -> DeployedStack:
+        cloudformation = self.client("cloudformation")
+        stack = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
+        resources = {
+            item["LogicalResourceId"]: item["PhysicalResourceId"]
+            for item in cloudformation.describe_stack_resources(StackName=stack_id)["StackResources"]
+            if item.get("PhysicalResourceId")
+        }
+        template_resources: dict[str, Any] = transformed["Resources"]
+        functions = self._functions(template_resources, resources)
+        return DeployedStack(
+            stack_name=self.stack_name,
+            stack_id=stack_id,
+            parameters=parameters,
+            resources=resources,
+            outputs={output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])},
+            state_machines={
+                logical_id: self._state_machine(record) for logical_id, record in self.state_machines.items()
+            },
+            functions=functions,
+            rules=self._rules(template_resources, resources),
+            queue_sources=self._queue_sources(functions),
+            emulated=list(self.emulated),
+            skipped=self._skipped(template_resources, stack_id),
+        )
+
+    def _functions(self, template_resources: dict[str, Any], resources: dict[str, str]) -> dict[str, FunctionSpec]:
+        client = self.client("lambda")
+        functions = {}
+        for logical_id, resource in template_resources.items():
+            if resource["Type"] != "AWS::Lambda::Function" or logical_id not in resources:
+                continue
+            configuration = client.get_function(FunctionName=resources[logical_id])["Configuration"]
+            code_key = resource["Properties"]["Code"]["S3Key"]
+            functions[logical_id] = FunctionSpec(
+                logical_id=logical_id,
+                function_name=configuration["FunctionName"],
+                function_arn=configuration["FunctionArn"],
+                handler=configuration["Handler"],
+                code_dir=self.code_dirs[code_key],
+                environment={k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()},
+                timeout=int(configuration.get("Timeout", 3)),
+            )
+        return functions
+
+    def _state_machine(self, record: _StateMachineRecord) -> StateMachineSpec:
+        definition_file = self.definition_files.get(record.logical_id)
+        if definition_file is not None:
+            text = definition_file.read_text(encoding="utf-8")
+        elif record.definition_string is not None:
+            text = record.definition_string
+        else:
+            raise StackDeployError(f"{record.logical_id} has neither a DefinitionUri file nor a DefinitionString.")
+        substitutions = {
+            name: _substitution_text(record.logical_id, name, value) for name, value in record.substitutions.items()
+        }
+        definition = apply_substitutions(
+            text, substitutions, where=f"{record.logical_id} ({definition_file or 'inline'})"
+        )
+        return StateMachineSpec(
+            logical_id=record.logical_id,
+            name=record.name,
+            arn=record.arn,
+            definition=definition,
+            role_arn=record.role_arn,
+            definition_file=definition_file,
+            substitutions=substitutions,
+        )
+
+    def _rules(self, template_resources: dict[str, Any], resources: dict[str, str]) -> list[RuleSpec]:
+        events = self.client("events")
+        rules = []
+        for logical_id, resource in template_resources.items():
+            if resource["Type"] != "AWS::Events::Rule" or logical_id not in resources:
+                continue
+            bus = resource["Properties"].get("EventBusName", "default")
+            if not isinstance(bus, str):
+                bus = "default"
+            description = events.describe_rule(Name=resources[logical_id], EventBusName=bus)
+            targets = events.list_targets_by_rule(Rule=resources[logical_id], EventBusName=bus)["Targets"]
+            rules.append(
+                RuleSpec(
+                    logical_id=logical_id,
+                    name=description["Name"],
+                    event_bus_name=bus,
+                    enabled=description.get("State", "ENABLED") == "ENABLED",
+                    event_pattern=json.loads(description["EventPattern"]) if description.get("EventPattern") else None,
+                    schedule=description.get("ScheduleExpression"),
+                    targets=tuple(
+                        RuleTarget(
+                            target_id=target["Id"],
+                            arn=target["Arn"],
+                            input=target.get("Input"),
+                            input_path=target.get("InputPath"),
+                            input_transformer=target.get("InputTransformer"),
+                        )
+                        for target in targets
+                    ),
+                )
+            )
+        return rules
+
+    def _queue_sources(self, functions: dict[str, FunctionSpec]) -> dict[str, QueueSource]:
+        sqs = self.client("sqs")
+        sources = {}
+        for logical_id, properties in self.event_source_mappings.items():
+            source_arn = str(properties.get("EventSourceArn", ""))
+            if ":sqs:" not in source_arn:
+                raise StackDeployError(
+                    f"{logical_id}: event source {source_arn or '(none)'} is not an SQS queue; "
+                    "the twin delivers only SQS event source mappings."
+                )
+            function = _function_named(functions, str(properties.get("FunctionName", "")), logical_id)
+            queue_url = sqs.get_queue_url(QueueName=source_arn.rsplit(":", 1)[1])["QueueUrl"]
+            sources[queue_url] = QueueSource(
+                logical_id=logical_id,
+                queue_arn=source_arn,
+                queue_url=queue_url,
+                function_logical_id=function.logical_id,
+                batch_size=int(properties.get("BatchSize", 10)),
+                batching_window_seconds=int(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+                enabled=str(properties.get("Enabled", "true")).lower() != "false",
+            )
+        return sources
+
+    def _skipped(self, template_resources: dict[str, Any], stack_id: str) -> list[ResourceNote]:
+        conditions = (
+            cloudformation_backends[ACCOUNT_ID][self.region].get_stack(stack_id).resource_map.lazy_condition_map
+        )
+        modelled = cfn_parsing.get_model_map()
+        skipped = []
+        for logical_id, resource in template_resources.items():
+            resource_type = resource["Type"]
+            if resource_type in EMULATED_TYPES:
+                continue
+            if (
+                resource_type in modelled
+                and not resource_type.startswith("Custom::")
+                and resource_type not in LEFT_OUT_TYPES
+            ):
+                continue
+            condition = resource.get("Condition")
+            if condition and not conditions[condition]:
+                continue  # not created on AWS either
+            note = LEFT_OUT_TYPES.get(
+                resource_type, "moto's CloudFormation cannot create this type and the twin does not emulate it"
+            )
+            logger.info("Local twin skips %s (%s): %s", logical_id, resource_type, note)
+            skipped.append(ResourceNote(logical_id, resource_type, note))
+        return skipped
+
+
+def _work_around_moto_property_bugs(transformed: dict[str, Any]) -> None:
+    """Rewrites the few properties moto 5.2.5's CloudFormation reads in a shape AWS does not use."""
+    for resource in transformed["Resources"].values():
+        properties = resource.get("Properties") or {}
+        if resource["Type"] == "AWS::KMS::Key" and isinstance(properties.get("Tags"), list):
+            # moto passes CloudFormation's {Key, Value} tags to the KMS API, which wants {TagKey, TagValue}.
+            properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in properties["Tags"]]
+
+
+def _model_class(emulator: _Emulator) -> type:
+    """The class moto's stack wants for a type; creating calls `emulator(logical_id, generated_name, properties)`."""
+
+    class Emulated:
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return True
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls,
+            resource_name: str,
+            cloudformation_json: dict[str, Any],
+            account_id: str,
+            region_name: str,
+            **kwargs: Any,
+        ) -> _EmulatedResource:
+            return emulator(kwargs["LogicalId"], resource_name, cloudformation_json.get("Properties") or {})
+
+    return Emulated
+
+
+def _bucket_args(bucket: str, region: str) -> dict[str, Any]:
+    if region == "us-east-1":
+        return {"Bucket": bucket}
+    return {"Bucket": bucket, "CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
+def _function_named(functions: dict[str, FunctionSpec], name: str, owner: str) -> FunctionSpec:
+    for spec in functions.values():
+        if name in (spec.function_name, spec.function_arn, spec.logical_id):
+            return spec
+    raise StackDeployError(f"{owner}: function {name!r} is not one of the stack's functions {sorted(functions)}")
+
+
+def _substitution_text(owner: str, name: str, value: Any) -> str:
+    """A resolved substitution as the text Step Functions pastes in; an unresolved one is an error."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise StackDeployError(
+        f"{owner}: DefinitionSubstitutions {name!r} resolved to {value!r}, not a string; "
+        "it must reference something the stack creates."
+    )
+
+
+def apply_substitutions(definition: str, substitutions: Mapping[str, str], *, where: str) -> str:
+    """`${Name}` -> value, as Step Functions applies DefinitionSubstitutions; fails naming any placeholder left."""
+    missing = sorted({name for name in _PLACEHOLDER.findall(definition) if name not in substitutions})
+    if missing:
+        raise StackDeployError(
+            f"{where}: placeholders {', '.join('${' + name + '}' for name in missing)} have no value in "
+            f"DefinitionSubstitutions (it has {', '.join(sorted(substitutions)) or 'none'}). Add them to the "
+            "template, or make sure the resources they reference are created."
+        )
+    applied = _PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], definition)
+    try:
+        json.loads(applied)
+    except ValueError as error:
+        raise StackDeployError(f"{where}: the definition is not valid JSON once substituted: {error}") from error
+    return applied
