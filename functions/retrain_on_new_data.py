@@ -250,6 +250,16 @@ def _release(persistence: BasePersistenceLayer, data_object: DataObject, error: 
         logger.exception("could not release claim", extra={"object": data_object.identity})
 
 
+def object_version_store(
+    settings: NewDataSettings, context: LambdaContext | None, dynamodb_client: Any = None
+) -> BasePersistenceLayer:
+    """The persistence layer that remembers handled object versions, configured as the handler uses it."""
+    persistence = persistence_layer(settings.idempotency_table_name, dynamodb_client)
+    config = idempotency_config(context, OBJECT_VERSION_MEMORY_SECONDS)
+    persistence.configure(config, key_prefix=f"retrain_on_new_data.{settings.model_name}")
+    return persistence
+
+
 def process_batch(
     raw_records: list[Any],
     settings: NewDataSettings,
@@ -308,14 +318,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         count_decision("EventRejected")
         logger.error(f"event rejected: not an SQS batch (no Records list in a {type(event).__name__})")
         return {"batchItemFailures": []}
-    persistence = persistence_layer(settings.idempotency_table_name)
-    config = idempotency_config(context, OBJECT_VERSION_MEMORY_SECONDS)
-    persistence.configure(config, key_prefix=f"retrain_on_new_data.{settings.model_name}")
     result = process_batch(
         raw_records,
         settings,
         sfn_client=boto3.client("stepfunctions"),
-        persistence=persistence,
+        persistence=object_version_store(settings, context),
         remaining_ms=context.get_remaining_time_in_millis(),
     )
     _record(result)

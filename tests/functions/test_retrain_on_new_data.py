@@ -1,0 +1,241 @@
+"""retrain_on_new_data: which S3 objects start training, once per version, one execution per batch."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+import retrain_on_new_data
+from botocore.stub import Stubber
+from common.settings import NewDataSettings
+from lambda_test_support import DATA_BUCKET, MODEL_NAME, executions, load_event
+
+
+@pytest.fixture
+def new_data_env(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempotency_table: str) -> str:
+    monkeypatch.setenv("MODEL_NAME", MODEL_NAME)
+    monkeypatch.setenv("DATA_BUCKET", DATA_BUCKET)
+    monkeypatch.setenv("DATA_PREFIX", "incoming/")
+    monkeypatch.setenv("ALLOWED_SUFFIXES", ".csv")
+    return training_state_machine
+
+
+def _process(event: dict[str, Any], context: Any, sfn_client: Any = None, dynamodb_client: Any = None):
+    """Run the batch logic and return every record's outcome (the handler returns only the failures)."""
+    settings = NewDataSettings.from_env()
+    return retrain_on_new_data.process_batch(
+        event["Records"],
+        settings,
+        sfn_client=sfn_client or boto3.client("stepfunctions"),
+        persistence=retrain_on_new_data.object_version_store(settings, context, dynamodb_client),
+        remaining_ms=context.get_remaining_time_in_millis(),
+    )
+
+
+def _batch_of(keys: list[str]) -> dict[str, Any]:
+    """An SQS batch with one Object Created record per key, each its own object version."""
+    template = load_event("retrain_on_new_data/object_created.json")["Records"][0]
+    records = []
+    for index, key in enumerate(keys):
+        record = copy.deepcopy(template)
+        body = json.loads(record["body"])
+        body["detail"]["object"].update({"key": key, "version-id": f"v{index:06d}", "sequencer": f"{index:018X}"})
+        record.update(messageId=f"message-{index}", body=json.dumps(body))
+        records.append(record)
+    return {"Records": records}
+
+
+def test_object_created_under_the_prefix_starts_training_naming_the_object(new_data_env, lambda_context):
+    response = retrain_on_new_data.handler(load_event("retrain_on_new_data/object_created.json"), lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    [execution] = executions(new_data_env)
+    assert execution["input"] == {
+        "data_uri": f"s3://{DATA_BUCKET}/incoming/",
+        "tune": False,
+        "trigger": {"type": "new_data", "detail": {"source": f"{DATA_BUCKET}/incoming/", "object_count": 1}},
+        "objects": [
+            {"bucket": DATA_BUCKET, "key": "incoming/2024-05-14/batch-001.csv", "version_id": "3HL4kqtJvjVBH40Nrjfkd"}
+        ],
+    }
+    assert execution["name"].startswith(f"{MODEL_NAME}-data-")
+
+
+def test_burst_in_one_batch_starts_one_execution_naming_every_object(new_data_env, lambda_context):
+    retrain_on_new_data.handler(load_event("retrain_on_new_data/burst.json"), lambda_context)
+
+    [execution] = executions(new_data_env)
+    assert [obj["key"] for obj in execution["input"]["objects"]] == [
+        "incoming/2024-05-14/batch-001.csv",
+        "incoming/2024-05-14/batch-002.csv",
+        "incoming/2024-05-14/batch-003.csv",
+    ]
+
+
+def test_same_object_twice_in_a_batch_starts_one_execution_for_one_object(new_data_env, lambda_context):
+    result = _process(load_event("retrain_on_new_data/duplicate_delivery.json"), lambda_context)
+
+    assert [outcome.action for outcome in result.outcomes] == ["started", "duplicate"]
+    [execution] = executions(new_data_env)
+    assert len(execution["input"]["objects"]) == 1
+
+
+def test_redelivered_batch_starts_nothing_new(new_data_env, lambda_context):
+    retrain_on_new_data.handler(load_event("retrain_on_new_data/burst.json"), lambda_context)
+
+    again = _process(load_event("retrain_on_new_data/burst.json"), lambda_context)
+
+    assert {outcome.action for outcome in again.outcomes} == {"duplicate"}
+    assert len(executions(new_data_env)) == 1
+
+
+def test_object_seen_in_an_earlier_batch_is_left_out_of_the_next_execution(new_data_env, lambda_context):
+    retrain_on_new_data.handler(load_event("retrain_on_new_data/object_created.json"), lambda_context)
+    retrain_on_new_data.handler(load_event("retrain_on_new_data/burst.json"), lambda_context)
+
+    started = executions(new_data_env)
+    object_lists = sorted([obj["key"] for obj in execution["input"]["objects"]] for execution in started)
+    assert object_lists == [
+        ["incoming/2024-05-14/batch-001.csv"],
+        ["incoming/2024-05-14/batch-002.csv", "incoming/2024-05-14/batch-003.csv"],
+    ]
+
+
+def test_url_encoded_key_with_spaces_and_unicode_is_decoded(new_data_env, lambda_context):
+    retrain_on_new_data.handler(load_event("retrain_on_new_data/encoded_key.json"), lambda_context)
+
+    [execution] = executions(new_data_env)
+    assert execution["input"]["objects"][0]["key"] == "incoming/café résultats/mai 2024 (1).csv"
+
+
+@pytest.mark.parametrize(
+    ("event_file", "expected"),
+    [
+        ("retrain_on_new_data/s3_test_event.json", [("ignored", "S3 test event")]),
+        (
+            "retrain_on_new_data/outside_prefix_and_wrong_suffix.json",
+            [
+                ("ignored", "is outside DATA_PREFIX 'incoming/'"),
+                ("ignored", "does not end with one of ALLOWED_SUFFIXES"),
+                ("ignored", "does not end with one of ALLOWED_SUFFIXES"),
+            ],
+        ),
+        ("retrain_on_new_data/empty_object.json", [("rejected", "is empty (size 0")]),
+        (
+            "retrain_on_new_data/malformed_records.json",
+            [
+                ("rejected", "body is not JSON"),
+                ("rejected", "malformed Object Created event: detail.object.key: Field required"),
+                ("started", "training started"),
+            ],
+        ),
+    ],
+)
+def test_records_that_are_not_new_data_are_ignored_or_rejected_with_a_reason_and_never_retried(
+    new_data_env, lambda_context, event_file, expected
+):
+    result = _process(load_event(event_file), lambda_context)
+
+    assert len(result.outcomes) == len(expected)
+    for (action, reason_part), outcome in zip(expected, result.outcomes, strict=True):
+        assert outcome.action == action
+        assert reason_part in outcome.reason
+    assert result.batch_item_failures == []
+
+
+def test_empty_object_is_rejected_with_one_logged_error(new_data_env, lambda_context, caplog):
+    response = retrain_on_new_data.handler(load_event("retrain_on_new_data/empty_object.json"), lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    assert [record.levelname for record in caplog.records].count("ERROR") == 1
+    assert executions(new_data_env) == []
+
+
+def test_event_that_is_not_an_sqs_batch_is_rejected_with_one_logged_error(new_data_env, lambda_context, caplog):
+    response = retrain_on_new_data.handler(load_event("retrain_on_new_data/not_an_sqs_batch.json"), lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == ["event rejected: not an SQS batch (no Records list in a dict)"]
+
+
+def test_throttled_start_returns_the_batch_for_retry_and_the_retry_starts_it(new_data_env, lambda_context):
+    throttled_sfn = boto3.client("stepfunctions")
+    with Stubber(throttled_sfn) as stubber:
+        stubber.add_client_error("start_execution", service_error_code="ThrottlingException", http_status_code=400)
+        first = _process(load_event("retrain_on_new_data/burst.json"), lambda_context, sfn_client=throttled_sfn)
+
+    assert [failure["itemIdentifier"] for failure in first.batch_item_failures] == [
+        record["messageId"] for record in load_event("retrain_on_new_data/burst.json")["Records"]
+    ]
+    # The claims were released, so SQS's redelivery of the same batch starts it.
+    retried = _process(load_event("retrain_on_new_data/burst.json"), lambda_context)
+    assert {outcome.action for outcome in retried.outcomes} == {"started"}
+    assert len(executions(new_data_env)) == 1
+
+
+def test_start_refused_as_invalid_is_rejected_not_retried(new_data_env, lambda_context):
+    refusing_sfn = boto3.client("stepfunctions")
+    with Stubber(refusing_sfn) as stubber:
+        stubber.add_client_error("start_execution", service_error_code="InvalidExecutionInput", http_status_code=400)
+        event = load_event("retrain_on_new_data/object_created.json")
+        result = _process(event, lambda_context, sfn_client=refusing_sfn)
+
+    assert [outcome.action for outcome in result.outcomes] == ["rejected"]
+    assert result.batch_item_failures == []
+
+
+def test_unreachable_idempotency_store_returns_records_for_retry_and_starts_nothing(new_data_env, lambda_context):
+    failing_dynamodb = boto3.client("dynamodb")
+    with Stubber(failing_dynamodb) as stubber:
+        stubber.add_client_error(
+            "put_item", service_error_code="ProvisionedThroughputExceededException", http_status_code=400
+        )
+        result = _process(
+            load_event("retrain_on_new_data/object_created.json"), lambda_context, dynamodb_client=failing_dynamodb
+        )
+
+    assert [outcome.action for outcome in result.outcomes] == ["retry"]
+    assert len(result.batch_item_failures) == 1
+    assert executions(new_data_env) == []
+
+
+def test_execution_closed_under_the_same_name_counts_as_started(new_data_env, lambda_context):
+    # GIVEN the batch's execution ran and closed, and the idempotency records are gone (expired)
+    first = _process(load_event("retrain_on_new_data/burst.json"), lambda_context)
+    [execution] = executions(new_data_env)
+    boto3.client("stepfunctions").stop_execution(executionArn=execution["executionArn"])
+    table = NewDataSettings.from_env().idempotency_table_name
+    for item in boto3.client("dynamodb").scan(TableName=table)["Items"]:
+        boto3.client("dynamodb").delete_item(TableName=table, Key={"id": item["id"]})
+
+    # WHEN the same batch is delivered again
+    again = _process(load_event("retrain_on_new_data/burst.json"), lambda_context)
+
+    # THEN ExecutionAlreadyExists is the earlier start: same name, no second execution
+    assert {outcome.action for outcome in again.outcomes} == {"started"}
+    assert {outcome.execution_name for outcome in again.outcomes} == {first.outcomes[0].execution_name}
+    assert len(executions(new_data_env)) == 1
+
+
+def test_batch_too_large_for_one_execution_input_is_split_without_losing_an_object(new_data_env, lambda_context):
+    keys = [f"incoming/{index:04d}-{'x' * 900}.csv" for index in range(400)]
+
+    result = _process(_batch_of(keys), lambda_context)
+
+    started = executions(new_data_env)
+    assert len(started) >= 2
+    named = sorted(obj["key"] for execution in started for obj in execution["input"]["objects"])
+    assert named == sorted(keys)
+    assert {outcome.action for outcome in result.outcomes} == {"started"}
+
+
+def test_each_record_outcome_is_a_metric(new_data_env, lambda_context, capsys):
+    retrain_on_new_data.handler(load_event("retrain_on_new_data/malformed_records.json"), lambda_context)
+
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    values = {name: blob[name] for blob in emitted for name in ("ObjectRejected", "ObjectStarted", "RetrainStarted")}
+    assert values == {"ObjectRejected": [1.0, 1.0], "ObjectStarted": [1.0], "RetrainStarted": [1.0]}
