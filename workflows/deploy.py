@@ -1,0 +1,321 @@
+"""The `deploy` state machine: model, endpoint config, create or blue/green update, wait, scale, smoke test, tag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagemaker.model_monitor import DataCaptureConfig
+
+from mlops.pipeline_config import PipelineConfig
+from workflows.placeholders import (
+    ARTIFACT_BUCKET,
+    ENDPOINT_INSTANCE_COUNT,
+    ENDPOINT_INSTANCE_TYPE,
+    ENDPOINT_NAME,
+    KMS_KEY_ARN,
+    ROLLBACK_ALARM_NAME,
+    SAGEMAKER_ROLE_ARN,
+    SMOKE_TEST_FUNCTION_ARN,
+)
+from workflows.policies import (
+    LAMBDA_TIMEOUT_SECONDS,
+    FailurePath,
+    aws_sdk_task,
+    failure_path,
+    guard,
+    integration_resource,
+    notify_task,
+    with_partition_placeholder,
+)
+from workflows.sagemaker_params import (
+    TAG_VALUES,
+    TAGS,
+    execution_scoped_name,
+    offline_session,
+    set_dynamic,
+    vpc_config,
+)
+from workflows.sdk import steps
+
+WORKFLOW = "deploy"
+VARIANT_NAME = "AllTraffic"
+MODEL_NAME = execution_scoped_name("model")
+ENDPOINT_CONFIG_NAME = execution_scoped_name("cfg")
+# Application Auto Scaling's id of the endpoint's one production variant.
+SCALABLE_RESOURCE_ID = f"endpoint/{ENDPOINT_NAME}/variant/{VARIANT_NAME}"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+MODEL_PACKAGE_ARN_TAG = "mlops:model-package-arn"
+
+
+def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
+    """The `deploy` state machine as an ASL dict; its input is `{"ModelPackageArn": ...}`."""
+    retry = config.retry
+    deployment_failed = failure_path(
+        WORKFLOW, "DeploymentFailed", "creating the model, endpoint config or endpoint failed", retry
+    )
+    endpoint_failed = failure_path(WORKFLOW, "EndpointFailed", "the endpoint went to status Failed", retry)
+    wait_timed_out = failure_path(
+        WORKFLOW, "EndpointWaitTimedOut", "the endpoint did not reach InService within the polls allowed", retry
+    )
+    rolled_back = failure_path(
+        WORKFLOW, "EndpointRolledBack", "the blue/green update rolled back to the previous endpoint config", retry
+    )
+    scaling_failed = failure_path(WORKFLOW, "AutoScalingFailed", "registering endpoint auto scaling failed", retry)
+    smoke_test_failed = failure_path(WORKFLOW, "SmokeTestFailed", "the endpoint failed its smoke test", retry)
+    notification_failed = steps.Fail(
+        "NotificationFailed", error="NotificationFailed", cause="the model was deployed but the notification failed"
+    )
+
+    describe_package = guard(
+        aws_sdk_task(
+            "DescribeModelPackage",
+            "sagemaker:describeModelPackage",
+            {"ModelPackageName.$": "$.ModelPackageArn"},
+            result_path="$.model_package",
+        ),
+        deployment_failed,
+        retry,
+    )
+    create_model = guard(_create_model_step(), deployment_failed, retry)
+    create_config = guard(_endpoint_config_step(config), deployment_failed, retry)
+    find_endpoint = guard(
+        aws_sdk_task(
+            "FindExistingEndpoint",
+            "sagemaker:listEndpoints",
+            {"NameContains": ENDPOINT_NAME, "MaxResults": 100},
+            result_path="$.existing_endpoints",
+        ),
+        deployment_failed,
+        retry,
+    )
+    # Choice rules cannot search a list; this Pass turns the listing into a boolean the next Choice can test,
+    # and keeps the config name this execution deploys so the wait loop can tell a rollback from success.
+    check_endpoint = steps.Pass(
+        "CheckEndpointExists",
+        parameters={
+            "exists.$": f"States.ArrayContains($.existing_endpoints.Endpoints[*].EndpointName, '{ENDPOINT_NAME}')",
+            "endpoint_config_name.$": ENDPOINT_CONFIG_NAME,
+        },
+        result_path="$.deployment",
+    )
+    create_endpoint = guard(_endpoint_step(config, update=False), deployment_failed, retry)
+    update_endpoint = guard(_endpoint_step(config, update=True), deployment_failed, retry)
+    create_or_update = steps.Choice("CreateOrUpdateEndpoint")
+    create_or_update.add_choice(steps.ChoiceRule.BooleanEquals("$.deployment.exists", True), update_endpoint)
+    create_or_update.default_choice(create_endpoint)
+
+    register_target = guard(_register_scalable_target_step(config), scaling_failed, retry)
+    wait_loop_start = _endpoint_wait_loop(
+        config,
+        deployment_failed=deployment_failed,
+        endpoint_failed=endpoint_failed,
+        wait_timed_out=wait_timed_out,
+        rolled_back=rolled_back,
+        in_service=register_target,
+    )
+    create_endpoint.next(wait_loop_start)
+    update_endpoint.next(wait_loop_start)
+
+    put_policy = guard(_scaling_policy_step(config), scaling_failed, retry)
+    smoke_test = guard(_smoke_test_step(), smoke_test_failed, retry)
+    tag_endpoint = guard(
+        aws_sdk_task(
+            "TagEndpoint",
+            "sagemaker:addTags",
+            {
+                "ResourceArn.$": "$.endpoint.EndpointArn",
+                "Tags": [{"Key": MODEL_PACKAGE_ARN_TAG, "Value.$": "$.ModelPackageArn"}],
+            },
+            result_path="$.tagging",
+        ),
+        deployment_failed,
+        retry,
+    )
+    notify_deployed = notify_task("NotifyDeployed", WORKFLOW, "Deployed", retry, notification_failed)
+
+    steps.Chain([describe_package, create_model, create_config, find_endpoint, check_endpoint, create_or_update])
+    steps.Chain([register_target, put_policy, smoke_test, tag_endpoint, notify_deployed, steps.Succeed("Deployed")])
+    comment = (
+        "Deploys an approved model package to the stack's endpoint; generated by `mlops export` "
+        "from workflows/deploy.py."
+    )
+    return steps.Graph(describe_package, comment=comment).to_dict()
+
+
+def _create_model_step() -> steps.Task:
+    """CreateModel from the package: the SDK's ModelStep needs an image and artifact, a package has both."""
+    task = steps.Task(
+        "CreateModel",
+        resource=integration_resource("sagemaker:createModel"),
+        parameters={
+            "ModelName.$": MODEL_NAME,
+            "PrimaryContainer": {"ModelPackageName.$": "$.ModelPackageArn"},
+            "ExecutionRoleArn": SAGEMAKER_ROLE_ARN,
+            "VpcConfig": vpc_config(),
+            "EnableNetworkIsolation": True,
+            "Tags": TAGS,
+        },
+        result_path="$.model",
+    )
+    return task
+
+
+def _endpoint_config_step(config: PipelineConfig) -> steps.EndpointConfigStep:
+    capture = DataCaptureConfig(
+        enable_capture=True,
+        sampling_percentage=config.deploy.data_capture_percentage,
+        destination_s3_uri=f"s3://{ARTIFACT_BUCKET}/data-capture/",
+        kms_key_id=KMS_KEY_ARN,
+        csv_content_types=["text/csv"],
+        json_content_types=["application/json"],
+        sagemaker_session=offline_session(),
+    )
+    step = steps.EndpointConfigStep(
+        "CreateEndpointConfig",
+        endpoint_config_name="stand-in-cfg",
+        model_name="stand-in-model",
+        initial_instance_count=config.deploy.initial_instance_count,
+        instance_type=ENDPOINT_INSTANCE_TYPE,
+        variant_name=VARIANT_NAME,
+        data_capture_config=capture,
+        tags=TAG_VALUES,
+        result_path="$.endpoint_config",
+    )
+    # EndpointConfigStep takes no `parameters=`; names and the count come from the execution and the stack.
+    parameters = step.fields["parameters"]
+    set_dynamic(parameters, "EndpointConfigName", ENDPOINT_CONFIG_NAME)
+    [variant] = parameters["ProductionVariants"]
+    set_dynamic(variant, "ModelName", MODEL_NAME)
+    set_dynamic(variant, "InitialInstanceCount", f"States.StringToJson('{ENDPOINT_INSTANCE_COUNT}')")
+    variant["InitialVariantWeight"] = 1
+    parameters["KmsKeyId"] = KMS_KEY_ARN
+    return with_partition_placeholder(step)
+
+
+def _endpoint_step(config: PipelineConfig, update: bool) -> steps.EndpointStep:
+    step = steps.EndpointStep(
+        "UpdateEndpoint" if update else "CreateEndpoint",
+        endpoint_name=ENDPOINT_NAME,
+        endpoint_config_name="stand-in-cfg",
+        # UpdateEndpoint takes no tags: the endpoint keeps those it was created with.
+        tags=None if update else TAG_VALUES,
+        update=update,
+        result_path="$.endpoint_request",
+    )
+    parameters = step.fields["parameters"]
+    set_dynamic(parameters, "EndpointConfigName", ENDPOINT_CONFIG_NAME)
+    if update:
+        deploy = config.deploy
+        parameters["DeploymentConfig"] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": deploy.traffic_shift_canary_percent},
+                    "WaitIntervalInSeconds": deploy.canary_wait_seconds,
+                },
+                "TerminationWaitInSeconds": deploy.termination_wait_seconds,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ROLLBACK_ALARM_NAME}]},
+        }
+    return with_partition_placeholder(step)
+
+
+def _endpoint_wait_loop(
+    config: PipelineConfig,
+    *,
+    deployment_failed: FailurePath,
+    endpoint_failed: FailurePath,
+    wait_timed_out: FailurePath,
+    rolled_back: FailurePath,
+    in_service: steps.State,
+) -> steps.State:
+    """Wait → DescribeEndpoint → count → Choice, until InService: the SDK has no step that waits for endpoints.
+
+    Returns the loop's first state.
+    """
+    deploy = config.deploy
+    start = steps.Pass("StartEndpointWait", result={"polls": 0}, result_path="$.endpoint_wait")
+    wait = steps.Wait("WaitForEndpoint", seconds=deploy.wait_seconds)
+    describe = guard(
+        aws_sdk_task(
+            "DescribeEndpoint", "sagemaker:describeEndpoint", {"EndpointName": ENDPOINT_NAME}, result_path="$.endpoint"
+        ),
+        deployment_failed,
+        config.retry,
+    )
+    count = steps.Pass(
+        "CountEndpointPoll",
+        parameters={"polls.$": "States.MathAdd($.endpoint_wait.polls, 1)"},
+        result_path="$.endpoint_wait",
+    )
+    status = steps.Choice("EndpointStatus")
+    in_service_rule = steps.ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "InService")
+    status.add_choice(
+        steps.ChoiceRule.And(
+            [
+                in_service_rule,
+                steps.ChoiceRule.StringEqualsPath("$.endpoint.EndpointConfigName", "$.deployment.endpoint_config_name"),
+            ]
+        ),
+        in_service,
+    )
+    # InService on another config: the update's alarm fired and SageMaker rolled back.
+    status.add_choice(in_service_rule, rolled_back.notify)
+    status.add_choice(steps.ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "Failed"), endpoint_failed.notify)
+    status.add_choice(
+        steps.ChoiceRule.NumericGreaterThanEquals("$.endpoint_wait.polls", deploy.max_wait_polls),
+        wait_timed_out.notify,
+    )
+    status.default_choice(wait)
+    steps.Chain([start, wait, describe, count, status])
+    return start
+
+
+def _register_scalable_target_step(config: PipelineConfig) -> steps.Task:
+    return aws_sdk_task(
+        "RegisterScalableTarget",
+        "applicationautoscaling:registerScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": SCALABLE_RESOURCE_ID,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "MinCapacity": config.deploy.min_capacity,
+            "MaxCapacity": config.deploy.max_capacity,
+        },
+        result_path="$.scalable_target",
+    )
+
+
+def _scaling_policy_step(config: PipelineConfig) -> steps.Task:
+    return aws_sdk_task(
+        "PutScalingPolicy",
+        "applicationautoscaling:putScalingPolicy",
+        {
+            "PolicyName": "invocations-per-instance",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": SCALABLE_RESOURCE_ID,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": config.deploy.target_invocations_per_instance,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            },
+        },
+        result_path="$.scaling_policy",
+    )
+
+
+def _smoke_test_step() -> steps.LambdaStep:
+    step = steps.LambdaStep(
+        "SmokeTest",
+        parameters={
+            "FunctionName": SMOKE_TEST_FUNCTION_ARN,
+            "Payload": {
+                "endpoint_name": ENDPOINT_NAME,
+                "sample_uri.$": "$.model_package.CustomerMetadataProperties.sample_uri",
+            },
+        },
+        result_path="$.smoke_test",
+        timeout_seconds=LAMBDA_TIMEOUT_SECONDS,
+    )
+    return with_partition_placeholder(step)

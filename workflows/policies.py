@@ -1,0 +1,129 @@
+"""Retry, Catch and notification wiring shared by every Task of the state machines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlops.pipeline_config import RetryConfig
+from workflows.placeholders import NOTIFICATION_TOPIC_ARN, PARTITION
+from workflows.sdk import steps
+
+# Calls that return at once get a deadline so a hung call surfaces as States.Timeout, which is retried;
+# .sync SageMaker jobs have none here because SageMaker enforces their stopping conditions itself.
+API_CALL_TIMEOUT_SECONDS = 60
+LAMBDA_TIMEOUT_SECONDS = 300
+
+# Transient and throttling errors per integration, by the error names Step Functions reports for them.
+# A job that ran and failed (States.TaskFailed) is not among them: rerunning it would fail the same way.
+_RETRYABLE_ERRORS: dict[str, list[str]] = {
+    "sagemaker": ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException"],
+    "aws-sdk:sagemaker": ["SageMaker.SageMakerException", "SageMaker.ThrottlingException", "States.Timeout"],
+    "aws-sdk:applicationautoscaling": [
+        "ApplicationAutoScaling.ConcurrentUpdateException",
+        "ApplicationAutoScaling.InternalServiceException",
+        # Raised while the endpoint's variant is still settling right after InService.
+        "ApplicationAutoScaling.FailedResourceAccessException",
+        "States.Timeout",
+    ],
+    "lambda": [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "States.Timeout",
+    ],
+    "sns": ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "States.Timeout"],
+}
+
+
+def integration_resource(service_action: str) -> str:
+    """`arn:${Partition}:states:::<service_action>`: the same definition runs in every partition."""
+    return f"arn:{PARTITION}:states:::{service_action}"
+
+
+def with_partition_placeholder(task: steps.Task) -> steps.Task:
+    """Rewrites an SDK step's Resource, which the SDK builds for the exporting machine's partition."""
+    resource = task.fields["resource"]
+    _, separator, service_action = resource.partition(":states:::")
+    if not separator:
+        raise ValueError(f"state {task.state_id}: Resource {resource!r} is not a Step Functions integration ARN")
+    task.fields["resource"] = integration_resource(service_action)
+    return task
+
+
+def retryable_errors(resource: str) -> list[str]:
+    """The retryable error names for a Task's Resource, picked by its integration."""
+    service_action = resource.partition(":states:::")[2]
+    service = service_action.split(":")[0]
+    key = ":".join(service_action.split(":")[:2]) if service == "aws-sdk" else service
+    if key not in _RETRYABLE_ERRORS:
+        raise ValueError(f"no retry policy for integration {key!r} (Resource {resource!r}): add one to policies.py")
+    return list(_RETRYABLE_ERRORS[key])
+
+
+def retry_for(task: steps.Task, config: RetryConfig) -> steps.Retry:
+    """One Retry with the [retry] settings of pipeline.toml for the task's integration."""
+    return steps.Retry(
+        error_equals=retryable_errors(task.fields["resource"]),
+        interval_seconds=config.interval_seconds,
+        max_attempts=config.max_attempts,
+        backoff_rate=config.backoff_rate,
+    )
+
+
+@dataclass(frozen=True)
+class FailurePath:
+    """A notify-failure Task followed by the named Fail it reports."""
+
+    notify: steps.Task
+    fail: steps.Fail
+
+
+def notify_task(
+    state_id: str, workflow: str, outcome: str, config: RetryConfig, on_error: steps.Fail
+) -> steps.SnsPublishStep:
+    """Publishes the workflow's outcome and its whole state (inputs, results, error) to the stack's topic.
+
+    A notification that cannot be sent goes straight to `on_error`: there is nobody left to notify.
+    """
+    task = steps.SnsPublishStep(
+        state_id,
+        parameters={
+            "TopicArn": NOTIFICATION_TOPIC_ARN,
+            "Subject": f"{workflow}: {outcome}",
+            "Message.$": "States.JsonToString($)",
+        },
+        result_path="$.notification",
+        timeout_seconds=API_CALL_TIMEOUT_SECONDS,
+    )
+    with_partition_placeholder(task)
+    task.add_retry(retry_for(task, config))
+    task.add_catch(steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=on_error))
+    return task
+
+
+def failure_path(workflow: str, fail_name: str, cause: str, config: RetryConfig) -> FailurePath:
+    """`Notify<fail_name>` → Fail `<fail_name>`, the end of every caught error of one phase."""
+    fail = steps.Fail(fail_name, error=fail_name, cause=cause)
+    notify = notify_task(f"Notify{fail_name}", workflow, fail_name, config, on_error=fail)
+    notify.next(fail)
+    return FailurePath(notify=notify, fail=fail)
+
+
+def guard(task: steps.Task, failure: FailurePath, config: RetryConfig) -> steps.Task:
+    """Retries the task's transient errors, then sends any error, kept at `$.error`, down `failure`."""
+    task.add_retry(retry_for(task, config))
+    task.add_catch(steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=failure.notify))
+    return task
+
+
+def aws_sdk_task(state_id: str, service_action: str, parameters: dict[str, Any], result_path: str) -> steps.Task:
+    """A Task on an AWS SDK integration (`aws-sdk:<service>:<action>`), for APIs the SDK has no step for."""
+    return steps.Task(
+        state_id,
+        resource=integration_resource(f"aws-sdk:{service_action}"),
+        parameters=parameters,
+        result_path=result_path,
+        timeout_seconds=API_CALL_TIMEOUT_SECONDS,
+    )

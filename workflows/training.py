@@ -1,0 +1,521 @@
+"""The `training` state machine: preprocess, train or tune, evaluate, quality gate, register, notify."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sagemaker.estimator import Estimator
+from sagemaker.inputs import TrainingInput
+from sagemaker.network import NetworkConfig
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.tuner import (
+    CategoricalParameter,
+    ContinuousParameter,
+    HyperparameterTuner,
+    IntegerParameter,
+    ParameterRange,
+)
+
+from mlops.pipeline_config import ParameterRange as RangeConfig
+from mlops.pipeline_config import PipelineConfig, PipelineConfigError
+from workflows.placeholders import (
+    ARTIFACT_BUCKET,
+    DATA_BUCKET,
+    ENDPOINT_INSTANCE_TYPE,
+    EVALUATION_REPORT_FUNCTION_ARN,
+    IMAGE_URI,
+    KMS_KEY_ARN,
+    MODEL_APPROVAL_STATUS,
+    MODEL_PACKAGE_GROUP_NAME,
+    PROCESSING_INSTANCE_TYPE,
+    SAGEMAKER_ROLE_ARN,
+    SOURCE_DIR_URI,
+    TRAINING_INSTANCE_TYPE,
+)
+from workflows.policies import (
+    LAMBDA_TIMEOUT_SECONDS,
+    FailurePath,
+    aws_sdk_task,
+    failure_path,
+    guard,
+    notify_task,
+    with_partition_placeholder,
+)
+from workflows.sagemaker_params import (
+    TAG_VALUES,
+    TAGS,
+    execution_scoped_name,
+    offline_session,
+    run_uri,
+    secure_processing_job,
+    secure_training_job_definition,
+    set_dynamic,
+    tuning_job_name,
+)
+from workflows.sdk import steps
+
+WORKFLOW = "training"
+
+# docs/interfaces.md, ml/ scripts: the sourcedir tarball is staged here and unpacked by the entrypoint.
+PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
+PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
+PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
+PROCESSING_MODEL_DIR = "/opt/ml/processing/model"
+PROCESSING_TEST_DIR = "/opt/ml/processing/test"
+PROCESSING_EVALUATION_DIR = "/opt/ml/processing/evaluation"
+PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline", "sample")
+# With network isolation the training container cannot fetch its code from S3: it arrives as the `code` channel.
+TRAINING_SUBMIT_DIRECTORY = "/opt/ml/input/data/code/sourcedir.tar.gz"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# What ml/train.py prints each round; MetricDefinitions turn the lines into training-job metrics.
+TRAINING_METRICS = ("validation:auc", "validation:logloss", "train:auc")
+# Where each state keeps its result in the execution's JSON, so later states can read every earlier one.
+TRAINING_RESULT = "$.training"
+TRAINED_MODEL_ARTIFACT = "$.training.ModelArtifacts.S3ModelArtifacts"
+EVALUATION_URI = run_uri("evaluation/evaluation.json")
+SAMPLE_URI = run_uri("preprocess/sample/sample.csv")
+BASELINE_STATISTICS_URI = run_uri("preprocess/baseline/statistics.json")
+BASELINE_CONSTRAINTS_URI = run_uri("preprocess/baseline/constraints.json")
+# Stand-in S3 URIs the SDK needs to build a request; each is then replaced by a per-execution `S3Uri.$`.
+_STAND_IN_URI = f"s3://{ARTIFACT_BUCKET}/runs/"
+
+
+def processing_entrypoint(script: str) -> list[str]:
+    """ContainerEntrypoint that unpacks the staged sourcedir and runs `script` with the container arguments."""
+    command = f'cd {PROCESSING_CODE_DIR} && tar -xzf sourcedir.tar.gz && exec python3 {script} "$@"'
+    return ["/bin/sh", "-c", command, "sh"]
+
+
+def container_arguments(options: dict[str, object]) -> list[str]:
+    """`--name value` pairs for ContainerArguments (docs/interfaces.md passes every path explicitly)."""
+    return [part for name, value in options.items() for part in (name, str(value))]
+
+
+def metric_definitions() -> list[dict[str, Any]]:
+    """MetricDefinitions matching ml/train.py's `<name>=<float>;` lines."""
+    return [{"Name": name, "Regex": f"{name}=([-+0-9.eE]+);"} for name in TRAINING_METRICS]
+
+
+def training_hyperparameters(config: PipelineConfig) -> dict[str, Any]:
+    """pipeline.toml's hyperparameters plus script mode's, JSON-encoded as framework estimators write them."""
+    values: dict[str, Any] = dict(config.training.hyperparameters)
+    values["sagemaker_program"] = "train.py"
+    values["sagemaker_submit_directory"] = TRAINING_SUBMIT_DIRECTORY
+    return {name: json.dumps(value) for name, value in values.items()}
+
+
+def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
+    """The `training` state machine as an ASL dict, with `${Placeholders}` for everything per account."""
+    retry = config.retry
+    preprocessing_failed = failure_path(WORKFLOW, "PreprocessingFailed", "preprocessing the new data failed", retry)
+    training_failed = failure_path(WORKFLOW, "TrainingFailed", "training or tuning the model failed", retry)
+    evaluation_failed = failure_path(WORKFLOW, "EvaluationFailed", "evaluating the candidate model failed", retry)
+    gate_failed = failure_path(
+        WORKFLOW, "QualityGateFailed", "the candidate model did not pass the quality gate", retry
+    )
+    registration_failed = failure_path(WORKFLOW, "RegistrationFailed", "registering the model package failed", retry)
+    notification_failed = steps.Fail(
+        "NotificationFailed", error="NotificationFailed", cause="the model was registered but the notification failed"
+    )
+
+    apply_defaults, merge_defaults = _input_defaults(config)
+    preprocess = guard(_preprocess_step(config), preprocessing_failed, retry)
+    train = guard(_training_step(config), training_failed, retry)
+    describe_best = guard(
+        aws_sdk_task(
+            "DescribeBestTrainingJob",
+            "sagemaker:describeTrainingJob",
+            {"TrainingJobName.$": "$.tuning.BestTrainingJob.TrainingJobName"},
+            result_path=TRAINING_RESULT,
+        ),
+        training_failed,
+        retry,
+    )
+    evaluate = guard(_evaluate_step(config), evaluation_failed, retry)
+    report = guard(_evaluation_report_step(config), evaluation_failed, retry)
+    register = guard(_register_step(config), registration_failed, retry)
+    notify_registered = notify_task("NotifyModelRegistered", WORKFLOW, "ModelRegistered", retry, notification_failed)
+    registered = steps.Succeed("ModelRegistered")
+
+    tune_or_train = steps.Choice("TuneOrTrain")
+    tune_or_train.add_choice(steps.ChoiceRule.BooleanEquals("$.tune", True), _tuning_branch(config, training_failed))
+    tune_or_train.default_choice(train)
+    for tuning_state in _tuning_states(tune_or_train):
+        tuning_state.next(describe_best)
+    train.next(evaluate)
+    describe_best.next(evaluate)
+
+    gate = _quality_gate(config, passed=register, failed=gate_failed)
+    steps.Chain([apply_defaults, merge_defaults, preprocess, tune_or_train])
+    steps.Chain([evaluate, report, gate])
+    steps.Chain([register, notify_registered, registered])
+    return steps.Graph(apply_defaults, comment=_comment(config)).to_dict()
+
+
+def _comment(config: PipelineConfig) -> str:
+    gate = f"{config.quality_gate.metric} >= {config.quality_gate.threshold}"
+    if config.quality_gate.must_beat_champion:
+        gate += " and not worse than the champion"
+    source = "generated by `mlops export` from workflows/training.py"
+    return f"Retrains the {config.model.name} model; {source}. Gate: {gate}."
+
+
+def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
+    """Two Pass states that merge the execution input over its defaults (docs/interfaces.md, training input).
+
+    The merged values land in `$` because Choice rules on `$$` context paths do not run on the local engine.
+    """
+    defaults = {
+        "data_uri": f"s3://{DATA_BUCKET}/{config.data.prefix}",
+        "tune": False,
+        "trigger": {"type": "manual"},
+        "objects": [],
+        "warm_start_tuning_job": None,
+    }
+    apply_defaults = steps.Pass("ApplyInputDefaults", parameters={"defaults": defaults, "request.$": "$"})
+    merge_defaults = steps.Pass(
+        "MergeInputDefaults",
+        parameters={"request.$": "States.JsonMerge($.defaults, $.request, false)"},
+        output_path="$.request",
+    )
+    return apply_defaults, merge_defaults
+
+
+def _processor(config: PipelineConfig) -> Processor:
+    processing = config.processing
+    return Processor(
+        role=SAGEMAKER_ROLE_ARN,
+        image_uri=IMAGE_URI,
+        instance_count=processing.instance_count,
+        # The SDK validates instance types, so it gets pipeline.toml's; the request then takes the placeholder.
+        instance_type=processing.instance_type,
+        volume_size_in_gb=processing.volume_size_gb,
+        volume_kms_key=KMS_KEY_ARN,
+        output_kms_key=KMS_KEY_ARN,
+        max_runtime_in_seconds=processing.max_runtime_seconds,
+        network_config=NetworkConfig(enable_network_isolation=True, encrypt_inter_container_traffic=True),
+        sagemaker_session=offline_session(),
+    )
+
+
+def _code_input() -> ProcessingInput:
+    return ProcessingInput(source=SOURCE_DIR_URI, destination=PROCESSING_CODE_DIR, input_name="code")
+
+
+def _processing_step(
+    state_id: str,
+    config: PipelineConfig,
+    script: str,
+    inputs: list[ProcessingInput],
+    outputs: list[ProcessingOutput],
+    arguments: list[str],
+    job_suffix: str,
+    result_path: str,
+) -> steps.ProcessingStep:
+    step = steps.ProcessingStep(
+        state_id,
+        processor=_processor(config),
+        job_name=f"stand-in-{job_suffix}",
+        inputs=inputs,
+        outputs=outputs,
+        container_arguments=arguments,
+        container_entrypoint=processing_entrypoint(script),
+        kms_key_id=KMS_KEY_ARN,
+        tags=TAG_VALUES,
+        result_path=result_path,
+    )
+    parameters = step.fields["parameters"]
+    set_dynamic(parameters, "ProcessingJobName", execution_scoped_name(job_suffix))
+    parameters["ProcessingResources"]["ClusterConfig"]["InstanceType"] = PROCESSING_INSTANCE_TYPE
+    secure_processing_job(parameters)
+    return with_partition_placeholder(step)
+
+
+def _set_processing_uri(parameters: dict[str, Any], section: str, name: str, expression: str) -> None:
+    """Points the named ProcessingInput (section "input") or ProcessingOutput ("output") at a per-execution URI."""
+    if section == "input":
+        entries, name_key, s3_key = parameters["ProcessingInputs"], "InputName", "S3Input"
+    else:
+        entries, name_key, s3_key = parameters["ProcessingOutputConfig"]["Outputs"], "OutputName", "S3Output"
+    [entry] = [e for e in entries if e[name_key] == name]
+    set_dynamic(entry[s3_key], "S3Uri", expression)
+
+
+def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:
+    data = config.data
+    outputs = [
+        ProcessingOutput(source=f"{PROCESSING_OUTPUT_DIR}/{name}", destination=_STAND_IN_URI, output_name=name)
+        for name in PREPROCESS_OUTPUTS
+    ]
+    step = _processing_step(
+        "Preprocess",
+        config,
+        script="preprocess.py",
+        inputs=[
+            _code_input(),
+            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_DATA_DIR, input_name="data"),
+        ],
+        outputs=outputs,
+        arguments=container_arguments(
+            {
+                "--input-dir": PROCESSING_DATA_DIR,
+                "--output-dir": PROCESSING_OUTPUT_DIR,
+                "--label-column": config.model.label_column,
+                "--test-fraction": data.test_fraction,
+                "--validation-fraction": data.validation_fraction,
+                "--seed": data.split_seed,
+            }
+        ),
+        job_suffix="prep",
+        result_path="$.preprocess",
+    )
+    parameters = step.fields["parameters"]
+    _set_processing_uri(parameters, "input", "data", "$.data_uri")
+    for name in PREPROCESS_OUTPUTS:
+        _set_processing_uri(parameters, "output", name, run_uri(f"preprocess/{name}/"))
+    return step
+
+
+def _estimator(config: PipelineConfig) -> Estimator:
+    training = config.training
+    return Estimator(
+        image_uri=IMAGE_URI,
+        role=SAGEMAKER_ROLE_ARN,
+        instance_count=training.instance_count,
+        instance_type=training.instance_type,
+        volume_size=training.volume_size_gb,
+        volume_kms_key=KMS_KEY_ARN,
+        output_kms_key=KMS_KEY_ARN,
+        output_path=f"s3://{ARTIFACT_BUCKET}/models/",
+        max_run=training.max_runtime_seconds,
+        use_spot_instances=training.use_spot,
+        max_wait=training.max_wait_seconds if training.use_spot else None,
+        metric_definitions=metric_definitions(),
+        hyperparameters=training_hyperparameters(config),
+        # The debugger and profiler would write to S3 from a container that has no network.
+        debugger_hook_config=False,
+        disable_profiler=True,
+        sagemaker_session=offline_session(),
+    )
+
+
+def _training_channels() -> dict[str, TrainingInput]:
+    channels = {name: TrainingInput(_STAND_IN_URI, content_type="text/csv") for name in ("train", "validation")}
+    channels["code"] = TrainingInput(SOURCE_DIR_URI, input_mode="File")
+    return channels
+
+
+def _wire_training_job(definition: dict[str, Any]) -> None:
+    """Per-execution channel URIs, the instance type placeholder and the security settings of a training job."""
+    for channel in definition["InputDataConfig"]:
+        if channel["ChannelName"] in ("train", "validation"):
+            name = channel["ChannelName"]
+            set_dynamic(channel["DataSource"]["S3DataSource"], "S3Uri", run_uri(f"preprocess/{name}/"))
+    definition["ResourceConfig"]["InstanceType"] = TRAINING_INSTANCE_TYPE
+    secure_training_job_definition(definition)
+
+
+def _training_step(config: PipelineConfig) -> steps.TrainingStep:
+    step = steps.TrainingStep(
+        "Train",
+        estimator=_estimator(config),
+        job_name="stand-in-train",
+        data=_training_channels(),
+        tags=TAG_VALUES,
+        result_path=TRAINING_RESULT,
+    )
+    parameters = step.fields["parameters"]
+    set_dynamic(parameters, "TrainingJobName", execution_scoped_name("train"))
+    _wire_training_job(parameters)
+    if config.training.use_spot:
+        # Managed spot: an interrupted job restarts from the last checkpoint train.py wrote, not from round 0.
+        parameters["CheckpointConfig"] = {
+            "S3Uri.$": f"States.Format('s3://{ARTIFACT_BUCKET}/checkpoints/{{}}/', $$.Execution.Name)",
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        }
+    return with_partition_placeholder(step)
+
+
+def _parameter_range(spec: RangeConfig) -> ParameterRange:
+    if spec.type == "Categorical":
+        return CategoricalParameter(list(spec.values))
+    if spec.min is None or spec.max is None:
+        raise PipelineConfigError(f"pipeline config: [tuning.ranges] {spec.name}: {spec.type} needs min and max")
+    if spec.type == "Integer":
+        return IntegerParameter(int(spec.min), int(spec.max), scaling_type=spec.scaling)
+    return ContinuousParameter(spec.min, spec.max, scaling_type=spec.scaling)
+
+
+def _tuning_step(state_id: str, config: PipelineConfig, warm_start: bool) -> steps.TuningStep:
+    tuning = config.tuning
+    if tuning.objective_metric not in TRAINING_METRICS:
+        raise ValueError(
+            f"[tuning] objective_metric {tuning.objective_metric!r} is not a metric ml/train.py prints; "
+            f"use one of {', '.join(TRAINING_METRICS)}"
+        )
+    tuner = HyperparameterTuner(
+        _estimator(config),
+        objective_metric_name=tuning.objective_metric,
+        hyperparameter_ranges={spec.name: _parameter_range(spec) for spec in tuning.ranges},
+        metric_definitions=metric_definitions(),
+        strategy=tuning.strategy,
+        objective_type=tuning.objective_type,
+        max_jobs=tuning.max_jobs,
+        max_parallel_jobs=tuning.max_parallel_jobs,
+        # Hyperband stops weak trials itself and SageMaker rejects it combined with automatic early stopping.
+        early_stopping_type="Off" if tuning.strategy == "Hyperband" else tuning.early_stopping,
+    )
+    step = steps.TuningStep(
+        state_id, tuner=tuner, job_name="stand-in", data=_training_channels(), tags=TAG_VALUES, result_path="$.tuning"
+    )
+    parameters = step.fields["parameters"]
+    set_dynamic(parameters, "HyperParameterTuningJobName", tuning_job_name())
+    # No CheckpointConfig here: the trials of one tuning job would share it and resume from each other's models.
+    _wire_training_job(parameters["TrainingJobDefinition"])
+    if warm_start:
+        parameters["WarmStartConfig"] = {
+            # New data since the parent job: transfer what it learnt instead of assuming identical data.
+            "WarmStartType": "TransferLearning",
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName.$": "$.warm_start_tuning_job"}],
+        }
+    return with_partition_placeholder(step)
+
+
+def _tuning_branch(config: PipelineConfig, failed: FailurePath) -> steps.State:
+    """Tune, warm-started from `$.warm_start_tuning_job` when the input names one and config allows it."""
+    cold = guard(_tuning_step("Tune", config, warm_start=False), failed, config.retry)
+    if not config.tuning.warm_start:
+        return cold
+    warm = guard(_tuning_step("TuneWithWarmStart", config, warm_start=True), failed, config.retry)
+    choose = steps.Choice("WarmStartOrNot")
+    choose.add_choice(steps.ChoiceRule.IsString("$.warm_start_tuning_job", True), warm)
+    choose.default_choice(cold)
+    return choose
+
+
+def _tuning_states(tune_or_train: steps.Choice) -> list[steps.State]:
+    """The TuningStep states under the TuneOrTrain choice, which all go on to describe the best job."""
+    [(_, branch)] = tune_or_train.choices
+    if isinstance(branch, steps.Choice):
+        return [next_state for _, next_state in branch.choices] + [branch.default]
+    return [branch]
+
+
+def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
+    step = _processing_step(
+        "Evaluate",
+        config,
+        script="evaluate.py",
+        inputs=[
+            _code_input(),
+            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_MODEL_DIR, input_name="model"),
+            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_TEST_DIR, input_name="test"),
+        ],
+        outputs=[
+            ProcessingOutput(source=PROCESSING_EVALUATION_DIR, destination=_STAND_IN_URI, output_name="evaluation")
+        ],
+        arguments=container_arguments(
+            {
+                "--model-dir": PROCESSING_MODEL_DIR,
+                "--test-dir": PROCESSING_TEST_DIR,
+                "--output-dir": PROCESSING_EVALUATION_DIR,
+            }
+        ),
+        job_suffix="eval",
+        result_path="$.evaluation",
+    )
+    parameters = step.fields["parameters"]
+    _set_processing_uri(parameters, "input", "model", TRAINED_MODEL_ARTIFACT)
+    _set_processing_uri(parameters, "input", "test", run_uri("preprocess/test/"))
+    _set_processing_uri(parameters, "output", "evaluation", run_uri("evaluation/"))
+    return step
+
+
+def _evaluation_report_step(config: PipelineConfig) -> steps.LambdaStep:
+    step = steps.LambdaStep(
+        "EvaluationReport",
+        parameters={
+            "FunctionName": EVALUATION_REPORT_FUNCTION_ARN,
+            "Payload": {
+                "evaluation_uri.$": EVALUATION_URI,
+                "metric": config.quality_gate.metric,
+                "champion_tolerance": config.quality_gate.champion_tolerance,
+            },
+        },
+        result_path="$.report",
+        timeout_seconds=LAMBDA_TIMEOUT_SECONDS,
+    )
+    return with_partition_placeholder(step)
+
+
+def _quality_gate(config: PipelineConfig, passed: steps.State, failed: FailurePath) -> steps.Choice:
+    """Passes when the metric reaches pipeline.toml's threshold (a literal here) and, if asked, the champion."""
+    gate = config.quality_gate
+    rules = [steps.ChoiceRule.NumericGreaterThanEquals("$.report.Payload.metric_value", gate.threshold)]
+    if gate.must_beat_champion:
+        rules.append(steps.ChoiceRule.BooleanEquals("$.report.Payload.beats_champion", True))
+    choice = steps.Choice("QualityGate")
+    choice.add_choice(steps.ChoiceRule.And(rules), passed)
+    choice.default_choice(failed.notify)
+    return choice
+
+
+def _register_step(config: PipelineConfig) -> steps.Task:
+    statistics = {"ContentType": "application/json", "S3Uri.$": BASELINE_STATISTICS_URI}
+    constraints = {"ContentType": "application/json", "S3Uri.$": BASELINE_CONSTRAINTS_URI}
+    evaluation = {"ContentType": "application/json", "S3Uri.$": EVALUATION_URI}
+    lineage = {
+        "metric_name.$": "$.report.Payload.metric_name",
+        # CustomerMetadataProperties values are strings.
+        "metric_value.$": "States.Format('{}', $.report.Payload.metric_value)",
+        "training_job.$": "$.training.TrainingJobName",
+        "execution_arn.$": "$$.Execution.Id",
+        "data_uri.$": "$.data_uri",
+        "sample_uri.$": SAMPLE_URI,
+        "evaluation_uri.$": EVALUATION_URI,
+        "trigger_type.$": "$.trigger.type",
+    }
+    return aws_sdk_task(
+        "RegisterModelPackage",
+        "sagemaker:createModelPackage",
+        {
+            "ModelPackageGroupName": MODEL_PACKAGE_GROUP_NAME,
+            "ModelApprovalStatus": MODEL_APPROVAL_STATUS,
+            "ModelPackageDescription.$": "States.Format('{} trained by execution {}', '"
+            + config.model.name
+            + "', $$.Execution.Name)",
+            # Idempotent retries: the token is derived from the execution (at most 36 characters).
+            "ClientToken.$": "States.Hash($$.Execution.Name, 'MD5')",
+            "InferenceSpecification": {
+                "Containers": [
+                    {
+                        "Image": IMAGE_URI,
+                        "ModelDataUrl.$": TRAINED_MODEL_ARTIFACT,
+                        "Framework": "XGBOOST",
+                        "FrameworkVersion": config.training.framework_version,
+                        # The inference code travels inside model.tar.gz: isolated endpoints cannot fetch it.
+                        "Environment": {
+                            "SAGEMAKER_PROGRAM": "inference.py",
+                            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                        },
+                    }
+                ],
+                "SupportedContentTypes": ["text/csv", "application/json"],
+                "SupportedResponseMIMETypes": ["application/json", "text/csv"],
+                "SupportedRealtimeInferenceInstanceTypes": [ENDPOINT_INSTANCE_TYPE],
+            },
+            "ModelMetrics": {
+                "ModelQuality": {"Statistics": evaluation},
+                "ModelDataQuality": {"Statistics": statistics, "Constraints": constraints},
+            },
+            "DriftCheckBaselines": {
+                "ModelQuality": {"Statistics": evaluation},
+                "ModelDataQuality": {"Statistics": statistics, "Constraints": constraints},
+            },
+            "CustomerMetadataProperties": lineage,
+            "MetadataProperties": {"GeneratedBy.$": "$$.Execution.Id"},
+            "Tags": TAGS,
+        },
+        result_path="$.model_package",
+    )
