@@ -95,6 +95,10 @@ def _sorted(items: list[dict[str, Any]], params: dict[str, Any], name_key: str) 
     )
 
 
+class _ServiceError(ServiceException):
+    """A SageMaker error as moto serialises it; defined outside moto's package so moto uses the answering service's model."""
+
+
 @dataclass
 class _Endpoint:
     description: dict[str, Any]
@@ -1192,7 +1196,7 @@ class LocalSageMaker:
                 try:
                     result = backend.call(action, params)
                 except SageMakerError as error:
-                    raise ServiceException(error.code, error.message) from error
+                    raise _ServiceError(error.code, error.message) from error
                 return json.dumps(result, default=_json_default)
 
             return handle
@@ -1221,7 +1225,7 @@ class LocalSageMaker:
                     response.headers.get("X-Amzn-SageMaker-Target-Variant"),
                 )
             except SageMakerError as error:
-                raise ServiceException(error.code, error.message) from error
+                raise _ServiceError(error.code, error.message) from error
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}, result
 
         SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint  # type: ignore[method-assign,assignment]
