@@ -225,12 +225,13 @@ class EventRouter:
             undo()
         self._restore = []
 
-    def s3_event(self, bucket: str, region: str, event_name: str, key: Any) -> dict[str, Any]:
+    def s3_event(self, bucket: str, region: str, event_name: Any, key: Any) -> dict[str, Any]:
         """The EventBridge event S3 sends for `event_name` (`s3:ObjectCreated:Put`, ...) on moto's `key`."""
-        kind, _, action = event_name.removeprefix("s3:").partition(":")
-        detail_types = {"ObjectCreated": "Object Created", "ObjectRemoved": "Object Deleted"}
-        if kind not in detail_types:
-            raise EventRoutingError(f"S3 event {event_name} on s3://{bucket}/{key.name} has no local EventBridge shape")
+        name = str(getattr(event_name, "value", event_name))
+        _, kind, action = name.split(":", 2)
+        detail_type = {"ObjectCreated": "Object Created", "ObjectRemoved": "Object Deleted"}.get(kind) or (
+            s3_notifications._detail_type(name)
+        )
         reasons = {"Put": "PutObject", "Post": "PostObject", "Copy": "CopyObject"}
         obj: dict[str, Any] = {"key": key.name, "size": key.size, "etag": key.etag.strip('"')}
         if key.version_id and key.version_id != "null":
@@ -240,7 +241,7 @@ class EventRouter:
         return {
             "version": "0",
             "id": str(uuid.uuid4()),
-            "detail-type": detail_types[kind],
+            "detail-type": detail_type,
             "source": "aws.s3",
             "account": ACCOUNT_ID,
             "time": _iso(self._now()),

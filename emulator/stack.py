@@ -28,6 +28,7 @@ import os
 import re
 import tarfile
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -437,6 +438,7 @@ class _Deployment:
         }
         classes = {resource_type: _model_class(emulator) for resource_type, emulator in emulators.items()}
         original = cfn_parsing.resource_class_from_type
+        classes["AWS::S3::Bucket"] = _completed_model_class(original("AWS::S3::Bucket"), self._complete_bucket)
 
         def resource_class_from_type(resource_type: str) -> Any:
             if resource_type in classes:
@@ -447,10 +449,17 @@ class _Deployment:
             return original(resource_type)
 
         cfn_parsing.resource_class_from_type = resource_class_from_type
+        # moto warns about each type it lacks, several times; DeployedStack.skipped lists each once, with the reason.
+        moto_logger = logging.getLogger("moto")
+        previous_level = moto_logger.level
+        moto_logger.setLevel(logging.ERROR)
         try:
-            yield
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+                yield
         finally:
             cfn_parsing.resource_class_from_type = original
+            moto_logger.setLevel(previous_level)
 
     def _note(self, logical_id: str, resource_type: str, note: str) -> None:
         self.emulated.append(ResourceNote(logical_id, resource_type, note))
@@ -533,6 +542,23 @@ class _Deployment:
         arn = f"arn:{self.partition}:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{alarm_name}"
         self._note(logical_id, "AWS::CloudWatch::Alarm", "created through the CloudWatch API")
         return _EmulatedResource(alarm_name, {"Arn": arn})
+
+    def _complete_bucket(self, logical_id: str, bucket: Any, properties: dict[str, Any]) -> None:
+        """Applies what moto's CloudFormation ignores on a bucket: versioning and EventBridge notifications."""
+        s3 = self.client("s3")
+        applied = []
+        versioning = (properties.get("VersioningConfiguration") or {}).get("Status")
+        if versioning:
+            s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": versioning})
+            applied.append(f"versioning {versioning}")
+        notifications = properties.get("NotificationConfiguration") or {}
+        if str((notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled")).lower() == "true":
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket.name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+            applied.append("EventBridge notifications")
+        if applied:
+            self._note(logical_id, "AWS::S3::Bucket", f"{' and '.join(applied)} applied through the S3 API")
 
     def _set_queue_policies(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
         for queue_url in properties.get("Queues", []):
@@ -734,6 +760,28 @@ def _model_class(emulator: _Emulator) -> type:
             return emulator(kwargs["LogicalId"], resource_name, cloudformation_json.get("Properties") or {})
 
     return Emulated
+
+
+def _completed_model_class(model: type, complete: Callable[[str, Any, dict[str, Any]], None]) -> type:
+    """moto's class for a type, followed by `complete(logical_id, created, properties)` for what it ignores."""
+
+    class Completed(model):
+        @classmethod
+        def create_from_cloudformation_json(
+            cls,
+            resource_name: str,
+            cloudformation_json: dict[str, Any],
+            account_id: str,
+            region_name: str,
+            **kwargs: Any,
+        ) -> Any:
+            created = model.create_from_cloudformation_json(  # type: ignore[attr-defined]
+                resource_name, cloudformation_json, account_id, region_name, **kwargs
+            )
+            complete(kwargs["LogicalId"], created, cloudformation_json.get("Properties") or {})
+            return created
+
+    return Completed
 
 
 def _bucket_args(bucket: str, region: str) -> dict[str, Any]:

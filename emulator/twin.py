@@ -1,0 +1,401 @@
+"""`LocalTwin`: the deployed stack in one process: moto, the local SageMaker, in-process Lambda, the stack's rules.
+
+Starting the twin starts `moto.mock_aws` with Step Functions execution on, the local SageMaker (answering moto's
+SageMaker APIs) and a fast clock; deploys template.yaml through `emulator.stack`; registers the stack's functions
+with the in-process Lambda runner; plugs the project's integrations into moto's engine; creates the state
+machines on the executing engine under the names the stack's `Ref`s already point at; and routes events with the
+stack's rules. Everything else talks to it through plain boto3 clients, as on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+import boto3
+from moto import mock_aws
+from samtranslator.yaml_helper import yaml_parse
+
+from emulator.clock import Clock
+from emulator.engine import install_local_integrations, uninstall_local_integrations
+from emulator.eventbridge import Delivery, EventRouter
+from emulator.lambda_local import LocalLambdaRunner
+from emulator.progress import RUNNING, StateRun, state_runs
+from emulator.sagemaker_local import LocalSageMaker
+from emulator.stack import DEFAULT_STACK_NAME, DeployedStack, deploy_stack
+from mlops.pipeline_config import PROJECT_ROOT
+
+REGION = "us-east-1"
+# Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take
+# a hundredth of their time, while jobs still take the real time their scripts need.
+DEFAULT_CLOCK_SPEED = 100.0
+DEFAULT_EXECUTION_TIMEOUT_SECONDS = 1800.0
+_HISTORY_POLL_SECONDS = 0.1
+_MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+_LOCAL_VPC_CIDR = "10.42.0.0/16"
+_LOCAL_SUBNETS = (("10.42.1.0/24", "a"), ("10.42.2.0/24", "b"))
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A state of an execution was entered or exited (from the execution's history)."""
+
+    execution_arn: str
+    phase: str  # "entered" or "exited"
+    run: StateRun
+
+    @property
+    def state_name(self) -> str:
+        return self.run.name
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.run.exited if self.phase == "exited" and self.run.exited else self.run.entered
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class ExecutionResult:
+    """A finished (or still running) execution: its outcome and one `StateRun` per visit of a state."""
+
+    execution_arn: str
+    state_machine_arn: str
+    name: str
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    cause: str | None
+    started: datetime
+    stopped: datetime | None
+    runs: list[StateRun] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+    def states_entered(self) -> list[str]:
+        """Names of the states the execution entered, in order (a state in a loop appears once per visit)."""
+        return [run.name for run in self.runs]
+
+
+def local_parameter_overrides(
+    template: Path, subnet_ids: Iterable[str], security_group_ids: Iterable[str]
+) -> dict[str, str]:
+    """The twin's parameter values, the one place they are chosen; only those `template` declares are passed.
+
+    Models are registered `Approved` (approval mode auto) so a local run goes on to deploy; the VPC values name
+    real subnets and a security group created in moto, so the ASL carries realistic ids.
+    """
+    chosen = {
+        "Environment": "dev",
+        "ApprovalMode": "auto",
+        "SubnetIds": ",".join(subnet_ids),
+        "SecurityGroupIds": ",".join(security_group_ids),
+    }
+    declared = yaml_parse(template.read_text(encoding="utf-8")).get("Parameters") or {}
+    return {name: value for name, value in chosen.items() if name in declared}
+
+
+class LocalTwin:
+    """The local twin as a context manager; see the module docstring."""
+
+    def __init__(
+        self,
+        template: Path = PROJECT_ROOT / "template.yaml",
+        statemachines_dir: Path | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
+        work_dir: Path | None = None,
+        clock_speed: float = DEFAULT_CLOCK_SPEED,
+        on_progress: ProgressCallback | None = None,
+        stack_name: str = DEFAULT_STACK_NAME,
+    ) -> None:
+        self.template = Path(template)
+        self.statemachines_dir = statemachines_dir
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.on_progress = on_progress
+        self.stack_name = stack_name
+        self.clock = Clock(clock_speed)
+        self._work_dir = work_dir
+        self._owns_work_dir = work_dir is None
+        self._mock: Any = None
+        self._stack: DeployedStack | None = None
+        self._sagemaker: LocalSageMaker | None = None
+        self._lambdas: LocalLambdaRunner | None = None
+        self._router: EventRouter | None = None
+        self._integrations_installed = False
+        self._saved_region: str | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalTwin:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Starts moto and the runtime services and deploys the stack; `close()` undoes all of it."""
+        if self._mock is not None:
+            raise RuntimeError("This LocalTwin is already started")
+        self._saved_region = os.environ.get("AWS_DEFAULT_REGION")
+        os.environ["AWS_DEFAULT_REGION"] = REGION
+        self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
+        self._mock.start()
+        try:
+            self._start_services()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_services(self) -> None:
+        if self._work_dir is None:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="mlops-twin-"))
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        self._sagemaker = LocalSageMaker(self._work_dir / "sagemaker", self.clock, events=self._route_service_event)
+        self._sagemaker.install()
+        subnet_ids, security_group_ids = _create_local_network()
+        overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
+        overrides.update(self.parameter_overrides)
+        self._stack = deploy_stack(
+            self.template, overrides, stack_name=self.stack_name, statemachines_dir=self.statemachines_dir
+        )
+        self._lambdas = LocalLambdaRunner(region=REGION)
+        for function in self._stack.functions.values():
+            self._lambdas.register(
+                function.function_name, function.handler, function.code_dir, function.environment, function.timeout
+            )
+        install_local_integrations(sagemaker=self._sagemaker, lambdas=self._lambdas, clock=self.clock)
+        self._integrations_installed = True
+        stepfunctions = boto3.client("stepfunctions")
+        for machine in self._stack.state_machines.values():
+            stepfunctions.create_state_machine(
+                name=machine.name, definition=machine.definition, roleArn=machine.role_arn, type="STANDARD"
+            )
+        self._router = EventRouter(
+            self._stack,
+            invoke_function=self._lambdas.invoke,
+            start_execution=self._start_from_rule,
+            now=self.clock.now,
+            region=REGION,
+        )
+        self._router.install()
+
+    def close(self) -> None:
+        """Stops endpoint servers and jobs, gives moto its own behaviour back, and stops moto."""
+        if self._router is not None:
+            self._router.uninstall()
+            self._router = None
+        if self._integrations_installed:
+            uninstall_local_integrations()
+            self._integrations_installed = False
+        if self._sagemaker is not None:
+            self._sagemaker.close()
+            self._sagemaker = None
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        if self._owns_work_dir and self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            self._work_dir = None
+        if self._saved_region is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = self._saved_region
+
+    # ---- the parts --------------------------------------------------------------------------------------------
+
+    @property
+    def stack(self) -> DeployedStack:
+        return _started(self._stack)
+
+    @property
+    def sagemaker(self) -> LocalSageMaker:
+        return _started(self._sagemaker)
+
+    @property
+    def lambdas(self) -> LocalLambdaRunner:
+        return _started(self._lambdas)
+
+    @property
+    def router(self) -> EventRouter:
+        return _started(self._router)
+
+    @property
+    def work_dir(self) -> Path:
+        return _started(self._work_dir)
+
+    # ---- Step Functions ---------------------------------------------------------------------------------------
+
+    def start_execution(self, state_machine: str, input: Mapping[str, Any], name: str | None = None) -> str:
+        """Starts `state_machine` (logical id, name, ARN or `training`/`deploy`) and returns the execution ARN.
+
+        Without a name the twin makes one: moto's engine leaves `$$.Execution.Name` null otherwise, and the
+        workflows name their jobs after it.
+        """
+        machine = self.stack.state_machine(state_machine)
+        response = boto3.client("stepfunctions").start_execution(
+            stateMachineArn=machine.arn, name=name or _execution_name(), input=json.dumps(input)
+        )
+        return str(response["executionArn"])
+
+    def list_executions(self, state_machine: str) -> list[dict[str, Any]]:
+        """The executions of `state_machine`, newest first (ListExecutions' items)."""
+        machine = self.stack.state_machine(state_machine)
+        client = boto3.client("stepfunctions")
+        executions: list[Any] = []
+        for page in client.get_paginator("list_executions").paginate(stateMachineArn=machine.arn):
+            executions += page["executions"]
+        return sorted(executions, key=lambda item: item["startDate"], reverse=True)
+
+    def describe_execution(self, execution_arn: str) -> ExecutionResult:
+        """The execution as it stands: status, output or error, and the state runs from its history."""
+        client = boto3.client("stepfunctions")
+        description = client.describe_execution(executionArn=execution_arn)
+        history: list[Any] = []
+        for page in client.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+            history += page["events"]
+        error, cause = description.get("error"), description.get("cause")
+        for event in reversed(history):
+            details = event.get("executionFailedEventDetails") or event.get("executionAbortedEventDetails")
+            if details and error is None:
+                error, cause = details.get("error"), details.get("cause")
+                break
+        return ExecutionResult(
+            execution_arn=execution_arn,
+            state_machine_arn=description["stateMachineArn"],
+            name=description["name"],
+            status=description["status"],
+            input=_json_or_none(description.get("input")),
+            output=_json_or_none(description.get("output")),
+            error=error,
+            cause=cause,
+            started=description["startDate"],
+            stopped=description.get("stopDate"),
+            runs=state_runs(history),
+            history=history,
+        )
+
+    def wait_for_execution(
+        self, execution_arn: str, timeout: float = DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    ) -> ExecutionResult:
+        """Waits (real seconds) until the execution stops, feeding `on_progress` as states start and finish."""
+        deadline = time.monotonic() + timeout
+        reported: set[tuple[int, str]] = set()
+        while True:
+            result = self.describe_execution(execution_arn)
+            self._report_progress(execution_arn, result.runs, reported)
+            if result.status != "RUNNING":
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"Execution {execution_arn} still RUNNING after {timeout:.0f} s; last states: "
+                    f"{', '.join(result.states_entered()[-3:]) or 'none'}. Raise the timeout or look at the job logs "
+                    f"under {self.work_dir}."
+                )
+            time.sleep(_HISTORY_POLL_SECONDS)
+
+    def _report_progress(self, execution_arn: str, runs: list[StateRun], reported: set[tuple[int, str]]) -> None:
+        if self.on_progress is None:
+            return
+        for index, run in enumerate(runs):
+            if (index, "entered") not in reported:
+                reported.add((index, "entered"))
+                self.on_progress(ProgressEvent(execution_arn, "entered", run))
+            if run.status != RUNNING and (index, "exited") not in reported:
+                reported.add((index, "exited"))
+                self.on_progress(ProgressEvent(execution_arn, "exited", run))
+
+    # ---- Lambda, events, data ---------------------------------------------------------------------------------
+
+    def invoke_function(self, name: str, event: Any) -> Any:
+        """Runs one of the stack's functions in-process (logical id, handler module, name or ARN) with `event`."""
+        return self.lambdas.invoke(self.stack.function(name).function_name, event)
+
+    def put_events(self, entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """PutEvents on the twin's default bus; returns PutEvents' result entries."""
+        response = boto3.client("events").put_events(Entries=[dict(entry) for entry in entries])
+        return list(response["Entries"])
+
+    def drain_queues(self) -> list[Delivery]:
+        """Delivers queued messages to their consuming functions (the event source mappings' batches)."""
+        return self.router.drain_queues()
+
+    def fire_schedules(self) -> list[Delivery]:
+        """Fires the schedule rules whose period has passed on the twin's clock."""
+        return self.router.fire_schedules(self.clock.now())
+
+    def upload(self, local_path: Path, bucket_logical_id: str, key: str) -> str:
+        """Uploads a file into one of the stack's buckets (as S3 would, with its notifications); returns its URI."""
+        bucket = self.stack.resources.get(bucket_logical_id)
+        if bucket is None:
+            buckets = sorted(k for k, v in self.stack.resources.items() if k.endswith("Bucket"))
+            raise KeyError(f"{bucket_logical_id!r} is not a bucket of the stack; its buckets are: {buckets}")
+        boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=Path(local_path).read_bytes())
+        return f"s3://{bucket}/{key}"
+
+    # ---- routing callbacks ------------------------------------------------------------------------------------
+
+    def _start_from_rule(self, state_machine_arn: str, input_text: str) -> str:
+        # EventBridge names the executions it starts with a UUID.
+        response = boto3.client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=input_text
+        )
+        return str(response["executionArn"])
+
+    def _route_service_event(self, event: dict[str, Any]) -> None:
+        # SageMaker state changes can come before the stack (and so the router) exists: nothing listens yet then.
+        if self._router is not None:
+            self._router.route(event)
+
+
+def _started(part: Any) -> Any:
+    if part is None:
+        raise RuntimeError("The LocalTwin is not started: use it as a context manager or call start()")
+    return part
+
+
+def _create_local_network() -> tuple[list[str], list[str]]:
+    """A VPC with two subnets in different Availability Zones and a security group, in moto's EC2."""
+    ec2 = boto3.client("ec2")
+    vpc_id = ec2.create_vpc(CidrBlock=_LOCAL_VPC_CIDR)["Vpc"]["VpcId"]
+    subnet_ids = [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        for cidr, zone in _LOCAL_SUBNETS
+    ]
+    group_id = ec2.create_security_group(
+        GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
+    )["GroupId"]
+    return subnet_ids, [group_id]
+
+
+def _execution_name() -> str:
+    return f"local-{uuid.uuid4().hex[:24]}"
+
+
+def _json_or_none(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
