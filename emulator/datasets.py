@@ -26,7 +26,6 @@ class Dataset:
     label_column: str
     feature_columns: tuple[str, ...]
     n_rows: int
-    n_classes: int
 
 
 def write_default_dataset(directory: Path) -> Dataset:
@@ -98,17 +97,40 @@ def _check_numeric_features(path: Path, frame: pd.DataFrame, label_column: str) 
 
 
 def _check_label(path: Path, frame: pd.DataFrame, label_column: str) -> None:
-    labels = frame[label_column]
-    if labels.isna().any():
+    # The pipeline trains a binary classifier (pipeline.toml [model] problem_type); preprocess drops unlabelled rows.
+    labels = frame[label_column].dropna()
+    numeric = pd.to_numeric(labels, errors="coerce")
+    others = labels[(numeric != 0) & (numeric != 1)]
+    if not others.empty:
+        examples = ", ".join(repr(v) for v in others.unique()[:_EXAMPLES_SHOWN])
         raise DatasetError(
-            f"{path}: label column {label_column!r} has {int(labels.isna().sum())} empty values; "
-            "every row needs a label."
+            f"{path}: label column {label_column!r} must hold 0 and 1, found {examples}. "
+            "Encode the positive class as 1 and the other as 0."
         )
-    if labels.nunique() < 2:
+    if numeric.nunique() < 2:
         raise DatasetError(
-            f"{path}: label column {label_column!r} holds a single class ({labels.iloc[0]!r}); "
-            "a classifier needs at least two."
+            f"{path}: label column {label_column!r} holds a single class; a classifier needs rows of both 0 and 1."
         )
+
+
+def with_pipeline_label(dataset: Dataset, pipeline_label: str, directory: Path) -> Path:
+    """The CSV to upload: `dataset` itself, or a copy whose label column is renamed to the pipeline's.
+
+    The training workflow passes pipeline.toml's label column to preprocessing, so a user's CSV with another
+    label name is uploaded under that name rather than failing inside the first job.
+    """
+    if dataset.label_column == pipeline_label:
+        return dataset.path
+    if pipeline_label in dataset.feature_columns:
+        raise DatasetError(
+            f"{dataset.path}: the pipeline's label column is {pipeline_label!r} (pipeline.toml [model] label_column) "
+            f"but that name is a feature column here while the label is {dataset.label_column!r}. Rename one of them."
+        )
+    frame = pd.read_csv(dataset.path).rename(columns={dataset.label_column: pipeline_label})
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = directory / dataset.path.name
+    frame.to_csv(staged, index=False)
+    return staged
 
 
 def _describe(path: Path, frame: pd.DataFrame, label_column: str) -> Dataset:
@@ -117,5 +139,4 @@ def _describe(path: Path, frame: pd.DataFrame, label_column: str) -> Dataset:
         label_column=label_column,
         feature_columns=tuple(str(c) for c in frame.columns.drop(label_column)),
         n_rows=len(frame),
-        n_classes=int(frame[label_column].nunique()),
     )

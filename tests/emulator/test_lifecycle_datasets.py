@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from emulator.datasets import DatasetError, load_user_dataset, write_default_dataset
+from emulator.datasets import DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
 
 
 def test_default_dataset_is_breast_cancer_with_target_label(tmp_path):
@@ -16,7 +16,6 @@ def test_default_dataset_is_breast_cancer_with_target_label(tmp_path):
     assert dataset.n_rows == len(frame) == 569
     assert len(dataset.feature_columns) == 30
     assert set(frame["target"]) == {0, 1}
-    assert dataset.n_classes == 2
 
 
 def test_valid_user_csv_is_described(tmp_path):
@@ -27,7 +26,6 @@ def test_valid_user_csv_is_described(tmp_path):
 
     assert dataset.feature_columns == ("x1", "x2")
     assert dataset.n_rows == 3
-    assert dataset.n_classes == 2
 
 
 @pytest.mark.parametrize(
@@ -38,10 +36,10 @@ def test_valid_user_csv_is_described(tmp_path):
         ("x1,x2,y\n1,2,0\n3,4,1\n", "label", "label column 'label' is not in .*its columns are: x1, x2, y"),
         ("x1,colour,label\n1,red,0\n2,blue,1\n", "label", "must be numeric.*'colour' \\(e.g. 'red', 'blue'\\)"),
         ("x1,label\n", "label", "no data rows"),
-        ("x1,label\n1,0\n2,\n", "label", "1 empty values"),
-        ("x1,label\n1,1\n2,1\n", "label", "single class"),
+        ("x1,label\n1,yes\n2,no\n", "label", "must hold 0 and 1, found 'yes', 'no'"),
+        ("x1,label\n1,1\n2,1\n3,\n", "label", "single class"),
     ],
-    ids=["empty", "no-header", "label-absent", "non-numeric-feature", "no-rows", "missing-labels", "one-class"],
+    ids=["empty", "no-header", "label-absent", "non-numeric-feature", "no-rows", "non-binary-label", "one-class"],
 )
 def test_bad_user_csv_is_refused_naming_the_problem(tmp_path, content, label, expected):
     path = tmp_path / "data.csv"
@@ -56,3 +54,22 @@ def test_missing_user_csv_names_the_path(tmp_path):
 
     with pytest.raises(DatasetError, match=f"data file not found: {missing}"):
         load_user_dataset(missing, "label")
+
+
+def test_user_label_is_renamed_to_the_pipeline_label_in_the_uploaded_copy(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("x1,diagnosis\n0.5,0\n1.5,1\n")
+    dataset = load_user_dataset(path, "diagnosis")
+
+    staged = with_pipeline_label(dataset, "target", tmp_path / "staged")
+
+    assert list(pd.read_csv(staged).columns) == ["x1", "target"]
+    assert with_pipeline_label(load_user_dataset(staged, "target"), "target", tmp_path / "again") == staged
+
+
+def test_user_feature_named_like_the_pipeline_label_is_refused(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("target,diagnosis\n0.5,0\n1.5,1\n")
+
+    with pytest.raises(DatasetError, match=r"'target' .* is a feature column here"):
+        with_pipeline_label(load_user_dataset(path, "diagnosis"), "target", tmp_path / "staged")
