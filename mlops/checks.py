@@ -1,0 +1,349 @@
+"""`mlops check`: every static check of the project, run in turn, each printing PASS or FAIL with its output.
+
+A check is a function that returns what it wants shown on success and raises `CheckFailed` with the failing
+output otherwise. Tools that come with the development environment (cfn-lint, sam, checkov) run from the
+folder of the running interpreter, so `mlops check` needs nothing on PATH.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.pipeline_config import PROJECT_ROOT
+
+TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
+CHECKOV_CHECKS_DIR = Path(__file__).resolve().parent / "checkov_checks"
+# Lambda takes zip uploads up to 50 MB; the project's packages must stay far below, fast to deploy and cold-start.
+MAX_FUNCTION_PACKAGE_BYTES = 10 * 1024 * 1024
+_SUBPROCESS_TIMEOUT_SECONDS = 540
+
+# A representative value for every placeholder of docs/interfaces.md, shaped like what the template substitutes,
+# so that ASL validators that insist on ARNs where ARNs go can read the exported files.
+REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
+    "Partition": "aws",
+    "ArtifactBucket": "mlops-dev-artifactbucket-1a2b3c4d5e6f",
+    "DataBucket": "mlops-dev-databucket-1a2b3c4d5e6f",
+    "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "SageMakerExecutionRoleArn": "arn:aws:iam::123456789012:role/mlops-dev-SageMakerExecutionRole-1A2B3C4D5E6F",
+    "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "SecurityGroupIds": "sg-0123456789abcdef0",
+    "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+    "SourceDirUri": "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/code/sourcedir-0123abcd.tar.gz",
+    "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:mlops-dev-NotificationTopic-1A2B3C4D5E6F",
+    "ModelPackageGroupName": "mlops-dev-breast-cancer",
+    "ModelApprovalStatus": "PendingManualApproval",
+    "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
+    "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
+    "TrainingInstanceType": "ml.m5.xlarge",
+    "ProcessingInstanceType": "ml.m5.large",
+    "EndpointInstanceType": "ml.m5.large",
+    "EndpointInstanceCount": "2",
+    "EndpointName": "mlops-dev-endpoint",
+    "RollbackAlarmName": "mlops-dev-endpoint-5xx",
+    "ProjectTag": "mlops",
+    "EnvironmentTag": "dev",
+}
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+class CheckFailed(Exception):
+    """A check found problems; the message is the output to show."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    run: Callable[[], str]
+
+
+def _tool(name: str) -> Path:
+    """An executable of the development environment, next to the running interpreter."""
+    path = Path(sys.executable).parent / name
+    if not path.is_file():
+        raise CheckFailed(f"{name} not found at {path}: install the development environment with `make install`")
+    return path
+
+
+def _run_tool(command: list[str | Path], *, ok_codes: tuple[int, ...] = (0,)) -> str:
+    """Runs a tool from the project root; its combined output, or CheckFailed with it on an unexpected exit code."""
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+    try:
+        completed = subprocess.run(
+            [str(part) for part in command],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=_SUBPROCESS_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CheckFailed(f"{Path(str(command[0])).name} did not finish in {_SUBPROCESS_TIMEOUT_SECONDS} s") from exc
+    output = (completed.stdout + completed.stderr).strip()
+    if completed.returncode not in ok_codes:
+        raise CheckFailed(f"{Path(str(command[0])).name} exited with {completed.returncode}\n{output}")
+    return output
+
+
+def check_cfn_lint() -> str:
+    """template.yaml has no cfn-lint errors (warnings are shown, not fatal)."""
+    # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational.
+    return _run_tool([_tool("cfn-lint"), TEMPLATE_PATH], ok_codes=(0, 4, 8, 12))
+
+
+def fill_placeholders(text: str, values: dict[str, str] = REPRESENTATIVE_PLACEHOLDER_VALUES) -> str:
+    """`text` with every `${Name}` replaced by its representative value; an unknown name is an error naming it."""
+    unknown = sorted({name for name in _PLACEHOLDER.findall(text) if name not in values})
+    if unknown:
+        raise CheckFailed(
+            f"placeholders not in docs/interfaces.md: {', '.join(unknown)}; add them to the contract, to "
+            "template.yaml's DefinitionSubstitutions and to REPRESENTATIVE_PLACEHOLDER_VALUES, or stop using them"
+        )
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+
+
+def asl_problems(definition: dict[str, Any]) -> list[str]:
+    """What statelint and cfn-lint's state machine definition rule (E3601) find in one filled definition."""
+    from cfnlint.api import ManualArgs, lint
+    from statelint.linter import Linter
+
+    problems = [f"statelint: {problem}" for problem in Linter.validate(definition)]
+    template = {
+        "Resources": {
+            "StateMachine": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {"Definition": definition, "RoleArn": "arn:aws:iam::123456789012:role/states"},
+            }
+        }
+    }
+    matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))
+    problems.extend(f"cfn-lint: {match}" for match in matches)
+    return problems
+
+
+def check_asl() -> str:
+    """Each statemachines/*.asl.json, placeholders filled with representative values, passes both validators."""
+    paths = sorted(STATEMACHINES_DIR.glob("*.asl.json"))
+    if not paths:
+        raise CheckFailed(f"no *.asl.json in {STATEMACHINES_DIR}: run `mlops export`")
+    failures: list[str] = []
+    for path in paths:
+        try:
+            definition = json.loads(fill_placeholders(path.read_text(encoding="utf-8")))
+        except CheckFailed as failure:
+            failures.append(f"{path.name}: {failure}")
+            continue
+        except json.JSONDecodeError as exc:
+            failures.append(f"{path.name}: not valid JSON once filled: {exc}")
+            continue
+        failures.extend(f"{path.name}: {problem}" for problem in asl_problems(definition))
+    if failures:
+        raise CheckFailed("\n".join(failures))
+    return f"{len(paths)} definitions valid: {', '.join(path.name for path in paths)}"
+
+
+def check_asl_policy() -> str:
+    """The project's own rules for the state machines (mlops.asl_policy)."""
+    from mlops.asl_policy import check_statemachines
+
+    violations = check_statemachines(STATEMACHINES_DIR)
+    if violations:
+        raise CheckFailed("\n".join(violations))
+    return ""
+
+
+def check_iam_policy() -> str:
+    """No Allow statement of the transformed template grants `*` or `service:*`."""
+    from mlops.iam_policy import check_template
+
+    grants = check_template(TEMPLATE_PATH)
+    if grants:
+        raise CheckFailed("\n".join(grants))
+    return ""
+
+
+def check_export_fresh() -> str:
+    """statemachines/ is what `mlops export` writes from workflows/ and pipeline.toml today."""
+    from workflows.export import export_command
+
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        exit_code = export_command(out_dir=STATEMACHINES_DIR, check=True, config_path=None)
+    if exit_code != 0:
+        raise CheckFailed(captured.getvalue().strip() or f"mlops export --check exited with {exit_code}")
+    return captured.getvalue().strip()
+
+
+def check_sam_validate() -> str:
+    """`sam validate --lint` accepts the template."""
+    return _run_tool([_tool("sam"), "validate", "--lint", "--template-file", TEMPLATE_PATH])
+
+
+def package_sizes(build_dir: Path) -> dict[str, tuple[int, int]]:
+    """Function name -> (zipped bytes, unzipped bytes) of each package that `sam build` left in `build_dir`."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for package in sorted(path for path in build_dir.iterdir() if path.is_dir()):
+        files = sorted(path for path in package.rglob("*") if path.is_file())
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+            for path in files:
+                zipped.write(path, path.relative_to(package).as_posix())
+        sizes[package.name] = (archive.tell(), sum(path.stat().st_size for path in files))
+    return sizes
+
+
+def check_sam_build() -> str:
+    """`sam build` succeeds into a temporary folder and every function package zips to under 10 MB."""
+    with tempfile.TemporaryDirectory(prefix="mlops-sam-build-") as scratch:
+        build_dir = Path(scratch) / "build"
+        _run_tool(
+            [
+                _tool("sam"),
+                "build",
+                "--template-file",
+                TEMPLATE_PATH,
+                "--build-dir",
+                build_dir,
+                "--cache-dir",
+                Path(scratch) / "cache",
+            ]
+        )
+        sizes = package_sizes(build_dir)
+    if not sizes:
+        raise CheckFailed(f"sam build left no function packages in {build_dir}")
+    lines = [
+        f"{name}: {zipped / 1e6:.2f} MB zipped, {unzipped / 1e6:.2f} MB unzipped"
+        for name, (zipped, unzipped) in sizes.items()
+    ]
+    too_big = [name for name, (zipped, _) in sizes.items() if zipped >= MAX_FUNCTION_PACKAGE_BYTES]
+    if too_big:
+        raise CheckFailed(
+            "\n".join(lines) + f"\npackages of {MAX_FUNCTION_PACKAGE_BYTES / 1e6:.0f} MB or more: {', '.join(too_big)}"
+        )
+    return "\n".join(lines)
+
+
+def unexplained_checkov_skips(template: dict[str, Any]) -> list[str]:
+    """Resources whose `Metadata.checkov.skip` entries lack an id or a written reason (`comment`)."""
+    problems = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        skips = ((resource.get("Metadata") or {}).get("checkov") or {}).get("skip") or []
+        for entry in skips:
+            if not isinstance(entry, dict) or not entry.get("id") or not str(entry.get("comment", "")).strip():
+                problems.append(f"{logical_id}: checkov skip {entry!r} needs an id and a comment saying why")
+    return problems
+
+
+def check_checkov() -> str:
+    """checkov, with the project's own checks, passes on the template after the SAM transform."""
+    from mlops.iam_policy import sam_transformed_template
+
+    template = sam_transformed_template(TEMPLATE_PATH, passthrough_metadata=True)
+    unexplained = unexplained_checkov_skips(template)
+    if unexplained:
+        raise CheckFailed("\n".join(unexplained))
+    with tempfile.TemporaryDirectory(prefix="mlops-checkov-") as scratch:
+        transformed = Path(scratch) / "template.json"
+        transformed.write_text(json.dumps(template, indent=1), encoding="utf-8")
+        output = _run_tool(
+            [
+                _tool("checkov"),
+                "--file",
+                transformed,
+                "--framework",
+                "cloudformation",
+                "--external-checks-dir",
+                CHECKOV_CHECKS_DIR,
+                "--skip-download",
+                "--compact",
+                "--quiet",
+            ]
+        )
+    # The summary line, e.g. "Passed checks: 169, Failed checks: 0, Skipped checks: 20".
+    return next((line for line in output.splitlines() if line.startswith("Passed checks")), output)
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("cfn-lint", "template.yaml has no cfn-lint errors", check_cfn_lint),
+    Check("asl", "statemachines/*.asl.json pass statelint and cfn-lint's definition rule", check_asl),
+    Check("asl-policy", "state machines follow the project's rules (mlops.asl_policy)", check_asl_policy),
+    Check("iam-policy", "no policy statement allows * or service:*", check_iam_policy),
+    Check("export-fresh", "statemachines/ matches what `mlops export` writes", check_export_fresh),
+    Check("sam-validate", "sam validate --lint", check_sam_validate),
+    Check("sam-build", "sam build succeeds and each function package zips to under 10 MB", check_sam_build),
+    Check("checkov", "checkov and the project's checks on the transformed template", check_checkov),
+)
+
+
+def run_check(check: Check) -> bool:
+    """Runs one check and prints its verdict; True when it passed."""
+    started = time.perf_counter()
+    try:
+        output = check.run()
+    except CheckFailed as failure:
+        print(f"FAIL {check.name} ({time.perf_counter() - started:.1f} s)\n{_indent(str(failure))}", flush=True)
+        return False
+    except Exception:  # a crashing check is a failing check, and must not hide the checks after it
+        print(
+            f"FAIL {check.name} ({time.perf_counter() - started:.1f} s)\n{_indent(traceback.format_exc())}", flush=True
+        )
+        return False
+    print(f"PASS {check.name} ({time.perf_counter() - started:.1f} s)", flush=True)
+    if output:
+        print(_indent(output), flush=True)
+    return True
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.strip().splitlines())
+
+
+def _quiet_library_loggers() -> None:
+    """The CLI logs at INFO; cfn-lint's API then narrates each scan and samtranslator warns about its own metrics."""
+    logging.getLogger("cfnlint").setLevel(logging.WARNING)
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+
+
+def check_command(only: list[str], list_only: bool) -> int:
+    """Runs every check, or those named in `only`; 0 when all pass, 1 when any fails, 2 for an unknown name."""
+    _quiet_library_loggers()
+    if list_only:
+        for check in CHECKS:
+            print(f"{check.name:<14} {check.description}")
+        return 0
+    known = {check.name for check in CHECKS}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        print(
+            f"unknown check(s): {', '.join(unknown)}; known checks: {', '.join(c.name for c in CHECKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    selected = [check for check in CHECKS if not only or check.name in only]
+    failed = [check.name for check in selected if not run_check(check)]
+    if failed:
+        print(f"{len(failed)} of {len(selected)} checks failed: {', '.join(failed)}")
+        return 1
+    print(f"all {len(selected)} checks passed")
+    return 0
