@@ -41,6 +41,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.choice.state_choice import StateChoice
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
     ActivityResource,
@@ -272,7 +273,9 @@ class LocalAwsSdkTask(StateTaskServiceAwsSdk):
             raise _unsupported(self, env, f"{self.resource.resource_arn} ({reason})")
         super()._eval_execution(env)
 
-    def _eval_service_task(self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any) -> None:  # type: ignore[override]  # noqa: E501
+    def _eval_service_task(
+        self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+    ) -> None:  # type: ignore[override]  # noqa: E501
         super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
         # botocore parses timestamps into datetimes, which the execution's JSON output cannot hold.
         env.stack.append(_iso_timestamps(env.stack.pop()))
@@ -389,6 +392,34 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
             original_error_equals(self, env)
 
         _patch(error_equals_decl.ErrorEqualsDecl, "_eval_body", error_equals_as_on_aws, restore)
+
+        original_choice = StateChoice._eval_state
+
+        def choice_fails_as_on_aws(self: StateChoice, env: Environment) -> None:
+            if self.default_state is None:
+                # moto raises a bare RuntimeError (States.Runtime); AWS fails with States.NoChoiceMatched.
+                for rule in self.choices_decl.rules:
+                    rule.eval(env)
+                    if env.stack.pop() is True:
+                        env.stack.append(rule.next_stmt.name)
+                        return
+                raise FailureEventException(
+                    failure_event=FailureEvent(
+                        env=env,
+                        error_name=StatesErrorName(typ=StatesErrorNameType.StatesNoChoiceMatched),
+                        event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(
+                            taskFailedEventDetails=TaskFailedEventDetails(
+                                error=StatesErrorNameType.StatesNoChoiceMatched.to_name(),
+                                cause=f"No Matches! Choice state {self.name!r} has no rule matching its input "
+                                "and no Default.",
+                            )
+                        ),
+                    )
+                )
+            original_choice(self, env)
+
+        _patch(StateChoice, "_eval_state", choice_fails_as_on_aws, restore)
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
         previous_level = engine_logger.level

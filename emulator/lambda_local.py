@@ -178,6 +178,11 @@ class LocalLambdaRunner:
         module_name, _, function = registered.handler.rpartition(".")
         if str(registered.code_dir) not in sys.path:
             sys.path.insert(0, str(registered.code_dir))
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and registered.code_dir not in Path(getattr(loaded, "__file__", "") or "/").resolve().parents:
+            # A module of the same name from another code directory (an earlier twin in this process): a new
+            # Lambda environment imports the function's own code afresh.
+            del sys.modules[module_name]
         module = importlib.import_module(module_name)
         module_file = Path(getattr(module, "__file__", "") or "").resolve()
         if registered.code_dir not in module_file.parents:
