@@ -223,8 +223,23 @@ def deploy_stack(
     deployment.stage_local_artifacts(template, root)
     transformed = _transform(template, parameter_overrides, region)
     parameters = {key: str(value) for key, value in parameter_overrides.items()}
-    stack_id = deployment.create_stack(transformed, parameters)
-    return deployment.describe(transformed, stack_id, parameters)
+    with _quiet_about_unsupported_types():
+        stack_id = deployment.create_stack(transformed, parameters)
+        return deployment.describe(transformed, stack_id, parameters)
+
+
+@contextmanager
+def _quiet_about_unsupported_types() -> Iterator[None]:
+    """moto warns about each type it lacks every time it reads the stack; `DeployedStack.skipped` says it once."""
+    moto_logger = logging.getLogger("moto")
+    previous_level = moto_logger.level
+    moto_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+            yield
+    finally:
+        moto_logger.setLevel(previous_level)
 
 
 def _transform(template: dict[str, Any], parameter_overrides: Mapping[str, str], region: str) -> dict[str, Any]:
@@ -449,17 +464,10 @@ class _Deployment:
             return original(resource_type)
 
         cfn_parsing.resource_class_from_type = resource_class_from_type
-        # moto warns about each type it lacks, several times; DeployedStack.skipped lists each once, with the reason.
-        moto_logger = logging.getLogger("moto")
-        previous_level = moto_logger.level
-        moto_logger.setLevel(logging.ERROR)
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
-                yield
+            yield
         finally:
             cfn_parsing.resource_class_from_type = original
-            moto_logger.setLevel(previous_level)
 
     def _note(self, logical_id: str, resource_type: str, note: str) -> None:
         self.emulated.append(ResourceNote(logical_id, resource_type, note))
