@@ -2,7 +2,7 @@
 
 SAM uploads only a function's own code, so this function's bundle carries `ml/` and the image URI table
 (`image-uris.json`, exported from the SageMaker SDK by `mlops export`); on Create and Update it writes
-`<prefix>sourcedir-<sha256>.tar.gz` to the artifact bucket with SSE-KMS and returns `SourceDirUri` and
+`<prefix><sha256>/sourcedir.tar.gz` to the artifact bucket with SSE-KMS and returns `SourceDirUri` and
 `ImageUri` (the framework container of the stack's region) for the state machines' substitutions. The
 tarball is deterministic (sorted names, fixed times, owners and modes), so the same `ml/` always has the
 same key and a redeploy without code changes writes nothing. Delete does nothing: registered models point
@@ -92,8 +92,12 @@ def build_sourcedir_tarball(ml_dir: Path) -> bytes:
 
 
 def sourcedir_key(prefix: str, tarball: bytes) -> str:
-    """`<prefix>sourcedir-<sha256>.tar.gz`: the key changes exactly when the content does."""
-    return f"{prefix}sourcedir-{hashlib.sha256(tarball).hexdigest()}.tar.gz"
+    """`<prefix><sha256>/sourcedir.tar.gz`: the folder changes exactly when the content does.
+
+    The object itself keeps the name `sourcedir.tar.gz` because SageMaker stages an S3 object under its own
+    name, and the processing entrypoint and `sagemaker_submit_directory` name that file (docs/interfaces.md).
+    """
+    return f"{prefix}{hashlib.sha256(tarball).hexdigest()}/sourcedir.tar.gz"
 
 
 def image_uri_for_region(image_uris: Mapping[str, str], region: str) -> str:

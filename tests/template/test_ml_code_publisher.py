@@ -67,8 +67,8 @@ def test_tarball_key_changes_when_a_file_changes(tmp_path: Path) -> None:
     key_after = publisher.sourcedir_key("code/", publisher.build_sourcedir_tarball(after))
 
     assert key_before != key_after
-    assert key_before.startswith("code/sourcedir-")
-    assert key_before.endswith(".tar.gz")
+    assert key_before.startswith("code/")
+    assert key_before.endswith("/sourcedir.tar.gz")
 
 
 def test_tarball_holds_sorted_modules_at_its_root_without_bytecode(tmp_path: Path) -> None:
@@ -155,12 +155,12 @@ class _NoCallsAllowed:
 
 
 def test_delete_keeps_the_artifacts_and_succeeds() -> None:
-    event = {**_event("Delete"), "PhysicalResourceId": "s3://artifacts/code/sourcedir-abc.tar.gz"}
+    event = {**_event("Delete"), "PhysicalResourceId": "s3://artifacts/code/abc/sourcedir.tar.gz"}
 
     body = _handle(event, _NoCallsAllowed())
 
     assert body["Status"] == "SUCCESS"
-    assert body["PhysicalResourceId"] == "s3://artifacts/code/sourcedir-abc.tar.gz"
+    assert body["PhysicalResourceId"] == "s3://artifacts/code/abc/sourcedir.tar.gz"
 
 
 def test_missing_properties_fail_the_request_with_a_reason_instead_of_raising() -> None:

@@ -1,0 +1,164 @@
+"""Rules the deployed stack must follow, as functions over a (transformed) template that return the violations.
+
+The tests run each rule on template.yaml (no violation) and on mutated copies (the violation is found), so a rule
+that cannot fail would show.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+REQUIRED_TAG_KEYS = frozenset({"Project", "Environment"})
+# SAM 1.115 does not pass a function's tags to the EventBridge rules and event source mappings it generates for
+# the function's events, even with PropagateTags; samconfig.toml's stack tags reach them on deployment.
+SAM_GENERATED_UNTAGGED_TYPES = frozenset({"AWS::Events::Rule", "AWS::Lambda::EventSourceMapping"})
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == resource_type:
+            yield logical_id, resource.get("Properties", {})
+
+
+def _supports_tags(resource_type: str) -> bool:
+    if resource_type.startswith("Custom::"):
+        return False
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource_type).schema
+    return "Tags" in schema.get("properties", {})
+
+
+def _tag_keys(tags: Any) -> set[str]:
+    if isinstance(tags, dict):
+        return set(tags)
+    return {tag.get("Key") for tag in tags or [] if isinstance(tag, dict)}
+
+
+def untagged_resources(transformed: dict[str, Any], declared_ids: set[str]) -> list[str]:
+    """Taggable resources without the Project and Environment tags (SAM's untaggable generated ones excepted)."""
+    problems = []
+    for logical_id, resource in transformed["Resources"].items():
+        resource_type = resource["Type"]
+        if not _supports_tags(resource_type):
+            continue
+        if logical_id not in declared_ids and resource_type in SAM_GENERATED_UNTAGGED_TYPES:
+            continue
+        missing = REQUIRED_TAG_KEYS - _tag_keys(resource.get("Properties", {}).get("Tags"))
+        if missing:
+            problems.append(f"{logical_id} ({resource_type}) lacks tags {sorted(missing)}")
+    return problems
+
+
+def _policies_by_bucket(template: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for _, properties in resources_of_type(template, "AWS::S3::BucketPolicy"):
+        bucket = properties["Bucket"].get("Ref")
+        statements.setdefault(bucket, []).extend(properties["PolicyDocument"]["Statement"])
+    return statements
+
+
+def _denies_insecure_transport(statements: list[dict[str, Any]]) -> bool:
+    return any(
+        statement["Effect"] == "Deny"
+        and statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for statement in statements
+    )
+
+
+def bucket_problems(template: dict[str, Any], kms_buckets: set[str]) -> list[str]:
+    """Buckets not encrypted (with the stack key for `kms_buckets`), unversioned, public or reachable without TLS."""
+    policies = _policies_by_bucket(template)
+    problems = []
+    for logical_id, properties in resources_of_type(template, "AWS::S3::Bucket"):
+        rules = properties.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        if not rules:
+            problems.append(f"{logical_id}: no default encryption")
+        elif logical_id in kms_buckets:
+            default = rules[0].get("ServerSideEncryptionByDefault", {})
+            if default.get("SSEAlgorithm") != "aws:kms" or not default.get("KMSMasterKeyID"):
+                problems.append(f"{logical_id}: default encryption is not SSE-KMS with the stack key")
+            if rules[0].get("BucketKeyEnabled") is not True:
+                problems.append(f"{logical_id}: S3 Bucket Key not enabled")
+        if properties.get("VersioningConfiguration", {}).get("Status") != "Enabled":
+            problems.append(f"{logical_id}: versioning not enabled")
+        block = properties.get("PublicAccessBlockConfiguration", {})
+        flags = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+        if not all(block.get(flag) is True for flag in flags):
+            problems.append(f"{logical_id}: public access not fully blocked")
+        if not properties.get("LifecycleConfiguration", {}).get("Rules"):
+            problems.append(f"{logical_id}: no lifecycle rules")
+        if not _denies_insecure_transport(policies.get(logical_id, [])):
+            problems.append(f"{logical_id}: no bucket policy denying requests without TLS")
+    return problems
+
+
+def _function_id(arn: Any) -> str | None:
+    """The logical id of a function referenced as `!GetAtt Fn.Arn` (or `!Ref Fn`), else None."""
+    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+        return str(arn["Fn::GetAtt"][0])
+    if isinstance(arn, dict) and "Ref" in arn:
+        return str(arn["Ref"])
+    return None
+
+
+def async_trigger_problems(template: dict[str, Any]) -> list[str]:
+    """Async deliveries without a dead-letter queue or an explicit retry policy.
+
+    EventBridge targets need DeadLetterConfig and RetryPolicy; functions invoked asynchronously (by a rule or as a
+    custom resource's ServiceToken) need a DLQ and an EventInvokeConfig bounding retries; queues that feed a
+    function need a redrive policy.
+    """
+    problems = []
+    functions = {logical_id for logical_id, _ in resources_of_type(template, "AWS::Lambda::Function")}
+    async_functions: dict[str, str] = {}
+    for rule_id, properties in resources_of_type(template, "AWS::Events::Rule"):
+        for target in properties.get("Targets", []):
+            where = f"{rule_id} target {target.get('Id')}"
+            if not target.get("DeadLetterConfig", {}).get("Arn"):
+                problems.append(f"{where}: no DeadLetterConfig")
+            if "MaximumRetryAttempts" not in target.get("RetryPolicy", {}):
+                problems.append(f"{where}: no RetryPolicy with MaximumRetryAttempts")
+            function_id = _function_id(target.get("Arn"))
+            if function_id in functions:
+                async_functions[function_id] = where
+    for resource_id, resource in template["Resources"].items():
+        if resource["Type"].startswith("Custom::"):
+            function_id = _function_id(resource["Properties"].get("ServiceToken"))
+            if function_id in functions:
+                async_functions[function_id] = f"custom resource {resource_id}"
+    invoke_configs = {
+        _function_id(properties.get("FunctionName")): properties
+        for _, properties in resources_of_type(template, "AWS::Lambda::EventInvokeConfig")
+    }
+    for function_id, trigger in sorted(async_functions.items()):
+        properties = template["Resources"][function_id]["Properties"]
+        if not properties.get("DeadLetterConfig", {}).get("TargetArn"):
+            problems.append(f"{function_id} (invoked by {trigger}): no DeadLetterConfig")
+        if "MaximumRetryAttempts" not in invoke_configs.get(function_id, {}):
+            problems.append(f"{function_id} (invoked by {trigger}): no EventInvokeConfig with MaximumRetryAttempts")
+    queues = dict(resources_of_type(template, "AWS::SQS::Queue"))
+    for mapping_id, properties in resources_of_type(template, "AWS::Lambda::EventSourceMapping"):
+        queue_id = _function_id(properties.get("EventSourceArn"))
+        if queue_id in queues and not queues[queue_id].get("RedrivePolicy", {}).get("deadLetterTargetArn"):
+            problems.append(f"{mapping_id}: source queue {queue_id} has no redrive policy")
+    return problems
+
+
+def placeholders_in(definition_text: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(definition_text))
+
+
+def missing_substitutions(template: dict[str, Any], project_root: Path) -> dict[str, list[str]]:
+    """State machine logical id -> `${...}` names its ASL file uses but its DefinitionSubstitutions lacks."""
+    missing = {}
+    for logical_id, properties in resources_of_type(template, "AWS::Serverless::StateMachine"):
+        text = (project_root / properties["DefinitionUri"]).read_text(encoding="utf-8")
+        absent = sorted(placeholders_in(text) - set(properties.get("DefinitionSubstitutions", {})))
+        if absent:
+            missing[logical_id] = absent
+    return missing

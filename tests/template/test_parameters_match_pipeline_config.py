@@ -1,0 +1,87 @@
+"""template.yaml's Parameter defaults and Pipeline mapping equal pipeline.toml, so one file holds the numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+
+TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml_parse(Path(TEMPLATE_PATH).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def config() -> PipelineConfig:
+    return load_pipeline_config()
+
+
+# Parameter -> its value in pipeline.toml, as CloudFormation would hold the default (a string).
+def _expected_parameter_defaults(cfg: PipelineConfig) -> dict[str, str]:
+    return {
+        "TrainingInstanceType": cfg.training.instance_type,
+        "ProcessingInstanceType": cfg.processing.instance_type,
+        "EndpointInstanceType": cfg.deploy.instance_type,
+        "EndpointInstanceCount": str(cfg.deploy.initial_instance_count),
+        "ApprovalMode": cfg.registry.approval_mode,
+        "ReaperIdleWindowHours": str(cfg.reaper.idle_window_hours),
+        "ReaperMinAgeHours": str(cfg.reaper.min_age_hours),
+        "ReaperMaxDeletionsPerRun": str(cfg.reaper.max_deletions_per_run),
+        "RetrainingScheduleEnabled": str(cfg.schedule.retraining_enabled).lower(),
+    }
+
+
+def _expected_mapping(cfg: PipelineConfig) -> dict[str, dict[str, str]]:
+    return {
+        "Model": {"Name": cfg.model.name},
+        "Data": {"Prefix": cfg.data.prefix, "AllowedSuffixes": ",".join(cfg.data.allowed_suffixes)},
+        "Drift": {"CooldownMinutes": str(cfg.drift.cooldown_minutes)},
+        "NewData": {"CoalesceWindowSeconds": str(cfg.new_data.coalesce_window_seconds)},
+        "Schedule": {"RetrainingExpression": cfg.schedule.retraining_expression},
+        "Reaper": {
+            "ScheduleExpression": cfg.reaper.schedule_expression,
+            "OptOutTag": cfg.reaper.opt_out_tag,
+            "MarkTag": cfg.reaper.mark_tag,
+        },
+    }
+
+
+@pytest.mark.parametrize("parameter", sorted(_expected_parameter_defaults(load_pipeline_config())))
+def test_parameter_default_equals_pipeline_config(
+    template: dict[str, Any], config: PipelineConfig, parameter: str
+) -> None:
+    default = template["Parameters"][parameter].get("Default")
+
+    assert str(default) == _expected_parameter_defaults(config)[parameter]
+
+
+def test_pipeline_mapping_equals_pipeline_config(template: dict[str, Any], config: PipelineConfig) -> None:
+    mapping = {
+        section: {key: str(value) for key, value in values.items()}
+        for section, values in template["Mappings"]["Pipeline"].items()
+    }
+
+    assert mapping == _expected_mapping(config)
+
+
+def test_reaper_dry_run_default_follows_the_environment(template: dict[str, Any]) -> None:
+    # ARCHITECTURE.md: dry run by default in dev; the by-environment default resolves per Environment.
+    assert template["Parameters"]["ReaperDryRun"]["Default"] == "by-environment"
+    dry_run = template["Resources"]["EndpointReaperFunction"]["Properties"]["Environment"]["Variables"]["DRY_RUN"]
+    assert dry_run == {
+        "Fn::If": ["IsReaperDryRunByEnvironment", {"Fn::If": ["IsProd", "false", "true"]}, {"Ref": "ReaperDryRun"}]
+    }
+
+
+def test_prod_rule_rejects_a_single_endpoint_instance(template: dict[str, Any]) -> None:
+    rule = template["Rules"]["ProdEndpointIsHighlyAvailable"]
+
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EndpointInstanceCount"}, "1"]}]}
