@@ -117,6 +117,7 @@ class LocalSageMaker:
         events: Callable[[dict[str, Any]], None] | None = None,
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT,
+        endpoint_transition_seconds: float = ENDPOINT_TRANSITION_SECONDS,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,7 @@ class LocalSageMaker:
         self.region = region
         self.account_id = account_id
         self._events = events
+        self.endpoint_transition_seconds = endpoint_transition_seconds
         self._lock = threading.RLock()
         self._jobs: dict[str, dict[str, JobRecord]] = {kind.kind: {} for kind in SYNC_JOBS.values()}
         self._models: dict[str, dict[str, Any]] = {}
@@ -876,11 +878,29 @@ class LocalSageMaker:
             if params.get("DeploymentConfig"):
                 endpoint.description["LastDeploymentConfig"] = params["DeploymentConfig"]
         self._emit_endpoint(endpoint)
-        self._start_thread(lambda: self._deploy(endpoint, config, creating=False), f"endpoint-{params['EndpointName']}")
+        rollback_alarms = [
+            alarm["AlarmName"]
+            for alarm in (params.get("DeploymentConfig") or {}).get("AutoRollbackConfiguration", {}).get("Alarms", [])
+        ]
+        self._start_thread(
+            lambda: self._deploy(endpoint, config, creating=False, rollback_alarms=rollback_alarms),
+            f"endpoint-{params['EndpointName']}",
+        )
         return {"EndpointArn": endpoint.description["EndpointArn"]}
 
-    def _deploy(self, endpoint: _Endpoint, config: dict[str, Any], creating: bool) -> None:
-        """Start the new variants' servers, keep the transition visible for a while, then swap and go InService."""
+    def _alarm_firing(self, alarm_names: list[str]) -> str | None:
+        if not alarm_names:
+            return None
+        alarms = boto3.client("cloudwatch", region_name=self.region).describe_alarms(AlarmNames=alarm_names)
+        firing = [alarm["AlarmName"] for alarm in alarms["MetricAlarms"] if alarm["StateValue"] == "ALARM"]
+        return firing[0] if firing else None
+
+    def _deploy(self, endpoint: _Endpoint, config: dict[str, Any], creating: bool, rollback_alarms: list[str] | None = None) -> None:
+        """Start the new variants' servers, keep the transition visible for a while, then swap and go InService.
+
+        An update whose AutoRollbackConfiguration alarm is in ALARM at the end of the transition rolls back,
+        as a blue/green deployment does: the old variants keep serving and the endpoint keeps its old config.
+        """
         with self._lock:
             endpoint.generation += 1
             generation = endpoint.generation
@@ -896,9 +916,13 @@ class LocalSageMaker:
                 )
             self._emit_endpoint(endpoint)
             return
-        self.clock.sleep(ENDPOINT_TRANSITION_SECONDS)
+        self.clock.sleep(self.endpoint_transition_seconds)
+        firing_alarm = self._alarm_firing(rollback_alarms or [])
         with self._lock:
-            if self._closed or self._endpoints.get(endpoint.description["EndpointName"]) is not endpoint:
+            if firing_alarm is not None:
+                retired = servers
+                endpoint.description.update(EndpointStatus="InService", LastModifiedTime=self.clock.now())
+            elif self._closed or self._endpoints.get(endpoint.description["EndpointName"]) is not endpoint:
                 retired = servers
             else:
                 retired = endpoint.servers

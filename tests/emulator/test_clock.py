@@ -1,0 +1,59 @@
+"""The fast clock: virtual time runs `speed` times faster than the wall clock, and only moves forward."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from emulator.clock import Clock
+
+
+def test_sleep_takes_one_speedth_of_the_virtual_time_in_real_time() -> None:
+    clock = Clock(speed=100)
+    virtual_start, real_start = clock.now(), time.monotonic()
+
+    clock.sleep(20)
+
+    real_elapsed = time.monotonic() - real_start
+    assert 0.2 <= real_elapsed < 1.0
+    assert clock.now() - virtual_start >= timedelta(seconds=20)
+
+
+def test_now_is_timezone_aware_utc_and_starts_at_the_real_time() -> None:
+    now = Clock(speed=50).now()
+
+    assert now.tzinfo is UTC
+    assert abs((now - datetime.now(UTC)).total_seconds()) < 1
+
+
+def test_advance_jumps_forward_without_sleeping() -> None:
+    clock = Clock(speed=1)
+    before = clock.now()
+
+    clock.advance(3600)
+
+    assert clock.now() - before >= timedelta(hours=1)
+
+
+def test_wait_returns_early_when_the_event_is_set() -> None:
+    clock = Clock(speed=1)
+    event = threading.Event()
+    threading.Timer(0.05, event.set).start()
+    started = time.monotonic()
+
+    assert clock.wait(event, 3600) is True
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("speed", [0, -1])
+def test_a_non_positive_speed_is_refused_naming_the_value(speed: float) -> None:
+    with pytest.raises(ValueError, match=str(speed)):
+        Clock(speed=speed)
+
+
+def test_the_clock_cannot_go_backwards() -> None:
+    with pytest.raises(ValueError, match="-5"):
+        Clock().advance(-5)
