@@ -201,7 +201,7 @@ class ProgressPrinter:
         if run.failed_attempts and run.status == SUCCEEDED:
             line += f" after {run.failed_attempts} failed attempt(s)"
         if run.error is not None:
-            line += f": {run.error}" + (f": {_one_line(run.cause)}" if run.cause else "")
+            line += f": {run.error}" + (f": {short_cause(run.cause)}" if run.cause else "")
         metrics = job_metrics(run.task_output)
         if metrics:
             line += " | " + ", ".join(f"{name}={value:.4f}" for name, value in sorted(metrics.items()))
@@ -220,6 +220,15 @@ def _inside_map(run: StateRun) -> bool:
     return False
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
+def short_cause(cause: str | None, limit: int = 300) -> str:
+    """A failure's cause on one line: a failed SageMaker job's `FailureReason` rather than its whole description."""
+    if not cause:
+        return ""
+    parsed = _parse_json(cause)
+    if isinstance(parsed, dict):
+        for key in ("FailureReason", "errorMessage", "Cause", "cause"):
+            if parsed.get(key):
+                cause = str(parsed[key])
+                break
+    flat = " ".join(cause.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."

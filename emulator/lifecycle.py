@@ -1,0 +1,380 @@
+"""`mlops run`: the whole model lifecycle on the local twin, from data upload to predictions from a live endpoint."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import boto3
+
+from emulator.datasets import Dataset, DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
+from emulator.progress import CAUGHT, FAILED, ProgressPrinter, format_duration, job_metrics, short_cause
+from emulator.report import ExecutionView, LifecycleReport, Prediction, write_report
+from mlops.pipeline_config import PipelineConfig, load_pipeline_config
+
+if TYPE_CHECKING:
+    from emulator.twin import ExecutionResult, LocalTwin
+
+TRAINING = "training"
+DEPLOY = "deploy"
+# Real seconds. Generous: the default run takes a few minutes on 2 cores, a tuning run longer.
+EXECUTION_TIMEOUT_SECONDS = 45 * 60
+# The approval event starts `deploy` synchronously in the twin; this only bounds a broken routing.
+DEPLOY_START_TIMEOUT_SECONDS = 10.0
+POLL_SECONDS = 0.25
+SAMPLE_ROWS = 8
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class LifecycleError(RuntimeError):
+    """A step of the run failed; the message says which step and why."""
+
+
+@dataclass
+class FollowedExecution:
+    """An execution followed to its end, with the ASL it ran, for the summary and the report."""
+
+    label: str
+    result: ExecutionResult
+    definition: dict[str, Any]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result.status == "SUCCEEDED"
+
+    def view(self) -> ExecutionView:
+        return ExecutionView(
+            label=self.label,
+            execution_arn=self.result.execution_arn,
+            status=self.result.status,
+            definition=self.definition,
+            runs=self.result.runs,
+            started=self.result.started,
+            stopped=self.result.stopped,
+            error=self.result.error,
+            cause=self.result.cause,
+        )
+
+    def failure(self) -> str:
+        """Where the execution ended and why, with the first error a Catch handled on the way there."""
+        runs = self.result.runs
+        failed = [run for run in runs if run.status == FAILED]
+        where = f"in {failed[-1].name} ({failed[-1].state_type})" if failed else ""
+        error = self.result.error or (failed[-1].error if failed else None) or "an unknown error"
+        message = f"{self.label} {self.result.status} {where}: {error}"
+        cause = short_cause(self.result.cause or (failed[-1].cause if failed else None))
+        if cause:
+            message += f": {cause}"
+        caught = next((run for run in runs if run.status == CAUGHT), None)
+        if caught is not None:
+            message += f" (after {caught.name} failed with {caught.error}: {short_cause(caught.cause)})"
+        return message
+
+
+@dataclass
+class LifecycleOutcome:
+    """What a run produced so far; filled step by step so that a failure still leaves a summary and a report."""
+
+    executions: list[FollowedExecution] = field(default_factory=list)
+    evaluation: dict[str, Any] | None = None
+    model_package: dict[str, Any] | None = None
+    endpoint_url: str | None = None
+    predictions: list[Prediction] = field(default_factory=list)
+    failure: str | None = None
+
+
+def run_command(data: Path | None, label_column: str | None, tune: bool, report: Path, work_dir: Path | None) -> int:
+    """Runs the lifecycle on the twin, prints a summary and writes the HTML report; 0 when every step succeeded."""
+    out = sys.stdout
+    started = time.monotonic()
+    config = load_pipeline_config()
+    work = work_dir or Path(tempfile.mkdtemp(prefix="mlops-run-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset = _dataset(data, label_column, config, work)
+        upload = with_pipeline_label(dataset, config.model.label_column, work / "upload")
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"data: {dataset.path} ({dataset.n_rows} rows, {len(dataset.feature_columns)} features, "
+        f"label {dataset.label_column!r})",
+        file=out,
+    )
+    outcome = LifecycleOutcome()
+    _quiet_deployment_logs()
+    try:
+        with started_twin(work / "twin", out) as twin:
+            run_lifecycle(twin, upload, config, tune=tune, outcome=outcome, out=out)
+    except LifecycleError as exc:
+        outcome.failure = str(exc)
+    except Exception as exc:  # any failure of the twin still ends in a summary and a report
+        outcome.failure = f"the local twin failed: {type(exc).__name__}: {exc}"
+    print_summary(outcome, out)
+    title = f"mlops run: {dataset.path.name}" + (" (tuning)" if tune else "")
+    write_report(_report(title, outcome), report)
+    print(f"report: {report}", file=out)
+    print(f"total: {format_duration(time.monotonic() - started)}", file=out)
+    if outcome.failure:
+        print(f"FAILED: {outcome.failure}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _quiet_deployment_logs() -> None:
+    # Deploying the stack into moto logs every resource type moto lacks and what the twin did instead; useful when
+    # debugging the twin, noise for someone running the lifecycle. The run prints a one-line count instead.
+    quieter = {"botocore.credentials": logging.WARNING, "emulator.stack": logging.WARNING, "moto": logging.ERROR}
+    for name, level in quieter.items():
+        logging.getLogger(name).setLevel(level)
+    warnings.filterwarnings("ignore", category=UserWarning, module="moto.cloudformation")
+
+
+def _dataset(data: Path | None, label_column: str | None, config: PipelineConfig, work: Path) -> Dataset:
+    if data is None:
+        if label_column not in (None, config.model.label_column):
+            raise DatasetError(
+                f"--label-column {label_column!r} needs --data: the default data set's label is "
+                f"{config.model.label_column!r}"
+            )
+        return write_default_dataset(work / "data")
+    return load_user_dataset(data, label_column or config.model.label_column)
+
+
+@contextmanager
+def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = None) -> Iterator[LocalTwin]:
+    """The local twin of the stack, started, after saying what it deployed; closed on exit."""
+    from emulator.twin import LocalTwin
+
+    started = time.monotonic()
+    with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir) as twin:
+        stack = twin.stack
+        print(
+            f"local twin up in {format_duration(time.monotonic() - started)}: stack {stack.stack_name}, "
+            f"{len(stack.resources)} resources ({len(stack.emulated)} emulated by the twin, {len(stack.skipped)} "
+            "left out)",
+            file=out,
+        )
+        yield twin
+
+
+def run_lifecycle(
+    twin: LocalTwin, upload: Path, config: PipelineConfig, *, tune: bool, outcome: LifecycleOutcome, out: TextIO
+) -> None:
+    """On a started twin: uploads the data, runs `training`, lets the approval start `deploy`, queries the endpoint.
+
+    Raises LifecycleError naming the step that failed; `outcome` keeps everything gathered until then.
+    """
+    data_bucket = twin.stack.outputs["DataBucketName"]
+    key = f"{config.data.prefix}{upload.name}"
+    print(f"uploaded {twin.upload(upload, 'DataBucket', key)}", file=out)
+
+    execution_input = {
+        "data_uri": f"s3://{data_bucket}/{config.data.prefix}",
+        "tune": tune,
+        "trigger": {"type": "manual", "detail": {"source": "mlops run"}},
+        "objects": [{"bucket": data_bucket, "key": key}],
+    }
+    arn = twin.start_execution(TRAINING, execution_input, name=_execution_name(upload, tune))
+    training = follow_execution(twin, arn, TRAINING, out)
+    outcome.executions.append(training)
+    if not training.succeeded:
+        raise LifecycleError(training.failure())
+
+    outcome.model_package = _registered_package(training)
+    outcome.evaluation = _evaluation(outcome.model_package)
+    status = outcome.model_package.get("ModelApprovalStatus")
+    if status != "Approved":
+        raise LifecycleError(
+            f"model package {outcome.model_package['ModelPackageArn']} is {status}: only an approved package "
+            "is deployed. The twin sets the stack's ApprovalMode to auto; check its parameter overrides."
+        )
+    deploy_arn = _wait_for_deploy_start(lambda: twin.list_executions(DEPLOY))
+    deploy = follow_execution(twin, deploy_arn, DEPLOY, out)
+    outcome.executions.append(deploy)
+    if not deploy.succeeded:
+        raise LifecycleError(deploy.failure())
+
+    outcome.endpoint_url = f"{twin.sagemaker.endpoint_url(twin.stack.outputs['EndpointName'])}/invocations"
+    outcome.predictions = query_endpoint(outcome.endpoint_url, _test_split_uri(training), out)
+
+
+def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> FollowedExecution:
+    """Waits for an execution to stop, printing its states as they start and end."""
+    printer = ProgressPrinter(label, out)
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while True:
+        result = twin.describe_execution(arn)
+        printer.update(result.runs)
+        if result.status != "RUNNING":
+            definition = json.loads(twin.stack.state_machine(label).definition)
+            return FollowedExecution(label, result, definition)
+        if time.monotonic() > deadline:
+            raise LifecycleError(f"{label} execution {arn} still running after {EXECUTION_TIMEOUT_SECONDS} s")
+        time.sleep(POLL_SECONDS)
+
+
+def _wait_for_deploy_start(list_executions: Callable[[], list[dict[str, Any]]]) -> str:
+    deadline = time.monotonic() + DEPLOY_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        executions = list_executions()
+        if executions:
+            return str(executions[0]["executionArn"])
+        time.sleep(POLL_SECONDS)
+    raise LifecycleError(
+        f"no {DEPLOY} execution started within {DEPLOY_START_TIMEOUT_SECONDS:.0f} s of the model package's "
+        "approval: the stack's approval rule (SageMaker Model Package State Change, Approved -> deploy state "
+        "machine) did not route the registry's event. Check ModelApprovedRule in template.yaml and the twin's "
+        "event routing; this run does not start deploy by hand."
+    )
+
+
+def _execution_name(upload: Path, tune: bool) -> str:
+    # Deterministic from the data and the branch, as the other starters of `training` name their executions.
+    digest = hashlib.sha256(upload.read_bytes() + (b"tune" if tune else b"train")).hexdigest()[:16]
+    return f"manual-run-{digest}"
+
+
+def _registered_package(training: FollowedExecution) -> dict[str, Any]:
+    arn = _find_key(training.result.output, "ModelPackageArn")
+    if not arn:
+        raise LifecycleError(
+            f"{TRAINING} succeeded but its output names no ModelPackageArn: {_clip(json.dumps(training.result.output))}"
+        )
+    return dict(boto3.client("sagemaker").describe_model_package(ModelPackageName=arn))
+
+
+def _find_key(value: Any, key: str) -> Any:
+    """The first value of `key` anywhere in a JSON document, depth first."""
+    if isinstance(value, Mapping):
+        if value.get(key):
+            return value[key]
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = _find_key(item, key)
+            if found:
+                return found
+    return None
+
+
+def _evaluation(model_package: Mapping[str, Any]) -> dict[str, Any] | None:
+    uri = (model_package.get("CustomerMetadataProperties") or {}).get("evaluation_uri")
+    return dict(json.loads(read_s3(uri))) if uri else None
+
+
+def read_s3(uri: str) -> bytes:
+    """The bytes of the object at an `s3://bucket/key` URI, from the twin's S3."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _test_split_uri(training: FollowedExecution) -> str:
+    # The preprocessing job's `test` output, as the execution really scheduled it (placeholders and paths resolved).
+    for event in training.result.history:
+        details = event.get("taskScheduledEventDetails") or {}
+        if details.get("resource", "").startswith("createProcessingJob"):
+            parameters = json.loads(details.get("parameters") or "{}")
+            for output in parameters.get("ProcessingOutputConfig", {}).get("Outputs", []):
+                if output.get("OutputName") == "test":
+                    return f"{output['S3Output']['S3Uri'].rstrip('/')}/test.csv"
+    raise LifecycleError(f"{TRAINING} ran no processing job with a 'test' output: no held-out rows to send")
+
+
+def query_endpoint(url: str, test_split_uri: str, out: TextIO) -> list[Prediction]:
+    """Sends held-out test rows (features only) to the endpoint as CSV and pairs its predictions with their labels."""
+    lines = list(csv.reader(io.StringIO(read_s3(test_split_uri).decode("utf-8"))))
+    rows = lines[1 : SAMPLE_ROWS + 1]  # a header, then the label first in every row (preprocess.py)
+    body = "\n".join(",".join(row[1:]) for row in rows).encode("utf-8")
+    request = urllib.request.Request(  # noqa: S310 - the twin's own endpoint on 127.0.0.1
+        url, data=body, headers={"Content-Type": "text/csv", "Accept": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            answer = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise LifecycleError(f"the local endpoint at {url} did not answer with JSON predictions: {exc}") from exc
+    answered = answer.get("predictions", []) if isinstance(answer, dict) else []
+    if len(answered) != len(rows):
+        raise LifecycleError(
+            f"the endpoint at {url} answered {len(answered)} predictions for {len(rows)} rows: {answer}"
+        )
+    predictions = [
+        Prediction(score=p.get("score"), predicted=p.get("label"), actual=_as_label(row[0]))
+        for p, row in zip(answered, rows, strict=True)
+    ]
+    print(f"endpoint {url}: {len(rows)} held-out test rows", file=out)
+    for index, prediction in enumerate(predictions, start=1):
+        verdict = "ok" if str(prediction.predicted) == str(prediction.actual) else "WRONG"
+        score = "-" if prediction.score is None else f"{prediction.score:.4f}"
+        print(
+            f"  row {index}: score={score} predicted={prediction.predicted} label={prediction.actual} {verdict}",
+            file=out,
+        )
+    return predictions
+
+
+def _as_label(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else number
+
+
+def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
+    """The end of a run: each execution's states with status and duration, metrics, the package and its lineage."""
+    print("\n== summary ==", file=out)
+    for execution in outcome.executions:
+        result = execution.result
+        took = format_duration((result.stopped - result.started).total_seconds()) if result.stopped else "-"
+        print(f"{execution.label}: {result.status} in {took}  {result.execution_arn}", file=out)
+        shown = [run for run in result.runs if run.parent is None or run.parent.state_type != "Map"]
+        width = max((len(run.name) + 2 * run.depth for run in shown), default=0)
+        for run in shown:
+            name = "  " * run.depth + run.name
+            line = f"  {name:<{width}}  {run.state_type:<8} {run.status:<9} {format_duration(run.duration_seconds):>7}"
+            metrics = job_metrics(run.task_output)
+            if metrics:
+                line += "  " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+            print(line, file=out)
+    if outcome.evaluation:
+        metrics = outcome.evaluation.get("metrics", {})
+        shown_metrics = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, int | float))
+        print(f"metrics (test split, n={outcome.evaluation.get('n_test', '?')}): {shown_metrics}", file=out)
+    if outcome.model_package:
+        package = outcome.model_package
+        print(f"model package: {package['ModelPackageArn']} ({package.get('ModelApprovalStatus')})", file=out)
+        for key, value in sorted((package.get("CustomerMetadataProperties") or {}).items()):
+            print(f"  {key}: {value}", file=out)
+    if outcome.endpoint_url:
+        print(f"endpoint: {outcome.endpoint_url}", file=out)
+
+
+def _report(title: str, outcome: LifecycleOutcome) -> LifecycleReport:
+    return LifecycleReport(
+        title=title,
+        executions=[execution.view() for execution in outcome.executions],
+        evaluation=outcome.evaluation,
+        model_package=outcome.model_package,
+        endpoint_url=outcome.endpoint_url,
+        predictions=outcome.predictions,
+        failure=outcome.failure,
+    )
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
