@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import boto3
@@ -29,11 +30,12 @@ TAGS: list[dict[str, str]] = [{"Key": key, "Value": value} for key, value in TAG
 _OFFLINE_REGION = "us-east-1"
 
 
+@functools.cache
 def offline_session() -> sagemaker.Session:
     """A SageMaker session that builds request shapes without credentials or network calls.
 
     Every estimator and processor built with it must set output paths explicitly: the SDK's default
-    bucket lookup would call S3.
+    bucket lookup would call S3. Shared because each new session costs about a second of client set-up.
     """
     return sagemaker.Session(boto_session=boto3.Session(region_name=_OFFLINE_REGION))
 
