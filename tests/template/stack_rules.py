@@ -36,7 +36,7 @@ def _supports_tags(resource_type: str) -> bool:
 def _tag_keys(tags: Any) -> set[str]:
     if isinstance(tags, dict):
         return set(tags)
-    return {tag.get("Key") for tag in tags or [] if isinstance(tag, dict)}
+    return {str(tag.get("Key")) for tag in tags or [] if isinstance(tag, dict)}
 
 
 def untagged_resources(transformed: dict[str, Any], declared_ids: set[str]) -> list[str]:
