@@ -23,9 +23,12 @@ TRAINING_ASL = PROJECT_ROOT / "statemachines" / "training.asl.json"
 JOB_STATES = ["ApplyInputDefaults", "MergeInputDefaults", "Preprocess", "TuneOrTrain", "WarmStartOrNot", "Tune",
               "TuneWithWarmStart", "DescribeBestTrainingJob", "Train", "Evaluate"]
 
-pytestmark = pytest.mark.skipif(
-    not TRAINING_ASL.exists() or not (ML_DIR / "train.py").exists(), reason="statemachines/ and ml/ not exported yet"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not TRAINING_ASL.exists() or not (ML_DIR / "train.py").exists(), reason="statemachines/ and ml/ not exported yet"
+    ),
+]
 
 
 def _sourcedir_tarball() -> bytes:
