@@ -97,11 +97,14 @@ def bucket_problems(template: dict[str, Any], kms_buckets: set[str]) -> list[str
     return problems
 
 
-def _function_id(arn: Any) -> str | None:
-    """The logical id of a function referenced as `!GetAtt Fn.Arn` (or `!Ref Fn`), else None."""
+def _function_id(arn: Any, template: dict[str, Any] | None = None) -> str | None:
+    """The logical id behind `!GetAtt X.Arn` or `!Ref X`; through an alias to its function when `template` is given."""
     if isinstance(arn, dict) and "Fn::GetAtt" in arn:
         return str(arn["Fn::GetAtt"][0])
     if isinstance(arn, dict) and "Ref" in arn:
+        target = template["Resources"].get(arn["Ref"]) if template else None
+        if target and target["Type"] == "AWS::Lambda::Alias":
+            return _function_id(target["Properties"]["FunctionName"])
         return str(arn["Ref"])
     return None
 
@@ -128,7 +131,7 @@ def async_trigger_problems(template: dict[str, Any]) -> list[str]:
                 async_functions[function_id] = where
     for resource_id, resource in template["Resources"].items():
         if resource["Type"].startswith("Custom::"):
-            function_id = _function_id(resource["Properties"].get("ServiceToken"))
+            function_id = _function_id(resource["Properties"].get("ServiceToken"), template)
             if function_id in functions:
                 async_functions[function_id] = f"custom resource {resource_id}"
     invoke_configs = {
