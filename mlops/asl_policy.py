@@ -1,4 +1,4 @@
-"""Static checks of exported ASL: the project's security and error-handling policy, and ASL validity."""
+"""The project's policy for state machine definitions: security settings, error handling, no literals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from statelint.linter import Linter
 
 from workflows.placeholders import PLACEHOLDER_NAMES
 
@@ -112,44 +110,6 @@ def check_statemachines(directory: Path) -> list[str]:
             continue
         violations.extend(find_asl_violations(definition, path.name))
     return violations
-
-
-# Representative values for statelint, which rejects `${...}` where it expects an ARN. Examples only: the
-# account is the documentation account and nothing here is deployed.
-_REPRESENTATIVE_VALUES = {
-    "Partition": "aws",
-    "ArtifactBucket": "example-artifacts",
-    "DataBucket": "example-data",
-    "KmsKeyArn": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    "SageMakerExecutionRoleArn": "arn:aws:iam::111122223333:role/example-sagemaker",
-    "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
-    "SecurityGroupIds": "sg-0123456789abcdef0",
-    "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
-    "SourceDirUri": "s3://example-artifacts/ml-code/0123abcd/sourcedir.tar.gz",
-    "NotificationTopicArn": "arn:aws:sns:us-east-1:111122223333:example-notifications",
-    "ModelPackageGroupName": "example-models",
-    "ModelApprovalStatus": "PendingManualApproval",
-    "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:111122223333:function:example-evaluation-report",
-    "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:111122223333:function:example-smoke-test",
-    "TrainingInstanceType": "ml.m5.xlarge",
-    "ProcessingInstanceType": "ml.m5.large",
-    "EndpointInstanceType": "ml.m5.large",
-    "EndpointInstanceCount": "2",
-    "EndpointName": "example-endpoint",
-    "RollbackAlarmName": "example-endpoint-rollback",
-    "ProjectTag": "example",
-    "EnvironmentTag": "dev",
-}
-
-
-def fill_placeholders(definition_text: str) -> str:
-    """The definition with every `${Name}` replaced by a representative value, as DefinitionSubstitutions would."""
-    return _PLACEHOLDER.sub(lambda match: _REPRESENTATIVE_VALUES.get(match[1], match[0]), definition_text)
-
-
-def statelint_problems(definition_text: str) -> list[str]:
-    """statelint's findings on the definition once its placeholders are filled (statelint rejects `${...}` ARNs)."""
-    return [str(problem) for problem in Linter.validate(json.loads(fill_placeholders(definition_text)))]
 
 
 def _scope_violations(scope: dict[str, Any], where: str) -> Iterator[str]:
