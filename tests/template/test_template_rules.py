@@ -90,6 +90,20 @@ def test_stack_tags_in_samconfig_reach_what_sam_cannot_tag() -> None:
         assert "Environment=" in tags
 
 
+def test_samconfig_overrides_name_template_parameters_and_prod_meets_its_rule(declared: dict[str, Any]) -> None:
+    samconfig = tomllib.loads((PROJECT_ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+
+    for environment in ("default", "prod"):
+        overrides = dict(
+            item.split("=", 1) for item in samconfig[environment]["deploy"]["parameters"]["parameter_overrides"]
+        )
+        assert set(overrides) <= set(declared["Parameters"]), environment
+        assert overrides["Environment"] == ("dev" if environment == "default" else "prod")
+    prod = dict(item.split("=", 1) for item in samconfig["prod"]["deploy"]["parameters"]["parameter_overrides"])
+    assert int(prod["EndpointInstanceCount"]) >= 2
+    assert len(prod["SubnetIds"].split(",")) >= 2
+
+
 # ---------------------------------------------------------------- buckets
 
 
