@@ -13,7 +13,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 import boto3
 
 from emulator.datasets import Dataset, DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
-from emulator.progress import CAUGHT, FAILED, ProgressPrinter, format_duration, job_metrics, short_cause
+from emulator.progress import (
+    CAUGHT,
+    FAILED,
+    ProgressPrinter,
+    format_duration,
+    job_metrics,
+    short_cause,
+    state_totals,
+)
 from emulator.report import ExecutionView, LifecycleReport, Prediction, write_report
 from mlops.pipeline_config import PipelineConfig, load_pipeline_config
 
@@ -116,8 +124,16 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
     )
     outcome = LifecycleOutcome()
     _quiet_deployment_logs()
+    function_log = work / "functions.log"
+    print(f"work dir: {work} (job logs under twin/sagemaker/, Lambda output in {function_log.name})", file=out)
     try:
-        with started_twin(work / "twin", out) as twin:
+        # In-process Lambda handlers print their structured logs to stdout, where CloudWatch would collect them on
+        # AWS; they go to a file so the terminal shows the run's progress only.
+        with (
+            function_log.open("w", encoding="utf-8") as log,
+            redirect_stdout(log),
+            started_twin(work / "twin", out) as twin,
+        ):
             run_lifecycle(twin, upload, config, tune=tune, outcome=outcome, out=out)
     except LifecycleError as exc:
         outcome.failure = str(exc)
@@ -125,7 +141,7 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
         outcome.failure = f"the local twin failed: {type(exc).__name__}: {exc}"
     print_summary(outcome, out)
     title = f"mlops run: {dataset.path.name}" + (" (tuning)" if tune else "")
-    write_report(_report(title, outcome), report)
+    write_report(lifecycle_report(title, outcome), report)
     print(f"report: {report}", file=out)
     print(f"total: {format_duration(time.monotonic() - started)}", file=out)
     if outcome.failure:
@@ -220,6 +236,7 @@ def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> Foll
         result = twin.describe_execution(arn)
         printer.update(result.runs)
         if result.status != "RUNNING":
+            printer.finish()
             definition = json.loads(twin.stack.state_machine(label).definition)
             return FollowedExecution(label, result, definition)
         if time.monotonic() > deadline:
@@ -342,12 +359,14 @@ def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
         result = execution.result
         took = format_duration((result.stopped - result.started).total_seconds()) if result.stopped else "-"
         print(f"{execution.label}: {result.status} in {took}  {result.execution_arn}", file=out)
-        shown = [run for run in result.runs if run.parent is None or run.parent.state_type != "Map"]
-        width = max((len(run.name) + 2 * run.depth for run in shown), default=0)
-        for run in shown:
-            name = "  " * run.depth + run.name
-            line = f"  {name:<{width}}  {run.state_type:<8} {run.status:<9} {format_duration(run.duration_seconds):>7}"
-            metrics = job_metrics(run.task_output)
+        totals = state_totals(result.runs)
+        width = max((len(total.name) + 2 * total.depth for total in totals), default=0)
+        for total in totals:
+            name = "  " * total.depth + total.name
+            line = f"  {name:<{width}}  {total.state_type:<8} {total.status:<9} {format_duration(total.seconds):>7}"
+            if total.visits > 1:
+                line += f"  ({total.visits} visits)"
+            metrics = job_metrics(total.last.task_output)
             if metrics:
                 line += "  " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
             print(line, file=out)
@@ -364,7 +383,8 @@ def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
         print(f"endpoint: {outcome.endpoint_url}", file=out)
 
 
-def _report(title: str, outcome: LifecycleOutcome) -> LifecycleReport:
+def lifecycle_report(title: str, outcome: LifecycleOutcome) -> LifecycleReport:
+    """What the HTML report shows of a run."""
     return LifecycleReport(
         title=title,
         executions=[execution.view() for execution in outcome.executions],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -146,6 +147,43 @@ def state_runs(events: Iterable[Mapping[str, Any]]) -> list[StateRun]:
     return reader.finish()
 
 
+@dataclass
+class StateTotal:
+    """All visits of one state (a loop visits some many times), as one summary line shows them."""
+
+    name: str
+    state_type: str
+    depth: int
+    status: str
+    visits: int
+    seconds: float | None
+    last: StateRun
+
+
+# When visits of a state differ, the line shows the most telling: a failure outweighs a catch, then a success.
+_OUTCOME_PRECEDENCE = (FAILED, CAUGHT, RUNNING, SUCCEEDED)
+
+
+def state_totals(runs: Sequence[StateRun]) -> list[StateTotal]:
+    """One total per state in the order states were first entered; iterations inside a Map are left out."""
+    totals: dict[tuple[str, int], StateTotal] = {}
+    for run in runs:
+        if _inside_map(run):
+            continue
+        total = totals.get((run.name, run.depth))
+        if total is None:
+            totals[(run.name, run.depth)] = StateTotal(
+                run.name, run.state_type, run.depth, run.status, 1, run.duration_seconds, run
+            )
+            continue
+        total.visits += 1
+        total.last = run
+        total.status = min(total.status, run.status, key=_OUTCOME_PRECEDENCE.index)
+        if run.duration_seconds is not None:
+            total.seconds = (total.seconds or 0.0) + run.duration_seconds
+    return list(totals.values())
+
+
 def job_metrics(task_output: Any) -> dict[str, float]:
     """Metrics a SageMaker `.sync` task returned: a training job's final metrics or a tuning job's best objective."""
     if not isinstance(task_output, dict):
@@ -174,7 +212,8 @@ class ProgressPrinter:
     """Prints one line when a state starts and one when it ends, never repeating itself.
 
     Plain lines, no cursor tricks, so the output reads the same in a terminal, a pipe or a CI log. Map
-    iterations are summarised by their Map state rather than printed one by one.
+    iterations are summarised by their Map state; later visits of a state in a loop (a poll until an endpoint is
+    InService) are counted and printed as one line when the execution moves on, unless a visit fails.
     """
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
@@ -182,19 +221,35 @@ class ProgressPrinter:
         self.stream = stream if stream is not None else sys.stdout
         self._started: set[int] = set()
         self._finished: set[int] = set()
+        self._first_visit: dict[str, int] = {}
+        self._repeats: Counter[str] = Counter()
 
     def update(self, runs: Sequence[StateRun]) -> None:
         """Prints what changed since the last call; `runs` is the latest `state_runs` of the same execution."""
         for index, run in enumerate(runs):
             if _inside_map(run):
                 continue
+            repeat = self._first_visit.setdefault(run.name, index) != index
             if index not in self._started:
                 self._started.add(index)
-                if run.status == RUNNING:
+                if run.status == RUNNING and not repeat:
                     self._print(run, f"{run.name} ({run.state_type}) started")
             if run.status != RUNNING and index not in self._finished:
                 self._finished.add(index)
-                self._print(run, self._finish_line(run))
+                if repeat and run.status == SUCCEEDED:
+                    self._repeats[run.name] += 1
+                else:
+                    self._print(run, self._finish_line(run))
+
+    def finish(self) -> None:
+        """Prints what is still held back (repeated visits); call once the execution has stopped."""
+        self._flush_repeats()
+
+    def _flush_repeats(self) -> None:
+        if self._repeats:
+            counts = ", ".join(f"{name} x{count}" for name, count in self._repeats.items())
+            print(f"[{self.label}] repeated, all succeeded: {counts}", file=self.stream, flush=True)
+            self._repeats.clear()
 
     def _finish_line(self, run: StateRun) -> str:
         line = f"{run.name} ({run.state_type}) {run.status} in {format_duration(run.duration_seconds)}"
@@ -208,6 +263,7 @@ class ProgressPrinter:
         return line
 
     def _print(self, run: StateRun, text: str) -> None:
+        self._flush_repeats()
         print(f"[{self.label}] {'  ' * run.depth}{text}", file=self.stream, flush=True)
 
 

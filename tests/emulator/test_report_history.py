@@ -12,7 +12,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from emulator.progress import CAUGHT, FAILED, NOT_RUN, SUCCEEDED, ProgressPrinter, job_metrics, state_runs
+from emulator.progress import (
+    CAUGHT,
+    FAILED,
+    NOT_RUN,
+    SUCCEEDED,
+    ProgressPrinter,
+    job_metrics,
+    state_runs,
+    state_totals,
+)
 from emulator.report import (
     ExecutionView,
     LifecycleReport,
@@ -249,3 +258,27 @@ def test_report_colours_each_state_by_outcome_and_is_self_contained(caught_run, 
     # Self-contained: nothing fetched, nothing executed.
     assert "<script" not in page
     assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_progress_prints_a_loop_once_then_counts_the_repeated_visits(loop_run):
+    stream = io.StringIO()
+    printer = ProgressPrinter("deploy", stream)
+    events = loop_run["events"]
+
+    for end in range(1, len(events) + 1):
+        printer.update(state_runs(events[:end]))
+    printer.finish()
+    lines = stream.getvalue().splitlines()
+
+    assert sum(line.startswith("[deploy] Wait (Wait) succeeded") for line in lines) == 1
+    assert "[deploy] repeated, all succeeded: Wait x2, Describe x2, Ready x2" in lines
+    assert lines[-1].startswith("[deploy] Done (Succeed) succeeded")
+
+
+def test_state_totals_add_up_the_visits_of_each_state(loop_run):
+    totals = {total.name: total for total in state_totals(state_runs(loop_run["events"]))}
+
+    assert list(totals) == ["Create", "Wait", "Describe", "Ready", "Done"]
+    assert totals["Wait"].visits == 3
+    assert totals["Wait"].status == SUCCEEDED
+    assert totals["Create"].visits == 1

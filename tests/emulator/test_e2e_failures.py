@@ -1,0 +1,140 @@
+"""End to end on the local twin: a raising training script and a failed quality gate end in their named Fail states."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.sns.models import sns_backends
+
+from emulator.datasets import write_default_dataset
+from emulator.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
+from emulator.progress import CAUGHT, SUCCEEDED
+from emulator.stack import ACCOUNT_ID, deterministic_tarball
+from emulator.twin import REGION, ExecutionResult, LocalTwin
+from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from workflows.export import render_statemachines
+
+pytestmark = pytest.mark.e2e
+
+RAISING_TRAIN_SCRIPT = 'raise RuntimeError("injected failure: the training script raised")\n'
+# Above anything a model can reach: the gate metric (AUC) is at most 1.0 and this model does not reach it exactly.
+UNREACHABLE_THRESHOLD = 1.0
+
+
+@dataclass
+class FailedRun:
+    """A lifecycle run that stopped in `training`, with its twin still up."""
+
+    twin: LocalTwin
+    training: ExecutionResult
+    failure: str
+    printed: str
+
+
+def _run_until_failure(twin: LocalTwin, data_dir: Path, config: PipelineConfig, out: io.StringIO) -> FailedRun:
+    dataset = write_default_dataset(data_dir)
+    outcome = LifecycleOutcome()
+    with pytest.raises(LifecycleError) as raised:
+        run_lifecycle(twin, dataset.path, config, tune=False, outcome=outcome, out=out)
+    [training] = outcome.executions
+    return FailedRun(twin, training.result, str(raised.value), out.getvalue())
+
+
+def _sourcedir_with_raising_training(tmp: Path) -> bytes:
+    code = tmp / "ml"
+    shutil.copytree(PROJECT_ROOT / "ml", code, ignore=shutil.ignore_patterns("__pycache__"))
+    (code / "train.py").write_text(RAISING_TRAIN_SCRIPT)
+    return deterministic_tarball(code)
+
+
+@pytest.fixture(scope="module")
+def raising_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailedRun]:
+    work = tmp_path_factory.mktemp("raising-training")
+    out = io.StringIO()
+    with started_twin(work / "twin", out) as twin:
+        # GIVEN the code the stack published has a train.py that raises
+        bucket, _, key = twin.stack.outputs["SourceDirUri"].removeprefix("s3://").partition("/")
+        boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=_sourcedir_with_raising_training(work))
+        yield _run_until_failure(twin, work / "data", load_pipeline_config(), out)
+
+
+@pytest.fixture(scope="module")
+def unreachable_gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailedRun]:
+    work = tmp_path_factory.mktemp("unreachable-gate")
+    config = load_pipeline_config()
+    # GIVEN state machines exported from a pipeline config whose gate threshold the model cannot reach
+    gated = dataclasses.replace(
+        config, quality_gate=dataclasses.replace(config.quality_gate, threshold=UNREACHABLE_THRESHOLD)
+    )
+    statemachines = work / "statemachines"
+    statemachines.mkdir()
+    for name, content in render_statemachines(gated).items():
+        (statemachines / name).write_text(content)
+    out = io.StringIO()
+    with started_twin(work / "twin", out, statemachines_dir=statemachines) as twin:
+        yield _run_until_failure(twin, work / "data", gated, out)
+
+
+def _statuses(result: ExecutionResult) -> dict[str, str]:
+    return {run.name: run.status for run in result.runs if run.depth == 0}
+
+
+def _notifications(twin: LocalTwin) -> list[tuple[str, str | None]]:
+    topic = sns_backends[ACCOUNT_ID][REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
+    return [(message, subject) for _, message, subject, *_ in topic.sent_notifications]
+
+
+def test_raising_training_script_takes_the_catch_and_ends_in_training_failed(raising_training: FailedRun) -> None:
+    result = raising_training.training
+    statuses = _statuses(result)
+
+    assert result.status == "FAILED"
+    assert result.error == "TrainingFailed"
+    assert statuses["Preprocess"] == SUCCEEDED
+    assert statuses["Train"] == CAUGHT
+    assert statuses["NotifyTrainingFailed"] == SUCCEEDED
+    assert result.runs[-1].name == "TrainingFailed"
+    assert "RegisterModelPackage" not in statuses
+
+
+def test_training_failure_is_published_to_the_stack_topic_with_the_scripts_error(raising_training: FailedRun) -> None:
+    notifications = _notifications(raising_training.twin)
+
+    assert [subject for _, subject in notifications] == ["training: TrainingFailed"]
+    assert "injected failure: the training script raised" in notifications[0][0]
+
+
+def test_training_failure_names_the_fail_state_and_the_scripts_error(raising_training: FailedRun) -> None:
+    assert "in TrainingFailed (Fail)" in raising_training.failure
+    assert "after Train failed with States.TaskFailed" in raising_training.failure
+    assert "injected failure: the training script raised" in raising_training.failure
+
+
+def test_unreachable_gate_ends_in_quality_gate_failed(unreachable_gate: FailedRun) -> None:
+    result = unreachable_gate.training
+    statuses = _statuses(result)
+    report = next(run for run in result.runs if run.name == "EvaluationReport").task_output["Payload"]
+
+    assert report["metric_value"] < UNREACHABLE_THRESHOLD, "precondition: the model stays below the threshold"
+    assert result.status == "FAILED"
+    assert result.error == "QualityGateFailed"
+    assert statuses["QualityGate"] == SUCCEEDED
+    assert statuses["NotifyQualityGateFailed"] == SUCCEEDED
+    assert result.runs[-1].name == "QualityGateFailed"
+
+
+def test_unreachable_gate_registers_no_model_package(unreachable_gate: FailedRun) -> None:
+    group = unreachable_gate.twin.stack.outputs["ModelPackageGroupName"]
+
+    packages = boto3.client("sagemaker").list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+
+    assert packages == []
+    assert "RegisterModelPackage" not in _statuses(unreachable_gate.training)
+    assert [subject for _, subject in _notifications(unreachable_gate.twin)] == ["training: QualityGateFailed"]

@@ -1,0 +1,148 @@
+"""End to end on the local twin: the default run trains, registers, deploys through the approval rule, serves."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+
+from emulator.datasets import write_default_dataset
+from emulator.lifecycle import (
+    SAMPLE_ROWS,
+    LifecycleError,
+    LifecycleOutcome,
+    lifecycle_report,
+    print_summary,
+    read_s3,
+    run_lifecycle,
+    started_twin,
+)
+from emulator.progress import NOT_RUN, SUCCEEDED
+from emulator.report import write_report
+from emulator.twin import LocalTwin
+from mlops.pipeline_config import load_pipeline_config
+
+pytestmark = pytest.mark.e2e
+
+MIN_TEST_ACCURACY = 0.93
+LINEAGE_KEYS = {
+    "metric_name",
+    "metric_value",
+    "training_job",
+    "execution_arn",
+    "data_uri",
+    "sample_uri",
+    "evaluation_uri",
+    "trigger_type",
+}
+
+
+@dataclass
+class LifecycleRun:
+    """One default lifecycle run, with its twin still up so tests can look inside it."""
+
+    twin: LocalTwin
+    outcome: LifecycleOutcome
+    printed: str
+    report: Path
+
+    def execution(self, label: str):
+        return next(e for e in self.outcome.executions if e.label == label)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LifecycleRun]:
+    # One twin and one run for the whole module: a run trains and deploys a real model.
+    work = tmp_path_factory.mktemp("lifecycle")
+    dataset = write_default_dataset(work / "data")
+    out = io.StringIO()
+    outcome = LifecycleOutcome()
+    with started_twin(work / "twin", out) as twin:
+        try:
+            run_lifecycle(twin, dataset.path, load_pipeline_config(), tune=False, outcome=outcome, out=out)
+        except LifecycleError as exc:
+            outcome.failure = str(exc)
+        print_summary(outcome, out)
+        report = write_report(lifecycle_report("e2e", outcome), work / "report.html")
+        yield LifecycleRun(twin, outcome, out.getvalue(), report)
+
+
+def test_default_run_succeeds_through_training_and_deploy(default_run: LifecycleRun) -> None:
+    assert default_run.outcome.failure is None, default_run.printed
+    assert [(e.label, e.result.status) for e in default_run.outcome.executions] == [
+        ("training", "SUCCEEDED"),
+        ("deploy", "SUCCEEDED"),
+    ]
+
+
+def test_deploy_was_started_by_the_approval_rule_with_the_registered_package(default_run: LifecycleRun) -> None:
+    package_arn = default_run.outcome.model_package["ModelPackageArn"]
+    deploy = default_run.execution("deploy").result
+
+    assert default_run.outcome.model_package["ModelApprovalStatus"] == "Approved"
+    assert deploy.input == {"ModelPackageArn": package_arn}
+    # The twin names rule-started executions as EventBridge does (a UUID), unlike the run's own start.
+    assert re.fullmatch(r"[0-9a-f-]{36}", deploy.name)
+
+
+def test_deployed_endpoint_answers_on_localhost(default_run: LifecycleRun) -> None:
+    url = default_run.outcome.endpoint_url
+    sample = read_s3(default_run.outcome.model_package["CustomerMetadataProperties"]["sample_uri"])
+
+    request = urllib.request.Request(url, data=sample, headers={"Content-Type": "text/csv"}, method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the twin's endpoint
+        answer = json.loads(response.read())
+
+    assert urlsplit(url).hostname == "127.0.0.1"
+    assert len(answer["predictions"]) == len(sample.decode().strip().splitlines())
+    assert all(p["label"] in (0, 1) and 0.0 <= p["score"] <= 1.0 for p in answer["predictions"])
+    assert len(default_run.outcome.predictions) == SAMPLE_ROWS
+
+
+def test_accuracy_on_the_test_split_is_at_least_093(default_run: LifecycleRun) -> None:
+    evaluation_uri = default_run.outcome.model_package["CustomerMetadataProperties"]["evaluation_uri"]
+    bucket, _, key = evaluation_uri.removeprefix("s3://").partition("/")
+
+    evaluation = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    assert bucket == default_run.twin.stack.outputs["ArtifactBucketName"]
+    assert evaluation["metrics"]["accuracy"] >= MIN_TEST_ACCURACY, evaluation["metrics"]
+
+
+def test_model_package_carries_its_lineage(default_run: LifecycleRun) -> None:
+    metadata = default_run.outcome.model_package["CustomerMetadataProperties"]
+
+    assert set(metadata) >= LINEAGE_KEYS
+    assert metadata["execution_arn"] == default_run.execution("training").result.execution_arn
+    assert metadata["trigger_type"] == "manual"
+
+
+def test_summary_lists_every_state_metrics_package_and_endpoint(default_run: LifecycleRun) -> None:
+    printed = default_run.printed
+    training_states = [run.name for run in default_run.execution("training").result.runs]
+
+    assert "training: SUCCEEDED" in printed
+    assert "deploy: SUCCEEDED" in printed
+    assert all(re.search(rf"^\s+{name}\s", printed, re.MULTILINE) for name in training_states)
+    assert re.search(r"validation:auc=0\.\d{4}", printed), "the training job's final metrics are shown"
+    assert re.search(r"^metrics \(test split, n=\d+\): auc=", printed, re.MULTILINE)
+    assert default_run.outcome.model_package["ModelPackageArn"] in printed
+    assert f"endpoint: {default_run.outcome.endpoint_url}" in printed
+
+
+def test_report_colours_the_path_taken_and_the_branch_not_taken(default_run: LifecycleRun) -> None:
+    page = default_run.report.read_text()
+
+    assert page.count('<svg class="graph"') == 2
+    assert page.count('<svg class="timeline"') == 2
+    assert f'<g class="node {SUCCEEDED}"><title>Train (Task)' in page
+    assert f'<g class="node {NOT_RUN.replace(" ", "-")}"><title>Tune (Task)' in page
+    assert f'<g class="node {SUCCEEDED}"><title>Deployed (Succeed)' in page
