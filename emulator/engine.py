@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
@@ -50,6 +50,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resou
     ResourceCondition,
     ServiceResource,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
     StateTaskServiceAwsSdk,
 )
@@ -142,27 +143,33 @@ def _iso_timestamps(value: Any) -> Any:
 
 
 def _state_name(env: Environment) -> str:
-    return str(env.states.context_object.context_object_data["State"]["Name"])
+    state = env.states.context_object.context_object_data.get("State")
+    return str(state["Name"]) if state else "<unknown>"
 
 
-def _task_failed(task: StateTask, env: Environment, error: str, cause: str) -> FailureEvent:
+def _failure_details(**details: Any) -> EventDetails:
+    # EventDetails is a total TypedDict in moto's stubs although each event carries exactly one of its keys.
+    return cast(EventDetails, details)
+
+
+def _task_failed(task: StateTaskService, env: Environment, error: str, cause: str) -> FailureEvent:
     error_name = StatesErrorName.from_name(error) if error.startswith("States.") else CustomErrorName(error)
     return FailureEvent(
         env=env,
         error_name=error_name,
         event_type=HistoryEventType.TaskFailed,
-        event_details=EventDetails(
+        event_details=_failure_details(
             taskFailedEventDetails=TaskFailedEventDetails(
                 error=error,
                 cause=cause,
-                resource=task._get_sfn_resource(),  # type: ignore[attr-defined]
-                resourceType=task._get_sfn_resource_type(),  # type: ignore[attr-defined]
+                resource=task._get_sfn_resource(),
+                resourceType=task._get_sfn_resource_type(),
             )
         ),
     )
 
 
-def _unsupported(task: StateTask, env: Environment, feature: str) -> FailureEventException:
+def _unsupported(task: StateTaskService, env: Environment, feature: str) -> FailureEventException:
     cause = (
         f"State {_state_name(env)!r} uses {feature}, which the local twin does not support. "
         "Change the state machine, or add the integration to emulator/engine.py and docs/local-twin.md."
@@ -190,7 +197,8 @@ class LocalSageMakerTask(StateTaskServiceCallback):
     def __init__(self) -> None:
         # moto's callback code needs a task token endpoint whenever an integration pattern runs, so the
         # token pattern is declared here too; _eval_execution still refuses '.waitForTaskToken' for SageMaker.
-        super().__init__(supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken})
+        patterns: set[Any] = {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+        super().__init__(supported_integration_patterns=patterns)
 
     def _validate_service_integration_is_supported(self) -> None:
         # Checked when the state runs, so that the failure names the state.
@@ -209,11 +217,11 @@ class LocalSageMakerTask(StateTaskServiceCallback):
 
     def _eval_service_task(
         self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
-    ) -> None:  # type: ignore[override]  # noqa: E501
+    ) -> None:
         response = _services().sagemaker.call(_pascal(self.resource.api_action), normalised_parameters)
         env.stack.append(_step_functions_json(response))
 
-    def _build_sync_resolver(  # type: ignore[override]
+    def _build_sync_resolver(
         self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
     ) -> Callable[[], Any]:
         services = _services()
@@ -232,15 +240,16 @@ class LocalSageMakerTask(StateTaskServiceCallback):
 
         return describe_when_done
 
-    def _eval_sync(  # type: ignore[override]
+    def _eval_sync(
         self,
         env: Environment,
-        sync_resolver: Callable[[], Any],
+        sync_resolver: Callable[[], Any] | None,
         timeout_seconds: int | None,
         callback_endpoint: Any,
         heartbeat_endpoint: Any,
     ) -> Any:
         # moto's loop sleeps 0.5 s between polls; the resolver here blocks on the job instead.
+        assert sync_resolver is not None, "a .sync task always builds its resolver"
         while env.is_running():
             result = sync_resolver()
             if result is not None:
@@ -275,7 +284,7 @@ class LocalAwsSdkTask(StateTaskServiceAwsSdk):
 
     def _eval_service_task(
         self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
-    ) -> None:  # type: ignore[override]  # noqa: E501
+    ) -> None:
         super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
         # botocore parses timestamps into datetimes, which the execution's JSON output cannot hold.
         env.stack.append(_iso_timestamps(env.stack.pop()))
@@ -329,6 +338,15 @@ def _local_state_task_for(resource: Resource) -> StateTask:
     if isinstance(resource, ActivityResource):
         return UnsupportedTask(f"the activity {resource.resource_arn} (no activity workers run locally)")
     return UnsupportedTask(f"the resource {getattr(resource, 'resource_arn', resource)!r}")
+
+
+def _any_choice_matches(choice: StateChoice, env: Environment) -> bool:
+    """Whether one of the Choice state's rules matches its input (rules are pure, so evaluating them is safe)."""
+    for rule in choice.choices_decl.rules:
+        rule.eval(env)
+        if env.stack.pop() is True:
+            return True
+    return False
 
 
 class _ClockTime:
@@ -396,19 +414,14 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         original_choice = StateChoice._eval_state
 
         def choice_fails_as_on_aws(self: StateChoice, env: Environment) -> None:
-            if self.default_state is None:
+            if self.default_state is None and not _any_choice_matches(self, env):
                 # moto raises a bare RuntimeError (States.Runtime); AWS fails with States.NoChoiceMatched.
-                for rule in self.choices_decl.rules:
-                    rule.eval(env)
-                    if env.stack.pop() is True:
-                        env.stack.append(rule.next_stmt.name)
-                        return
                 raise FailureEventException(
                     failure_event=FailureEvent(
                         env=env,
                         error_name=StatesErrorName(typ=StatesErrorNameType.StatesNoChoiceMatched),
                         event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
+                        event_details=_failure_details(
                             taskFailedEventDetails=TaskFailedEventDetails(
                                 error=StatesErrorNameType.StatesNoChoiceMatched.to_name(),
                                 cause=f"No Matches! Choice state {self.name!r} has no rule matching its input "

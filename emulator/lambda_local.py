@@ -179,7 +179,10 @@ class LocalLambdaRunner:
         if str(registered.code_dir) not in sys.path:
             sys.path.insert(0, str(registered.code_dir))
         loaded = sys.modules.get(module_name)
-        if loaded is not None and registered.code_dir not in Path(getattr(loaded, "__file__", "") or "/").resolve().parents:
+        if (
+            loaded is not None
+            and registered.code_dir not in Path(getattr(loaded, "__file__", "") or "/").resolve().parents
+        ):
             # A module of the same name from another code directory (an earlier twin in this process): a new
             # Lambda environment imports the function's own code afresh.
             del sys.modules[module_name]
@@ -221,7 +224,7 @@ class LocalLambdaRunner:
                 return json.dumps(failure.error_payload).encode()
             return json.dumps(result).encode()
 
-        LambdaSimpleBackend.invoke = invoke_in_process  # type: ignore[method-assign]
+        LambdaSimpleBackend.invoke = invoke_in_process  # type: ignore[method-assign,assignment]
         self._original_backend_invoke = original
 
     def uninstall(self) -> None:

@@ -78,6 +78,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Cannot serialise {type(value).__name__} in a SageMaker response")
 
 
+def _restorer(owner: type, attribute: str) -> Callable[[], None]:
+    """Undo for patching `owner.attribute`: put the original back, or remove an attribute that was added."""
+    original = owner.__dict__.get(attribute)
+
+    def restore() -> None:
+        if original is None:
+            delattr(owner, attribute)
+        else:
+            setattr(owner, attribute, original)
+
+    return restore
+
+
 def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
     start = int(params.get("NextToken") or 0)
     size = int(params.get("MaxResults") or 100)
@@ -96,7 +109,10 @@ def _sorted(items: list[dict[str, Any]], params: dict[str, Any], name_key: str) 
 
 
 class _ServiceError(ServiceException):
-    """A SageMaker error as moto serialises it; defined outside moto's package so moto uses the answering service's model."""
+    """A SageMaker error for moto to serialise.
+
+    Defined outside moto's package on purpose: moto then takes the error model of the service that answers.
+    """
 
 
 @dataclass
@@ -151,7 +167,10 @@ class LocalSageMaker:
         return hasattr(self, f"_op_{action}")
 
     def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Run the SageMaker API `action` (e.g. `CreateTrainingJob`) with its request `params`; raises SageMakerError."""
+        """Run the SageMaker API `action` (e.g. `CreateTrainingJob`) with its request `params`.
+
+        Raises `SageMakerError` with AWS's error code when SageMaker would refuse the request.
+        """
         operation = getattr(self, f"_op_{action}", None)
         if operation is None:
             raise SageMakerError("UnknownOperationException", f"The local SageMaker does not implement {action}")
@@ -162,7 +181,8 @@ class LocalSageMaker:
         return copy.deepcopy(result)
 
     def _arn(self, resource: str, name: str) -> str:
-        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource}/{name.lower() if resource != 'model-package' else name}"
+        # SageMaker ARNs carry resource names in lower case.
+        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource}/{name.lower()}"
 
     @property
     def stager(self) -> S3Stager:
@@ -427,7 +447,8 @@ class LocalSageMaker:
         metric_names = [m["Name"] for m in definition.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])]
         if objective.get("MetricName") not in metric_names:
             raise validation_error(
-                f"Tuning job {name}: objective metric {objective.get('MetricName')!r} is not among the MetricDefinitions {metric_names}"
+                f"Tuning job {name}: objective metric {objective.get('MetricName')!r} is not among the "
+                f"MetricDefinitions {metric_names}"
             )
         space = ParameterSpace(config.get("ParameterRanges") or {})
         strategy = strategy_for(config, space, seed=sum(name.encode()))
@@ -872,7 +893,8 @@ class LocalSageMaker:
         with self._lock:
             if endpoint.description["EndpointStatus"] != "InService":
                 raise validation_error(
-                    f"Cannot update endpoint {params['EndpointName']!r} while it is {endpoint.description['EndpointStatus']}"
+                    f"Cannot update endpoint {params['EndpointName']!r} while it is "
+                    f"{endpoint.description['EndpointStatus']}: wait until it is InService"
                 )
             endpoint.description.update(EndpointStatus="Updating", LastModifiedTime=self.clock.now())
             if params.get("DeploymentConfig"):
@@ -895,7 +917,9 @@ class LocalSageMaker:
         firing = [alarm["AlarmName"] for alarm in alarms["MetricAlarms"] if alarm["StateValue"] == "ALARM"]
         return firing[0] if firing else None
 
-    def _deploy(self, endpoint: _Endpoint, config: dict[str, Any], creating: bool, rollback_alarms: list[str] | None = None) -> None:
+    def _deploy(
+        self, endpoint: _Endpoint, config: dict[str, Any], creating: bool, rollback_alarms: list[str] | None = None
+    ) -> None:
         """Start the new variants' servers, keep the transition visible for a while, then swap and go InService.
 
         An update whose AutoRollbackConfiguration alarm is in ALARM at the end of the transition rolls back,
@@ -1227,13 +1251,8 @@ class LocalSageMaker:
 
         for action in self.operations:
             attribute = _snake(action)
-            original = SageMakerResponse.__dict__.get(attribute)
+            self._restore.append(_restorer(SageMakerResponse, attribute))
             setattr(SageMakerResponse, attribute, make_handler(action))
-            self._restore.append(
-                (lambda a=attribute, o=original: setattr(SageMakerResponse, a, o))
-                if original is not None
-                else (lambda a=attribute: delattr(SageMakerResponse, a))
-            )
 
         original_invoke = SageMakerRuntimeResponse.__dict__["invoke_endpoint"]
 

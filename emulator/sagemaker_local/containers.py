@@ -1,4 +1,4 @@
-"""SageMaker's container contract on this machine: a per-job directory stands for `/opt/ml`, jobs are child processes."""
+"""SageMaker's container contract on this machine: a directory per job stands for `/opt/ml`, jobs run as processes."""
 
 from __future__ import annotations
 

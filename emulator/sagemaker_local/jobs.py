@@ -7,6 +7,7 @@ outputs and moves the record through SageMaker's statuses via `update`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -196,16 +197,16 @@ class TrainingRunner(JobRunner):
         if checkpoint:
             checkpoint_dir = Path(rewrite_container_paths(checkpoint.get("LocalPath") or "/opt/ml/checkpoints", root))
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            try:
+            # A first run has no checkpoints yet; a resumed spot run finds the last ones here.
+            with contextlib.suppress(FileNotFoundError):
                 self.stager.download(checkpoint["S3Uri"], checkpoint_dir)
-            except FileNotFoundError:
-                pass  # A first run has no checkpoints yet.
         hyperparameters = description.get("HyperParameters", {})
         program = decode_hyperparameter(hyperparameters.get("sagemaker_program", ""))
         submit_directory = decode_hyperparameter(hyperparameters.get("sagemaker_submit_directory", ""))
         if not program or not submit_directory:
             raise JobSetupError(
-                "Only script mode runs locally: set the sagemaker_program and sagemaker_submit_directory hyperparameters"
+                "Only script mode runs locally: set the sagemaker_program and "
+                "sagemaker_submit_directory hyperparameters"
             )
         code_dir = root / "code"
         self._stage_code(str(submit_directory), root, code_dir)

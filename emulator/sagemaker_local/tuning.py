@@ -93,7 +93,7 @@ class ParameterSpace:
                     raise validation_error(f"Range {spec['Name']!r}: MinValue {low} is above MaxValue {high}")
                 if scaling == "Logarithmic" and low <= 0:
                     raise validation_error(f"Range {spec['Name']!r}: Logarithmic scaling needs MinValue > 0, got {low}")
-                if scaling == "ReverseLogarithmic" and not (0 <= low and high < 1):
+                if scaling == "ReverseLogarithmic" and not (low >= 0 and high < 1):
                     raise validation_error(f"Range {spec['Name']!r}: ReverseLogarithmic needs 0 <= values < 1")
                 self.numeric.append(NumericRange(spec["Name"], low, high, scaling, integer))
         self.categorical = [

@@ -44,7 +44,9 @@ class ExecutionOutcome:
         return [event["type"] for event in self.events]
 
     def entered_states(self) -> list[str]:
-        return [event["stateEnteredEventDetails"]["name"] for event in self.events if "stateEnteredEventDetails" in event]
+        return [
+            event["stateEnteredEventDetails"]["name"] for event in self.events if "stateEnteredEventDetails" in event
+        ]
 
 
 @dataclass
@@ -82,7 +84,9 @@ class Runtime:
         boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
         return f"s3://{bucket}/{key}"
 
-    def run(self, definition: dict[str, Any], execution_input: Any = None, name: str | None = None, timeout: float = 60) -> ExecutionOutcome:
+    def run(
+        self, definition: dict[str, Any], execution_input: Any = None, name: str | None = None, timeout: float = 60
+    ) -> ExecutionOutcome:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machine = sfn.create_state_machine(
             name=f"test-{uuid.uuid4().hex[:12]}", definition=json.dumps(definition), roleArn=ROLE_ARN
@@ -131,4 +135,3 @@ def bucket(executing_aws: None) -> str:
     name = "twin-test-artifacts"
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
     return name
-

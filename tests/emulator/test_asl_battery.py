@@ -96,7 +96,9 @@ CHOICE_CASES = [
 
 
 @pytest.mark.parametrize(("rule", "execution_input", "expected"), CHOICE_CASES)
-def test_choice_operators_route_as_on_aws(runtime: Any, rule: dict[str, Any], execution_input: Any, expected: str) -> None:
+def test_choice_operators_route_as_on_aws(
+    runtime: Any, rule: dict[str, Any], execution_input: Any, expected: str
+) -> None:
     outcome = runtime.run(single_choice(rule), execution_input)
 
     assert outcome.status == "SUCCEEDED", outcome.cause
@@ -192,7 +194,11 @@ def test_map_runs_every_item_with_item_selector_and_keeps_order(runtime: Any) ->
                 "Type": "Map",
                 "ItemsPath": "$.objects",
                 "MaxConcurrency": 2,
-                "ItemSelector": {"key.$": "$$.Map.Item.Value.key", "index.$": "$$.Map.Item.Index", "bucket.$": "$.bucket"},
+                "ItemSelector": {
+                    "key.$": "$$.Map.Item.Value.key",
+                    "index.$": "$$.Map.Item.Index",
+                    "bucket.$": "$.bucket",
+                },
                 "ItemProcessor": {
                     "ProcessorConfig": {"Mode": "INLINE"},
                     "StartAt": "Describe",
@@ -210,10 +216,16 @@ def test_map_runs_every_item_with_item_selector_and_keeps_order(runtime: Any) ->
         },
     }
 
-    outcome = runtime.run(definition, {"bucket": "data", "objects": [{"key": "a.csv"}, {"key": "b.csv"}, {"key": "c.csv"}]})
+    outcome = runtime.run(
+        definition, {"bucket": "data", "objects": [{"key": "a.csv"}, {"key": "b.csv"}, {"key": "c.csv"}]}
+    )
 
     assert outcome.status == "SUCCEEDED", outcome.cause
-    assert [item["uri"] for item in outcome.output["uris"]] == ["s3://data/a.csv#0", "s3://data/b.csv#1", "s3://data/c.csv#2"]
+    assert [item["uri"] for item in outcome.output["uris"]] == [
+        "s3://data/a.csv#0",
+        "s3://data/b.csv#1",
+        "s3://data/c.csv#2",
+    ]
 
 
 def test_parallel_branches_each_see_the_input_and_return_in_branch_order(runtime: Any) -> None:
@@ -223,8 +235,19 @@ def test_parallel_branches_each_see_the_input_and_return_in_branch_order(runtime
             "Both": {
                 "Type": "Parallel",
                 "Branches": [
-                    {"StartAt": "Slow", "States": {"Slow": {"Type": "Wait", "Seconds": 60, "Next": "SlowDone"}, "SlowDone": {"Type": "Pass", "Parameters": {"branch": "slow", "x.$": "$.x"}, "End": True}}},
-                    {"StartAt": "Fast", "States": {"Fast": {"Type": "Pass", "Parameters": {"branch": "fast", "x.$": "$.x"}, "End": True}}},
+                    {
+                        "StartAt": "Slow",
+                        "States": {
+                            "Slow": {"Type": "Wait", "Seconds": 60, "Next": "SlowDone"},
+                            "SlowDone": {"Type": "Pass", "Parameters": {"branch": "slow", "x.$": "$.x"}, "End": True},
+                        },
+                    },
+                    {
+                        "StartAt": "Fast",
+                        "States": {
+                            "Fast": {"Type": "Pass", "Parameters": {"branch": "fast", "x.$": "$.x"}, "End": True}
+                        },
+                    },
                 ],
                 "End": True,
             }
@@ -246,7 +269,9 @@ def test_retry_backs_off_through_the_fast_clock_then_succeeds(runtime: Any, flak
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": "battery-flaky", "Payload": {"failures": 2}},
                 "ResultSelector": {"calls.$": "$.Payload.calls", "function.$": "$.Payload.function"},
-                "Retry": [{"ErrorEquals": ["TransientError"], "IntervalSeconds": 20, "BackoffRate": 3, "MaxAttempts": 3}],
+                "Retry": [
+                    {"ErrorEquals": ["TransientError"], "IntervalSeconds": 20, "BackoffRate": 3, "MaxAttempts": 3}
+                ],
                 "End": True,
             }
         },
@@ -262,7 +287,9 @@ def test_retry_backs_off_through_the_fast_clock_then_succeeds(runtime: Any, flak
     assert outcome.event_types().count("TaskFailed") == 2
 
 
-def test_retry_gives_up_after_max_attempts_and_catch_keeps_input_with_result_path(runtime: Any, flaky_function: Path) -> None:
+def test_retry_gives_up_after_max_attempts_and_catch_keeps_input_with_result_path(
+    runtime: Any, flaky_function: Path
+) -> None:
     definition = {
         "StartAt": "Flaky",
         "States": {
@@ -292,7 +319,10 @@ def test_retry_gives_up_after_max_attempts_and_catch_keeps_input_with_result_pat
 
 
 def test_fail_state_ends_with_its_error_and_cause(runtime: Any) -> None:
-    definition = {"StartAt": "Gate", "States": {"Gate": {"Type": "Fail", "Error": "QualityGateFailed", "Cause": "auc 0.80 < 0.93"}}}
+    definition = {
+        "StartAt": "Gate",
+        "States": {"Gate": {"Type": "Fail", "Error": "QualityGateFailed", "Cause": "auc 0.80 < 0.93"}},
+    }
 
     outcome = runtime.run(definition)
 
@@ -347,7 +377,9 @@ def test_wait_seconds_and_timestamp_path_pass_on_the_fast_clock(runtime: Any) ->
 def test_task_timeout_is_a_states_timeout_that_catch_can_route(runtime: Any, tmp_path: Path) -> None:
     code_dir = tmp_path / "slow_functions"
     code_dir.mkdir()
-    (code_dir / "battery_slow.py").write_text("import time\ndef handler(event, context):\n    time.sleep(3)\n    return 1\n")
+    (code_dir / "battery_slow.py").write_text(
+        "import time\ndef handler(event, context):\n    time.sleep(3)\n    return 1\n"
+    )
     runtime.lambdas.register("battery-slow", "battery_slow.handler", code_dir, {}, 30)
     definition = {
         "StartAt": "Slow",

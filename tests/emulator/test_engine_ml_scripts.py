@@ -7,7 +7,6 @@ import io
 import json
 import re
 import tarfile
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,13 +19,24 @@ REGION = "us-east-1"
 ML_DIR = PROJECT_ROOT / "ml"
 TRAINING_ASL = PROJECT_ROOT / "statemachines" / "training.asl.json"
 # The states of the training workflow that run SageMaker jobs, in order, with the defaults merged before them.
-JOB_STATES = ["ApplyInputDefaults", "MergeInputDefaults", "Preprocess", "TuneOrTrain", "WarmStartOrNot", "Tune",
-              "TuneWithWarmStart", "DescribeBestTrainingJob", "Train", "Evaluate"]
+JOB_STATES = [
+    "ApplyInputDefaults",
+    "MergeInputDefaults",
+    "Preprocess",
+    "TuneOrTrain",
+    "WarmStartOrNot",
+    "Tune",
+    "TuneWithWarmStart",
+    "DescribeBestTrainingJob",
+    "Train",
+    "Evaluate",
+]
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
-        not TRAINING_ASL.exists() or not (ML_DIR / "train.py").exists(), reason="statemachines/ and ml/ not exported yet"
+        not TRAINING_ASL.exists() or not (ML_DIR / "train.py").exists(),
+        reason="statemachines/ and ml/ not exported yet",
     ),
 ]
 
@@ -72,12 +82,22 @@ def stack(runtime: Any, bucket: str) -> dict[str, str]:
     s3.put_object(Bucket=bucket, Key="incoming/breast_cancer.csv", Body=_breast_cancer_csv())
     kms = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
     return {
-        "Partition": "aws", "ArtifactBucket": bucket, "DataBucket": bucket, "KmsKeyArn": kms,
+        "Partition": "aws",
+        "ArtifactBucket": bucket,
+        "DataBucket": bucket,
+        "KmsKeyArn": kms,
         "SageMakerExecutionRoleArn": "arn:aws:iam::123456789012:role/sagemaker-jobs",
-        "SubnetIds": "subnet-a,subnet-b", "SecurityGroupIds": "sg-1", "ImageUri": "xgboost:1.7-1",
-        "SourceDirUri": f"s3://{bucket}/code/sourcedir.tar.gz", "TrainingInstanceType": "ml.m5.large",
-        "ProcessingInstanceType": "ml.m5.large", "EndpointInstanceType": "ml.m5.large", "ProjectTag": "twin",
-        "EnvironmentTag": "test", "ModelPackageGroupName": "twin", "ModelApprovalStatus": "Approved",
+        "SubnetIds": "subnet-a,subnet-b",
+        "SecurityGroupIds": "sg-1",
+        "ImageUri": "xgboost:1.7-1",
+        "SourceDirUri": f"s3://{bucket}/code/sourcedir.tar.gz",
+        "TrainingInstanceType": "ml.m5.large",
+        "ProcessingInstanceType": "ml.m5.large",
+        "EndpointInstanceType": "ml.m5.large",
+        "ProjectTag": "twin",
+        "EnvironmentTag": "test",
+        "ModelPackageGroupName": "twin",
+        "ModelApprovalStatus": "Approved",
         "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:t",
         "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:evaluation-report",
     }
@@ -93,11 +113,25 @@ def _evaluation(bucket: str, execution_name: str) -> dict[str, Any]:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def test_real_scripts_preprocess_train_evaluate_and_serve_through_the_exported_states(runtime: Any, stack: dict[str, str]) -> None:
-    outcome = runtime.run(_job_states(stack, max_tuning_jobs=2), {"data_uri": f"s3://{stack['DataBucket']}/incoming/"}, name="ml-train-1", timeout=300)
+def test_real_scripts_preprocess_train_evaluate_and_serve_through_the_exported_states(
+    runtime: Any, stack: dict[str, str]
+) -> None:
+    outcome = runtime.run(
+        _job_states(stack, max_tuning_jobs=2),
+        {"data_uri": f"s3://{stack['DataBucket']}/incoming/"},
+        name="ml-train-1",
+        timeout=300,
+    )
 
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
-    assert outcome.entered_states() == ["ApplyInputDefaults", "MergeInputDefaults", "Preprocess", "TuneOrTrain", "Train", "Evaluate"]
+    assert outcome.entered_states() == [
+        "ApplyInputDefaults",
+        "MergeInputDefaults",
+        "Preprocess",
+        "TuneOrTrain",
+        "Train",
+        "Evaluate",
+    ]
     assert outcome.output["training"]["FinalMetricDataList"], "train.py printed metrics the MetricDefinitions match"
     assert _evaluation(stack["ArtifactBucket"], "ml-train-1")["metrics"]["accuracy"] >= 0.93
 
@@ -113,13 +147,24 @@ def test_real_scripts_preprocess_train_evaluate_and_serve_through_the_exported_s
     )
     client.create_endpoint_config(
         EndpointConfigName="ml-train-1-cfg",
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "ml-train-1-model", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "ml-train-1-model",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
     )
     client.create_endpoint(EndpointName="ml-endpoint", EndpointConfigName="ml-train-1-cfg")
-    client.get_waiter("endpoint_in_service").wait(EndpointName="ml-endpoint", WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-    sample = boto3.client("s3", region_name=REGION).get_object(
-        Bucket=stack["ArtifactBucket"], Key="runs/ml-train-1/preprocess/sample/sample.csv"
-    )["Body"].read()
+    client.get_waiter("endpoint_in_service").wait(
+        EndpointName="ml-endpoint", WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    sample = (
+        boto3.client("s3", region_name=REGION)
+        .get_object(Bucket=stack["ArtifactBucket"], Key="runs/ml-train-1/preprocess/sample/sample.csv")["Body"]
+        .read()
+    )
     answer = boto3.client("sagemaker-runtime", region_name=REGION).invoke_endpoint(
         EndpointName="ml-endpoint", ContentType="text/csv", Accept="application/json", Body=sample
     )
@@ -137,9 +182,7 @@ def test_tuning_branch_runs_the_real_trainings_and_evaluates_the_best(runtime: A
     )
 
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
-    assert "Tune" in outcome.entered_states() and "Evaluate" in outcome.entered_states()
+    assert {"Tune", "Evaluate"} <= set(outcome.entered_states())
     assert outcome.output["tuning"]["HyperParameterTuningJobStatus"] == "Completed"
     assert outcome.output["tuning"]["TrainingJobStatusCounters"]["Completed"] == 2
     assert _evaluation(stack["ArtifactBucket"], "ml-tune-1")["metrics"]["accuracy"] >= 0.9
-
-

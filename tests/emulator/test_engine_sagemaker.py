@@ -9,7 +9,6 @@ from typing import Any
 import boto3
 import pytest
 
-
 TRAIN_SCRIPT = """
 import argparse, json, os, shutil, time
 parser = argparse.ArgumentParser()
@@ -69,7 +68,9 @@ def staged(runtime: Any, bucket: str) -> dict[str, str]:
     s3.put_object(Bucket=bucket, Key="raw/data.csv", Body=b"a,b\n1,2\n3,4\n5,6\n")
     kms_key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
     code = runtime.put_sourcedir(
-        bucket, "code/sourcedir.tar.gz", {"train.py": TRAIN_SCRIPT, "inference.py": INFERENCE_SCRIPT, "preprocess.py": PREPROCESS_SCRIPT}
+        bucket,
+        "code/sourcedir.tar.gz",
+        {"train.py": TRAIN_SCRIPT, "inference.py": INFERENCE_SCRIPT, "preprocess.py": PREPROCESS_SCRIPT},
     )
     return {"bucket": bucket, "code": code, "kms": kms_key}
 
@@ -79,15 +80,25 @@ def training_parameters(staged: dict[str, str], hyperparameters: dict[str, Any])
     bucket = staged["bucket"]
     return {
         "TrainingJobName.$": "$$.Execution.Name",
-        "AlgorithmSpecification": {"TrainingImage": "xgboost:local", "TrainingInputMode": "File", "MetricDefinitions": METRICS},
+        "AlgorithmSpecification": {
+            "TrainingImage": "xgboost:local",
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRICS,
+        },
         "HyperParameters": {
             **hyperparameters,
             "sagemaker_program": '"train.py"',
             "sagemaker_submit_directory": '"/opt/ml/input/data/code/sourcedir.tar.gz"',
         },
         "InputDataConfig": [
-            {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data/train/"}}},
-            {"ChannelName": "code", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": staged["code"]}}},
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data/train/"}},
+            },
+            {
+                "ChannelName": "code",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": staged["code"]}},
+            },
         ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models/", "KmsKeyId": staged["kms"]},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
@@ -95,14 +106,23 @@ def training_parameters(staged: dict[str, str], hyperparameters: dict[str, Any])
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
         "EnableNetworkIsolation": True,
         "EnableManagedSpotTraining": True,
-        "CheckpointConfig": {"S3Uri.$": f"States.Format('s3://{bucket}/checkpoints/{{}}/', $$.Execution.Name)", "LocalPath": "/opt/ml/checkpoints"},
+        "CheckpointConfig": {
+            "S3Uri.$": f"States.Format('s3://{bucket}/checkpoints/{{}}/', $$.Execution.Name)",
+            "LocalPath": "/opt/ml/checkpoints",
+        },
     }
 
 
-def test_training_job_sync_returns_final_metrics_and_uploads_the_encrypted_model(runtime: Any, staged: dict[str, str]) -> None:
+def test_training_job_sync_returns_final_metrics_and_uploads_the_encrypted_model(
+    runtime: Any, staged: dict[str, str]
+) -> None:
     definition = {
         "StartAt": "Train",
-        "States": {"Train": runtime.task("arn:aws:states:::sagemaker:createTrainingJob.sync", training_parameters(staged, {"x": "0.25"}))},
+        "States": {
+            "Train": runtime.task(
+                "arn:aws:states:::sagemaker:createTrainingJob.sync", training_parameters(staged, {"x": "0.25"})
+            )
+        },
     }
 
     outcome = runtime.run(definition, name="train-ok")
@@ -115,15 +135,21 @@ def test_training_job_sync_returns_final_metrics_and_uploads_the_encrypted_model
     assert "TaskSubmitted" in outcome.event_types()
     artifact = outcome.output["ModelArtifacts"]["S3ModelArtifacts"]
     assert artifact == f"s3://{staged['bucket']}/models/train-ok/output/model.tar.gz"
-    head = boto3.client("s3", region_name=REGION).head_object(Bucket=staged["bucket"], Key="models/train-ok/output/model.tar.gz")
+    head = boto3.client("s3", region_name=REGION).head_object(
+        Bucket=staged["bucket"], Key="models/train-ok/output/model.tar.gz"
+    )
     assert head["ServerSideEncryption"] == "aws:kms"
-    checkpoints = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=staged["bucket"], Prefix="checkpoints/train-ok/")
+    checkpoints = boto3.client("s3", region_name=REGION).list_objects_v2(
+        Bucket=staged["bucket"], Prefix="checkpoints/train-ok/"
+    )
     assert [o["Key"] for o in checkpoints["Contents"]] == ["checkpoints/train-ok/round-2.ckpt"]
     transitions = [t["Status"] for t in outcome.output["SecondaryStatusTransitions"]]
     assert transitions == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
 
 
-def test_a_raising_training_script_fails_the_task_and_the_execution_takes_its_catch(runtime: Any, staged: dict[str, str]) -> None:
+def test_a_raising_training_script_fails_the_task_and_the_execution_takes_its_catch(
+    runtime: Any, staged: dict[str, str]
+) -> None:
     parameters = training_parameters(staged, {"x": "0.25", "mode": '"raise"'})
     definition = {
         "StartAt": "Train",
@@ -156,25 +182,62 @@ def test_processing_job_rewrites_opt_ml_paths_and_uploads_its_outputs(runtime: A
     parameters = {
         "ProcessingJobName.$": "$$.Execution.Name",
         "ProcessingInputs": [
-            {"InputName": "code", "S3Input": {"S3Uri": staged["code"], "LocalPath": "/opt/ml/processing/input/code", "S3DataType": "S3Prefix", "S3InputMode": "File"}},
-            {"InputName": "data", "S3Input": {"S3Uri": f"s3://{bucket}/raw/", "LocalPath": "/opt/ml/processing/input/data", "S3DataType": "S3Prefix", "S3InputMode": "File"}},
+            {
+                "InputName": "code",
+                "S3Input": {
+                    "S3Uri": staged["code"],
+                    "LocalPath": "/opt/ml/processing/input/code",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            },
+            {
+                "InputName": "data",
+                "S3Input": {
+                    "S3Uri": f"s3://{bucket}/raw/",
+                    "LocalPath": "/opt/ml/processing/input/data",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            },
         ],
         "ProcessingOutputConfig": {
-            "Outputs": [{"OutputName": "train", "S3Output": {"S3Uri": f"s3://{bucket}/prep/train/", "LocalPath": "/opt/ml/processing/output/train", "S3UploadMode": "EndOfJob"}}],
+            "Outputs": [
+                {
+                    "OutputName": "train",
+                    "S3Output": {
+                        "S3Uri": f"s3://{bucket}/prep/train/",
+                        "LocalPath": "/opt/ml/processing/output/train",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ],
             "KmsKeyId": staged["kms"],
         },
         "AppSpecification": {
             "ImageUri": "xgboost:local",
             "ContainerEntrypoint": [
-                "/bin/sh", "-c",
-                'cd /opt/ml/processing/input/code && tar -xzf sourcedir.tar.gz && exec python3 preprocess.py "$@"', "sh",
+                "/bin/sh",
+                "-c",
+                'cd /opt/ml/processing/input/code && tar -xzf sourcedir.tar.gz && exec python3 preprocess.py "$@"',
+                "sh",
             ],
-            "ContainerArguments": ["--input-dir", "/opt/ml/processing/input/data", "--output-dir", "/opt/ml/processing/output"],
+            "ContainerArguments": [
+                "--input-dir",
+                "/opt/ml/processing/input/data",
+                "--output-dir",
+                "/opt/ml/processing/output",
+            ],
         },
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}
+        },
         "RoleArn": ROLE_ARN,
     }
-    definition = {"StartAt": "Prep", "States": {"Prep": runtime.task("arn:aws:states:::sagemaker:createProcessingJob.sync", parameters)}}
+    definition = {
+        "StartAt": "Prep",
+        "States": {"Prep": runtime.task("arn:aws:states:::sagemaker:createProcessingJob.sync", parameters)},
+    }
 
     outcome = runtime.run(definition, name="prep-1")
 
@@ -184,9 +247,13 @@ def test_processing_job_rewrites_opt_ml_paths_and_uploads_its_outputs(runtime: A
     assert body == b"1,2\n3,4\n5,6"
 
 
-def test_tuning_with_two_parallel_trainings_picks_the_best_by_the_objective(runtime: Any, staged: dict[str, str]) -> None:
+def test_tuning_with_two_parallel_trainings_picks_the_best_by_the_objective(
+    runtime: Any, staged: dict[str, str]
+) -> None:
     training = training_parameters(staged, {})
-    definition_fields = {k: v for k, v in training.items() if k not in ("TrainingJobName.$", "HyperParameters", "CheckpointConfig")}
+    definition_fields = {
+        k: v for k, v in training.items() if k not in ("TrainingJobName.$", "HyperParameters", "CheckpointConfig")
+    }
     parameters = {
         "HyperParameterTuningJobName.$": "States.Hash($$.Execution.Name, 'MD5')",
         "HyperParameterTuningJobConfig": {
@@ -203,7 +270,9 @@ def test_tuning_with_two_parallel_trainings_picks_the_best_by_the_objective(runt
     definition = {
         "StartAt": "Tune",
         "States": {
-            "Tune": runtime.task("arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync", parameters, Next="Best"),
+            "Tune": runtime.task(
+                "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync", parameters, Next="Best"
+            ),
             "Best": runtime.task(
                 "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob",
                 {"TrainingJobName.$": "$.BestTrainingJob.TrainingJobName"},
@@ -223,7 +292,10 @@ def test_tuning_with_two_parallel_trainings_picks_the_best_by_the_objective(runt
     assert outcome.output["best"] == {"x": "0.3", "status": "Completed"}
     trainings = [
         runtime.sagemaker.call("DescribeTrainingJob", {"TrainingJobName": s["TrainingJobName"]})
-        for s in runtime.sagemaker.call("ListTrainingJobsForHyperParameterTuningJob", {"HyperParameterTuningJobName": outcome.output["HyperParameterTuningJobName"]})["TrainingJobSummaries"]
+        for s in runtime.sagemaker.call(
+            "ListTrainingJobsForHyperParameterTuningJob",
+            {"HyperParameterTuningJobName": outcome.output["HyperParameterTuningJobName"]},
+        )["TrainingJobSummaries"]
     ]
     intervals = sorted((t["TrainingStartTime"], t["TrainingEndTime"]) for t in trainings)
     assert intervals[1][0] < intervals[0][1], "the first two trainings ran at the same time"
@@ -246,16 +318,21 @@ def test_unsupported_sagemaker_integration_fails_the_execution_naming_the_state(
 
     assert outcome.status == "FAILED"
     assert outcome.error == "States.Runtime"
-    assert "'AutoML'" in outcome.cause and "CreateAutoMLJob" in outcome.cause
+    assert "'AutoML'" in outcome.cause
+    assert "CreateAutoMLJob" in outcome.cause
 
 
 def test_unsupported_service_integration_fails_naming_the_state_and_resource(runtime: Any) -> None:
-    definition = {"StartAt": "RunTask", "States": {"RunTask": runtime.task("arn:aws:states:::ecs:runTask.sync", {"Cluster": "c"})}}
+    definition = {
+        "StartAt": "RunTask",
+        "States": {"RunTask": runtime.task("arn:aws:states:::ecs:runTask.sync", {"Cluster": "c"})},
+    }
 
     outcome = runtime.run(definition)
 
     assert outcome.status == "FAILED"
-    assert "'RunTask'" in outcome.cause and "arn:aws:states:::ecs:runTask.sync" in outcome.cause
+    assert "'RunTask'" in outcome.cause
+    assert "arn:aws:states:::ecs:runTask.sync" in outcome.cause
 
 
 def _deploy_definition(runtime: Any, model_data_url: str, endpoint: str = "twin-endpoint") -> dict[str, Any]:
@@ -266,7 +343,11 @@ def _deploy_definition(runtime: Any, model_data_url: str, endpoint: str = "twin-
                 "arn:aws:states:::sagemaker:createModel",
                 {
                     "ModelName.$": "States.Format('{}-model', $$.Execution.Name)",
-                    "PrimaryContainer": {"Image": "xgboost:local", "ModelDataUrl": model_data_url, "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}},
+                    "PrimaryContainer": {
+                        "Image": "xgboost:local",
+                        "ModelDataUrl": model_data_url,
+                        "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+                    },
                     "ExecutionRoleArn": ROLE_ARN,
                 },
                 ResultPath=None,
@@ -277,7 +358,13 @@ def _deploy_definition(runtime: Any, model_data_url: str, endpoint: str = "twin-
                 {
                     "EndpointConfigName.$": "States.Format('{}-cfg', $$.Execution.Name)",
                     "ProductionVariants": [
-                        {"VariantName": "AllTraffic", "ModelName.$": "States.Format('{}-model', $$.Execution.Name)", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1}
+                        {
+                            "VariantName": "AllTraffic",
+                            "ModelName.$": "States.Format('{}-model', $$.Execution.Name)",
+                            "InitialInstanceCount": 1,
+                            "InstanceType": "ml.m5.large",
+                            "InitialVariantWeight": 1,
+                        }
                     ],
                 },
                 ResultPath=None,
@@ -309,7 +396,10 @@ def _deploy_definition(runtime: Any, model_data_url: str, endpoint: str = "twin-
             ),
             "Wait": {"Type": "Wait", "Seconds": 30, "Next": "Describe"},
             "Describe": runtime.task(
-                "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint", {"EndpointName": endpoint}, ResultPath="$.endpoint", Next="Status"
+                "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
+                {"EndpointName": endpoint},
+                ResultPath="$.endpoint",
+                Next="Status",
             ),
             "Status": {
                 "Type": "Choice",
@@ -324,14 +414,20 @@ def _deploy_definition(runtime: Any, model_data_url: str, endpoint: str = "twin-
 def _train_model(runtime: Any, staged: dict[str, str], name: str, x: str) -> str:
     definition = {
         "StartAt": "Train",
-        "States": {"Train": runtime.task("arn:aws:states:::sagemaker:createTrainingJob.sync", training_parameters(staged, {"x": x}))},
+        "States": {
+            "Train": runtime.task(
+                "arn:aws:states:::sagemaker:createTrainingJob.sync", training_parameters(staged, {"x": x})
+            )
+        },
     }
     outcome = runtime.run(definition, name=name)
     assert outcome.status == "SUCCEEDED", outcome.cause
     return outcome.output["ModelArtifacts"]["S3ModelArtifacts"]
 
 
-def test_endpoint_goes_in_service_answers_invocations_and_an_update_swaps_the_model(runtime: Any, staged: dict[str, str]) -> None:
+def test_endpoint_goes_in_service_answers_invocations_and_an_update_swaps_the_model(
+    runtime: Any, staged: dict[str, str]
+) -> None:
     first_model = _train_model(runtime, staged, "model-a", "2")
 
     created = runtime.run(_deploy_definition(runtime, first_model), name="deploy-a")
@@ -352,7 +448,9 @@ def test_endpoint_goes_in_service_answers_invocations_and_an_update_swaps_the_mo
     assert described["EndpointConfigName"] == "deploy-b-cfg"
     answer = runtime_client.invoke_endpoint(EndpointName="twin-endpoint", ContentType="text/csv", Body=b"1,2\n")
     assert json.loads(answer["Body"].read()) == {"predictions": [{"score": 30.0}]}
-    statuses = [e["detail"]["EndpointStatus"] for e in runtime.events if e["detail-type"] == "SageMaker Endpoint State Change"]
+    statuses = [
+        e["detail"]["EndpointStatus"] for e in runtime.events if e["detail-type"] == "SageMaker Endpoint State Change"
+    ]
     assert statuses == ["Creating", "InService", "Updating", "InService"]
 
 
@@ -419,22 +517,37 @@ def test_model_package_registered_by_asl_is_visible_to_boto3_and_approval_emits_
     assert isinstance(described["CreationTime"], datetime)
     package_events = [e for e in runtime.events if e["detail-type"] == "SageMaker Model Package State Change"]
     assert [e["detail"]["ModelApprovalStatus"] for e in package_events] == ["PendingManualApproval", "Approved"]
-    assert package_events[-1]["source"] == "aws.sagemaker" and package_events[-1]["resources"] == [package_arn]
+    assert package_events[-1]["source"] == "aws.sagemaker"
+    assert package_events[-1]["resources"] == [package_arn]
 
 
 def test_application_auto_scaling_calls_reach_moto(runtime: Any) -> None:
-    target = {"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/twin-endpoint/variant/AllTraffic", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/twin-endpoint/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
     definition = {
         "StartAt": "Register",
         "States": {
-            "Register": runtime.task("arn:aws:states:::aws-sdk:applicationautoscaling:registerScalableTarget", {**target, "MinCapacity": 1, "MaxCapacity": 4}, ResultPath=None, Next="Policy"),
+            "Register": runtime.task(
+                "arn:aws:states:::aws-sdk:applicationautoscaling:registerScalableTarget",
+                {**target, "MinCapacity": 1, "MaxCapacity": 4},
+                ResultPath=None,
+                Next="Policy",
+            ),
             "Policy": runtime.task(
                 "arn:aws:states:::aws-sdk:applicationautoscaling:putScalingPolicy",
                 {
                     **target,
                     "PolicyName": "invocations-per-instance",
                     "PolicyType": "TargetTrackingScaling",
-                    "TargetTrackingScalingPolicyConfiguration": {"TargetValue": 1000, "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}},
+                    "TargetTrackingScalingPolicyConfiguration": {
+                        "TargetValue": 1000,
+                        "PredefinedMetricSpecification": {
+                            "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                        },
+                    },
                 },
             ),
         },
@@ -444,5 +557,7 @@ def test_application_auto_scaling_calls_reach_moto(runtime: Any) -> None:
 
     assert outcome.status == "SUCCEEDED", outcome.cause
     assert outcome.output["PolicyARN"].startswith("arn:aws:autoscaling:")
-    targets = boto3.client("application-autoscaling", region_name=REGION).describe_scalable_targets(ServiceNamespace="sagemaker")
+    targets = boto3.client("application-autoscaling", region_name=REGION).describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )
     assert targets["ScalableTargets"][0]["MaxCapacity"] == 4

@@ -75,7 +75,9 @@ def test_boto3_invoke_runs_the_handler_in_process(runner: LocalLambdaRunner) -> 
 
 
 def test_a_raising_handler_becomes_an_unhandled_function_error_with_its_type(runner: LocalLambdaRunner) -> None:
-    response = boto3.client("lambda", region_name="us-east-1").invoke(FunctionName="refuse-fn", Payload=b'{"model": "m1"}')
+    response = boto3.client("lambda", region_name="us-east-1").invoke(
+        FunctionName="refuse-fn", Payload=b'{"model": "m1"}'
+    )
 
     assert response["FunctionError"] == "Unhandled"
     payload = json.loads(response["Payload"].read())
@@ -98,5 +100,5 @@ def test_an_unknown_function_is_refused_naming_the_known_ones(runner: LocalLambd
 
 
 def test_a_bad_handler_string_is_refused_at_registration(runner: LocalLambdaRunner, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="module.function"):
+    with pytest.raises(ValueError, match=r"module\.function"):
         runner.register("bad", "handler", tmp_path, {}, 3)

@@ -49,7 +49,14 @@ def _model_and_config(client: Any, bucket: str, version: int) -> str:
     )
     client.create_endpoint_config(
         EndpointConfigName=f"cfg-v{version}",
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": f"model-v{version}", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"model-v{version}",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
     )
     return f"cfg-v{version}"
 
@@ -78,8 +85,14 @@ def test_update_with_a_firing_rollback_alarm_keeps_the_old_model_serving(runtime
     assert _wait_in_service(client, "blue-green")["EndpointConfigName"] == "cfg-v1"
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
     cloudwatch.put_metric_alarm(
-        AlarmName="errors-high", MetricName="Invocation5XXErrors", Namespace="AWS/SageMaker", Statistic="Sum",
-        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+        AlarmName="errors-high",
+        MetricName="Invocation5XXErrors",
+        Namespace="AWS/SageMaker",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
     )
     cloudwatch.set_alarm_state(AlarmName="errors-high", StateValue="ALARM", StateReason="test")
 
@@ -102,7 +115,9 @@ def test_invocations_publish_the_metric_the_reaper_reads(runtime: Any, bucket: s
 
     assert _invoke("metered") == {"version": 1, "echo": {"rows": 1}}
 
-    metrics = boto3.client("cloudwatch", region_name=REGION).list_metrics(Namespace="AWS/SageMaker", MetricName="Invocations")
+    metrics = boto3.client("cloudwatch", region_name=REGION).list_metrics(
+        Namespace="AWS/SageMaker", MetricName="Invocations"
+    )
     dimensions = [{d["Name"]: d["Value"] for d in m["Dimensions"]} for m in metrics["Metrics"]]
     assert {"EndpointName": "metered", "VariantName": "AllTraffic"} in dimensions
 
@@ -130,7 +145,9 @@ def test_deleting_an_endpoint_stops_its_server_and_keeps_model_and_config(runtim
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/ping", timeout=5)  # noqa: S310
     assert client.list_endpoints()["Endpoints"] == []
-    assert client.describe_endpoint_config(EndpointConfigName="cfg-v1")["ProductionVariants"][0]["ModelName"] == "model-v1"
+    assert (
+        client.describe_endpoint_config(EndpointConfigName="cfg-v1")["ProductionVariants"][0]["ModelName"] == "model-v1"
+    )
     assert client.describe_model(ModelName="model-v1")["PrimaryContainer"]["Image"] == "xgboost:local"
 
 
@@ -139,10 +156,20 @@ def test_model_packages_page_filter_and_resolve_by_short_name(runtime: Any) -> N
     client.create_model_package_group(ModelPackageGroupName="pages")
     container = {"Containers": [{"Image": "xgboost:local", "ModelDataUrl": "s3://b/m.tar.gz"}]}
     for status in ("Approved", "Rejected", "Approved"):
-        client.create_model_package(ModelPackageGroupName="pages", InferenceSpecification=container, ModelApprovalStatus=status)
+        client.create_model_package(
+            ModelPackageGroupName="pages", InferenceSpecification=container, ModelApprovalStatus=status
+        )
 
-    first = client.list_model_packages(ModelPackageGroupName="pages", MaxResults=2, SortBy="CreationTime", SortOrder="Descending")
-    rest = client.list_model_packages(ModelPackageGroupName="pages", MaxResults=2, NextToken=first["NextToken"], SortBy="CreationTime", SortOrder="Descending")
+    first = client.list_model_packages(
+        ModelPackageGroupName="pages", MaxResults=2, SortBy="CreationTime", SortOrder="Descending"
+    )
+    rest = client.list_model_packages(
+        ModelPackageGroupName="pages",
+        MaxResults=2,
+        NextToken=first["NextToken"],
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )
     approved = client.list_model_packages(ModelPackageGroupName="pages", ModelApprovalStatus="Approved")
 
     versions = [p["ModelPackageVersion"] for p in first["ModelPackageSummaryList"] + rest["ModelPackageSummaryList"]]

@@ -18,13 +18,17 @@ from emulator.sagemaker_local.tuning import (
     strategy_for,
 )
 
-LOG_ETA = {"ContinuousParameterRanges": [{"Name": "eta", "MinValue": "0.001", "MaxValue": "1", "ScalingType": "Logarithmic"}]}
+LOG_ETA = {
+    "ContinuousParameterRanges": [{"Name": "eta", "MinValue": "0.001", "MaxValue": "1", "ScalingType": "Logarithmic"}]
+}
 
 
 def test_grid_enumerates_every_integer_and_categorical_combination_once() -> None:
     space = ParameterSpace(
         {
-            "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "4", "ScalingType": "Linear"}],
+            "IntegerParameterRanges": [
+                {"Name": "max_depth", "MinValue": "2", "MaxValue": "4", "ScalingType": "Linear"}
+            ],
             "CategoricalParameterRanges": [{"Name": "booster", "Values": ["gbtree", "dart"]}],
         }
     )
@@ -80,7 +84,10 @@ def _best_after(search: RandomSearch | BayesianSearch, budget: int) -> float:
 
 
 def test_bayesian_search_closes_in_on_the_optimum_faster_than_random() -> None:
-    bayesian_best = [_best_after(BayesianSearch(ParameterSpace(LOG_ETA), np.random.default_rng(s), maximize=True), 10) for s in range(5)]
+    bayesian_best = [
+        _best_after(BayesianSearch(ParameterSpace(LOG_ETA), np.random.default_rng(s), maximize=True), 10)
+        for s in range(5)
+    ]
     random_best = [_best_after(RandomSearch(ParameterSpace(LOG_ETA), np.random.default_rng(s)), 10) for s in range(5)]
 
     assert statistics.median(bayesian_best) > -0.005, "within ~0.07 decades of the optimum"
@@ -104,7 +111,8 @@ def test_pending_trainings_push_parallel_suggestions_apart() -> None:
     first = search.suggest(observations, [])
     second = search.suggest(observations, [first] if first else [])
 
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert first["eta"] != second["eta"]
 
 
@@ -117,8 +125,22 @@ def test_hyperband_is_accepted_and_runs_as_random_search() -> None:
 @pytest.mark.parametrize(
     ("ranges", "message"),
     [
-        ({"ContinuousParameterRanges": [{"Name": "eta", "MinValue": "0", "MaxValue": "1", "ScalingType": "Logarithmic"}]}, "MinValue > 0"),
-        ({"ContinuousParameterRanges": [{"Name": "gamma", "MinValue": "0.5", "MaxValue": "1", "ScalingType": "ReverseLogarithmic"}]}, "< 1"),
+        (
+            {
+                "ContinuousParameterRanges": [
+                    {"Name": "eta", "MinValue": "0", "MaxValue": "1", "ScalingType": "Logarithmic"}
+                ]
+            },
+            "MinValue > 0",
+        ),
+        (
+            {
+                "ContinuousParameterRanges": [
+                    {"Name": "gamma", "MinValue": "0.5", "MaxValue": "1", "ScalingType": "ReverseLogarithmic"}
+                ]
+            },
+            "< 1",
+        ),
         ({"IntegerParameterRanges": [{"Name": "depth", "MinValue": "9", "MaxValue": "2"}]}, "above MaxValue"),
         ({}, "no range"),
     ],
