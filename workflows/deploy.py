@@ -144,7 +144,7 @@ def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
 
 def _create_model_step() -> steps.Task:
     """CreateModel from the package: the SDK's ModelStep needs an image and artifact, a package has both."""
-    task = steps.Task(
+    return steps.Task(
         "CreateModel",
         resource=integration_resource("sagemaker:createModel"),
         parameters={
@@ -157,7 +157,6 @@ def _create_model_step() -> steps.Task:
         },
         result_path="$.model",
     )
-    return task
 
 
 def _endpoint_config_step(config: PipelineConfig) -> steps.EndpointConfigStep:
@@ -205,6 +204,8 @@ def _endpoint_step(config: PipelineConfig, update: bool) -> steps.EndpointStep:
     parameters = step.fields["parameters"]
     set_dynamic(parameters, "EndpointConfigName", ENDPOINT_CONFIG_NAME)
     if update:
+        # SageMaker lets an auto-scaled variant change its model in place; a change of EndpointInstanceType
+        # would need the variant deregistered from Application Auto Scaling first, which this workflow does not do.
         deploy = config.deploy
         parameters["DeploymentConfig"] = {
             "BlueGreenUpdatePolicy": {

@@ -139,10 +139,10 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     registered = steps.Succeed("ModelRegistered")
 
     tune_or_train = steps.Choice("TuneOrTrain")
-    tune_or_train.add_choice(steps.ChoiceRule.BooleanEquals("$.tune", True), _tuning_branch(config, training_failed))
+    tune_or_train.add_choice(
+        steps.ChoiceRule.BooleanEquals("$.tune", True), _tuning_branch(config, training_failed, then=describe_best)
+    )
     tune_or_train.default_choice(train)
-    for tuning_state in _tuning_states(tune_or_train):
-        tuning_state.next(describe_best)
     train.next(evaluate)
     describe_best.next(evaluate)
 
@@ -382,24 +382,21 @@ def _tuning_step(state_id: str, config: PipelineConfig, warm_start: bool) -> ste
     return with_partition_placeholder(step)
 
 
-def _tuning_branch(config: PipelineConfig, failed: FailurePath) -> steps.State:
-    """Tune, warm-started from `$.warm_start_tuning_job` when the input names one and config allows it."""
+def _tuning_branch(config: PipelineConfig, failed: FailurePath, then: steps.State) -> steps.State:
+    """Tune, warm-started from `$.warm_start_tuning_job` when the input names one and config allows it.
+
+    Returns the branch's first state; every tuning state continues to `then`.
+    """
     cold = guard(_tuning_step("Tune", config, warm_start=False), failed, config.retry)
+    cold.next(then)
     if not config.tuning.warm_start:
         return cold
     warm = guard(_tuning_step("TuneWithWarmStart", config, warm_start=True), failed, config.retry)
+    warm.next(then)
     choose = steps.Choice("WarmStartOrNot")
     choose.add_choice(steps.ChoiceRule.IsString("$.warm_start_tuning_job", True), warm)
     choose.default_choice(cold)
     return choose
-
-
-def _tuning_states(tune_or_train: steps.Choice) -> list[steps.State]:
-    """The TuningStep states under the TuneOrTrain choice, which all go on to describe the best job."""
-    [(_, branch)] = tune_or_train.choices
-    if isinstance(branch, steps.Choice):
-        return [next_state for _, next_state in branch.choices] + [branch.default]
-    return [branch]
 
 
 def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
@@ -482,9 +479,9 @@ def _register_step(config: PipelineConfig) -> steps.Task:
         {
             "ModelPackageGroupName": MODEL_PACKAGE_GROUP_NAME,
             "ModelApprovalStatus": MODEL_APPROVAL_STATUS,
-            "ModelPackageDescription.$": "States.Format('{} trained by execution {}', '"
-            + config.model.name
-            + "', $$.Execution.Name)",
+            "ModelPackageDescription.$": (
+                f"States.Format('{config.model.name} trained by execution {{}}', $$.Execution.Name)"
+            ),
             # Idempotent retries: the token is derived from the execution (at most 36 characters).
             "ClientToken.$": "States.Hash($$.Execution.Name, 'MD5')",
             "InferenceSpecification": {
