@@ -9,8 +9,9 @@ from mlops.pipeline_config import RetryConfig
 from workflows.placeholders import NOTIFICATION_TOPIC_ARN, PARTITION
 from workflows.sdk import steps
 
-# Calls that return at once get a deadline so a hung call surfaces as States.Timeout, which is retried;
-# .sync SageMaker jobs have none here because SageMaker enforces their stopping conditions itself.
+# AWS SDK, Lambda and SNS calls get a deadline, so a hung call surfaces as States.Timeout, which they retry.
+# SageMaker's own integrations get none: its .sync jobs end by their stopping conditions, and retrying a
+# timed-out create would collide with the job name it may already have taken.
 API_CALL_TIMEOUT_SECONDS = 60
 LAMBDA_TIMEOUT_SECONDS = 300
 
