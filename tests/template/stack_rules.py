@@ -6,6 +6,7 @@ that cannot fail would show.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +163,63 @@ def missing_substitutions(template: dict[str, Any], project_root: Path) -> dict[
     for logical_id, properties in resources_of_type(template, "AWS::Serverless::StateMachine"):
         text = (project_root / properties["DefinitionUri"]).read_text(encoding="utf-8")
         absent = sorted(placeholders_in(text) - set(properties.get("DefinitionSubstitutions", {})))
+        if absent:
+            missing[logical_id] = absent
+    return missing
+
+
+_IAM_SERVICE_NAMES = {"applicationautoscaling": "application-autoscaling"}
+_SYNC_RULE_ACTIONS = ("events:DescribeRule", "events:PutRule", "events:PutTargets")
+
+
+def _task_resources(states: dict[str, Any]) -> Iterator[str]:
+    for state in states.values():
+        if state.get("Type") == "Task":
+            yield state["Resource"]
+        for branch in state.get("Branches", []):
+            yield from _task_resources(branch["States"])
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                yield from _task_resources(state[key]["States"])
+
+
+def actions_for_task(resource: str) -> set[str]:
+    """IAM actions a Task's `arn:...:states:::<integration>` needs from the state machine's role."""
+    integration = resource.partition(":states:::")[2]
+    parts = integration.split(":")
+    if parts[0] == "aws-sdk":
+        service, action = parts[1], parts[2]
+        return {f"{_IAM_SERVICE_NAMES.get(service, service)}:{action[0].upper()}{action[1:]}"}
+    service, action = parts[0], parts[1]
+    if service == "lambda" and action == "invoke":
+        return {"lambda:InvokeFunction"}
+    api, _, pattern = action.partition(".")
+    api = api[0].upper() + api[1:]
+    actions = {f"{service}:{api}"}
+    if pattern == "sync" and api.startswith("Create"):
+        noun = api.removeprefix("Create")
+        actions |= {f"{service}:Describe{noun}", f"{service}:Stop{noun}", *_SYNC_RULE_ACTIONS}
+    return actions
+
+
+def _allowed_actions(role: dict[str, Any]) -> set[str]:
+    allowed = set()
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Allow":
+                actions = statement["Action"]
+                allowed.update(actions if isinstance(actions, list) else [actions])
+    return allowed
+
+
+def missing_state_machine_actions(template: dict[str, Any], project_root: Path) -> dict[str, list[str]]:
+    """State machine logical id -> IAM actions its ASL's tasks need that its role does not allow."""
+    missing = {}
+    for logical_id, properties in resources_of_type(template, "AWS::Serverless::StateMachine"):
+        definition = json.loads((project_root / properties["DefinitionUri"]).read_text(encoding="utf-8"))
+        needed = set().union(*(actions_for_task(resource) for resource in _task_resources(definition["States"])))
+        role = template["Resources"][properties["Role"]["Fn::GetAtt"][0]]
+        absent = sorted(needed - _allowed_actions(role))
         if absent:
             missing[logical_id] = absent
     return missing

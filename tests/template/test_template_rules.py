@@ -211,6 +211,51 @@ def test_contract_table_parses_to_the_documented_placeholders() -> None:
     assert {"Partition", "EndpointInstanceType", "EnvironmentTag"} <= names
 
 
+# ---------------------------------------------------------------- state machine roles
+
+
+def test_each_state_machine_role_allows_what_its_tasks_call(declared: dict[str, Any]) -> None:
+    assert stack_rules.missing_state_machine_actions(declared, PROJECT_ROOT) == {}
+
+
+def test_a_role_missing_a_task_action_is_reported(declared: dict[str, Any]) -> None:
+    mutated = copy.deepcopy(declared)
+    statements = mutated["Resources"]["DeployStateMachineRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    for statement in statements["Statement"]:
+        if isinstance(statement["Action"], list) and "sagemaker:UpdateEndpoint" in statement["Action"]:
+            statement["Action"].remove("sagemaker:UpdateEndpoint")
+
+    assert stack_rules.missing_state_machine_actions(mutated, PROJECT_ROOT) == {
+        "DeployStateMachine": ["sagemaker:UpdateEndpoint"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        ("arn:${Partition}:states:::lambda:invoke", {"lambda:InvokeFunction"}),
+        (
+            "arn:${Partition}:states:::aws-sdk:applicationautoscaling:registerScalableTarget",
+            {"application-autoscaling:RegisterScalableTarget"},
+        ),
+        (
+            "arn:${Partition}:states:::sagemaker:createProcessingJob.sync",
+            {
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:StopProcessingJob",
+                "events:DescribeRule",
+                "events:PutRule",
+                "events:PutTargets",
+            },
+        ),
+        ("arn:${Partition}:states:::sns:publish", {"sns:Publish"}),
+    ],
+)
+def test_task_integrations_map_to_their_iam_actions(resource: str, expected: set[str]) -> None:
+    assert stack_rules.actions_for_task(resource) == expected
+
+
 # ---------------------------------------------------------------- functions
 
 
