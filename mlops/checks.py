@@ -217,18 +217,7 @@ def check_sam_build() -> str:
     """`sam build` succeeds into a temporary folder and every function package zips to under 10 MB."""
     with tempfile.TemporaryDirectory(prefix="mlops-sam-build-") as scratch:
         build_dir = Path(scratch) / "build"
-        _run_tool(
-            [
-                _tool("sam"),
-                "build",
-                "--template-file",
-                TEMPLATE_PATH,
-                "--build-dir",
-                build_dir,
-                "--cache-dir",
-                Path(scratch) / "cache",
-            ]
-        )
+        _run_tool([_tool("sam"), "build", "--template-file", TEMPLATE_PATH, "--build-dir", build_dir])
         sizes = package_sizes(build_dir)
     if not sizes:
         raise CheckFailed(f"sam build left no function packages in {build_dir}")
