@@ -42,7 +42,6 @@ _FIXED_MTIME = 0
 _RESPONSE_TIMEOUT_SECONDS = 30
 
 logger = logging.getLogger(__name__)
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 
 
 class UnknownRegionError(LookupError):
@@ -224,5 +223,6 @@ def handle_request(
 
 def handler(event: dict[str, Any], context: Any) -> None:
     """Lambda entry point of the MlCode custom resource."""
+    logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
     body = handle_request(event, boto3.client("s3"), os.environ["AWS_REGION"])
     send_response(event["ResponseURL"], body)
