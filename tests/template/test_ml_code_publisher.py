@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -183,3 +184,36 @@ def test_unknown_region_fails_the_request_with_the_lookup_error(artifact_bucket:
 def test_response_url_must_be_https() -> None:
     with pytest.raises(ValueError, match="https"):
         publisher.send_response("file:///etc/passwd", {"Status": "SUCCESS"})
+
+
+class _Reply:
+    status = 200
+
+    def __enter__(self) -> _Reply:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def test_response_is_a_put_of_the_json_body_with_the_empty_content_type_it_was_signed_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[Any] = []
+
+    def fake_urlopen(request: Any, timeout: float) -> _Reply:
+        sent.append(request)
+        return _Reply()
+
+    # The HTTP boundary: CloudFormation's pre-signed S3 URL.
+    monkeypatch.setattr(publisher.urllib.request, "urlopen", fake_urlopen)
+    body = publisher.cloudformation_response(_event("Create"), "SUCCESS", "s3://b/k", {"SourceDirUri": "s3://b/k"})
+
+    publisher.send_response("https://example.invalid/signed", body)
+
+    (request,) = sent
+    assert request.get_method() == "PUT"
+    assert request.get_header("Content-type") == ""
+    assert json.loads(request.data) == body
+    assert body["RequestId"] == "request-1"
+    assert body["LogicalResourceId"] == "MlCode"
