@@ -1,0 +1,201 @@
+"""Each path of the built definitions on moto's engine with stubbed tasks (see stubbed_engine.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from stubbed_engine import REQUESTS, run_stubbed
+
+from workflows.deploy import build_deploy_definition
+
+EXECUTION = "drift-0123456789abcdef"
+DATA_URI = "s3://mlops-dev-databucket-1a2b3c4d5e6f/incoming/"
+MODEL_ARTIFACT = "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/models/job/output/model.tar.gz"
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-dev-breast-cancer/3"
+ENDPOINT = "mlops-dev-endpoint"  # the representative value of ${EndpointName}
+SAMPLE_URI = f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/preprocess/sample/sample.csv"
+
+
+def _training_results(metric_value: float, beats_champion: bool = True) -> dict[str, Any]:
+    trained = {"TrainingJobName": f"{EXECUTION}-train", "ModelArtifacts": {"S3ModelArtifacts": MODEL_ARTIFACT}}
+    return {
+        "Train": trained,
+        "Tune": {"BestTrainingJob": {"TrainingJobName": "best-job"}},
+        "TuneWithWarmStart": {"BestTrainingJob": {"TrainingJobName": "best-job"}},
+        "DescribeBestTrainingJob": {**trained, "TrainingJobName": "best-job"},
+        "EvaluationReport": {
+            "Payload": {"metric_name": "auc", "metric_value": metric_value, "beats_champion": beats_champion}
+        },
+        "RegisterModelPackage": {"ModelPackageArn": PACKAGE_ARN},
+    }
+
+
+def test_training_without_tuning_registers_a_model_that_passes_the_gate(training_definition: dict[str, Any]) -> None:
+    run = run_stubbed(
+        training_definition,
+        _training_results(0.97),
+        {"data_uri": DATA_URI, "trigger": {"type": "drift", "detail": {}}},
+        EXECUTION,
+    )
+    assert run.status == "SUCCEEDED"
+    assert run.visited == [
+        "ApplyInputDefaults",
+        "MergeInputDefaults",
+        "Preprocess",
+        "TuneOrTrain",
+        "Train",
+        "Evaluate",
+        "EvaluationReport",
+        "QualityGate",
+        "RegisterModelPackage",
+        "NotifyModelRegistered",
+        "ModelRegistered",
+    ]
+    assert run.output is not None
+    requests = run.output[REQUESTS]
+    assert requests["Preprocess"]["ProcessingJobName"] == f"{EXECUTION}-prep"
+    assert requests["Train"]["TrainingJobName"] == f"{EXECUTION}-train"
+    assert requests["Train"]["VpcConfig"]["Subnets"] == ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+    assert requests["Evaluate"]["ProcessingInputs"][1]["S3Input"]["S3Uri"] == MODEL_ARTIFACT
+    lineage = requests["RegisterModelPackage"]["CustomerMetadataProperties"]
+    assert lineage["metric_value"] == "0.97"
+    assert lineage["trigger_type"] == "drift"
+    assert lineage["data_uri"] == DATA_URI
+    assert lineage["sample_uri"] == SAMPLE_URI
+    assert lineage["training_job"] == f"{EXECUTION}-train"
+
+
+def test_training_input_defaults_fill_what_the_input_leaves_out(training_definition: dict[str, Any]) -> None:
+    run = run_stubbed(training_definition, _training_results(0.97), {}, EXECUTION)
+    assert run.status == "SUCCEEDED"
+    assert run.output is not None
+    preprocess_inputs = {i["InputName"]: i["S3Input"] for i in run.output[REQUESTS]["Preprocess"]["ProcessingInputs"]}
+    assert preprocess_inputs["data"]["S3Uri"] == DATA_URI
+    assert run.output[REQUESTS]["RegisterModelPackage"]["CustomerMetadataProperties"]["trigger_type"] == "manual"
+
+
+@pytest.mark.parametrize(
+    ("metric_value", "beats_champion"), [(0.5, True), (0.99, False)], ids=["below threshold", "worse than champion"]
+)
+def test_training_that_fails_the_gate_notifies_and_fails_without_registering(
+    training_definition: dict[str, Any], metric_value: float, beats_champion: bool
+) -> None:
+    run = run_stubbed(
+        training_definition, _training_results(metric_value, beats_champion), {"data_uri": DATA_URI}, EXECUTION
+    )
+    assert run.status == "FAILED"
+    assert run.error == "QualityGateFailed"
+    assert run.visited[-3:] == ["QualityGate", "NotifyQualityGateFailed", "QualityGateFailed"]
+    assert "RegisterModelPackage" not in run.visited
+
+
+def test_tuning_with_warm_start_uses_the_parent_job_and_evaluates_the_best_job(
+    training_definition: dict[str, Any],
+) -> None:
+    run = run_stubbed(
+        training_definition,
+        _training_results(0.97),
+        {"data_uri": DATA_URI, "tune": True, "warm_start_tuning_job": "a1b2c3"},
+        EXECUTION,
+    )
+    assert run.status == "SUCCEEDED"
+    assert run.visited[3:8] == [
+        "TuneOrTrain",
+        "WarmStartOrNot",
+        "TuneWithWarmStart",
+        "DescribeBestTrainingJob",
+        "Evaluate",
+    ]
+    assert run.output is not None
+    tuning = run.output[REQUESTS]["TuneWithWarmStart"]
+    assert tuning["HyperParameterTuningJobName"] == hashlib.md5(EXECUTION.encode()).hexdigest()  # noqa: S324
+    assert tuning["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [{"HyperParameterTuningJobName": "a1b2c3"}]
+    assert run.output[REQUESTS]["DescribeBestTrainingJob"] == {"TrainingJobName": "best-job"}
+    assert run.output[REQUESTS]["RegisterModelPackage"]["CustomerMetadataProperties"]["training_job"] == "best-job"
+
+
+def test_tuning_without_a_parent_job_starts_cold(training_definition: dict[str, Any]) -> None:
+    run = run_stubbed(training_definition, _training_results(0.97), {"data_uri": DATA_URI, "tune": True}, EXECUTION)
+    assert run.status == "SUCCEEDED"
+    assert run.visited[3:6] == ["TuneOrTrain", "WarmStartOrNot", "Tune"]
+
+
+def _deploy_results(existing: list[str], status: str, config_name: str) -> dict[str, Any]:
+    return {
+        "DescribeModelPackage": {"CustomerMetadataProperties": {"sample_uri": SAMPLE_URI}},
+        "FindExistingEndpoint": {"Endpoints": [{"EndpointName": name} for name in existing]},
+        "DescribeEndpoint": {
+            "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}",
+            "EndpointStatus": status,
+            "EndpointConfigName": config_name,
+        },
+    }
+
+
+def test_deploy_creates_a_missing_endpoint_then_scales_smoke_tests_and_tags(
+    deploy_definition: dict[str, Any],
+) -> None:
+    results = _deploy_results([f"{ENDPOINT}-canary"], "InService", f"{EXECUTION}-cfg")
+    run = run_stubbed(deploy_definition, results, {"ModelPackageArn": PACKAGE_ARN}, EXECUTION)
+    assert run.status == "SUCCEEDED"
+    assert "CreateEndpoint" in run.visited
+    assert "UpdateEndpoint" not in run.visited
+    assert run.visited[-6:] == [
+        "RegisterScalableTarget",
+        "PutScalingPolicy",
+        "SmokeTest",
+        "TagEndpoint",
+        "NotifyDeployed",
+        "Deployed",
+    ]
+    assert run.output is not None
+    requests = run.output[REQUESTS]
+    assert requests["CreateModel"]["ModelName"] == f"{EXECUTION}-model"
+    assert requests["CreateModel"]["PrimaryContainer"] == {"ModelPackageName": PACKAGE_ARN}
+    [variant] = requests["CreateEndpointConfig"]["ProductionVariants"]
+    assert variant["InitialInstanceCount"] == 2  # a number, from the "2" of ${EndpointInstanceCount}
+    assert requests["CreateEndpoint"]["EndpointConfigName"] == f"{EXECUTION}-cfg"
+    assert requests["SmokeTest"]["Payload"] == {"endpoint_name": ENDPOINT, "sample_uri": SAMPLE_URI}
+    assert requests["TagEndpoint"]["Tags"] == [{"Key": "mlops:model-package-arn", "Value": PACKAGE_ARN}]
+
+
+def test_deploy_updates_an_existing_endpoint_blue_green(deploy_definition: dict[str, Any]) -> None:
+    results = _deploy_results([ENDPOINT], "InService", f"{EXECUTION}-cfg")
+    run = run_stubbed(deploy_definition, results, {"ModelPackageArn": PACKAGE_ARN}, EXECUTION)
+    assert run.status == "SUCCEEDED"
+    assert "UpdateEndpoint" in run.visited
+    assert "CreateEndpoint" not in run.visited
+    assert run.output is not None
+    assert run.output[REQUESTS]["UpdateEndpoint"]["EndpointConfigName"] == f"{EXECUTION}-cfg"
+
+
+def test_deploy_fails_as_rolled_back_when_the_endpoint_returns_to_its_old_config(
+    deploy_definition: dict[str, Any],
+) -> None:
+    results = _deploy_results([ENDPOINT], "InService", "previous-run-cfg")
+    run = run_stubbed(deploy_definition, results, {"ModelPackageArn": PACKAGE_ARN}, EXECUTION)
+    assert run.status == "FAILED"
+    assert run.error == "EndpointRolledBack"
+    assert "RegisterScalableTarget" not in run.visited
+
+
+def test_deploy_fails_when_the_endpoint_fails(deploy_definition: dict[str, Any]) -> None:
+    run = run_stubbed(
+        deploy_definition,
+        _deploy_results([], "Failed", f"{EXECUTION}-cfg"),
+        {"ModelPackageArn": PACKAGE_ARN},
+        EXECUTION,
+    )
+    assert run.status == "FAILED"
+    assert run.error == "EndpointFailed"
+
+
+def test_deploy_stops_polling_after_the_configured_number_of_polls(config_with: Any) -> None:
+    definition = build_deploy_definition(config_with(deploy={"max_wait_polls": 3}))
+    results = _deploy_results([], "Creating", f"{EXECUTION}-cfg")
+    run = run_stubbed(definition, results, {"ModelPackageArn": PACKAGE_ARN}, EXECUTION)
+    assert run.status == "FAILED"
+    assert run.error == "EndpointWaitTimedOut"
+    assert run.visited.count("DescribeEndpoint") == 3
