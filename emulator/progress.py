@@ -287,4 +287,8 @@ def short_cause(cause: str | None, limit: int = 300) -> str:
                 cause = str(parsed[key])
                 break
     flat = " ".join(cause.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    if len(flat) <= limit:
+        return flat
+    # A script's traceback ends with the exception that matters: keep the start (which job) and the end.
+    head = limit // 3
+    return f"{flat[:head]} ... {flat[-(limit - head - 5) :]}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -30,21 +30,33 @@ UNREACHABLE_THRESHOLD = 1.0
 
 @dataclass
 class FailedRun:
-    """A lifecycle run that stopped in `training`, with its twin still up."""
+    """What a lifecycle run that stopped in `training` left behind, gathered before its twin closed.
 
-    twin: LocalTwin
+    Each scenario closes its twin before the next starts: two twins cannot share one process's moto.
+    """
+
     training: ExecutionResult
     failure: str
-    printed: str
+    notifications: list[tuple[str | None, str]]  # (subject, message) published on the stack's topic
+    model_packages: list[dict[str, Any]]
 
 
-def _run_until_failure(twin: LocalTwin, data_dir: Path, config: PipelineConfig, out: io.StringIO) -> FailedRun:
+def _run_until_failure(twin: LocalTwin, data_dir: Path, config: PipelineConfig) -> FailedRun:
     dataset = write_default_dataset(data_dir)
     outcome = LifecycleOutcome()
     with pytest.raises(LifecycleError) as raised:
-        run_lifecycle(twin, dataset.path, config, tune=False, outcome=outcome, out=out)
+        run_lifecycle(twin, dataset.path, config, tune=False, outcome=outcome, out=io.StringIO())
     [training] = outcome.executions
-    return FailedRun(twin, training.result, str(raised.value), out.getvalue())
+    topic = sns_backends[ACCOUNT_ID][REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
+    packages = boto3.client("sagemaker").list_model_packages(
+        ModelPackageGroupName=twin.stack.outputs["ModelPackageGroupName"]
+    )["ModelPackageSummaryList"]
+    return FailedRun(
+        training=training.result,
+        failure=str(raised.value),
+        notifications=[(subject, message) for _, message, subject, *_ in topic.sent_notifications],
+        model_packages=packages,
+    )
 
 
 def _sourcedir_with_raising_training(tmp: Path) -> bytes:
@@ -55,18 +67,17 @@ def _sourcedir_with_raising_training(tmp: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def raising_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailedRun]:
+def raising_training(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
     work = tmp_path_factory.mktemp("raising-training")
-    out = io.StringIO()
-    with started_twin(work / "twin", out) as twin:
+    with started_twin(work / "twin", io.StringIO()) as twin:
         # GIVEN the code the stack published has a train.py that raises
         bucket, _, key = twin.stack.outputs["SourceDirUri"].removeprefix("s3://").partition("/")
         boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=_sourcedir_with_raising_training(work))
-        yield _run_until_failure(twin, work / "data", load_pipeline_config(), out)
+        return _run_until_failure(twin, work / "data", load_pipeline_config())
 
 
 @pytest.fixture(scope="module")
-def unreachable_gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailedRun]:
+def unreachable_gate(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
     work = tmp_path_factory.mktemp("unreachable-gate")
     config = load_pipeline_config()
     # GIVEN state machines exported from a pipeline config whose gate threshold the model cannot reach
@@ -77,18 +88,12 @@ def unreachable_gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faile
     statemachines.mkdir()
     for name, content in render_statemachines(gated).items():
         (statemachines / name).write_text(content)
-    out = io.StringIO()
-    with started_twin(work / "twin", out, statemachines_dir=statemachines) as twin:
-        yield _run_until_failure(twin, work / "data", gated, out)
+    with started_twin(work / "twin", io.StringIO(), statemachines_dir=statemachines) as twin:
+        return _run_until_failure(twin, work / "data", gated)
 
 
 def _statuses(result: ExecutionResult) -> dict[str, str]:
     return {run.name: run.status for run in result.runs if run.depth == 0}
-
-
-def _notifications(twin: LocalTwin) -> list[tuple[str, str | None]]:
-    topic = sns_backends[ACCOUNT_ID][REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
-    return [(message, subject) for _, message, subject, *_ in topic.sent_notifications]
 
 
 def test_raising_training_script_takes_the_catch_and_ends_in_training_failed(raising_training: FailedRun) -> None:
@@ -105,10 +110,10 @@ def test_raising_training_script_takes_the_catch_and_ends_in_training_failed(rai
 
 
 def test_training_failure_is_published_to_the_stack_topic_with_the_scripts_error(raising_training: FailedRun) -> None:
-    notifications = _notifications(raising_training.twin)
+    [(subject, message)] = raising_training.notifications
 
-    assert [subject for _, subject in notifications] == ["training: TrainingFailed"]
-    assert "injected failure: the training script raised" in notifications[0][0]
+    assert subject == "training: TrainingFailed"
+    assert "injected failure: the training script raised" in message
 
 
 def test_training_failure_names_the_fail_state_and_the_scripts_error(raising_training: FailedRun) -> None:
@@ -130,11 +135,7 @@ def test_unreachable_gate_ends_in_quality_gate_failed(unreachable_gate: FailedRu
     assert result.runs[-1].name == "QualityGateFailed"
 
 
-def test_unreachable_gate_registers_no_model_package(unreachable_gate: FailedRun) -> None:
-    group = unreachable_gate.twin.stack.outputs["ModelPackageGroupName"]
-
-    packages = boto3.client("sagemaker").list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
-
-    assert packages == []
+def test_unreachable_gate_registers_no_model_package_and_notifies(unreachable_gate: FailedRun) -> None:
+    assert unreachable_gate.model_packages == []
     assert "RegisterModelPackage" not in _statuses(unreachable_gate.training)
-    assert [subject for _, subject in _notifications(unreachable_gate.twin)] == ["training: QualityGateFailed"]
+    assert [subject for subject, _ in unreachable_gate.notifications] == ["training: QualityGateFailed"]

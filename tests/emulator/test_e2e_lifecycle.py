@@ -97,7 +97,8 @@ def test_deployed_endpoint_answers_on_localhost(default_run: LifecycleRun) -> No
     url = default_run.outcome.endpoint_url
     sample = read_s3(default_run.outcome.model_package["CustomerMetadataProperties"]["sample_uri"])
 
-    request = urllib.request.Request(url, data=sample, headers={"Content-Type": "text/csv"}, method="POST")  # noqa: S310
+    headers = {"Content-Type": "text/csv", "Accept": "application/json"}
+    request = urllib.request.Request(url, data=sample, headers=headers, method="POST")  # noqa: S310 - 127.0.0.1
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the twin's endpoint
         answer = json.loads(response.read())
 
