@@ -65,7 +65,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
 
 from emulator.clock import Clock
-from emulator.sagemaker_local import SYNC_JOBS, SageMakerError
+from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 
 if TYPE_CHECKING:
     from emulator.lambda_local import LocalLambdaRunner
@@ -191,6 +191,29 @@ class _SyncJobFailed(Exception):
         self.description = description
 
 
+class _JobPoller:
+    """The `.sync` resolver: waits for the job to change (at most one poll interval), then reads its Describe*."""
+
+    def __init__(self, services: _Installation, job: SyncJob, job_name: str) -> None:
+        self._services = services
+        self._job = job
+        self._job_name = job_name
+
+    def __call__(self) -> dict[str, Any] | None:
+        sagemaker, job = self._services.sagemaker, self._job
+        sagemaker.wait_for_job_change(job.kind, self._job_name, self._services.clock.real_seconds(SYNC_POLL_SECONDS))
+        description = sagemaker.call(job.describe_action, {job.name_parameter: self._job_name})
+        status = description[job.status_field]
+        if status == "Completed":
+            return cast(dict[str, Any], _step_functions_json(description))
+        if status in ("Failed", "Stopped"):
+            raise _SyncJobFailed(_step_functions_json(description))
+        return None
+
+    def stop(self) -> None:
+        self._services.sagemaker.call(self._job.stop_action, {self._job.name_parameter: self._job_name})
+
+
 class LocalSageMakerTask(StateTaskServiceCallback):
     """`arn:aws:states:::sagemaker:<action>[.sync]` served by `LocalSageMaker`."""
 
@@ -224,21 +247,8 @@ class LocalSageMakerTask(StateTaskServiceCallback):
     def _build_sync_resolver(
         self, env: Environment, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
     ) -> Callable[[], Any]:
-        services = _services()
         job = SYNC_JOBS[_pascal(self.resource.api_action)]
-        job_name = normalised_parameters[job.name_parameter]
-
-        def describe_when_done() -> dict[str, Any] | None:
-            services.sagemaker.wait_for_job_change(job.kind, job_name, services.clock.real_seconds(SYNC_POLL_SECONDS))
-            description = services.sagemaker.call(job.describe_action, {job.name_parameter: job_name})
-            status = description[job.status_field]
-            if status == "Completed":
-                return _step_functions_json(description)
-            if status in ("Failed", "Stopped"):
-                raise _SyncJobFailed(_step_functions_json(description))
-            return None
-
-        return describe_when_done
+        return _JobPoller(_services(), job, normalised_parameters[job.name_parameter])
 
     def _eval_sync(
         self,
@@ -248,12 +258,14 @@ class LocalSageMakerTask(StateTaskServiceCallback):
         callback_endpoint: Any,
         heartbeat_endpoint: Any,
     ) -> Any:
-        # moto's loop sleeps 0.5 s between polls; the resolver here blocks on the job instead.
-        assert sync_resolver is not None, "a .sync task always builds its resolver"
+        # moto's loop sleeps 0.5 s between polls; the poller here blocks on the job instead.
+        assert isinstance(sync_resolver, _JobPoller), "a .sync SageMaker task always polls its job"
         while env.is_running():
             result = sync_resolver()
             if result is not None:
                 return result
+        # The execution was stopped or the state timed out: like Step Functions, stop the job it started.
+        sync_resolver.stop()
         return None
 
     def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:

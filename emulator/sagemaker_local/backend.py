@@ -46,20 +46,31 @@ ENDPOINT_TRANSITION_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class SyncJob:
-    """How a `.sync` task follows a job: its Describe* action, name parameter and status field."""
+    """How a `.sync` task follows a job: its Describe* and Stop* actions, name parameter and status field."""
 
     kind: str
     describe_action: str
+    stop_action: str
     name_parameter: str
     status_field: str
 
 
 SYNC_JOBS: dict[str, SyncJob] = {
-    "CreateTrainingJob": SyncJob("training", "DescribeTrainingJob", "TrainingJobName", "TrainingJobStatus"),
-    "CreateProcessingJob": SyncJob("processing", "DescribeProcessingJob", "ProcessingJobName", "ProcessingJobStatus"),
-    "CreateTransformJob": SyncJob("transform", "DescribeTransformJob", "TransformJobName", "TransformJobStatus"),
+    "CreateTrainingJob": SyncJob(
+        "training", "DescribeTrainingJob", "StopTrainingJob", "TrainingJobName", "TrainingJobStatus"
+    ),
+    "CreateProcessingJob": SyncJob(
+        "processing", "DescribeProcessingJob", "StopProcessingJob", "ProcessingJobName", "ProcessingJobStatus"
+    ),
+    "CreateTransformJob": SyncJob(
+        "transform", "DescribeTransformJob", "StopTransformJob", "TransformJobName", "TransformJobStatus"
+    ),
     "CreateHyperParameterTuningJob": SyncJob(
-        "tuning", "DescribeHyperParameterTuningJob", "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"
+        "tuning",
+        "DescribeHyperParameterTuningJob",
+        "StopHyperParameterTuningJob",
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobStatus",
     ),
 }
 _TERMINAL_JOB_STATUSES = {"Completed", "Failed", "Stopped"}
@@ -430,6 +441,10 @@ class LocalSageMaker:
         record = self._job("transform", params["TransformJobName"], "transform job")
         with self._lock:
             return copy.deepcopy(record.description)
+
+    def _op_StopTransformJob(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._stop(self._job("transform", params["TransformJobName"], "transform job"), "TransformJobStatus")
+        return {}
 
     # ---- tuning -------------------------------------------------------------------------------------------------
 

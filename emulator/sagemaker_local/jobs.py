@@ -397,7 +397,9 @@ class TransformRunner(JobRunner):
         finally:
             if server is not None:
                 server.stop()
-        update(TransformJobStatus="Completed", TransformEndTime=self.clock.now())
+        update(
+            TransformJobStatus="Stopped" if record.stop_requested else "Completed", TransformEndTime=self.clock.now()
+        )
 
     def _transform(self, description: dict[str, Any], root: Path, server: ModelServer) -> None:
         transform_input = description["TransformInput"]

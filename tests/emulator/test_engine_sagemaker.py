@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -561,3 +562,78 @@ def test_application_auto_scaling_calls_reach_moto(runtime: Any) -> None:
         ServiceNamespace="sagemaker"
     )
     assert targets["ScalableTargets"][0]["MaxCapacity"] == 4
+
+
+def test_transform_job_sync_scores_each_line_and_writes_the_output(runtime: Any, staged: dict[str, str]) -> None:
+    model_data = _train_model(runtime, staged, "model-t", "2")
+    boto3.client("sagemaker", region_name=REGION).create_model(
+        ModelName="batch-model",
+        PrimaryContainer={"Image": "xgboost:local", "ModelDataUrl": model_data},
+        ExecutionRoleArn=ROLE_ARN,
+    )
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=staged["bucket"], Key="batch/in/rows.csv", Body=b"1,2\n3,4\n")
+    parameters = {
+        "TransformJobName.$": "$$.Execution.Name",
+        "ModelName": "batch-model",
+        "BatchStrategy": "SingleRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{staged['bucket']}/batch/in/"}},
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": f"s3://{staged['bucket']}/batch/out/", "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+    definition = {
+        "StartAt": "Batch",
+        "States": {"Batch": runtime.task("arn:aws:states:::sagemaker:createTransformJob.sync", parameters)},
+    }
+
+    outcome = runtime.run(definition, name="batch-1")
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output["TransformJobStatus"] == "Completed"
+    body = s3.get_object(Bucket=staged["bucket"], Key="batch/out/rows.csv.out")["Body"].read().decode()
+    assert [json.loads(line) for line in body.splitlines()] == [
+        {"predictions": [{"score": 6.0}]},
+        {"predictions": [{"score": 14.0}]},
+    ]
+
+
+def test_stopping_the_execution_stops_the_running_training_job(runtime: Any, staged: dict[str, str]) -> None:
+    definition = {
+        "StartAt": "Train",
+        "States": {
+            "Train": runtime.task(
+                "arn:aws:states:::sagemaker:createTrainingJob.sync",
+                training_parameters(staged, {"x": "0.2", "seconds": "60"}),
+            )
+        },
+    }
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(name="stoppable", definition=json.dumps(definition), roleArn=ROLE_ARN)[
+        "stateMachineArn"
+    ]
+    execution = sfn.start_execution(stateMachineArn=machine, name="train-stopped", input="{}")["executionArn"]
+    deadline = time.monotonic() + 30
+    while runtime.sagemaker.call("ListTrainingJobs", {})["TrainingJobSummaries"] == [] or (
+        runtime.sagemaker.call("DescribeTrainingJob", {"TrainingJobName": "train-stopped"})["SecondaryStatus"]
+        != "Training"
+    ):
+        assert time.monotonic() < deadline, "the training job never started"
+        time.sleep(0.05)
+
+    sfn.stop_execution(executionArn=execution)
+
+    while (job := runtime.sagemaker.call("DescribeTrainingJob", {"TrainingJobName": "train-stopped"}))[
+        "TrainingJobStatus"
+    ] not in (
+        "Stopped",
+        "Failed",
+        "Completed",
+    ):
+        assert time.monotonic() < deadline, f"the training job is still {job['TrainingJobStatus']}"
+        time.sleep(0.05)
+    assert job["TrainingJobStatus"] == "Stopped"
+    assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
