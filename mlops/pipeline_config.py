@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+import typing
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,17 +170,36 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def _build(cls: type, raw: dict[str, Any], section: str, **overrides: Any) -> Any:
-    """Builds one section's dataclass, naming the section and key of any missing or unknown field."""
-    names = [f for f in cls.__dataclass_fields__ if f not in overrides]
-    unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+def _type_matches(value: Any, hint: Any) -> bool:
+    """True when a TOML value fits a field's annotation (TOML has no other types than these)."""
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if hint == float | None:
+        return value is None or _type_matches(value, float)
+    if hint == tuple[str, ...]:
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    return True
+
+
+def _build(cls: Any, raw: dict[str, Any], section: str, **overrides: Any) -> Any:
+    """Builds one section's dataclass, naming the section and key of any missing, unknown or mistyped field."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    names = [name for name in fields if name not in overrides]
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise PipelineConfigError(f"pipeline config: unknown key(s) in [{section}]: {', '.join(unknown)}")
-    missing = [n for n in names if n not in raw and cls.__dataclass_fields__[n].default is MISSING]
+    missing = [n for n in names if n not in raw and fields[n].default is MISSING]
     if missing:
         raise PipelineConfigError(f"pipeline config: missing key(s) in [{section}]: {', '.join(missing)}")
     values = {n: raw[n] for n in names if n in raw}
     for key, value in values.items():
+        if not _type_matches(value, hints[key]):
+            raise PipelineConfigError(f"pipeline config: [{section}] {key} must be {hints[key]}, got {value!r}")
         if isinstance(value, list):
             values[key] = tuple(value)
     return cls(**values, **overrides)
@@ -261,7 +282,8 @@ def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PAT
     ranges = tuple(_build(ParameterRange, r, "tuning.ranges") for r in tuning.get("ranges", []))
     training_fields = {k: v for k, v in training.items() if k != "hyperparameters"}
     hyperparameters = training.get("hyperparameters")
-    _check(isinstance(hyperparameters, dict), "missing section [training.hyperparameters]")
+    if not isinstance(hyperparameters, dict):
+        raise PipelineConfigError("pipeline config: missing section [training.hyperparameters]")
     cfg = PipelineConfig(
         model=_build(ModelConfig, _section(raw, "model"), "model"),
         data=_build(DataConfig, _section(raw, "data"), "data"),

@@ -93,3 +93,17 @@ def test_unreadable_toml_names_the_file(tmp_path) -> None:
 
     with pytest.raises(PipelineConfigError, match="is not valid TOML"):
         load_pipeline_config(path)
+
+
+def test_mistyped_value_is_named(raw_config: dict[str, Any]) -> None:
+    raw_config["quality_gate"]["threshold"] = "high"
+
+    with pytest.raises(PipelineConfigError, match=r"\[quality_gate\] threshold must be <class 'float'>, got 'high'"):
+        parse_pipeline_config(raw_config)
+
+
+def test_boolean_is_not_accepted_as_a_count(raw_config: dict[str, Any]) -> None:
+    raw_config["tuning"]["max_jobs"] = True
+
+    with pytest.raises(PipelineConfigError, match=r"\[tuning\] max_jobs must be <class 'int'>"):
+        parse_pipeline_config(raw_config)
