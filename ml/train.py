@@ -357,7 +357,11 @@ def train(settings: TrainingSettings, paths: ContainerPaths, nthread: int) -> di
     if stopping.should_stop(rounds_before - 1):
         remaining = 0
 
-    print(f"training {remaining} round(s) on {len(y_train)} rows, {len(feature_names)} features, {nthread} thread(s)")
+    print(
+        f"training up to {remaining} round(s) on {len(y_train)} rows, {len(feature_names)} features, "
+        f"{nthread} thread(s)",
+        flush=True,
+    )
     booster = xgb.train(
         {**params, "nthread": nthread},
         dtrain,
