@@ -1,0 +1,171 @@
+"""Benchmark: what the local twin adds to the ML work of `mlops run`, and the engine's cost per state.
+
+How it is measured, in one run:
+1. The default `mlops run` flow on the twin (breast-cancer data, training then deploy through the approval rule,
+   predictions from the endpoint). Its `training` execution is timed from its start to its end as Step Functions
+   recorded them: preprocess, train, evaluate as jobs, plus every Pass/Choice/Lambda/registry state around them.
+2. The same three ml/ scripts run directly, one after another, as plain subprocesses on the same data with the
+   arguments the twin's jobs really got (read back from the execution's TaskScheduled events: the preprocessing
+   and evaluation ContainerArguments, the training hyperparameters and thread count), and the model packed into
+   model.tar.gz between training and evaluation as SageMaker does.
+   Ratio = (1) / (2); target <= 1.15. The whole run's wall time (twin start-up, deploy, endpoint start) is printed
+   too, for context: it does work the direct scripts do not.
+3. A chain of 200 Pass states on the twin's engine (local integrations installed): milliseconds per state from
+   the execution's start and stop times; target <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from emulator.datasets import write_default_dataset
+from emulator.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
+from emulator.twin import LocalTwin
+from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
+
+ML_DIR = PROJECT_ROOT / "ml"
+CONTAINER_ROOT = "/opt/ml/"
+TARGET_RATIO = 1.15
+PASS_CHAIN_LENGTH = 200
+TARGET_MS_PER_STATE = 5.0
+ROLE_ARN = "arn:aws:iam::123456789012:role/bench-pass-chain"
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        work = Path(tmp)
+        dataset = write_default_dataset(work / "data")
+        outcome = LifecycleOutcome()
+        run_started = time.monotonic()
+        # The stack's in-process Lambda handlers log to stdout; only the figures belong on it here.
+        with redirect_stdout(io.StringIO()), started_twin(work / "twin", io.StringIO()) as twin:
+            run_lifecycle(twin, dataset.path, load_pipeline_config(), tune=False, outcome=outcome, out=io.StringIO())
+            run_seconds = time.monotonic() - run_started
+            ms_per_state = _pass_chain_ms_per_state(twin)
+        training = outcome.executions[0].result
+        twin_seconds = (training.stopped - training.started).total_seconds()
+        jobs = _scheduled_jobs(training.history)
+        direct_seconds = _run_scripts_directly(jobs, dataset.path, work / "direct")
+    ratio = twin_seconds / direct_seconds
+    print(f"training execution on the twin:              {twin_seconds:6.1f} s")
+    print(f"the same ml/ scripts run directly in a row:  {direct_seconds:6.1f} s")
+    print(f"ratio: {ratio:.2f} (target <= {TARGET_RATIO})")
+    print(f"(whole mlops run flow incl. twin start-up, deploy and endpoint: {run_seconds:.1f} s)")
+    print(f"{PASS_CHAIN_LENGTH}-state Pass chain: {ms_per_state:.2f} ms per state (target <= {TARGET_MS_PER_STATE})")
+    return 0 if ratio <= TARGET_RATIO and ms_per_state <= TARGET_MS_PER_STATE else 1
+
+
+def _scheduled_jobs(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The parameters each SageMaker job of the execution was created with, by the script it runs."""
+    jobs = {}
+    for event in history:
+        details = event.get("taskScheduledEventDetails") or {}
+        resource = details.get("resource", "")
+        parameters = json.loads(details.get("parameters") or "{}")
+        if resource.startswith("createProcessingJob"):
+            entrypoint = " ".join(parameters["AppSpecification"]["ContainerEntrypoint"])
+            script = next(name for name in ("preprocess.py", "evaluate.py") if name in entrypoint)
+            jobs[script] = parameters
+        elif resource.startswith("createTrainingJob"):
+            jobs["train.py"] = parameters
+    missing = {"preprocess.py", "train.py", "evaluate.py"} - set(jobs)
+    if missing:
+        raise SystemExit(f"the training execution scheduled no job for {sorted(missing)}: nothing to compare")
+    return jobs
+
+
+def _local(path: str, root: Path) -> Path:
+    """Where a container path lives in the direct run."""
+    return root / path.removeprefix(CONTAINER_ROOT)
+
+
+def _container_arguments(parameters: dict[str, Any], root: Path) -> list[str]:
+    arguments = parameters["AppSpecification"].get("ContainerArguments", [])
+    return [str(_local(a, root)) if a.startswith(CONTAINER_ROOT) else a for a in arguments]
+
+
+def _python(script: str, arguments: list[str], environment: dict[str, str] | None = None) -> None:
+    subprocess.run(
+        [sys.executable, str(ML_DIR / script), *arguments],
+        check=True,
+        capture_output=True,
+        cwd=ML_DIR,
+        env={**os.environ, **(environment or {})},
+    )
+
+
+def _run_scripts_directly(jobs: dict[str, dict[str, Any]], data: Path, root: Path) -> float:
+    """Preprocess, train, pack, evaluate as plain processes with the twin's arguments; returns the wall time."""
+    prep_root, train_root, eval_root = root / "prep", root / "train", root / "eval"
+    prep_inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in jobs["preprocess.py"]["ProcessingInputs"]}
+    input_dir = _local(prep_inputs["data"], prep_root)
+    input_dir.mkdir(parents=True)
+    (input_dir / data.name).write_bytes(data.read_bytes())
+    prep_outputs = {
+        o["OutputName"]: _local(o["S3Output"]["LocalPath"], prep_root)
+        for o in jobs["preprocess.py"]["ProcessingOutputConfig"]["Outputs"]
+    }
+    training = jobs["train.py"]
+    hyperparameters = {k: v for k, v in training["HyperParameters"].items() if not k.startswith("sagemaker_")}
+    model_dir = train_root / "model"
+    eval_inputs = {
+        i["InputName"]: _local(i["S3Input"]["LocalPath"], eval_root) for i in jobs["evaluate.py"]["ProcessingInputs"]
+    }
+    started = time.monotonic()
+    _python("preprocess.py", _container_arguments(jobs["preprocess.py"], prep_root))
+    _python(
+        "train.py",
+        [part for name, value in hyperparameters.items() for part in (f"--{name}", value)],
+        {
+            "OPT_ML_ROOT": str(train_root),
+            "SM_CHANNEL_TRAIN": str(prep_outputs["train"]),
+            "SM_CHANNEL_VALIDATION": str(prep_outputs["validation"]),
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DATA_DIR": str(train_root / "output" / "data"),
+            # The twin gives a lone training job every core, as its own instance would have.
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        },
+    )
+    eval_inputs["model"].mkdir(parents=True)
+    with tarfile.open(eval_inputs["model"] / "model.tar.gz", "w:gz") as archive:
+        for path in sorted(model_dir.rglob("*")):
+            archive.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    eval_inputs["test"].parent.mkdir(parents=True, exist_ok=True)
+    prep_outputs["test"].rename(eval_inputs["test"])
+    _python("evaluate.py", _container_arguments(jobs["evaluate.py"], eval_root))
+    return time.monotonic() - started
+
+
+def _pass_chain_ms_per_state(twin: LocalTwin) -> float:
+    """Runs a chain of Pass states on the twin's engine; the per-state time from the execution's own timestamps."""
+    names = [f"Step{index:03d}" for index in range(PASS_CHAIN_LENGTH)]
+    states: dict[str, Any] = {
+        name: {"Type": "Pass", "Next": following} for name, following in itertools.pairwise(names)
+    }
+    states[names[-1]] = {"Type": "Pass", "End": True}
+    client = boto3.client("stepfunctions")
+    machine = client.create_state_machine(
+        name="bench-pass-chain", definition=json.dumps({"StartAt": names[0], "States": states}), roleArn=ROLE_ARN
+    )["stateMachineArn"]
+    arn = client.start_execution(stateMachineArn=machine, name="bench-pass-chain", input="{}")["executionArn"]
+    result = twin.wait_for_execution(arn, timeout=120)
+    if result.status != "SUCCEEDED" or len(result.runs) != PASS_CHAIN_LENGTH:
+        raise SystemExit(f"the Pass chain ended {result.status} after {len(result.runs)} states: {result.cause}")
+    return (result.stopped - result.started).total_seconds() * 1000 / PASS_CHAIN_LENGTH
+
+
+if __name__ == "__main__":
+    sys.exit(main())
