@@ -33,7 +33,7 @@ import boto3
 
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
-from emulator.twin import LocalTwin
+from emulator.twin import ExecutionResult, LocalTwin
 from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
 ML_DIR = PROJECT_ROOT / "ml"
@@ -56,7 +56,7 @@ def main() -> int:
             run_seconds = time.monotonic() - run_started
             ms_per_state = _pass_chain_ms_per_state(twin)
         training = outcome.executions[0].result
-        twin_seconds = (training.stopped - training.started).total_seconds()
+        twin_seconds = _elapsed_seconds(training)
         jobs = _scheduled_jobs(training.history)
         direct_seconds = _run_scripts_directly(jobs, dataset.path, work / "direct")
     ratio = twin_seconds / direct_seconds
@@ -164,7 +164,13 @@ def _pass_chain_ms_per_state(twin: LocalTwin) -> float:
     result = twin.wait_for_execution(arn, timeout=120)
     if result.status != "SUCCEEDED" or len(result.runs) != PASS_CHAIN_LENGTH:
         raise SystemExit(f"the Pass chain ended {result.status} after {len(result.runs)} states: {result.cause}")
-    return (result.stopped - result.started).total_seconds() * 1000 / PASS_CHAIN_LENGTH
+    return _elapsed_seconds(result) * 1000 / PASS_CHAIN_LENGTH
+
+
+def _elapsed_seconds(result: ExecutionResult) -> float:
+    if result.stopped is None:
+        raise SystemExit(f"execution {result.execution_arn} has not stopped: no duration to measure")
+    return (result.stopped - result.started).total_seconds()
 
 
 if __name__ == "__main__":
