@@ -637,3 +637,74 @@ def test_stopping_the_execution_stops_the_running_training_job(runtime: Any, sta
         time.sleep(0.05)
     assert job["TrainingJobStatus"] == "Stopped"
     assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
+
+
+def _bayesian_tuning(runtime: Any, staged: dict[str, str], warm_start_parent: str | None = None) -> dict[str, Any]:
+    training = training_parameters(staged, {})
+    parameters: dict[str, Any] = {
+        "HyperParameterTuningJobName.$": "$.name",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+            "TrainingJobEarlyStoppingType": "Auto",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:auc"},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [
+                    {"Name": "x", "MinValue": "0.01", "MaxValue": "1", "ScalingType": "Logarithmic"}
+                ]
+            },
+        },
+        "TrainingJobDefinition": {
+            **{
+                k: v
+                for k, v in training.items()
+                if k not in ("TrainingJobName.$", "HyperParameters", "CheckpointConfig")
+            },
+            "StaticHyperParameters": training["HyperParameters"],
+        },
+    }
+    if warm_start_parent:
+        parameters["WarmStartConfig"] = {
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": warm_start_parent}],
+            "WarmStartType": "IdenticalDataAndAlgorithm",
+        }
+    return {
+        "StartAt": "Tune",
+        "States": {
+            "Tune": runtime.task(
+                "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync",
+                parameters,
+                Catch=[{"ErrorEquals": ["SageMaker.ValidationException"], "ResultPath": "$.error", "Next": "Refused"}],
+            ),
+            "Refused": {"Type": "Pass", "End": True},
+        },
+    }
+
+
+def test_bayesian_tuning_warm_starts_from_its_parent_and_records_it(runtime: Any, staged: dict[str, str]) -> None:
+    parent = runtime.run(_bayesian_tuning(runtime, staged), {"name": "parent-tuning"})
+    assert parent.status == "SUCCEEDED", parent.cause
+    assert parent.output["HyperParameterTuningJobStatus"] == "Completed"
+
+    child = runtime.run(_bayesian_tuning(runtime, staged, warm_start_parent="parent-tuning"), {"name": "child-tuning"})
+
+    assert child.status == "SUCCEEDED", child.cause
+    assert child.output["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": "parent-tuning"}
+    ]
+    assert child.output["TrainingJobStatusCounters"]["Completed"] == 4
+    best = child.output["BestTrainingJob"]
+    summaries = runtime.sagemaker.call(
+        "ListTrainingJobsForHyperParameterTuningJob", {"HyperParameterTuningJobName": "child-tuning"}
+    )["TrainingJobSummaries"]
+    objectives = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(objectives)
+    assert best["TuningJobName"] == "child-tuning"
+
+
+def test_warm_start_from_a_missing_parent_is_a_validation_error(runtime: Any, staged: dict[str, str]) -> None:
+    outcome = runtime.run(_bayesian_tuning(runtime, staged, warm_start_parent="never-ran"), {"name": "orphan-tuning"})
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output["error"]["Error"] == "SageMaker.ValidationException"
+    assert "never-ran" in outcome.output["error"]["Cause"]
