@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -199,3 +200,71 @@ def test_deploy_stops_polling_after_the_configured_number_of_polls(config_with: 
     assert run.status == "FAILED"
     assert run.error == "EndpointWaitTimedOut"
     assert run.visited.count("DescribeEndpoint") == 3
+
+
+TRAINING_FAILURES = [
+    ("Preprocess", {}, "PreprocessingFailed"),
+    ("Train", {}, "TrainingFailed"),
+    ("Tune", {"tune": True}, "TrainingFailed"),
+    ("TuneWithWarmStart", {"tune": True, "warm_start_tuning_job": "a1b2c3"}, "TrainingFailed"),
+    ("DescribeBestTrainingJob", {"tune": True}, "TrainingFailed"),
+    ("Evaluate", {}, "EvaluationFailed"),
+    ("EvaluationReport", {}, "EvaluationFailed"),
+    ("RegisterModelPackage", {}, "RegistrationFailed"),
+]
+
+
+@pytest.mark.parametrize(("task", "execution_input", "fail"), TRAINING_FAILURES, ids=[t[0] for t in TRAINING_FAILURES])
+def test_a_failing_training_task_is_notified_with_its_error_then_fails_by_name(
+    training_definition: dict[str, Any], task: str, execution_input: dict[str, Any], fail: str
+) -> None:
+    run = run_stubbed(training_definition, _training_results(0.97), execution_input, EXECUTION, failing=[task])
+    assert run.status == "FAILED"
+    assert run.error == fail
+    assert run.visited[-3:] == [task, f"Notify{fail}", fail]
+    # The notification carries the execution's state, with the caught error at $.error.
+    notification = run.requests[f"Notify{fail}"]
+    assert notification["Subject"] == f"training: {fail}"
+    assert json.loads(notification["Message"])["error"]["Error"] == "sqs.QueueDoesNotExistException"
+
+
+def test_a_failing_success_notification_fails_the_training_as_notification_failed(
+    training_definition: dict[str, Any],
+) -> None:
+    run = run_stubbed(training_definition, _training_results(0.97), {}, EXECUTION, failing=["NotifyModelRegistered"])
+    assert run.error == "NotificationFailed"
+    assert run.visited[-3:] == ["RegisterModelPackage", "NotifyModelRegistered", "NotificationFailed"]
+
+
+def test_a_failing_failure_notification_still_ends_in_the_named_fail(training_definition: dict[str, Any]) -> None:
+    run = run_stubbed(
+        training_definition, _training_results(0.97), {}, EXECUTION, failing=["Train", "NotifyTrainingFailed"]
+    )
+    assert run.error == "TrainingFailed"
+    assert run.visited[-3:] == ["Train", "NotifyTrainingFailed", "TrainingFailed"]
+
+
+DEPLOY_FAILURES = [
+    ("DescribeModelPackage", [], "DeploymentFailed"),
+    ("CreateModel", [], "DeploymentFailed"),
+    ("CreateEndpointConfig", [], "DeploymentFailed"),
+    ("FindExistingEndpoint", [], "DeploymentFailed"),
+    ("CreateEndpoint", [], "DeploymentFailed"),
+    ("UpdateEndpoint", [ENDPOINT], "DeploymentFailed"),
+    ("DescribeEndpoint", [], "DeploymentFailed"),
+    ("RegisterScalableTarget", [], "AutoScalingFailed"),
+    ("PutScalingPolicy", [], "AutoScalingFailed"),
+    ("SmokeTest", [], "SmokeTestFailed"),
+    ("TagEndpoint", [], "DeploymentFailed"),
+]
+
+
+@pytest.mark.parametrize(("task", "existing", "fail"), DEPLOY_FAILURES, ids=[t[0] for t in DEPLOY_FAILURES])
+def test_a_failing_deploy_task_is_notified_then_fails_by_name(
+    deploy_definition: dict[str, Any], task: str, existing: list[str], fail: str
+) -> None:
+    results = _deploy_results(existing, "InService", f"{EXECUTION}-cfg")
+    run = run_stubbed(deploy_definition, results, {"ModelPackageArn": PACKAGE_ARN}, EXECUTION, failing=[task])
+    assert run.status == "FAILED"
+    assert run.error == fail
+    assert run.visited[-3:] == [task, f"Notify{fail}", fail]
