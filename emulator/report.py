@@ -268,7 +268,7 @@ def _node(name: str, state: Mapping[str, Any], x: float, y: float, status: str, 
     tooltip += [f"{r.error}: {r.cause or ''}" for r in top_runs if r.error]
     if any(r.failed_attempts and r.status == SUCCEEDED for r in top_runs):
         tooltip.append("succeeded after retries")
-    shape = "rx=22" if state_type in ("Succeed", "Fail") else "rx=6"
+    shape = 'rx="22"' if state_type in ("Succeed", "Fail") else 'rx="6"'
     return (
         f'<g class="node {status.replace(" ", "-")}"><title>{_e(chr(10).join(tooltip))}</title>'
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{_NODE_WIDTH}" height="{_NODE_HEIGHT}" {shape} '
