@@ -300,18 +300,32 @@ class LocalSageMaker:
         return description
 
     def _run_training(self, record: JobRecord, cpus: int) -> None:
-        name = record.description["TrainingJobName"]
-
         def announce() -> None:
             self._emit(
                 "SageMaker Training Job State Change", [record.description["TrainingJobArn"]], record.description
             )
 
-        TrainingRunner(self.clock, self.stager, self.work_dir).run(
-            record, self._updater(record, "TrainingJobStatus", announce), cpus
+        update = self._updater(record, "TrainingJobStatus", announce)
+        self._guarded(
+            record,
+            "TrainingJobStatus",
+            update,
+            lambda: TrainingRunner(self.clock, self.stager, self.work_dir).run(record, update, cpus),
         )
-        if record.description["TrainingJobStatus"] not in _TERMINAL_JOB_STATUSES:
-            raise AssertionError(f"training job {name} ended without a terminal status")
+
+    def _guarded(
+        self, record: JobRecord, status_field: str, update: Callable[..., None], run: Callable[[], None]
+    ) -> None:
+        """Run a job; whatever goes wrong in the twin itself still ends the job, else a `.sync` task waits forever."""
+        try:
+            run()
+        except Exception as error:
+            update(
+                **{
+                    status_field: "Failed",
+                    "FailureReason": f"InternalServerError: {type(error).__name__}: {error}"[:1024],
+                }
+            )
 
     def _op_CreateTrainingJob(self, params: dict[str, Any]) -> dict[str, Any]:
         description = self._training_description(params)
@@ -381,7 +395,10 @@ class LocalSageMaker:
         record = self._new_job("processing", name, "processing job", description)
         self._record_tags(description["ProcessingJobArn"], params.get("Tags"))
         runner = ProcessingRunner(self.clock, self.stager, self.work_dir)
-        self._start_thread(lambda: runner.run(record, self._updater(record, "ProcessingJobStatus")), name)
+        update = self._updater(record, "ProcessingJobStatus")
+        self._start_thread(
+            lambda: self._guarded(record, "ProcessingJobStatus", update, lambda: runner.run(record, update)), name
+        )
         return {"ProcessingJobArn": description["ProcessingJobArn"]}
 
     def _op_DescribeProcessingJob(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -421,8 +438,9 @@ class LocalSageMaker:
         record = self._new_job("transform", name, "transform job", description)
         self._record_tags(description["TransformJobArn"], params.get("Tags"))
 
+        update = self._updater(record, "TransformJobStatus")
+
         def run() -> None:
-            update = self._updater(record, "TransformJobStatus")
             try:
                 model_dir, environment = self._extract_model(model, self.work_dir / "transform" / f"{name}-model")
             except (OSError, ValueError, SageMakerError) as error:
@@ -434,7 +452,7 @@ class LocalSageMaker:
                 return
             TransformRunner(self.clock, self.stager, self.work_dir).run(record, update, model_dir, environment)
 
-        self._start_thread(run, name)
+        self._start_thread(lambda: self._guarded(record, "TransformJobStatus", update, run), name)
         return {"TransformJobArn": description["TransformJobArn"]}
 
     def _op_DescribeTransformJob(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -486,7 +504,16 @@ class LocalSageMaker:
         }
         record = self._new_job("tuning", name, "hyper-parameter tuning job", description)
         self._record_tags(description["HyperParameterTuningJobArn"], params.get("Tags"))
-        self._start_thread(lambda: self._run_tuning(record, strategy, seed_observations), name)
+        update = self._updater(record, "HyperParameterTuningJobStatus")
+        self._start_thread(
+            lambda: self._guarded(
+                record,
+                "HyperParameterTuningJobStatus",
+                update,
+                lambda: self._run_tuning(record, strategy, seed_observations),
+            ),
+            name,
+        )
         return {"HyperParameterTuningJobArn": description["HyperParameterTuningJobArn"]}
 
     def _warm_start_observations(self, warm_start: dict[str, Any] | None) -> list[Observation]:
@@ -943,20 +970,23 @@ class LocalSageMaker:
         with self._lock:
             endpoint.generation += 1
             generation = endpoint.generation
+        servers: dict[str, ModelServer] = {}
         try:
             servers = self._start_servers(endpoint.description["EndpointName"], config, generation)
-        except (OSError, ValueError, SageMakerError, ModelServerError) as error:
+            self.clock.sleep(self.endpoint_transition_seconds)
+            firing_alarm = self._alarm_firing(rollback_alarms or [])
+        except Exception as error:  # whatever kept the model from serving is the endpoint's FailureReason
+            for server in servers.values():
+                server.stop()
             with self._lock:
                 # A failed update rolls back: the old variants keep serving, as with SageMaker's blue/green.
                 endpoint.description.update(
                     EndpointStatus="Failed" if creating else "InService",
-                    FailureReason=str(error)[:1024],
+                    FailureReason=f"{type(error).__name__}: {error}"[:1024],
                     LastModifiedTime=self.clock.now(),
                 )
             self._emit_endpoint(endpoint)
             return
-        self.clock.sleep(self.endpoint_transition_seconds)
-        firing_alarm = self._alarm_firing(rollback_alarms or [])
         with self._lock:
             if firing_alarm is not None:
                 retired = servers

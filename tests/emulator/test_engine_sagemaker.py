@@ -708,3 +708,19 @@ def test_warm_start_from_a_missing_parent_is_a_validation_error(runtime: Any, st
     assert outcome.status == "SUCCEEDED", outcome.cause
     assert outcome.output["error"]["Error"] == "SageMaker.ValidationException"
     assert "never-ran" in outcome.output["error"]["Cause"]
+
+
+def test_an_output_bucket_that_does_not_exist_fails_the_training_job_instead_of_hanging(
+    runtime: Any, staged: dict[str, str]
+) -> None:
+    parameters = training_parameters(staged, {"x": "0.25"})
+    parameters["OutputDataConfig"] = {"S3OutputPath": "s3://no-such-bucket-for-models/models/"}
+    definition = {
+        "StartAt": "Train",
+        "States": {"Train": runtime.task("arn:aws:states:::sagemaker:createTrainingJob.sync", parameters)},
+    }
+
+    outcome = runtime.run(definition, name="train-no-bucket", timeout=60)
+
+    assert (outcome.status, outcome.error) == ("FAILED", "States.TaskFailed")
+    assert "NoSuchBucket" in json.loads(outcome.cause)["FailureReason"]
