@@ -8,13 +8,13 @@ import io
 import json
 import logging
 import sys
-import tempfile
 import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -31,11 +31,12 @@ from emulator.progress import (
     state_totals,
 )
 from emulator.report import ExecutionView, LifecycleReport, Prediction, write_report
-from mlops.pipeline_config import PipelineConfig, load_pipeline_config
+from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 
 if TYPE_CHECKING:
     from emulator.twin import ExecutionResult, LocalTwin
 
+RUNS_DIR = PROJECT_ROOT / ".mlops" / "runs"
 TRAINING = "training"
 DEPLOY = "deploy"
 # Real seconds. Generous: the default run takes a few minutes on 2 cores, a tuning run longer.
@@ -109,7 +110,8 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
     out = sys.stdout
     started = time.monotonic()
     config = load_pipeline_config()
-    work = work_dir or Path(tempfile.mkdtemp(prefix="mlops-run-"))
+    # Kept after the run, so job logs and function output can be read when something failed.
+    work = work_dir or RUNS_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work.mkdir(parents=True, exist_ok=True)
     try:
         dataset = _dataset(data, label_column, config, work)
