@@ -70,6 +70,8 @@ Action = Literal[
 
 
 class ScheduledEvent(EventBridgeModel):
+    # `sam local generate-event cloudwatch scheduled-event` leaves out `version`; the run needs neither.
+    version: str = "0"
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
 
 

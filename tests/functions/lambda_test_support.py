@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+from common.settings import ReaperSettings
+from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
+from moto.sagemaker.models import sagemaker_backends
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 IDEMPOTENCY_TABLE = "mlops-idempotency"
@@ -37,3 +40,108 @@ def executions(state_machine_arn: str) -> list[dict[str, Any]]:
 def utc(text: str) -> datetime:
     """`2024-05-14T10:00` -> an aware UTC datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class EndpointFleet:
+    """Builds SageMaker endpoints under moto the way the reaper sees them: configs, tags and Invocations data."""
+
+    ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
+
+    def __init__(self) -> None:
+        self.sagemaker = boto3.client("sagemaker")
+        self.cloudwatch = boto3.client("cloudwatch")
+        self.sagemaker.create_model(
+            ModelName="model", ExecutionRoleArn=self.ROLE, PrimaryContainer={"Image": "xgboost:1.7-1"}
+        )
+        instance = {"VariantName": "AllTraffic", "ModelName": "model", "InitialInstanceCount": 1}
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName="realtime", ProductionVariants=[{**instance, "InstanceType": "ml.m5.large"}]
+        )
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName="two-variants",
+            ProductionVariants=[
+                {**instance, "VariantName": "Blue", "InstanceType": "ml.m5.large"},
+                {**instance, "VariantName": "Green", "InstanceType": "ml.m5.large"},
+            ],
+        )
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName="async",
+            ProductionVariants=[{**instance, "InstanceType": "ml.m5.large"}],
+            AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://bucket/async/"}},
+        )
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName="serverless",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "model",
+                    "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 2},
+                }
+            ],
+        )
+
+    def add(
+        self, name: str, created_at: datetime, config: str = "realtime", tags: dict[str, str] | None = None
+    ) -> None:
+        """Create an endpoint as if at `created_at`."""
+        self.sagemaker.create_endpoint(
+            EndpointName=name,
+            EndpointConfigName=config,
+            Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
+        )
+        # moto stamps the real clock and has no API to backdate; the tests run on a fake clock, so the
+        # record's creation time is arranged in moto's store, the state the reaper reads back.
+        record = sagemaker_backends[ACCOUNT_ID][boto3.session.Session().region_name].endpoints[name]
+        record.creation_time = created_at.astimezone(UTC).replace(tzinfo=None)
+
+    def invoke(self, name: str, at: datetime, count: float = 1.0, variant: str = "AllTraffic") -> None:
+        """Record `count` invocations of a variant at a moment, as SageMaker publishes them."""
+        self.cloudwatch.put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {
+                    "MetricName": "Invocations",
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": name},
+                        {"Name": "VariantName", "Value": variant},
+                    ],
+                    "Timestamp": at,
+                    "Value": count,
+                    "Unit": "None",
+                }
+            ],
+        )
+
+    def names(self) -> set[str]:
+        pages = self.sagemaker.get_paginator("list_endpoints").paginate()
+        return {endpoint["EndpointName"] for page in pages for endpoint in page["Endpoints"]}
+
+    def tags(self, name: str) -> dict[str, str]:
+        arn = self.sagemaker.describe_endpoint(EndpointName=name)["EndpointArn"]
+        return {tag["Key"]: tag["Value"] for tag in self.sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+
+
+# The reaper tests' fake clock.
+NOW = datetime(2030, 1, 10, 12, 0, tzinfo=UTC)
+OPT_OUT = "mlops:reaper-opt-out"
+MARK = "mlops:idle-since"
+
+
+def reaper_settings(topic_arn: str, **overrides: Any) -> ReaperSettings:
+    """The reaper's settings as pipeline.toml sets them, live (not dry run), with overrides."""
+    values: dict[str, Any] = {
+        "idle_window_hours": 24,
+        "min_age_hours": 24,
+        "dry_run": False,
+        "opt_out_tag": OPT_OUT,
+        "mark_tag": MARK,
+        "max_deletions_per_run": 5,
+        "report_topic_arn": topic_arn,
+        "audit_event_bus_name": "default",
+    }
+    return ReaperSettings(**{**values, **overrides})
+
+
+def mark_value(hours_ago: float) -> str:
+    """The mark tag's value for a mark set `hours_ago` before NOW."""
+    return (NOW - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")

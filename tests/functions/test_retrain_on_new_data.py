@@ -222,7 +222,7 @@ def test_execution_closed_under_the_same_name_counts_as_started(new_data_env, la
 
 
 def test_batch_too_large_for_one_execution_input_is_split_without_losing_an_object(new_data_env, lambda_context):
-    keys = [f"incoming/{index:04d}-{'x' * 900}.csv" for index in range(400)]
+    keys = [f"incoming/{index:04d}-{'x' * 1000}.csv" for index in range(270)]
 
     result = _process(_batch_of(keys), lambda_context)
 
