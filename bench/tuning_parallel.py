@@ -149,7 +149,8 @@ def _run_tuning(backend: LocalSageMaker, request: dict[str, Any]) -> tuple[float
     )
     elapsed = time.monotonic() - started
     if description["HyperParameterTuningJobStatus"] != "Completed":
-        raise SystemExit(f"tuning job {name} ended {description['HyperParameterTuningJobStatus']}: {description}")
+        status, reason = description["HyperParameterTuningJobStatus"], description.get("FailureReason")
+        raise SystemExit(f"tuning job {name} ended {status}: {reason}")
     summaries = backend.call("ListTrainingJobsForHyperParameterTuningJob", {"HyperParameterTuningJobName": name})
     trainings = [
         backend.call("DescribeTrainingJob", {"TrainingJobName": s["TrainingJobName"]})
@@ -172,7 +173,9 @@ def _run_in_sequence(
             lambda name=name: backend.call("DescribeTrainingJob", {"TrainingJobName": name}), "TrainingJobStatus"
         )
         if description["TrainingJobStatus"] != "Completed":
-            raise SystemExit(f"training {name} ended {description['TrainingJobStatus']}: {description}")
+            raise SystemExit(
+                f"training {name} ended {description['TrainingJobStatus']}: {description.get('FailureReason')}"
+            )
     return time.monotonic() - started
 
 
@@ -183,7 +186,7 @@ def _wait(describe: Any, status_key: str) -> dict[str, Any]:
         if description[status_key] not in ("InProgress", "Stopping"):
             return description
         if time.monotonic() > deadline:
-            raise SystemExit(f"job still {description[status_key]} after {JOB_TIMEOUT_SECONDS} s: {description}")
+            raise SystemExit(f"job still {description[status_key]} after {JOB_TIMEOUT_SECONDS} s")
         time.sleep(POLL_SECONDS)
 
 
