@@ -380,10 +380,10 @@ def train(settings: TrainingSettings, paths: ContainerPaths, nthread: int) -> di
     model.set_attr(**{FEATURE_NAMES_ATTRIBUTE: json.dumps(feature_names)})
     write_model_artifact(model, paths.model_dir)
 
-    final = {}
-    for name, data, labels in (("train", dtrain, y_train), ("validation", dvalidation, y_validation)):
-        scores = classification_metrics(labels, model.predict(data))
-        final.update({f"{name}:{metric}": scores[metric] for metric in ALWAYS_REPORTED_METRICS})
+    final = {
+        **_scored(model, "train", dtrain, y_train),
+        **_scored(model, "validation", dvalidation, y_validation),
+    }
     # Printed last so the job's final metric values (what tuning compares) are the saved model's, not the last round's.
     print(f"final: {format_metrics(final)}", flush=True)
     summary = {
@@ -399,6 +399,11 @@ def train(settings: TrainingSettings, paths: ContainerPaths, nthread: int) -> di
     }
     write_json(paths.output_data_dir / METRICS_FILE_NAME, summary)
     return summary
+
+
+def _scored(model: xgb.Booster, name: str, data: xgb.DMatrix, labels: np.ndarray) -> dict[str, float]:
+    scores = classification_metrics(labels, model.predict(data))
+    return {f"{name}:{metric}": scores[metric] for metric in ALWAYS_REPORTED_METRICS}
 
 
 def write_model_artifact(model: xgb.Booster, model_dir: Path) -> None:

@@ -100,7 +100,7 @@ def test_model_archive_holds_the_model_and_its_inference_code(model_archive: Pat
     assert {"xgboost-model", "code/inference.py", "code/mlcore.py"} <= names
 
 
-def test_served_model_predicts_the_sample_rows_like_the_evaluation(
+def test_served_model_predicts_the_smoke_test_sample_rows(
     inference: ModuleType, served_model_dir: Path, prepared_data: Path
 ) -> None:
     # GIVEN the smoke test's sample rows, which are the first rows of the test split without their label

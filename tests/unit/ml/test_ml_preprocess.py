@@ -17,7 +17,7 @@ SPLITS = ("train", "validation", "test")
 
 def write_csv(directory: Path, frame: pd.DataFrame, name: str = "data.csv", **options: object) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(directory / name, index=False, **options)  # type: ignore[call-overload]
+    frame.to_csv(directory / name, index=False, **options)
     return directory
 
 
