@@ -70,7 +70,8 @@ TRAINING_SUBMIT_DIRECTORY = "/opt/ml/input/data/code/sourcedir.tar.gz"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # What ml/train.py prints each round; MetricDefinitions turn the lines into training-job metrics.
 TRAINING_METRICS = ("validation:auc", "validation:logloss", "train:auc")
-# Where each state keeps its result in the execution's JSON, so later states can read every earlier one.
+# Where the trained job's description lands, from Train or from describing the best tuning job, so that
+# Evaluate and RegisterModelPackage read one path either way.
 TRAINING_RESULT = "$.training"
 TRAINED_MODEL_ARTIFACT = "$.training.ModelArtifacts.S3ModelArtifacts"
 EVALUATION_URI = run_uri("evaluation/evaluation.json")
