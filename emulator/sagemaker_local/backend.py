@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,14 @@ class _ServiceError(ServiceException):
 
 
 @dataclass
+class _TuningProgress:
+    """What a tuning job launched and learned, kept beside its Describe* record."""
+
+    trainings: list[str] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+
+
+@dataclass
 class _Endpoint:
     description: dict[str, Any]
     servers: dict[str, ModelServer]
@@ -159,6 +167,7 @@ class LocalSageMaker:
         self._models: dict[str, dict[str, Any]] = {}
         self._endpoint_configs: dict[str, dict[str, Any]] = {}
         self._endpoints: dict[str, _Endpoint] = {}
+        self._tuning_progress: dict[str, _TuningProgress] = {}
         self._package_groups: dict[str, dict[str, Any]] = {}
         self._packages: dict[str, dict[str, Any]] = {}
         self._tags: dict[str, list[dict[str, str]]] = {}
@@ -503,6 +512,8 @@ class LocalSageMaker:
             "ObjectiveStatusCounters": {"Succeeded": 0, "Pending": 0, "Failed": 0},
         }
         record = self._new_job("tuning", name, "hyper-parameter tuning job", description)
+        with self._lock:
+            self._tuning_progress[name] = _TuningProgress()
         self._record_tags(description["HyperParameterTuningJobArn"], params.get("Tags"))
         update = self._updater(record, "HyperParameterTuningJobStatus")
         self._start_thread(
@@ -522,8 +533,10 @@ class LocalSageMaker:
         observations = []
         for parent in warm_start.get("ParentHyperParameterTuningJobs", []):
             parent_name = parent["HyperParameterTuningJobName"]
-            parent_record = self._job("tuning", parent_name, "parent hyper-parameter tuning job")
-            observations.extend(parent_record.description.get("_observations", []))
+            # Raises SageMaker's ValidationException for a parent this twin never ran.
+            self._job("tuning", parent_name, "parent hyper-parameter tuning job")
+            with self._lock:
+                observations.extend(self._tuning_progress[parent_name].observations)
         return observations
 
     def _run_tuning(self, record: JobRecord, strategy: Any, seed_observations: list[Observation]) -> None:
@@ -538,14 +551,15 @@ class LocalSageMaker:
         cpus = self._cpus_per_training(parallel)
         definition = description["TrainingJobDefinition"]
         observations = list(seed_observations)
-        own_observations: list[Observation] = []
+        with self._lock:
+            progress = self._tuning_progress[name]
         pending: dict[Future[JobRecord], dict[str, str]] = {}
         best: tuple[float, JobRecord] | None = None
         update = self._updater(record, "HyperParameterTuningJobStatus")
 
         def counters_changed() -> None:
             with self._lock:
-                training = [self._jobs["training"][n] for n in description.get("_trainings", [])]
+                training = [self._jobs["training"][n] for n in progress.trainings]
                 statuses = [t.description["TrainingJobStatus"] for t in training]
                 succeeded = sum(1 for t in training if self._objective_value(t, objective["MetricName"]) is not None)
                 description["TrainingJobStatusCounters"] = {
@@ -579,7 +593,7 @@ class LocalSageMaker:
                 self._training_description(params, description["HyperParameterTuningJobArn"]),
             )
             with self._lock:
-                description.setdefault("_trainings", []).append(training_name)
+                progress.trainings.append(training_name)
             counters_changed()
             if record.stop_requested:
                 self._updater(training, "TrainingJobStatus")(
@@ -612,10 +626,11 @@ class LocalSageMaker:
                         continue
                     observation = Observation(hyperparameters, value)
                     observations.append(observation)
-                    own_observations.append(observation)
+                    with self._lock:
+                        progress.observations.append(observation)
                     if best is None or (value > best[0] if maximize else value < best[0]):
                         best = (value, training)
-        fields: dict[str, Any] = {"HyperParameterTuningEndTime": self.clock.now(), "_observations": own_observations}
+        fields: dict[str, Any] = {"HyperParameterTuningEndTime": self.clock.now()}
         if best is not None:
             fields["BestTrainingJob"] = self._training_summary(best[1], objective, best[0])
         if record.stop_requested:
@@ -672,13 +687,16 @@ class LocalSageMaker:
     def _op_DescribeHyperParameterTuningJob(self, params: dict[str, Any]) -> dict[str, Any]:
         record = self._job("tuning", params["HyperParameterTuningJobName"], "hyper-parameter tuning job")
         with self._lock:
-            return {key: copy.deepcopy(value) for key, value in record.description.items() if not key.startswith("_")}
+            return copy.deepcopy(record.description)
 
     def _op_ListTrainingJobsForHyperParameterTuningJob(self, params: dict[str, Any]) -> dict[str, Any]:
         record = self._job("tuning", params["HyperParameterTuningJobName"], "hyper-parameter tuning job")
         objective = record.description["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
         with self._lock:
-            trainings = [self._jobs["training"][n] for n in record.description.get("_trainings", [])]
+            trainings = [
+                self._jobs["training"][n]
+                for n in self._tuning_progress[record.description["HyperParameterTuningJobName"]].trainings
+            ]
             summaries = [
                 self._training_summary(t, objective, self._objective_value(t, objective["MetricName"]))
                 for t in trainings
@@ -696,7 +714,10 @@ class LocalSageMaker:
         record = self._job("tuning", params["HyperParameterTuningJobName"], "hyper-parameter tuning job")
         self._stop(record, "HyperParameterTuningJobStatus")
         with self._lock:
-            trainings = [self._jobs["training"][n] for n in record.description.get("_trainings", [])]
+            trainings = [
+                self._jobs["training"][n]
+                for n in self._tuning_progress[record.description["HyperParameterTuningJobName"]].trainings
+            ]
         for training in trainings:
             self._stop(training, "TrainingJobStatus")
         return {}
