@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -204,7 +205,7 @@ def _reachable_in_topological_order(
 
 
 def render_state_graph(definition: Mapping[str, Any], runs: Sequence[StateRun]) -> str:
-    """An inline SVG of the top-level states, laid out top to bottom and filled by outcome."""
+    """An inline SVG of the top-level states, laid out top to bottom, filled by outcome, transitions taken in bold."""
     rows = layout_layers(definition)
     statuses = state_statuses(definition, runs)
     widest = max((len(row) for row in rows), default=1)
@@ -220,6 +221,8 @@ def render_state_graph(definition: Mapping[str, Any], runs: Sequence[StateRun]) 
                 _MARGIN + row_index * (_NODE_HEIGHT + _ROW_GAP),
             )
     row_of = {name: index for index, row in enumerate(rows) for name in row}
+    top_level = [run.name for run in runs if run.depth == 0]
+    taken = set(itertools.pairwise(top_level))
     parts = [
         f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" role="img">',
@@ -227,7 +230,7 @@ def render_state_graph(definition: Mapping[str, Any], runs: Sequence[StateRun]) 
     ]
     for edge in state_edges(definition):
         if edge.source in position and edge.target in position:
-            parts.append(_edge_path(edge, position, row_of))
+            parts.append(_edge_path(edge, position, row_of, (edge.source, edge.target) in taken))
     states = definition.get("States", {})
     for name, (x, y) in position.items():
         parts.append(_node(name, states[name], x, y, statuses[name], [r for r in runs if r.name == name]))
@@ -235,9 +238,9 @@ def render_state_graph(definition: Mapping[str, Any], runs: Sequence[StateRun]) 
     return "\n".join(parts)
 
 
-def _edge_path(edge: Edge, position: Mapping[str, tuple[float, float]], row_of: Mapping[str, int]) -> str:
+def _edge_path(edge: Edge, position: Mapping[str, tuple[float, float]], row_of: Mapping[str, int], taken: bool) -> str:
     (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
-    css = f"edge {edge.kind}"
+    css = f"edge {edge.kind}" + (" taken" if taken else "")
     if row_of[edge.target] > row_of[edge.source]:
         x1, y1 = sx + _NODE_WIDTH / 2, sy + _NODE_HEIGHT
         x2, y2 = tx + _NODE_WIDTH / 2, ty
@@ -249,7 +252,8 @@ def _edge_path(edge: Edge, position: Mapping[str, tuple[float, float]], row_of: 
         x2, y2 = tx + _NODE_WIDTH, ty + _NODE_HEIGHT / 2
         out = max(x1, x2) + _LOOP_OFFSET
         d = f"M{x1:.1f},{y1:.1f} C{out:.1f},{y1:.1f} {out:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
-    return f'<path class="{css}" d="{d}" marker-end="url(#arrow-{edge.kind})"><title>{_e(edge.kind)}</title></path>'
+    title = _e(f"{edge.source} -> {edge.target} ({edge.kind})")
+    return f'<path class="{css}" d="{d}" marker-end="url(#arrow-{edge.kind})"><title>{title}</title></path>'
 
 
 def _node(name: str, state: Mapping[str, Any], x: float, y: float, status: str, runs: Sequence[StateRun]) -> str:
@@ -472,7 +476,8 @@ svg text.name{{text-anchor:middle;font-weight:600}} svg text.detail{{text-anchor
 svg text.axis{{text-anchor:middle;font-size:10px;fill:#777}} svg text.dur{{font-size:10px;fill:#555}}
 svg text.row{{font-size:11px}}
 svg line.tick{{stroke:#eee}}
-.edge{{fill:none;stroke:#555;stroke-width:1.3}} .edge.choice,.edge.default{{stroke:#1f5fbf}}
+.edge{{fill:none;stroke:#555;stroke-width:1.2;opacity:.45}} .edge.choice,.edge.default{{stroke:#1f5fbf}}
+.edge.taken{{opacity:1;stroke-width:2.2}}
 .edge.catch{{stroke:#b26a00;stroke-dasharray:5 4}}
 """
     + _DOT_CSS.replace("{", "{{").replace("}", "}}")

@@ -250,7 +250,8 @@ def test_report_colours_each_state_by_outcome_and_is_self_contained(caught_run, 
     assert re.search(r'<g class="node failed"><title>TrainingFailed \(Fail\)', page)
     assert re.search(r'<g class="node not-run"><title>Register \(Pass\)', page)
     assert re.search(r'<g class="node succeeded"><title>Notify \(Pass\)', page)
-    assert 'class="edge catch"' in page
+    assert re.search(r'<path class="edge catch taken" [^>]*><title>Train -&gt; Notify', page)
+    assert re.search(r'<path class="edge next" [^>]*><title>Train -&gt; Register', page)
     assert page.count('<svg class="graph"') == 2
     assert page.count('<svg class="timeline"') == 2
     assert "lifecycle &lt;run&gt;" in page
