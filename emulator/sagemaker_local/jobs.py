@@ -117,9 +117,9 @@ class JobRunner:
 
     def _stage_code(self, submit_directory: str, root: Path, code_dir: Path) -> None:
         if submit_directory.startswith("s3://"):
-            archive = code_dir.parent / "sourcedir.tar.gz"
-            self.stager.download(submit_directory, archive.parent / "sourcedir-download")
-            downloaded = next((archive.parent / "sourcedir-download").rglob("*.tar.gz"), None)
+            download_dir = root / "sourcedir-download"
+            self.stager.download(submit_directory, download_dir)
+            downloaded = next(download_dir.rglob("*.tar.gz"), None)
             if downloaded is None:
                 raise JobSetupError(f"sagemaker_submit_directory {submit_directory} holds no .tar.gz")
             extract_tarball(downloaded, code_dir)
@@ -162,21 +162,18 @@ class TrainingRunner(JobRunner):
             )
             update(FinalMetricDataList=metrics)
             if record.stop_requested:
-                self._finish(record, update, status, started, "Stopped", "Stopped", None)
+                self._finish(record, update, status, started, "Stopped", None)
                 return
             if exit_code != 0:
                 reason = failure_reason(exit_code, [root / "output" / "failure"], log_lines)
-                self._finish(record, update, status, started, "Failed", "Failed", reason)
+                self._finish(record, update, status, started, "Failed", reason)
                 return
             status.enter("Uploading", "Uploading generated training model")
             self._upload_outputs(description, root, checkpoint_dir)
-        except JobSetupError as error:
-            self._finish(record, update, status, started, "Failed", "Failed", f"ClientError: {error}")
+        except (JobSetupError, OSError, ValueError) as error:
+            self._finish(record, update, status, started, "Failed", f"ClientError: {error}")
             return
-        except (OSError, ValueError) as error:
-            self._finish(record, update, status, started, "Failed", "Failed", f"ClientError: {error}")
-            return
-        self._finish(record, update, status, started, "Completed", "Completed", None)
+        self._finish(record, update, status, started, "Completed", None)
 
     def _prepare(
         self, description: dict[str, Any], root: Path, cpus: int
@@ -277,13 +274,13 @@ class TrainingRunner(JobRunner):
         status: SecondaryStatusTracker,
         started: float,
         job_status: str,
-        secondary: str,
         reason: str | None,
     ) -> None:
         description = record.description
+        # The final secondary status has the job status's name, as SageMaker reports it.
         status.enter(
-            secondary,
-            {"Completed": "Training job completed", "Stopped": "Training job stopped"}.get(secondary, reason or ""),
+            job_status,
+            {"Completed": "Training job completed", "Stopped": "Training job stopped"}.get(job_status, reason or ""),
         )
         seconds = max(1, int(time.monotonic() - started))
         fields: dict[str, Any] = {
