@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 FLAKY_HANDLER = """
@@ -403,8 +405,6 @@ def test_task_timeout_is_a_states_timeout_that_catch_can_route(runtime: Any, tmp
 
 
 def test_sns_publish_reaches_moto(runtime: Any) -> None:
-    import boto3
-
     topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="twin-notifications")["TopicArn"]
     definition = {
         "StartAt": "Notify",
@@ -422,3 +422,25 @@ def test_sns_publish_reaches_moto(runtime: Any) -> None:
 
     assert outcome.status == "SUCCEEDED", outcome.cause
     assert "MessageId" in outcome.output
+
+
+def test_sqs_send_message_reaches_moto(runtime: Any) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="twin-queue")["QueueUrl"]
+    definition = {
+        "StartAt": "Enqueue",
+        "States": {
+            "Enqueue": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": queue, "MessageBody.$": "$"},
+                "End": True,
+            }
+        },
+    }
+
+    outcome = runtime.run(definition, {"object": "incoming/a.csv"})
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    message = sqs.receive_message(QueueUrl=queue)["Messages"][0]
+    assert json.loads(message["Body"]) == {"object": "incoming/a.csv"}
