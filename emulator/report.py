@@ -442,8 +442,9 @@ def _e(value: Any) -> str:
 _ARROW_MARKERS = (
     "<defs>"
     + "".join(
-        f'<marker id="arrow-{kind}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-        f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
+        f'<marker id="arrow-{kind}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" '
+        f'markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
         for kind, colour in (("next", "#555"), ("choice", "#1f5fbf"), ("default", "#1f5fbf"), ("catch", "#b26a00"))
     )
     + "</defs>"
