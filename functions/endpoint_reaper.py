@@ -480,6 +480,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"rejected": reason}
     clients = ReaperClients.default()
     report = reap(clients, settings, now=datetime.now(UTC))
+    metrics.add_metric(name="EndpointsJudged", unit=MetricUnit.Count, value=len(report.decisions))
     for action, count in report.counts().items():
         # One metric per decision kind (EndpointsDeleted, EndpointsWouldMark, ...), summed over the run.
         metrics.add_metric(name=f"Endpoints{action.title().replace('_', '')}", unit=MetricUnit.Count, value=count)

@@ -120,8 +120,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = EvaluationReportRequest.model_validate(event)
     except ValidationError as error:
+        count_decision("PayloadRejected")
         raise InvalidPayloadError.from_validation("evaluation_report", error) from None
-    result = evaluate_against_champion(request, settings, boto3.client("s3"), boto3.client("sagemaker"))
+    try:
+        result = evaluate_against_champion(request, settings, boto3.client("s3"), boto3.client("sagemaker"))
+    except EvaluationReportError:
+        count_decision("EvaluationUnusable")
+        raise
     count_decision("CandidateBeatsChampion" if result["beats_champion"] else "CandidateLosesToChampion")
     logger.info("evaluation compared", extra={"result": result})
     return result

@@ -72,6 +72,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = SmokeTestRequest.model_validate(event)
     except ValidationError as error:
+        count_decision("PayloadRejected")
         raise InvalidPayloadError.from_validation("smoke_test", error) from None
     try:
         result = smoke_test(request, boto3.client("s3"), boto3.client("sagemaker-runtime"))

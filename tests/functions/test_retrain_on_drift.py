@@ -180,6 +180,7 @@ def test_every_decision_is_a_metric(drift_env, lambda_context, capsys):
     assert {"RetrainStarted", "AlarmIgnored"} <= names
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_missing_setting_is_an_error_naming_the_variable(drift_env, lambda_context, monkeypatch):
     monkeypatch.delenv("TRAINING_DATA_URI")
 

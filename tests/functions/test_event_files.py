@@ -1,0 +1,111 @@
+"""Every file in events/ goes through its function's handler: accepted, or rejected with the expected clear error."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from lambda_test_support import DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
+
+# events/<function>/<case>.json -> what the handler must do with it. A new file without a line here fails.
+EXPECTED = {
+    "retrain_on_drift/alarm.json": "started",
+    "retrain_on_drift/alarm_redelivered.json": "started",
+    "retrain_on_drift/ok_transition.json": "ignored",
+    "retrain_on_drift/insufficient_data.json": "ignored",
+    "retrain_on_drift/unknown_alarm.json": "ignored",
+    "retrain_on_drift/missing_state.json": "rejected",
+    "retrain_on_new_data/object_created.json": "1 execution",
+    "retrain_on_new_data/burst.json": "1 execution",
+    "retrain_on_new_data/duplicate_delivery.json": "1 execution",
+    "retrain_on_new_data/encoded_key.json": "1 execution",
+    "retrain_on_new_data/malformed_records.json": "1 execution",
+    "retrain_on_new_data/s3_test_event.json": "0 execution",
+    "retrain_on_new_data/outside_prefix_and_wrong_suffix.json": "0 execution",
+    "retrain_on_new_data/empty_object.json": "0 execution",
+    "retrain_on_new_data/not_an_sqs_batch.json": "0 execution",
+    "endpoint_reaper/schedule.json": "ran",
+    "endpoint_reaper/not_a_schedule.json": "rejected",
+    "evaluation_report/payload.json": "answered",
+    "evaluation_report/missing_metric.json": "InvalidPayloadError",
+    "smoke_test/payload.json": "answered",
+    "smoke_test/missing_sample_uri.json": "InvalidPayloadError",
+}
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempotency_table: str) -> str:
+    """What template.yaml gives the functions: their environment and the resources the events point at."""
+    topic = boto3.client("sns").create_topic(Name="mlops-notifications")["TopicArn"]
+    environment = {
+        "MODEL_NAME": MODEL_NAME,
+        "DRIFT_ALARM_PREFIX": f"{MODEL_NAME}-drift",
+        "RETRAIN_COOLDOWN_MINUTES": "360",
+        "TRAINING_DATA_URI": f"s3://{DATA_BUCKET}/incoming/",
+        "DATA_BUCKET": DATA_BUCKET,
+        "DATA_PREFIX": "incoming/",
+        "ALLOWED_SUFFIXES": ".csv",
+        "IDLE_WINDOW_HOURS": "24",
+        "MIN_AGE_HOURS": "24",
+        "OPT_OUT_TAG": "mlops:reaper-opt-out",
+        "MARK_TAG": "mlops:idle-since",
+        "MAX_DELETIONS_PER_RUN": "5",
+        "REPORT_TOPIC_ARN": topic,
+        "AUDIT_EVENT_BUS_NAME": "default",
+        "MODEL_PACKAGE_GROUP_NAME": f"mlops-{MODEL_NAME}",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"mlops-{MODEL_NAME}")
+    s3 = boto3.client("s3")
+    for payload_file, body in [
+        ("evaluation_report/payload.json", json.dumps({"metrics": {"auc": 0.97, "accuracy": 0.93}})),
+        ("smoke_test/payload.json", "17.99,10.38\n13.54,14.36\n"),
+    ]:
+        payload = load_event(payload_file)
+        uri = payload.get("evaluation_uri") or payload["sample_uri"]
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    # moto's SageMaker runtime answers InvokeEndpoint from a queue set through its own API.
+    answer = json.dumps({"predictions": [{"score": 0.1, "label": 0}, {"score": 0.9, "label": 1}]})
+    requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={"results": [{"Body": answer, "ContentType": "application/json"}]},
+        timeout=5,
+    )
+    return training_state_machine
+
+
+def _outcome(function: str, result: Any, state_machine_arn: str) -> str:
+    if function == "retrain_on_drift":
+        return result["action"]
+    if function == "retrain_on_new_data":
+        assert result == {"batchItemFailures": []}
+        return f"{len(executions(state_machine_arn))} execution"
+    if function == "endpoint_reaper":
+        return "rejected" if "rejected" in result else "ran"
+    return "answered"
+
+
+def test_every_event_file_has_an_expectation():
+    on_disk = {path.relative_to(EVENTS_DIR).as_posix() for path in EVENTS_DIR.rglob("*.json")}
+
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("event_file", "expected"), sorted(EXPECTED.items()))
+def test_event_file_is_handled_as_expected(stack, lambda_context, event_file, expected):
+    function = event_file.split("/")[0]
+    handler = importlib.import_module(function).handler
+
+    try:
+        outcome = _outcome(function, handler(load_event(event_file), lambda_context), stack)
+    except Exception as error:
+        outcome = type(error).__name__
+
+    assert outcome == expected
