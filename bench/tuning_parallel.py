@@ -74,6 +74,8 @@ def main() -> int:
     print(f"tuning job, {TRAININGS} trainings, {PARALLEL} in parallel: {parallel_seconds:.1f} s")
     print(f"the same {TRAININGS} trainings in sequence:            {sequential_seconds:.1f} s")
     print(f"speedup: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x; 1 thread per training; {os.cpu_count()} cores)")
+    # Other processes on the machine skew both sides of a ratio: say how busy it was.
+    print(f"load average over the last minute when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0 if speedup >= TARGET_SPEEDUP else 1
 
 
