@@ -220,7 +220,7 @@ def run_lifecycle(
             f"model package {outcome.model_package['ModelPackageArn']} is {status}: only an approved package "
             "is deployed. The twin sets the stack's ApprovalMode to auto; check its parameter overrides."
         )
-    deploy_arn = _wait_for_deploy_start(lambda: twin.list_executions(DEPLOY))
+    deploy_arn = wait_for_deploy_start(lambda: twin.list_executions(DEPLOY))
     deploy = follow_execution(twin, deploy_arn, DEPLOY, out)
     outcome.executions.append(deploy)
     if not deploy.succeeded:
@@ -246,15 +246,18 @@ def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> Foll
         time.sleep(POLL_SECONDS)
 
 
-def _wait_for_deploy_start(list_executions: Callable[[], list[dict[str, Any]]]) -> str:
-    deadline = time.monotonic() + DEPLOY_START_TIMEOUT_SECONDS
+def wait_for_deploy_start(
+    list_executions: Callable[[], list[dict[str, Any]]], timeout: float = DEPLOY_START_TIMEOUT_SECONDS
+) -> str:
+    """The `deploy` execution the approval event started; LifecycleError naming the missing routing if none did."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executions = list_executions()
         if executions:
             return str(executions[0]["executionArn"])
         time.sleep(POLL_SECONDS)
     raise LifecycleError(
-        f"no {DEPLOY} execution started within {DEPLOY_START_TIMEOUT_SECONDS:.0f} s of the model package's "
+        f"no {DEPLOY} execution started within {timeout:.0f} s of the model package's "
         "approval: the stack's approval rule (SageMaker Model Package State Change, Approved -> deploy state "
         "machine) did not route the registry's event. Check ModelApprovedRule in template.yaml and the twin's "
         "event routing; this run does not start deploy by hand."
