@@ -11,9 +11,11 @@ the same state.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
+import random
 import re
 import shutil
 import threading
@@ -139,6 +141,8 @@ class _Endpoint:
     description: dict[str, Any]
     servers: dict[str, ModelServer]
     generation: int = 0
+    # The DataCaptureConfig of the endpoint config now serving, as given to CreateEndpointConfig.
+    capture: dict[str, Any] | None = None
 
 
 class LocalSageMaker:
@@ -1024,6 +1028,7 @@ class LocalSageMaker:
                     LastModifiedTime=self.clock.now(),
                 )
                 endpoint.description.pop("FailureReason", None)
+                endpoint.capture = config.get("DataCaptureConfig")
                 capture = self._data_capture_description(config)
                 if capture:
                     endpoint.description["DataCaptureConfig"] = capture
@@ -1089,6 +1094,7 @@ class LocalSageMaker:
         endpoint = self._endpoint(endpoint_name)
         with self._lock:
             servers = dict(endpoint.servers)
+            capture = copy.deepcopy(endpoint.capture)
             weights = {
                 v["VariantName"]: v.get("CurrentWeight", 1.0)
                 for v in endpoint.description.get("ProductionVariants", [])
@@ -1107,7 +1113,52 @@ class LocalSageMaker:
                 "ModelError", f'Received server error (500) from primary with message "{error}"'
             ) from error
         self._record_invocation(endpoint_name, variant)
+        if capture and capture.get("EnableCapture", True):
+            self._capture(endpoint_name, variant, capture, (body, content_type), (result, result_type))
         return result, result_type, variant
+
+    def _capture(
+        self,
+        endpoint_name: str,
+        variant: str,
+        capture: dict[str, Any],
+        request: tuple[bytes, str],
+        response: tuple[bytes, str],
+    ) -> None:
+        """Write one SageMaker data capture record (JSON Lines) to the capture destination, KMS-encrypted if asked."""
+        if random.uniform(0, 100) >= float(capture.get("InitialSamplingPercentage", 100)):
+            return
+        content_types = capture.get("CaptureContentTypeHeader") or {}
+        csv_types = set(content_types.get("CsvContentTypes") or ["text/csv"])
+        json_types = set(content_types.get("JsonContentTypes") or ["application/json"])
+
+        def captured(payload: tuple[bytes, str], mode: str) -> dict[str, str]:
+            data, observed_type = payload
+            if observed_type in csv_types or observed_type in json_types:
+                encoding, text = ("CSV" if observed_type in csv_types else "JSON"), data.decode(errors="replace")
+            else:
+                encoding, text = "BASE64", base64.b64encode(data).decode()
+            return {"observedContentType": observed_type, "mode": mode, "data": text, "encoding": encoding}
+
+        modes = {option["CaptureMode"] for option in capture.get("CaptureOptions") or []} or {"Input", "Output"}
+        capture_data = {}
+        if "Input" in modes:
+            capture_data["endpointInput"] = captured(request, "INPUT")
+        if "Output" in modes:
+            capture_data["endpointOutput"] = captured(response, "OUTPUT")
+        now = self.clock.now()
+        event_id = str(uuid.uuid4())
+        record = {
+            "captureData": capture_data,
+            "eventMetadata": {"eventId": event_id, "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "eventVersion": "0",
+        }
+        # SageMaker's layout: <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl
+        uri = (
+            f"{capture['DestinationS3Uri'].rstrip('/')}/{endpoint_name}/{variant}/"
+            f"{now:%Y/%m/%d/%H}/{now:%M-%S-%f}-{event_id}.jsonl"
+        )
+        self.stager.put_bytes((json.dumps(record) + "\n").encode(), uri, capture.get("KmsKeyId") or None)
 
     def _record_invocation(self, endpoint_name: str, variant: str) -> None:
         """Publish the `Invocations` metric SageMaker publishes, which the idle endpoint reaper reads."""

@@ -41,7 +41,7 @@ def _put_model(bucket: str, version: int) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def _model_and_config(client: Any, bucket: str, version: int) -> str:
+def _model_and_config(client: Any, bucket: str, version: int, capture: dict[str, Any] | None = None) -> str:
     client.create_model(
         ModelName=f"model-v{version}",
         PrimaryContainer={"Image": "xgboost:local", "ModelDataUrl": _put_model(bucket, version)},
@@ -57,6 +57,7 @@ def _model_and_config(client: Any, bucket: str, version: int) -> str:
                 "InstanceType": "ml.m5.large",
             }
         ],
+        **({"DataCaptureConfig": capture} if capture else {}),
     )
     return f"cfg-v{version}"
 
@@ -189,3 +190,37 @@ def test_an_invalid_approval_status_is_refused_naming_the_value(runtime: Any) ->
 
     with pytest.raises(ClientError, match="'Maybe'"):
         client.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Maybe")
+
+
+def test_data_capture_writes_each_request_and_response_as_sagemaker_does(runtime: Any, bucket: str) -> None:
+    kms_key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/data-capture/",
+        "KmsKeyId": kms_key,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+    client = boto3.client("sagemaker", region_name=REGION)
+    client.create_endpoint(EndpointName="captured", EndpointConfigName=_model_and_config(client, bucket, 1, capture))
+    described = _wait_in_service(client, "captured")
+
+    _invoke("captured")
+
+    assert described["DataCaptureConfig"]["CaptureStatus"] == "Started"
+    s3 = boto3.client("s3", region_name=REGION)
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix="data-capture/captured/AllTraffic/")["Contents"]
+    assert len(objects) == 1
+    assert objects[0]["Key"].endswith(".jsonl")
+    stored = s3.get_object(Bucket=bucket, Key=objects[0]["Key"])
+    assert stored["ServerSideEncryption"] == "aws:kms"
+    record = json.loads(stored["Body"].read())
+    assert record["captureData"]["endpointInput"] == {
+        "observedContentType": "application/json",
+        "mode": "INPUT",
+        "data": '{"rows": 1}',
+        "encoding": "JSON",
+    }
+    assert json.loads(record["captureData"]["endpointOutput"]["data"]) == {"version": 1, "echo": {"rows": 1}}
+    assert record["eventVersion"] == "0"
