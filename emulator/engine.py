@@ -76,8 +76,9 @@ ENGINE_LOGGER = "moto.stepfunctions.parser"
 # Optimised integrations moto itself serves correctly offline (tests/emulator/test_asl_battery.py runs each).
 # events:putEvents is not among them: moto's EventBridge would bypass the twin's own event router.
 _MOTO_SERVED_INTEGRATIONS = {("lambda", "invoke"), ("sns", "publish"), ("sqs", "sendMessage")}
-# aws-sdk services whose calls go to moto unchanged; SageMaker is checked against the local backend.
+# aws-sdk service names of Step Functions that boto3 spells differently.
 _AWS_SDK_BOTO_NAMES = {"applicationautoscaling": "application-autoscaling"}
+# How Step Functions prefixes aws-sdk error names per service (`SageMaker.ValidationException`).
 _AWS_SDK_ERROR_PREFIXES = {
     "sagemaker": "SageMaker",
     "applicationautoscaling": "ApplicationAutoScaling",
