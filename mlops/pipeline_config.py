@@ -107,7 +107,6 @@ class DeployConfig:
     traffic_shift_canary_percent: int
     canary_wait_seconds: int
     termination_wait_seconds: int
-    min_capacity: int
     max_capacity: int
     target_invocations_per_instance: int
 
@@ -267,8 +266,8 @@ def _validate(cfg: PipelineConfig) -> None:
     )
     _check(cfg.deploy.initial_instance_count >= 1, "[deploy] initial_instance_count must be >= 1")
     _check(
-        1 <= cfg.deploy.min_capacity <= cfg.deploy.max_capacity,
-        "[deploy] need 1 <= min_capacity <= max_capacity",
+        cfg.deploy.initial_instance_count <= cfg.deploy.max_capacity,
+        "[deploy] need initial_instance_count <= max_capacity (the initial count is auto scaling's minimum)",
     )
     _check(0 <= cfg.deploy.data_capture_percentage <= 100, "[deploy] data_capture_percentage must be 0..100")
     _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")

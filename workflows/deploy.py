@@ -280,7 +280,8 @@ def _register_scalable_target_step(config: PipelineConfig) -> steps.Task:
             "ServiceNamespace": "sagemaker",
             "ResourceId": SCALABLE_RESOURCE_ID,
             "ScalableDimension": SCALABLE_DIMENSION,
-            "MinCapacity": config.deploy.min_capacity,
+            # The initial count is the floor: prod's two instances in two AZs must never scale in to one.
+            "MinCapacity.$": "States.StringToJson('${EndpointInstanceCount}')",
             "MaxCapacity": config.deploy.max_capacity,
         },
         result_path="$.scalable_target",

@@ -134,11 +134,12 @@ def test_update_is_blue_green_with_canary_and_rollback_alarm_from_config(config_
 
 def test_auto_scaling_tracks_invocations_per_instance_with_config_limits(config_with: Any) -> None:
     definition = build_deploy_definition(
-        config_with(deploy={"min_capacity": 2, "max_capacity": 6, "target_invocations_per_instance": 250})
+        config_with(deploy={"max_capacity": 6, "target_invocations_per_instance": 250})
     )
     target = definition["States"]["RegisterScalableTarget"]["Parameters"]
     assert target["ResourceId"] == "endpoint/${EndpointName}/variant/AllTraffic"
-    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
+    assert target["MinCapacity.$"] == "States.StringToJson('${EndpointInstanceCount}')"
+    assert target["MaxCapacity"] == 6
     policy = definition["States"]["PutScalingPolicy"]["Parameters"]
     assert policy["ResourceId"] == target["ResourceId"]
     assert policy["TargetTrackingScalingPolicyConfiguration"] == {
