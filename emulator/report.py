@@ -422,7 +422,7 @@ def _legend() -> str:
         f'<span class="legend"><span class="dot {status.replace(" ", "-")}"></span>{_e(status)}</span>'
         for status in (SUCCEEDED, CAUGHT, FAILED, NOT_RUN)
     )
-    return f'<p>{items}<span class="legend">dashed arrow: Catch</span></p>'
+    return f'<p>{items}<span class="legend">bold arrow: transition taken; dashed: Catch</span></p>'
 
 
 def _number(value: Any) -> str:
