@@ -189,11 +189,21 @@ class EventRouter:
         left on the queue (visible again), and with `ReportBatchItemFailures` only the items it names are.
         """
         deliveries = []
+        sqs = boto3.client("sqs", region_name=self.region)
         for source in self.stack.queue_sources.values():
             if not source.enabled:
                 continue
+            failed: list[dict[str, Any]] = []
             while batch := self._receive_batch(source):
-                deliveries.append(self._deliver_batch(source, batch))
+                delivery, failures = self._deliver_batch(source, batch)
+                deliveries.append(delivery)
+                failed += failures
+            # Visible again only now, for the next drain, as when a failed batch's visibility timeout runs out;
+            # releasing them at once would hand them straight back to this loop.
+            for message in failed:
+                sqs.change_message_visibility(
+                    QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
         return deliveries
 
     # ---- moto hooks -------------------------------------------------------------------------------------------
@@ -309,7 +319,10 @@ class EventRouter:
             batch += messages
         return batch
 
-    def _deliver_batch(self, source: QueueSource, messages: list[dict[str, Any]]) -> Delivery:
+    def _deliver_batch(
+        self, source: QueueSource, messages: list[dict[str, Any]]
+    ) -> tuple[Delivery, list[dict[str, Any]]]:
+        """Invokes the function with one batch; deletes what it processed and returns the messages it failed."""
         function = self.stack.functions[source.function_logical_id]
         records = [_sqs_record(message, source, self.region) for message in messages]
         event = {"Records": records}
@@ -319,14 +332,9 @@ class EventRouter:
             failed_ids = _reported_failures(delivery.result) if source.report_batch_item_failures else set()
         sqs = boto3.client("sqs", region_name=self.region)
         for message in messages:
-            if message["MessageId"] in failed_ids:
-                # Visible again for the next drain, as when a Lambda batch fails and its visibility times out.
-                sqs.change_message_visibility(
-                    QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
+            if message["MessageId"] not in failed_ids:
                 sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return delivery
+        return delivery, [message for message in messages if message["MessageId"] in failed_ids]
 
     def _rule_arn(self, rule: RuleSpec) -> str:
         bus = "" if rule.event_bus_name == "default" else f"{rule.event_bus_name}/"

@@ -734,8 +734,12 @@ class _Deployment:
             note = LEFT_OUT_TYPES.get(
                 resource_type, "moto's CloudFormation cannot create this type and the twin does not emulate it"
             )
-            logger.info("Local twin skips %s (%s): %s", logical_id, resource_type, note)
             skipped.append(ResourceNote(logical_id, resource_type, note))
+        if skipped:
+            logger.info(
+                "The local twin leaves out %s (DeployedStack.skipped says why)",
+                ", ".join(f"{note.logical_id} ({note.resource_type})" for note in skipped),
+            )
         return skipped
 
 
