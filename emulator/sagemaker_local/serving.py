@@ -14,6 +14,8 @@ import argparse
 import importlib.util
 import os
 import sys
+import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -98,7 +100,20 @@ def _handler_class(handlers: _ModelHandlers) -> type[BaseHTTPRequestHandler]:
     return InvocationHandler
 
 
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """End this server when the twin that started it is gone, so a crashed twin leaves no server behind."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
+    _exit_with_parent()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True, help="extracted model.tar.gz")
     args = parser.parse_args()
