@@ -42,9 +42,14 @@ class ContainerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._killed = False
+        self.runtime_exceeded = False
 
-    def run(self) -> int:
-        """Start the command and wait for it; returns its exit code (negative when killed by a signal)."""
+    def run(self, max_runtime_seconds: float | None = None) -> int:
+        """Start the command and wait for it; returns its exit code (negative when killed by a signal).
+
+        After `max_runtime_seconds` (real seconds: work is never sped up) the job is killed and
+        `runtime_exceeded` is set, as SageMaker ends a job at its StoppingCondition.
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             with self._lock:
@@ -62,7 +67,12 @@ class ContainerProcess:
                 except OSError as error:
                     log.write(f"Cannot start {self.command[0]!r}: {error}\n".encode())
                     return 127
-            return self._process.wait()
+            try:
+                return self._process.wait(timeout=max_runtime_seconds)
+            except subprocess.TimeoutExpired:
+                self.runtime_exceeded = True
+                self.kill()
+                return self._process.wait()
 
     def kill(self) -> None:
         """Kill the job's whole process group (a shell entrypoint's children too)."""

@@ -84,6 +84,12 @@ def parse_final_metrics(
     return final
 
 
+def _max_runtime(description: dict[str, Any]) -> float | None:
+    """StoppingCondition.MaxRuntimeInSeconds, in real seconds: the clock never speeds up work."""
+    seconds = (description.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    return float(seconds) if seconds else None
+
+
 class SecondaryStatusTracker:
     """Keeps SecondaryStatus and SecondaryStatusTransitions of a training job as SageMaker reports them."""
 
@@ -155,12 +161,16 @@ class TrainingRunner(JobRunner):
             record.container = container
             if record.stop_requested:
                 container.kill()
-            exit_code = container.run()
+            exit_code = container.run(_max_runtime(description))
             log_lines = container.log_lines()
             metrics = parse_final_metrics(
                 description["AlgorithmSpecification"].get("MetricDefinitions", []), log_lines, self.clock.now()
             )
             update(FinalMetricDataList=metrics)
+            if container.runtime_exceeded:
+                reason = f"MaxRuntimeExceeded: the job ran longer than {_max_runtime(description)} seconds"
+                self._finish(record, update, status, started, "Stopped", reason, secondary="MaxRuntimeExceeded")
+                return
             if record.stop_requested:
                 self._finish(record, update, status, started, "Stopped", None)
                 return
@@ -275,13 +285,16 @@ class TrainingRunner(JobRunner):
         started: float,
         job_status: str,
         reason: str | None,
+        secondary: str | None = None,
     ) -> None:
         description = record.description
-        # The final secondary status has the job status's name, as SageMaker reports it.
-        status.enter(
-            job_status,
-            {"Completed": "Training job completed", "Stopped": "Training job stopped"}.get(job_status, reason or ""),
-        )
+        # The final secondary status has the job status's name unless SageMaker names the cause.
+        if secondary is None:
+            secondary = job_status
+            message = {"Completed": "Training job completed", "Stopped": "Training job stopped"}.get(job_status)
+        else:
+            message = None
+        status.enter(secondary, message or reason or secondary)
         seconds = max(1, int(time.monotonic() - started))
         fields: dict[str, Any] = {
             "TrainingEndTime": self.clock.now(),
@@ -311,7 +324,11 @@ class ProcessingRunner(JobRunner):
             record.container = container
             if record.stop_requested:
                 container.kill()
-            exit_code = container.run()
+            exit_code = container.run(_max_runtime(description))
+            if container.runtime_exceeded:
+                reason = f"MaxRuntimeExceeded: the job ran longer than {_max_runtime(description)} seconds"
+                update(ProcessingJobStatus="Stopped", ExitMessage=reason, ProcessingEndTime=self.clock.now())
+                return
             if record.stop_requested:
                 update(ProcessingJobStatus="Stopped", ProcessingEndTime=self.clock.now())
                 return

@@ -724,3 +724,20 @@ def test_an_output_bucket_that_does_not_exist_fails_the_training_job_instead_of_
 
     assert (outcome.status, outcome.error) == ("FAILED", "States.TaskFailed")
     assert "NoSuchBucket" in json.loads(outcome.cause)["FailureReason"]
+
+
+def test_a_training_over_its_max_runtime_is_stopped_as_max_runtime_exceeded(
+    runtime: Any, staged: dict[str, str]
+) -> None:
+    parameters = training_parameters(staged, {"x": "0.25", "seconds": "30"})
+    parameters["StoppingCondition"] = {"MaxRuntimeInSeconds": 1}
+    definition = {
+        "StartAt": "Train",
+        "States": {"Train": runtime.task("arn:aws:states:::sagemaker:createTrainingJob.sync", parameters)},
+    }
+
+    outcome = runtime.run(definition, name="train-too-long", timeout=30)
+
+    assert (outcome.status, outcome.error) == ("FAILED", "States.TaskFailed")
+    job = json.loads(outcome.cause)
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
