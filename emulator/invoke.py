@@ -10,6 +10,7 @@ only if the rules route the event to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -31,8 +32,15 @@ class InvokeUsageError(ValueError):
     """The command line cannot be run: unknown function, unreadable event; the message says what to pass."""
 
 
-def invoke_command(function: str, event_file: Path, via_eventbridge: bool, *, template: Path = TEMPLATE) -> int:
-    """Runs `mlops invoke`; returns the process exit code."""
+def invoke_command(
+    function: str,
+    event_file: Path,
+    via_eventbridge: bool,
+    *,
+    template: Path = TEMPLATE,
+    statemachines_dir: Path = STATEMACHINES_DIR,
+) -> int:
+    """Runs `mlops invoke`; returns the process exit code. Only the function's result goes to stdout."""
     try:
         logical_id = resolve_function(function, template)
         event = read_event(event_file)
@@ -43,13 +51,19 @@ def invoke_command(function: str, event_file: Path, via_eventbridge: bool, *, te
 
     from emulator.twin import LocalTwin
 
-    with LocalTwin(template=template, statemachines_dir=STATEMACHINES_DIR) as twin:
+    result_stream = sys.stdout
+    # Handlers print logs and metrics to stdout, as Lambda captures them; here they go to stderr, like
+    # `sam local invoke`, so that stdout holds only the result.
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        LocalTwin(template=template, statemachines_dir=statemachines_dir) as twin,
+    ):
         before = _execution_arns(twin)
         if via_eventbridge:
-            code = _invoke_via_eventbridge(twin, logical_id, bus_events, sys.stdout, sys.stderr)
+            code = _invoke_via_eventbridge(twin, logical_id, bus_events, result_stream, sys.stderr)
         else:
-            code = _invoke_directly(twin, logical_id, event, sys.stdout)
-        for arn in _execution_arns(twin) - before:
+            code = _invoke_directly(twin, logical_id, event, result_stream)
+        for arn in sorted(_execution_arns(twin) - before):
             status = _execution_status(arn)
             print(f"started execution {arn} ({status} when the twin stopped)", file=sys.stderr)
     return code
