@@ -85,6 +85,7 @@ def test_state_machine_definitions_have_every_placeholder_resolved(stack: Deploy
     for machine in stack.state_machines.values():
         assert "${" not in machine.definition, machine.logical_id
         json.loads(machine.definition)
+        assert machine.definition_file is not None
         used = set(ASL_PLACEHOLDER.findall(machine.definition_file.read_text(encoding="utf-8")))
         assert used, f"{machine.definition_file} uses no placeholder: the test would prove nothing"
         assert used <= set(machine.substitutions)
@@ -134,6 +135,7 @@ def test_the_model_package_group_exists_in_sagemaker(stack: DeployedStack) -> No
 def test_rules_carry_resolved_patterns_targets_and_input_shaping(stack: DeployedStack) -> None:
     rules = {rule.logical_id: rule for rule in stack.rules}
     new_data = rules["NewDataRule"]
+    assert new_data.event_pattern is not None
     assert new_data.event_pattern["detail"]["bucket"]["name"] == [stack.resources["DataBucket"]]
     assert [target.arn for target in new_data.targets] == [
         boto3.client("sqs").get_queue_attributes(QueueUrl=stack.resources["NewDataQueue"], AttributeNames=["QueueArn"])[
@@ -142,6 +144,7 @@ def test_rules_carry_resolved_patterns_targets_and_input_shaping(stack: Deployed
     ]
     approved = rules["ModelApprovedRule"]
     assert approved.targets[0].arn == stack.state_machines["DeployStateMachine"].arn
+    assert approved.targets[0].input_transformer is not None
     assert approved.targets[0].input_transformer["InputPathsMap"] == {"model_package_arn": "$.detail.ModelPackageArn"}
     assert rules["EndpointReaperFunctionHourly"].schedule == "rate(1 hour)"
     assert rules["ScheduledRetrainingRule"].enabled is False
