@@ -9,8 +9,10 @@ The same template `sam deploy` ships, not a second description of the stack:
    it runs, resource types moto cannot create are served here (see `EMULATED_TYPES`): `Custom::MlCode` publishes
    the sourcedir tarball of `ml/`, the model package group goes to SageMaker, state machines and SQS event source
    mappings are recorded for the twin (moto would put the former on its non-executing engine and deliver the
-   latter one message at a time, defeating the coalescing batch window). Any other type moto lacks is left out
-   with a logged note and listed in `DeployedStack.skipped`.
+   latter one message at a time, defeating the coalescing batch window); alarms and queue and topic policies go
+   through their APIs; buckets get the versioning and EventBridge notifications moto's CloudFormation ignores.
+   Bucket policies and any other type moto lacks are left out with a logged note and listed, with the reason, in
+   `DeployedStack.skipped`; what was emulated is listed in `DeployedStack.emulated`.
 4. Each state machine's `DefinitionSubstitutions`, as resolved by the stack, are applied to its ASL file; a
    placeholder left without a value is an error naming it.
 
