@@ -21,14 +21,14 @@ Must run inside `moto.mock_aws()`: every call goes to moto's in-process backends
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import os
 import re
-import tarfile
+import sys
 import uuid
 import warnings
 import zipfile
@@ -44,8 +44,6 @@ from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudformation.models import cloudformation_backends
 from samtranslator.translator.transform import transform as sam_transform
 from samtranslator.yaml_helper import yaml_parse
-
-from mlops.pipeline_config import load_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -271,23 +269,6 @@ def deterministic_zip(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def deterministic_tarball(directory: Path) -> bytes:
-    """`sourcedir.tar.gz` of `directory`: sorted names, zero mtimes and owners, so equal code gives equal bytes."""
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as compressed,
-        tarfile.open(fileobj=compressed, mode="w", format=tarfile.USTAR_FORMAT) as archive,
-    ):
-        for path in _source_files(directory):
-            info = tarfile.TarInfo(path.relative_to(directory).as_posix())
-            data = path.read_bytes()
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _source_files(directory: Path) -> list[Path]:
     return sorted(
         (
@@ -367,6 +348,7 @@ class _Deployment:
     definition_files: dict[str, Path] = field(default_factory=dict)
     state_machines: dict[str, _StateMachineRecord] = field(default_factory=dict)
     event_source_mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    custom_resource_code: dict[str, tuple[Path, str]] = field(default_factory=dict)
     emulated: list[ResourceNote] = field(default_factory=list)
 
     @property
@@ -428,6 +410,7 @@ class _Deployment:
     def create_stack(self, transformed: dict[str, Any], parameters: Mapping[str, str]) -> str:
         cloudformation = self.client("cloudformation")
         _work_around_moto_property_bugs(transformed)
+        self._find_custom_resource_code(transformed["Resources"])
         with self._emulating_unsupported_types():
             response = cloudformation.create_stack(
                 StackName=self.stack_name,
@@ -441,6 +424,23 @@ class _Deployment:
                 f"Stack {self.stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason', 'no reason')}"
             )
         return str(response["StackId"])
+
+    def _find_custom_resource_code(self, resources: dict[str, Any]) -> None:
+        """Custom resource -> (code dir, handler) of the function behind its ServiceToken.
+
+        The token names the function (`Fn::GetAtt`/`Ref`), or, once SAM's AutoPublishAlias rewrote it, an alias or
+        version whose FunctionName names the function.
+        """
+        for logical_id, resource in resources.items():
+            if not resource["Type"].startswith("Custom::"):
+                continue
+            target = _referenced_id((resource.get("Properties") or {}).get("ServiceToken"))
+            while target in resources and resources[target]["Type"] in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+                target = _referenced_id(resources[target]["Properties"].get("FunctionName"))
+            function = resources.get(target) if target else None
+            if function is not None and function["Type"] == "AWS::Lambda::Function":
+                code_key = function["Properties"]["Code"]["S3Key"]
+                self.custom_resource_code[logical_id] = (self.code_dirs[code_key], function["Properties"]["Handler"])
 
     @contextmanager
     def _emulating_unsupported_types(self) -> Iterator[None]:
@@ -475,38 +475,57 @@ class _Deployment:
         self.emulated.append(ResourceNote(logical_id, resource_type, note))
 
     def _publish_ml_code(self, logical_id: str, _name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        bucket = properties.get("ArtifactBucket")
-        if not bucket:
-            raise StackDeployError(f"{logical_id} (Custom::MlCode) needs an ArtifactBucket property to publish to.")
-        if not self.ml_dir.is_dir():
-            raise StackDeployError(f"{logical_id}: the ml/ folder {self.ml_dir} does not exist.")
-        tarball = deterministic_tarball(self.ml_dir)
-        key = f"{properties.get('KeyPrefix', '')}sourcedir-{hashlib.sha256(tarball).hexdigest()}.tar.gz"
-        encryption = (
-            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": properties["KmsKeyArn"]}
-            if properties.get("KmsKeyArn")
-            else {}
-        )
-        self.client("s3").put_object(Bucket=bucket, Key=key, Body=tarball, **encryption)
-        source_dir_uri = f"s3://{bucket}/{key}"
-        image_uri = self._image_uri()
-        self._note(logical_id, "Custom::MlCode", f"published {source_dir_uri} in-process (no publisher Lambda)")
-        return _EmulatedResource(source_dir_uri, {"SourceDirUri": source_dir_uri, "ImageUri": image_uri})
+        """Runs the custom resource's own publisher in-process, on ml/ and the exported image URI table.
 
-    def _image_uri(self) -> str:
-        """The XGBoost image the publisher would return, from the table `mlops export` writes next to the ASL.
-
-        Locally the jobs run ml/ in child processes, so the image only names the container AWS would use.
+        On AWS the publisher's bundle carries both (its makefile build copies them); here they are read where
+        they live in the project, so a change to ml/ reaches the twin without a build.
         """
-        table_dirs = [self.statemachines_dir] if self.statemachines_dir else []
-        table_dirs += sorted({path.parent for path in self.definition_files.values()})
-        for directory in table_dirs:
-            table = directory / IMAGE_URI_TABLE
-            if table.is_file():
-                image_uris = json.loads(table.read_text(encoding="utf-8")).get("image_uris", {})
-                if self.region in image_uris:
-                    return str(image_uris[self.region])
-        return f"sagemaker-xgboost:{load_pipeline_config().training.framework_version}"
+        publisher = self._custom_resource_publisher(logical_id)
+        image_uris = self._image_uri_table(logical_id)
+        try:
+            published = publisher.publish_ml_code(
+                self.client("s3"), properties, self.region, ml_dir=self.ml_dir, image_uris_file=image_uris
+            )
+        except (ValueError, LookupError) as error:
+            raise StackDeployError(f"{logical_id} (Custom::MlCode) could not publish ml/: {error}") from error
+        self._note(logical_id, "Custom::MlCode", f"published {published.source_dir_uri} by its publisher, in-process")
+        attributes = {"SourceDirUri": published.source_dir_uri, "ImageUri": published.image_uri}
+        return _EmulatedResource(published.source_dir_uri, attributes)
+
+    def _custom_resource_publisher(self, logical_id: str) -> Any:
+        """The module of the Lambda function behind the custom resource's ServiceToken, loaded from its code dir."""
+        code_dir, handler = self.custom_resource_code.get(logical_id, (None, ""))
+        module_name = handler.rpartition(".")[0]
+        if code_dir is None or not (code_dir / f"{module_name}.py").is_file():
+            raise StackDeployError(
+                f"{logical_id}: its ServiceToken must name a function of this template (or its alias) whose handler "
+                "module is a file in its CodeUri; the twin runs that module's publish_ml_code()."
+            )
+        spec = importlib.util.spec_from_file_location(
+            f"_twin_custom_resource_{logical_id}", code_dir / f"{module_name}.py"
+        )
+        if spec is None or spec.loader is None:
+            raise StackDeployError(f"{logical_id}: cannot load {code_dir / module_name}.py as a Python module.")
+        module = importlib.util.module_from_spec(spec)
+        # Registered before running it: dataclasses look their module up in sys.modules.
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        if not callable(getattr(module, "publish_ml_code", None)):
+            raise StackDeployError(
+                f"{logical_id}: {code_dir / module_name}.py has no publish_ml_code() to run locally."
+            )
+        return module
+
+    def _image_uri_table(self, logical_id: str) -> Path:
+        directories = [self.statemachines_dir] if self.statemachines_dir else []
+        directories += sorted({path.parent for path in self.definition_files.values()})
+        for directory in directories:
+            if (directory / IMAGE_URI_TABLE).is_file():
+                return directory / IMAGE_URI_TABLE
+        raise StackDeployError(
+            f"{logical_id}: no {IMAGE_URI_TABLE} next to the state machines ({', '.join(map(str, directories))}); "
+            "run `mlops export`."
+        )
 
     def _create_model_package_group(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
         group_name = properties.get("ModelPackageGroupName") or name
@@ -796,6 +815,17 @@ def _completed_model_class(model: type, complete: Callable[[str, Any, dict[str, 
             return created
 
     return Completed
+
+
+def _referenced_id(value: Any) -> str | None:
+    """The logical id a `Ref` or `Fn::GetAtt` names, or None for anything else."""
+    if isinstance(value, dict):
+        if isinstance(value.get("Ref"), str):
+            return str(value["Ref"])
+        attribute = value.get("Fn::GetAtt")
+        if isinstance(attribute, list) and attribute:
+            return str(attribute[0])
+    return None
 
 
 def _bucket_args(bucket: str, region: str) -> dict[str, Any]:
