@@ -45,10 +45,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from common.observability import logger, metrics, tracer
+from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import validation_summary
 from common.settings import ReaperSettings
 from pydantic import Field, ValidationError
@@ -466,27 +465,25 @@ def send_report(clients: ReaperClients, settings: ReaperSettings, report: Reaper
     return refused
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented_handler(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ReaperSettings.from_env()
     try:
         scheduled = parse(event=event, model=ScheduledEvent)
     except ValidationError as error:
-        metrics.add_metric(name="EventRejected", unit=MetricUnit.Count, value=1)
+        count_decision("EventRejected")
         reason = f"not an EventBridge Scheduled Event: {validation_summary(error)}"
         logger.error(f"event rejected: {reason}")
         return {"rejected": reason}
     clients = ReaperClients.default()
     report = reap(clients, settings, now=datetime.now(UTC))
-    metrics.add_metric(name="EndpointsJudged", unit=MetricUnit.Count, value=len(report.decisions))
+    count_decision("EndpointsJudged", len(report.decisions))
     for action, count in report.counts().items():
         # One metric per decision kind (EndpointsDeleted, EndpointsWouldMark, ...), summed over the run.
-        metrics.add_metric(name=f"Endpoints{action.title().replace('_', '')}", unit=MetricUnit.Count, value=count)
+        count_decision(f"Endpoints{action.title().replace('_', '')}", count)
     refused = send_report(clients, settings, report)
     if refused:
-        metrics.add_metric(name="AuditEntriesRefused", unit=MetricUnit.Count, value=refused)
+        count_decision("AuditEntriesRefused", refused)
         logger.error("EventBridge refused audit entries", extra={"refused": refused})
     logger.info("reaper run done", extra={"schedule_time": _iso(scheduled.time), "counts": report.counts()})
     return report.as_dict()

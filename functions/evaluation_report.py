@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from common.observability import count_decision, logger, metrics, tracer
+from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import InvalidPayloadError, split_s3_uri
 from common.settings import EvaluationReportSettings
 from pydantic import BaseModel, Field, ValidationError
@@ -112,9 +112,7 @@ def evaluate_against_champion(
     }
 
 
-@logger.inject_lambda_context(correlation_id_path="evaluation_uri")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented_handler(correlation_id_path="evaluation_uri")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = EvaluationReportSettings.from_env()
     try:

@@ -35,7 +35,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from common.idempotency import ALARM_TRANSITION_MEMORY_SECONDS, idempotency_config, persistence_layer
 from common.naming import execution_name
-from common.observability import count_decision, logger, metrics, tracer
+from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import validation_summary
 from common.settings import DriftSettings
 from common.training import start_training, training_input
@@ -216,9 +216,7 @@ def _record(decision: DriftDecision) -> DriftDecision:
     return decision
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented_handler(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = DriftSettings.from_env()
     try:

@@ -40,7 +40,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from botocore.exceptions import ClientError
 from common.idempotency import OBJECT_VERSION_MEMORY_SECONDS, idempotency_config, persistence_layer
 from common.naming import execution_name
-from common.observability import count_decision, logger, metrics, tracer
+from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import validation_summary
 from common.settings import NewDataSettings
 from common.training import MAX_EXECUTION_INPUT_BYTES, encoded_input_size, start_training, training_input
@@ -308,9 +308,7 @@ def _record(result: BatchResult) -> None:
     logger.info("batch done", extra={"executions": executions, "failures": result.batch_item_failures})
 
 
-@logger.inject_lambda_context(correlation_id_path="Records[0].messageId")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented_handler(correlation_id_path="Records[0].messageId")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = NewDataSettings.from_env()
     raw_records = event.get("Records") if isinstance(event, dict) else None

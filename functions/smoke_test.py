@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
-from common.observability import count_decision, logger, metrics, tracer
+from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import InvalidPayloadError, split_s3_uri
 from pydantic import BaseModel, Field, ValidationError
 
@@ -65,9 +65,7 @@ def smoke_test(request: SmokeTestRequest, s3_client: Any, runtime_client: Any) -
     return {"endpoint_name": request.endpoint_name, "rows": len(rows), "predictions": predictions}
 
 
-@logger.inject_lambda_context(correlation_id_path="endpoint_name")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented_handler(correlation_id_path="endpoint_name")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = SmokeTestRequest.model_validate(event)

@@ -40,9 +40,6 @@ def fresh_powertools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    # The shared Metrics instance read the namespace when first imported; give it this test's.
-    metrics.namespace = NAMESPACE
-    metrics.service = SERVICE
     metrics.clear_metrics()
     cold_start.reset_cold_start_flag()
     yield

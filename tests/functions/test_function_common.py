@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from common.naming import MAX_EXECUTION_NAME_LENGTH, execution_name
+from common.observability import count_decision, instrumented_handler
 from common.parsing import split_s3_uri
 from common.settings import DriftSettings, NewDataSettings, ReaperSettings, SettingsError
 from hypothesis import given
@@ -97,3 +99,22 @@ def test_new_data_settings_normalise_suffixes_and_build_the_data_uri():
 def test_s3_uri_without_bucket_and_key_is_refused(uri):
     with pytest.raises(ValueError, match="is not an s3://bucket/key URI"):
         split_s3_uri(uri)
+
+
+def test_each_call_reports_metrics_under_its_own_functions_service_and_namespace(monkeypatch, lambda_context, capsys):
+    # The local twin runs every function in one process, sharing these instances.
+    @instrumented_handler(correlation_id_path="id")
+    def decide(event, context):
+        count_decision("Decided")
+        return event
+
+    for service, namespace in [("retrain-on-drift", "ProjectA"), ("endpoint-reaper", "ProjectB")]:
+        monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
+        monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", namespace)
+        decide({"id": "event-1"}, lambda_context)
+
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [(blob["service"], blob["_aws"]["CloudWatchMetrics"][0]["Namespace"]) for blob in blobs] == [
+        ("retrain-on-drift", "ProjectA"),
+        ("endpoint-reaper", "ProjectB"),
+    ]
