@@ -168,10 +168,11 @@ def main() -> int:
         f"x{largest['calls'] / smallest['calls']:.1f}, calls per endpoint "
         f"{smallest['calls_per_endpoint']:.4f} -> {largest['calls_per_endpoint']:.4f}"
     )
-    verdict = "meets" if largest["calls_per_endpoint"] <= TARGET_CALLS_PER_ENDPOINT_AT_5000 else "misses"
-    print(
-        f"target at 5000 endpoints: <= {TARGET_CALLS_PER_ENDPOINT_AT_5000} calls/endpoint; largest fleet {verdict} it"
-    )
+    if largest["size"] >= 5000:
+        verdict = "meets" if largest["calls_per_endpoint"] <= TARGET_CALLS_PER_ENDPOINT_AT_5000 else "misses"
+        print(
+            f"{largest['size']} endpoints {verdict} the target of <= {TARGET_CALLS_PER_ENDPOINT_AT_5000} calls/endpoint"
+        )
     print("ms/endpoint is dominated by moto serving GetMetricData and ListMetrics in-process (it scans every")
     print("datapoint per query); own ms/endpoint is the reaper's work outside the calls.")
     return 0

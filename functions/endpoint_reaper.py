@@ -242,7 +242,8 @@ def _inspect(
     if settings.opt_out_tag in tags:
         opt_out = f"tagged {settings.opt_out_tag}={tags[settings.opt_out_tag]}"
         return Decision(candidate.name, "kept", "opt_out", opt_out)
-    # The tag itself is authoritative; the tagging-API scan is eventually consistent.
+    # The endpoint's own tags are authoritative: the tagging-API scan is eventually consistent (a mark it
+    # missed on a busy endpoint is removed by a later run).
     candidate.mark = tags.get(settings.mark_tag)
     description = clients.sagemaker.describe_endpoint(EndpointName=candidate.name)
     variants = description.get("ProductionVariants", [])
@@ -267,8 +268,9 @@ def _idle_decision(settings: ReaperSettings, candidate: _Candidate, now: datetim
     window = timedelta(hours=settings.idle_window_hours)
     idle_reason = f"no invocations in the last {settings.idle_window_hours} h"
     if candidate.mark is None:
-        action: Action = "would_mark" if settings.dry_run else "marked"
-        return Decision(candidate.name, action, "idle", f"{idle_reason}; marked {_iso(now)}")
+        if settings.dry_run:
+            return Decision(candidate.name, "would_mark", "idle", f"{idle_reason}; would be marked {_iso(now)}")
+        return Decision(candidate.name, "marked", "idle", f"{idle_reason}; marked {_iso(now)}")
     try:
         marked_at = _parse_mark(candidate.mark)
     except ValueError:
