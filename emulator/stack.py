@@ -518,7 +518,7 @@ class _Deployment:
 
     def _image_uri_table(self, logical_id: str) -> Path:
         directories = [self.statemachines_dir] if self.statemachines_dir else []
-        directories += sorted({path.parent for path in self.definition_files.values()})
+        directories += sorted({path.parent for path in self.definition_files.values()} - set(directories))
         for directory in directories:
             if (directory / IMAGE_URI_TABLE).is_file():
                 return directory / IMAGE_URI_TABLE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ STAND_IN_ASL = {"StartAt": "Started", "States": {"Started": {"Type": "Pass", "Re
 def stand_in_statemachines(tmp_path: Path) -> Path:
     for name in ("training", "deploy"):
         (tmp_path / f"{name}.asl.json").write_text(json.dumps(STAND_IN_ASL), encoding="utf-8")
+    shutil.copy(PROJECT_ROOT / "statemachines" / "image-uris.json", tmp_path)
     return tmp_path
 
 

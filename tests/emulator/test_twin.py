@@ -4,6 +4,7 @@ execution results and progress are checked in seconds (the real workflows run in
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
     statemachines = tmp_path_factory.mktemp("statemachines")
     (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
     (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
+    shutil.copy(PROJECT_ROOT / "statemachines" / "image-uris.json", statemachines)
     with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
         yield started
 
