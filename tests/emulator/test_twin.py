@@ -129,3 +129,14 @@ def test_boto3_clients_see_the_twin(twin: LocalTwin) -> None:
     machines = boto3.client("stepfunctions").list_state_machines()["stateMachines"]
     assert {m["stateMachineArn"] for m in machines} == {m.arn for m in twin.stack.state_machines.values()}
     assert twin.stack.skipped, "the template has types moto cannot create; the twin must list them"
+
+
+def test_the_reapers_schedule_fires_on_the_twins_clock(twin: LocalTwin) -> None:
+    twin.fire_schedules()  # whatever fell due while the other tests ran
+    twin.clock.advance(2 * 3600)
+    deliveries = twin.fire_schedules()
+    reaper = twin.stack.functions["EndpointReaperFunction"].function_arn
+    assert len(deliveries) >= 2
+    # only the reaper: the retraining schedule is off by default (RetrainingScheduleEnabled)
+    assert {d.target_arn for d in deliveries} == {reaper}
+    assert [d.error for d in deliveries] == [None] * len(deliveries)
