@@ -255,7 +255,11 @@ def main() -> int:
     print("  " + ", ".join(f"{module} {1000 * seconds:.0f} ms" for module, seconds in breakdown.items()))
 
     if not arguments.skip_package:
-        unzipped, zipped, trimmed = package_size()
+        try:
+            unzipped, zipped, trimmed = package_size()
+        except subprocess.CalledProcessError as error:
+            print(f"function package not measured: pip could not install functions/requirements.txt ({error})")
+            return 0
         mb = 1024 * 1024
 
         def verdict(size: int) -> str:

@@ -19,8 +19,9 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import InvalidPayloadError, split_s3_uri
+from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, split_s3_uri
 from common.settings import EvaluationReportSettings
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,7 +44,9 @@ def read_evaluation(s3_client: Any, evaluation_uri: str) -> dict[str, float]:
     bucket, key = split_s3_uri(evaluation_uri)
     try:
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3_client.exceptions.NoSuchKey:
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in MISSING_OBJECT_CODES:
+            raise
         raise EvaluationReportError(f"{evaluation_uri} does not exist; did the evaluate job write it?") from None
     try:
         report = json.loads(body)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import InvalidPayloadError, split_s3_uri
+from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, split_s3_uri
 from pydantic import BaseModel, Field, ValidationError
 
 if TYPE_CHECKING:
@@ -33,7 +33,12 @@ class SmokeTestRequest(BaseModel):
 def read_sample_rows(s3_client: Any, sample_uri: str) -> list[str]:
     """The sample's non-empty CSV lines."""
     bucket, key = split_s3_uri(sample_uri)
-    text = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    try:
+        text = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in MISSING_OBJECT_CODES:
+            raise
+        raise SmokeTestFailed(f"sample {sample_uri} does not exist; did preprocess write it?") from None
     rows = [line for line in text.splitlines() if line.strip()]
     if not rows:
         raise SmokeTestFailed(f"sample {sample_uri} has no rows to send")

@@ -21,6 +21,10 @@ class InvalidPayloadError(ValueError):
         return cls(f"{function} payload is invalid ({validation_summary(error)}); see docs/interfaces.md")
 
 
+# S3 error codes that mean the object a caller named is not there (as opposed to a transient failure).
+MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchBucket"})
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """`s3://bucket/key` -> (bucket, key); a ValueError naming the URI when it has no bucket or no key."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")

@@ -96,7 +96,11 @@ def test_unusable_evaluation_report_fails_naming_the_problem(artifacts, lambda_c
         evaluation_report.handler(load_event("evaluation_report/payload.json"), lambda_context)
 
 
-def test_missing_evaluation_report_says_which_job_should_have_written_it(artifacts, lambda_context):
+@pytest.mark.parametrize("bucket_exists", [True, False])
+def test_missing_evaluation_report_says_which_job_should_have_written_it(artifacts, lambda_context, bucket_exists):
+    if not bucket_exists:
+        artifacts.delete_bucket(Bucket=ARTIFACTS)
+
     with pytest.raises(EvaluationReportError, match="does not exist; did the evaluate job write it"):
         evaluation_report.handler(load_event("evaluation_report/payload.json"), lambda_context)
 

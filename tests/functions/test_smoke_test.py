@@ -93,3 +93,10 @@ def test_empty_sample_fails_before_calling_the_endpoint(sample):
 def test_payload_without_sample_uri_is_rejected_naming_the_field(lambda_context):
     with pytest.raises(InvalidPayloadError, match=r"smoke_test payload is invalid \(sample_uri: Field required\)"):
         smoke_test.handler(load_event("smoke_test/missing_sample_uri.json"), lambda_context)
+
+
+def test_missing_sample_fails_naming_the_uri(aws):
+    payload = load_event("smoke_test/payload.json")
+
+    with pytest.raises(SmokeTestFailed, match="does not exist; did preprocess write it"):
+        smoke_test.smoke_test(SmokeTestRequest(**payload), boto3.client("s3"), boto3.client("sagemaker-runtime"))
