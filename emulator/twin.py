@@ -41,6 +41,7 @@ REGION = "us-east-1"
 DEFAULT_CLOCK_SPEED = 100.0
 DEFAULT_EXECUTION_TIMEOUT_SECONDS = 1800.0
 _HISTORY_POLL_SECONDS = 0.1
+_STOP_SETUP_WAIT_SECONDS = 5.0
 _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -201,7 +202,9 @@ class LocalTwin:
         self._router.install()
 
     def close(self) -> None:
-        """Stops endpoint servers and jobs, gives moto its own behaviour back, and stops moto."""
+        """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto."""
+        if self._stack is not None and self._integrations_installed:
+            self._stop_running_executions()
         if self._router is not None:
             self._router.uninstall()
             self._router = None
@@ -221,6 +224,23 @@ class LocalTwin:
             os.environ.pop("AWS_DEFAULT_REGION", None)
         else:
             os.environ["AWS_DEFAULT_REGION"] = self._saved_region
+
+    def _stop_running_executions(self) -> None:
+        # Their engine threads would otherwise go on against plain moto once the integrations are uninstalled.
+        client = boto3.client("stepfunctions")
+        for machine in self.stack.state_machines.values():
+            for page in client.get_paginator("list_executions").paginate(
+                stateMachineArn=machine.arn, statusFilter="RUNNING"
+            ):
+                for execution in page["executions"]:
+                    arn = execution["executionArn"]
+                    # moto can stop an execution only once its engine thread has set it up (its first event).
+                    deadline = time.monotonic() + _STOP_SETUP_WAIT_SECONDS
+                    while not client.get_execution_history(executionArn=arn, maxResults=1)["events"]:
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(_HISTORY_POLL_SECONDS)
+                    client.stop_execution(executionArn=arn, error="LocalTwin.Closed", cause="the local twin stopped")
 
     # ---- the parts --------------------------------------------------------------------------------------------
 
