@@ -128,6 +128,8 @@ def classify_record(raw_record: Any, settings: NewDataSettings) -> RecordOutcome
         return RecordOutcome(message_id, "rejected", f"body is a JSON {type(body).__name__}, not an event object")
     if body.get("Event") == "s3:TestEvent":
         return RecordOutcome(message_id, "ignored", "S3 test event (sent when a notification is configured)")
+    if "detail-type" not in body:
+        return RecordOutcome(message_id, "rejected", f"body is not an EventBridge event (keys {sorted(body)[:5]})")
     if body.get("detail-type") != "Object Created":
         return RecordOutcome(message_id, "ignored", f"event type {body.get('detail-type')!r} is not 'Object Created'")
     try:

@@ -239,3 +239,20 @@ def test_each_record_outcome_is_a_metric(new_data_env, lambda_context, capsys):
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     values = {name: blob[name] for blob in emitted for name in ("ObjectRejected", "ObjectStarted", "RetrainStarted")}
     assert values == {"ObjectRejected": [1.0, 1.0], "ObjectStarted": [1.0], "RetrainStarted": [1.0]}
+
+
+@pytest.mark.parametrize(
+    ("body", "action", "reason"),
+    [
+        ({"greeting": "hello"}, "rejected", "body is not an EventBridge event (keys ['greeting'])"),
+        (["a", "list"], "rejected", "body is a JSON list, not an event object"),
+        ({"detail-type": "Object Deleted"}, "ignored", "event type 'Object Deleted' is not 'Object Created'"),
+    ],
+)
+def test_bodies_that_are_not_object_created_events_are_told_apart(new_data_env, lambda_context, body, action, reason):
+    event = load_event("retrain_on_new_data/object_created.json")
+    event["Records"][0]["body"] = json.dumps(body)
+
+    [outcome] = _process(event, lambda_context).outcomes
+
+    assert (outcome.action, outcome.reason) == (action, reason)
