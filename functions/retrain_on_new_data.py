@@ -295,6 +295,8 @@ _METRIC_BY_ACTION = {
 
 
 def _record(result: BatchResult) -> None:
+    # Counted even for an empty batch, so every invocation publishes something.
+    count_decision("RecordsReceived", len(result.outcomes))
     for outcome in result.outcomes:
         count_decision(_METRIC_BY_ACTION[outcome.action])
         fields = {"record": outcome.as_dict()}

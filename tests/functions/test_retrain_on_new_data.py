@@ -256,3 +256,11 @@ def test_bodies_that_are_not_object_created_events_are_told_apart(new_data_env, 
     [outcome] = _process(event, lambda_context).outcomes
 
     assert (outcome.action, outcome.reason) == (action, reason)
+
+
+def test_empty_batch_starts_nothing_and_still_reports_a_metric(new_data_env, lambda_context, capsys):
+    response = retrain_on_new_data.handler({"Records": []}, lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [blob["RecordsReceived"] for blob in emitted] == [[0.0]]
