@@ -74,7 +74,7 @@ $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"
 	cp functions/*.py "$(ARTIFACTS_DIR)/"
 	cp -r functions/common "$(ARTIFACTS_DIR)/"
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target "$(ARTIFACTS_DIR)" \
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$(ARTIFACTS_DIR)" \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all: \
 		-r functions/requirements.txt
 	rm -rf "$(ARTIFACTS_DIR)"/boto3 "$(ARTIFACTS_DIR)"/boto3-* "$(ARTIFACTS_DIR)"/botocore "$(ARTIFACTS_DIR)"/botocore-* \
