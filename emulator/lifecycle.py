@@ -153,11 +153,11 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
 
 
 def _quiet_deployment_logs() -> None:
-    # Deploying the stack into moto logs every resource type moto lacks and what the twin did instead; useful when
-    # debugging the twin, noise for someone running the lifecycle. The run prints a one-line count instead.
-    quieter = {"botocore.credentials": logging.WARNING, "emulator.stack": logging.WARNING, "moto": logging.ERROR}
-    for name, level in quieter.items():
-        logging.getLogger(name).setLevel(level)
+    # Deploying the stack into moto logs every resource type moto lacks and what the twin did instead, and the
+    # stack's own functions log as they run: useful when debugging the twin, noise for someone running the
+    # lifecycle, which prints its own progress. Warnings still show; moto's are about types the twin handles.
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("moto").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="moto.cloudformation")
 
 
