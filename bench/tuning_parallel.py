@@ -15,10 +15,12 @@ wall-clock times and the speedup (target: >= 1.7x on 2 cores).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,6 @@ from moto import mock_aws
 from emulator.clock import Clock
 from emulator.datasets import write_default_dataset
 from emulator.sagemaker_local import LocalSageMaker
-from emulator.stack import deterministic_tarball
 from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
 REGION = os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -101,12 +102,21 @@ def _stage_inputs(work: Path, label_column: str) -> dict[str, str]:
     s3.create_bucket(Bucket=BUCKET)
     for channel in ("train", "validation"):
         s3.upload_file(str(splits / channel / f"{channel}.csv"), BUCKET, f"splits/{channel}/{channel}.csv")
-    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=deterministic_tarball(PROJECT_ROOT / "ml"))
+    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=_sourcedir_tarball(PROJECT_ROOT / "ml"))
     return {
         "train": f"s3://{BUCKET}/splits/train/",
         "validation": f"s3://{BUCKET}/splits/validation/",
         "code": f"s3://{BUCKET}/code/sourcedir.tar.gz",
     }
+
+
+def _sourcedir_tarball(ml_dir: Path) -> bytes:
+    """`ml/`'s scripts at the root of a gzipped tar, as the stack publishes them for SageMaker."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for script in sorted(ml_dir.glob("*.py")):
+            tar.add(script, arcname=script.name)
+    return archive.getvalue()
 
 
 def _tuning_request(asl_parameters: dict[str, Any], channels: dict[str, str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 IDEMPOTENCY_TABLE = "mlops-idempotency"
-DATA_BUCKET = "mlops-data-123456789012-us-east-1"
+DATA_BUCKET = "mlops-local-data-123456789012-us-east-1"
 MODEL_NAME = "breast-cancer"
 SERVICE = "mlops-tests"
 NAMESPACE = "MlopsTests"

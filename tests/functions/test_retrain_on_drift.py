@@ -14,7 +14,7 @@ from common.settings import DriftSettings, SettingsError
 from lambda_test_support import MODEL_NAME, executions, load_event, utc
 
 DRIFT_PREFIX = f"{MODEL_NAME}-drift"
-DATA_URI = "s3://mlops-data-123456789012-us-east-1/incoming/"
+DATA_URI = "s3://mlops-local-data-123456789012-us-east-1/incoming/"
 
 
 @pytest.fixture
