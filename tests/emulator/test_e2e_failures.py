@@ -11,12 +11,13 @@ from typing import Any
 
 import boto3
 import pytest
+from ml_code_publisher import publisher
 from moto.sns.models import sns_backends
 
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
 from emulator.progress import CAUGHT, SUCCEEDED
-from emulator.stack import ACCOUNT_ID, deterministic_tarball
+from emulator.stack import ACCOUNT_ID
 from emulator.twin import REGION, ExecutionResult, LocalTwin
 from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 from workflows.export import render_statemachines
@@ -63,7 +64,7 @@ def _sourcedir_with_raising_training(tmp: Path) -> bytes:
     code = tmp / "ml"
     shutil.copytree(PROJECT_ROOT / "ml", code, ignore=shutil.ignore_patterns("__pycache__"))
     (code / "train.py").write_text(RAISING_TRAIN_SCRIPT)
-    return deterministic_tarball(code)
+    return publisher.build_sourcedir_tarball(code)
 
 
 @pytest.fixture(scope="module")
