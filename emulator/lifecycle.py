@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 RUNS_DIR = PROJECT_ROOT / ".mlops" / "runs"
 TRAINING = "training"
 DEPLOY = "deploy"
-# Real seconds. Generous: the default run takes a few minutes on 2 cores, a tuning run longer.
+# Real seconds. Generous: the default run takes well under a minute on 2 cores; bigger data takes longer.
 EXECUTION_TIMEOUT_SECONDS = 45 * 60
 # The approval event starts `deploy` synchronously in the twin; this only bounds a broken routing.
 DEPLOY_START_TIMEOUT_SECONDS = 10.0
@@ -81,9 +81,9 @@ class FollowedExecution:
         """Where the execution ended and why, with the first error a Catch handled on the way there."""
         runs = self.result.runs
         failed = [run for run in runs if run.status == FAILED]
-        where = f"in {failed[-1].name} ({failed[-1].state_type})" if failed else ""
+        where = f" in {failed[-1].name} ({failed[-1].state_type})" if failed else ""
         error = self.result.error or (failed[-1].error if failed else None) or "an unknown error"
-        message = f"{self.label} {self.result.status} {where}: {error}"
+        message = f"{self.label} {self.result.status}{where}: {error}"
         cause = short_cause(self.result.cause or (failed[-1].cause if failed else None))
         if cause:
             message += f": {cause}"
@@ -125,7 +125,7 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
         file=out,
     )
     outcome = LifecycleOutcome()
-    _quiet_deployment_logs()
+    _quiet_library_logs()
     function_log = work / "functions.log"
     print(f"work dir: {work} (job logs under twin/sagemaker/, Lambda output in {function_log.name})", file=out)
     try:
@@ -152,7 +152,7 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
     return EXIT_OK
 
 
-def _quiet_deployment_logs() -> None:
+def _quiet_library_logs() -> None:
     # Deploying the stack into moto logs every resource type moto lacks and what the twin did instead, and the
     # stack's own functions log as they run: useful when debugging the twin, noise for someone running the
     # lifecycle, which prints its own progress. Warnings still show; moto's are about types the twin handles.
@@ -175,6 +175,7 @@ def _dataset(data: Path | None, label_column: str | None, config: PipelineConfig
 @contextmanager
 def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = None) -> Iterator[LocalTwin]:
     """The local twin of the stack, started, after saying what it deployed; closed on exit."""
+    # Imported here: importing moto takes seconds, and bad input is refused before any twin is needed.
     from emulator.twin import LocalTwin
 
     started = time.monotonic()
