@@ -195,7 +195,7 @@ def _choice_rules(rules: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 def _literal_violations(state: dict[str, Any], at: str) -> Iterator[str]:
     """Account, region, bucket and ARN literals, and placeholders outside docs/interfaces.md's table."""
-    for text in _strings(state):
+    for text in strings_in(state):
         for placeholder in _PLACEHOLDER.findall(text):
             if placeholder not in PLACEHOLDER_NAMES:
                 yield f"{at}unknown placeholder ${{{placeholder}}}: template.yaml does not substitute it"
@@ -204,16 +204,17 @@ def _literal_violations(state: dict[str, Any], at: str) -> Iterator[str]:
                 yield f"{at}{what} in {text!r}: use a ${{Placeholder}} filled by DefinitionSubstitutions"
 
 
-def _strings(value: Any) -> Iterator[str]:
+def strings_in(value: Any) -> Iterator[str]:
+    """Every key and string value in a JSON document, depth first."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for key, item in value.items():
             yield key
-            yield from _strings(item)
+            yield from strings_in(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
+            yield from strings_in(item)
 
 
 def _lookup(parameters: dict[str, Any], path: str) -> tuple[bool, Any]:

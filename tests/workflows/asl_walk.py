@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from mlops.asl_policy import strings_in
+
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
 
@@ -29,20 +31,8 @@ def choice_targets(state: dict[str, Any]) -> list[str]:
     return [rule["Next"] for rule in state["Choices"]] + [state["Default"]]
 
 
-def strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings(item)
-
-
 def placeholders(definition: dict[str, Any]) -> set[str]:
-    return {name for text in strings(definition) for name in PLACEHOLDER.findall(text)}
+    return {name for text in strings_in(definition) for name in PLACEHOLDER.findall(text)}
 
 
 def execution_scoped_name(expression: str, execution_name: str) -> str:
