@@ -44,17 +44,6 @@ POLL_SECONDS = 0.05
 JOB_TIMEOUT_SECONDS = 900
 
 
-class OneThreadPerTraining(LocalSageMaker):
-    """The local SageMaker with every training held to one thread.
-
-    The backend gives a lone training all the cores (as its own instance would have); for this comparison
-    the sequential trainings must not use the core the parallel run gets from its second job.
-    """
-
-    def _cpus_per_training(self, parallel: int) -> int:
-        return 1
-
-
 def main() -> int:
     for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")):
         os.environ.setdefault(name, value)
@@ -63,7 +52,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp, mock_aws():
         work = Path(tmp)
         channels = _stage_inputs(work, config.model.label_column)
-        backend = OneThreadPerTraining(work / "sagemaker", Clock(speed=1000.0), max_parallel=PARALLEL)
+        # The backend gives a lone training all the cores (as its own instance would have); for this comparison
+        # the sequential trainings must not use the core the parallel run gets from its second job.
+        backend = LocalSageMaker(work / "sagemaker", Clock(speed=1000.0), max_parallel=PARALLEL, cpus_per_job=1)
         try:
             tuning_request = _tuning_request(tune_state["Parameters"], channels)
             parallel_seconds, hyperparameter_sets = _run_tuning(backend, tuning_request)

@@ -146,7 +146,11 @@ class _Endpoint:
 
 
 class LocalSageMaker:
-    """The local SageMaker: see the module docstring. `close()` stops endpoint servers and kills running jobs."""
+    """The local SageMaker: see the module docstring. `close()` stops endpoint servers and kills running jobs.
+
+    A training job gets `cpus_per_job` threads (`SM_NUM_CPUS`, `OMP_NUM_THREADS`) when it is set; by default a
+    lone training gets every core and a tuning job's parallel trainings share them, as separate instances would.
+    """
 
     def __init__(
         self,
@@ -157,7 +161,10 @@ class LocalSageMaker:
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT,
         endpoint_transition_seconds: float = ENDPOINT_TRANSITION_SECONDS,
+        cpus_per_job: int | None = None,
     ) -> None:
+        if cpus_per_job is not None and cpus_per_job < 1:
+            raise ValueError(f"cpus_per_job must be at least 1 (or None to share the cores), got {cpus_per_job!r}")
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
@@ -166,6 +173,7 @@ class LocalSageMaker:
         self.account_id = account_id
         self._events = events
         self.endpoint_transition_seconds = endpoint_transition_seconds
+        self.cpus_per_job = cpus_per_job
         self._lock = threading.RLock()
         self._jobs: dict[str, dict[str, JobRecord]] = {kind.kind: {} for kind in SYNC_JOBS.values()}
         self._models: dict[str, dict[str, Any]] = {}
@@ -288,6 +296,8 @@ class LocalSageMaker:
             record.done.wait(timeout)
 
     def _cpus_per_training(self, parallel: int) -> int:
+        if self.cpus_per_job is not None:
+            return self.cpus_per_job
         return max(1, (os.cpu_count() or 1) // max(1, parallel))
 
     def _training_description(self, params: dict[str, Any], tuning_arn: str | None = None) -> dict[str, Any]:

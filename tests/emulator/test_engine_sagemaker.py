@@ -148,6 +148,29 @@ def test_training_job_sync_returns_final_metrics_and_uploads_the_encrypted_model
     assert transitions == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
 
 
+def test_cpus_per_job_sets_the_threads_a_training_script_is_given(runtime: Any, staged: dict[str, str]) -> None:
+    runtime.sagemaker.cpus_per_job = 3
+    definition = {
+        "StartAt": "Train",
+        "States": {
+            "Train": runtime.task(
+                "arn:aws:states:::sagemaker:createTrainingJob.sync", training_parameters(staged, {"x": "0.25"})
+            )
+        },
+    }
+
+    outcome = runtime.run(definition, name="train-three-cpus")
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    log = runtime.sagemaker.work_dir / "training" / "train-three-cpus" / "logs" / "training.log"
+    assert "cpus=3 " in log.read_text()
+
+
+def test_cpus_per_job_below_one_is_refused(runtime: Any) -> None:
+    with pytest.raises(ValueError, match="cpus_per_job must be at least 1"):
+        type(runtime.sagemaker)(runtime.sagemaker.work_dir, runtime.clock, cpus_per_job=0)
+
+
 def test_a_raising_training_script_fails_the_task_and_the_execution_takes_its_catch(
     runtime: Any, staged: dict[str, str]
 ) -> None:
