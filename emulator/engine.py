@@ -14,6 +14,10 @@ that factory so that:
   `LocalLambdaRunner.install`);
 - anything else fails the execution with `States.Runtime` and a cause naming the state and the feature.
 
+It also caches the ASL syntax tree per definition text: moto parses a definition when the state machine is
+created and again at every StartExecution (about 0.1 s for `training`). Only the tree is shared; each
+execution still builds its own state objects from it, so no per-execution state can leak between runs.
+
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
 unsupported feature cannot be swallowed by a Catch. These are moto internals: moto is pinned exactly
@@ -25,13 +29,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from antlr4 import CommonTokenStream, InputStream
 from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -63,6 +71,11 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
+from moto.stepfunctions.parser.asl.parse.asl_parser import (
+    AmazonStateLanguageParser,
+    ASLParserException,
+    SyntaxErrorListener,
+)
 
 from emulator.clock import Clock
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
@@ -93,6 +106,8 @@ _AWS_SDK_KNOWN_BROKEN = {("s3", "getObject"): "the engine does not convert the o
 # How often a `.sync` task re-reads its job's Describe*, in virtual seconds. The poll also wakes up as
 # soon as the job changes state, so this bounds the latency only for jobs that never report.
 SYNC_POLL_SECONDS = 30.0
+# Distinct definitions whose syntax trees are kept: a twin has a handful, a test session a few hundred.
+_SYNTAX_TREE_CACHE_SIZE = 256
 _TERMINAL_RUNTIME_ERRORS = {StatesErrorNameType.StatesRuntime, StatesErrorNameType.StatesStatesDataLimitExceeded}
 
 
@@ -363,6 +378,45 @@ def _any_choice_matches(choice: StateChoice, env: Environment) -> bool:
     return False
 
 
+class _SyntaxTreeCache:
+    """ASL syntax trees by definition text, so that a definition is lexed and parsed once, not per execution.
+
+    The ANTLR tree is read-only once built (the preprocessor and the static analyser only visit it); the
+    evaluation components, which do hold execution state, are still built afresh for every caller.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._trees: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def parse(self, definition: str) -> tuple[Any, Any]:
+        """What `AmazonStateLanguageParser.parse` returns: a new program and the (shared) syntax tree."""
+        with self._lock:
+            tree = self._trees.get(definition)
+            if tree is not None:
+                self._trees.move_to_end(definition)
+        if tree is None:
+            tree = self._syntax_tree(definition)
+            with self._lock:
+                self._trees[definition] = tree
+                if len(self._trees) > self._size:
+                    self._trees.popitem(last=False)
+        return preprocessor.Preprocessor().visit(tree), tree
+
+    @staticmethod
+    def _syntax_tree(definition: str) -> Any:
+        # As moto's AmazonStateLanguageParser.parse does it; a definition with syntax errors is never cached.
+        errors = SyntaxErrorListener()
+        parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
+        parser.removeErrorListeners()
+        parser.addErrorListener(errors)
+        tree = parser.state_machine()
+        if errors.errors:
+            raise ASLParserException(errors=errors.errors)
+        return tree
+
+
 class _ClockTime:
     """Stands in for the `time` module inside moto's retrier so that Retry intervals use the clock."""
 
@@ -392,6 +446,9 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         restore = installation.restore
 
         _patch(preprocessor, "state_task_for", _local_state_task_for, restore)
+        _patch(
+            AmazonStateLanguageParser, "parse", staticmethod(_SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE).parse), restore
+        )
 
         def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
             if wait_seconds > 0:

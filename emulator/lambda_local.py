@@ -5,10 +5,15 @@ moto's docker-less Lambda backend only echoes the payload. `LocalLambdaRunner.in
 `LambdaContext` and its own environment; an exception becomes `FunctionError: Unhandled` with the
 `errorType`/`errorMessage`/`stackTrace` payload AWS returns, so `Retry`/`Catch` on error names behave
 as on AWS. Functions that are not registered keep moto's behaviour.
+
+`init_functions()` runs each function's init phase (importing its handler module, with its own environment)
+ahead of the first invocation, as Lambda does before it counts an invocation's duration; the twin calls it
+at start-up. A function whose init fails is imported again by its first invoke, which raises the error there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -87,7 +92,8 @@ class LocalLambdaRunner:
         self.region = region
         self.account_id = account_id
         self._functions: dict[str, RegisteredFunction] = {}
-        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        # Each handler with the registration it was loaded for: a function registered again loads afresh.
+        self._handlers: dict[str, tuple[RegisteredFunction, Callable[[Any, Any], Any]]] = {}
         # The process has one os.environ: calls are serialised so each sees only its own function's environment.
         # Re-entrant because a handler may invoke another function.
         self._environment_lock = threading.RLock()
@@ -107,6 +113,16 @@ class LocalLambdaRunner:
             function_name, handler, code_dir, dict(environment), int(timeout)
         )
         self._handlers.pop(function_name, None)
+
+    def init_functions(self) -> None:
+        """Import every registered function's handler module now, each with its own environment (Lambda's init).
+
+        An import that fails is left to the function's first invoke, which imports again and raises.
+        """
+        for registered in list(self._functions.values()):
+            # An init error belongs to the invocation that needs the handler, where AWS reports it too.
+            with self._environment_lock, self._function_environment(registered), contextlib.suppress(Exception):
+                self._load_handler(registered)
 
     @property
     def function_names(self) -> list[str]:
@@ -173,8 +189,9 @@ class LocalLambdaRunner:
                     os.environ[key] = value
 
     def _load_handler(self, registered: RegisteredFunction) -> Callable[[Any, Any], Any]:
-        if registered.function_name in self._handlers:
-            return self._handlers[registered.function_name]
+        cached = self._handlers.get(registered.function_name)
+        if cached is not None and cached[0] is registered:
+            return cached[1]
         module_name, _, function = registered.handler.rpartition(".")
         if str(registered.code_dir) not in sys.path:
             sys.path.insert(0, str(registered.code_dir))
@@ -196,7 +213,7 @@ class LocalLambdaRunner:
         handler = getattr(module, function, None)
         if not callable(handler):
             raise AttributeError(f"Handler {registered.handler!r} of {registered.function_name} is not a function")
-        self._handlers[registered.function_name] = handler
+        self._handlers[registered.function_name] = (registered, handler)
         return handler
 
     def install(self) -> None:

@@ -102,3 +102,56 @@ def test_an_unknown_function_is_refused_naming_the_known_ones(runner: LocalLambd
 def test_a_bad_handler_string_is_refused_at_registration(runner: LocalLambdaRunner, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"module\.function"):
         runner.register("bad", "handler", tmp_path, {}, 3)
+
+
+INIT_RECORDING_HANDLER = """
+import os
+
+# Read at import: on Lambda the init phase already runs with the function's environment.
+TABLE_AT_INIT = os.environ.get("IDEMPOTENCY_TABLE_NAME")
+
+def handler(event, context):
+    return {"table_at_init": TABLE_AT_INIT, "table_at_call": os.environ["IDEMPOTENCY_TABLE_NAME"]}
+"""
+
+
+def test_init_imports_the_handler_with_its_environment_and_restores_the_process_environment(tmp_path: Path) -> None:
+    code_dir = tmp_path / "init_code"
+    code_dir.mkdir()
+    (code_dir / "init_recording.py").write_text(INIT_RECORDING_HANDLER)
+    runner = LocalLambdaRunner()
+    runner.register("init-fn", "init_recording.handler", code_dir, {"IDEMPOTENCY_TABLE_NAME": "at-init"}, 30)
+
+    runner.init_functions()
+
+    assert "IDEMPOTENCY_TABLE_NAME" not in os.environ
+    (code_dir / "init_recording.py").write_text("raise RuntimeError('imported twice')")
+    assert runner.invoke("init-fn", {}) == {"table_at_init": "at-init", "table_at_call": "at-init"}
+
+
+def test_a_handler_whose_init_fails_raises_on_invoke_not_at_init(tmp_path: Path) -> None:
+    code_dir = tmp_path / "broken_code"
+    code_dir.mkdir()
+    (code_dir / "broken_init.py").write_text("raise RuntimeError('missing dependency at import')")
+    runner = LocalLambdaRunner()
+    runner.register("broken-fn", "broken_init.handler", code_dir, {}, 30)
+
+    runner.init_functions()
+
+    with pytest.raises(RuntimeError, match="missing dependency at import"):
+        runner.invoke("broken-fn", {})
+
+
+def test_a_function_registered_again_runs_its_new_handler(tmp_path: Path) -> None:
+    code_dir = tmp_path / "versioned_code"
+    code_dir.mkdir()
+    (code_dir / "versioned.py").write_text(
+        "def first(event, context):\n    return 1\n\ndef second(event, context):\n    return 2\n"
+    )
+    runner = LocalLambdaRunner()
+    runner.register("versioned-fn", "versioned.first", code_dir, {}, 30)
+    runner.init_functions()
+
+    runner.register("versioned-fn", "versioned.second", code_dir, {}, 30)
+
+    assert runner.invoke("versioned-fn", {}) == 2
