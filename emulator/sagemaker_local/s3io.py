@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+# Files up to this size are uploaded with one PutObject, and downloads stream one GetObject into the file:
+# boto3's managed transfers start a thread pool per call (several milliseconds each, a dozen times per
+# training execution). Larger uploads keep them, for multipart. The threshold is boto3's own default.
+_SINGLE_REQUEST_MAX_BYTES = 8 * 1024 * 1024
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -40,7 +46,9 @@ class S3Stager:
             relative = Path(object_key).name if object_key == key else object_key[len(key) :].lstrip("/")
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._client.download_file(bucket, object_key, str(target))
+            body = self._client.get_object(Bucket=bucket, Key=object_key)["Body"]
+            with target.open("wb") as local_file:
+                shutil.copyfileobj(body, local_file)
             written.append(target)
         if not written:
             raise FileNotFoundError(f"No S3 object found at {uri}")
@@ -61,10 +69,12 @@ class S3Stager:
 
     def upload_file(self, source: Path, uri: str, kms_key_id: str | None = None) -> None:
         bucket, key = split_s3_uri(uri)
-        extra: dict[str, Any] = {}
-        if kms_key_id:
-            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
-        self._client.upload_file(str(source), bucket, key, ExtraArgs=extra or None)
+        extra: dict[str, Any] = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+        if source.stat().st_size > _SINGLE_REQUEST_MAX_BYTES:
+            self._client.upload_file(str(source), bucket, key, ExtraArgs=extra or None)
+            return
+        with source.open("rb") as body:
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
 
     def put_bytes(self, body: bytes, uri: str, kms_key_id: str | None = None) -> None:
         bucket, key = split_s3_uri(uri)

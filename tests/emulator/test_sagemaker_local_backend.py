@@ -8,6 +8,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -224,3 +225,20 @@ def test_data_capture_writes_each_request_and_response_as_sagemaker_does(runtime
     }
     assert json.loads(record["captureData"]["endpointOutput"]["data"]) == {"version": 1, "echo": {"rows": 1}}
     assert record["eventVersion"] == "0"
+
+
+@pytest.mark.parametrize("size", [1_000, 9 * 1024 * 1024], ids=["one-request", "multipart"])
+def test_job_files_round_trip_through_s3_encrypted_whatever_their_size(
+    runtime: Any, bucket: str, tmp_path: Path, size: int
+) -> None:
+    kms_key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
+    source = tmp_path / "out" / "model.tar.gz"
+    source.parent.mkdir()
+    source.write_bytes(bytes(range(256)) * (size // 256) + b"end")
+
+    runtime.sagemaker.stager.upload_file(source, f"s3://{bucket}/jobs/model.tar.gz", kms_key)
+    downloaded = runtime.sagemaker.stager.download(f"s3://{bucket}/jobs/model.tar.gz", tmp_path / "in")
+
+    assert [path.read_bytes() for path in downloaded] == [source.read_bytes()]
+    head = boto3.client("s3", region_name=REGION).head_object(Bucket=bucket, Key="jobs/model.tar.gz")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key)
