@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,9 @@ from typing import Any, cast
 
 import boto3
 from moto import mock_aws
+from moto.stepfunctions.exceptions import AWSError
+from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 from samtranslator.yaml_helper import yaml_parse
 
 from emulator.clock import Clock
@@ -142,6 +145,8 @@ class LocalTwin:
         self._router: EventRouter | None = None
         self._integrations_installed = False
         self._saved_region: str | None = None
+        # The last description of each execution, with the (status, history length) it was read at.
+        self._descriptions: dict[str, tuple[tuple[str, int], ExecutionResult]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -220,6 +225,7 @@ class LocalTwin:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+        self._descriptions.clear()
         if self._owns_work_dir and self._work_dir is not None:
             shutil.rmtree(self._work_dir, ignore_errors=True)
             self._work_dir = None
@@ -292,6 +298,14 @@ class LocalTwin:
 
     def describe_execution(self, execution_arn: str) -> ExecutionResult:
         """The execution as it stands: status, output or error, and the state runs from its history."""
+        # Callers poll this while jobs run. Reading the history through the API costs tens of milliseconds of
+        # CPU (moto serialises every event), taken from the jobs on a small machine; so it is read again only
+        # when the engine has recorded something new. The mark is taken first: a change during the read below
+        # shows on the next call.
+        mark = _history_mark(execution_arn)
+        cached = self._descriptions.get(execution_arn)
+        if mark is not None and cached is not None and cached[0] == mark:
+            return replace(cached[1], runs=list(cached[1].runs), history=list(cached[1].history))
         client = boto3.client("stepfunctions")
         description = client.describe_execution(executionArn=execution_arn)
         history: list[Any] = []
@@ -303,7 +317,7 @@ class LocalTwin:
             if details and error is None:
                 error, cause = details.get("error"), details.get("cause")
                 break
-        return ExecutionResult(
+        result = ExecutionResult(
             execution_arn=execution_arn,
             state_machine_arn=description["stateMachineArn"],
             name=description["name"],
@@ -317,6 +331,9 @@ class LocalTwin:
             runs=state_runs(history),
             history=history,
         )
+        if mark is not None:
+            self._descriptions[execution_arn] = (mark, result)
+        return replace(result, runs=list(result.runs), history=list(result.history))
 
     def wait_for_execution(
         self, execution_arn: str, timeout: float = DEFAULT_EXECUTION_TIMEOUT_SECONDS
@@ -409,6 +426,21 @@ def _create_local_network() -> tuple[list[str], list[str]]:
         GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
     )["GroupId"]
     return subnet_ids, [group_id]
+
+
+def _history_mark(execution_arn: str) -> tuple[str, int] | None:
+    """The execution's status and number of history events in moto's engine; None for an ARN it does not know."""
+    parts = execution_arn.split(":")
+    if len(parts) < 5:
+        return None
+    try:
+        execution = stepfunctions_parser_backends[parts[4]][parts[3]].describe_execution(execution_arn)
+    except AWSError:
+        return None
+    # An execution moto has recorded but not yet handed to its engine thread has no history to count.
+    if not isinstance(execution, EngineExecution) or execution.exec_worker is None:
+        return None
+    return str(execution.exec_status), len(execution.to_history_output()["events"])
 
 
 def _execution_name() -> str:

@@ -140,3 +140,20 @@ def test_the_reapers_schedule_fires_on_the_twins_clock(twin: LocalTwin) -> None:
     # only the reaper: the retraining schedule is off by default (RetrainingScheduleEnabled)
     assert {d.target_arn for d in deliveries} == {reaper}
     assert [d.error for d in deliveries] == [None] * len(deliveries)
+
+
+def test_describing_an_unchanged_execution_again_does_not_read_its_history_through_the_api(
+    twin: LocalTwin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = twin.start_execution("training", {"objects": []}, name="described-twice")
+    first = twin.wait_for_execution(arn, timeout=60)
+
+    def no_api_call(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an unchanged execution was read through the Step Functions API again")
+
+    monkeypatch.setattr(boto3, "client", no_api_call)
+    again = twin.describe_execution(arn)
+
+    assert (again.status, again.output, again.states_entered()) == (first.status, first.output, ["RecordInput"])
+    assert again.history == first.history
+    assert again.runs is not first.runs, "each caller gets lists of its own"
