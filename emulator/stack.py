@@ -246,6 +246,8 @@ def _transform(template: dict[str, Any], parameter_overrides: Mapping[str, str],
     # samtranslator reads the region from the environment for the pseudo parameters it resolves itself.
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = region
+    # The translator records usage metrics nobody publishes offline and warns about them at exit.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     try:
         return sam_transform(template, dict(parameter_overrides), _StaticManagedPolicyLoader())
     except Exception as error:
