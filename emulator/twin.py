@@ -341,12 +341,19 @@ class LocalTwin:
         """Waits (real seconds) until the execution stops, feeding `on_progress` as states start and finish."""
         deadline = time.monotonic() + timeout
         reported: set[tuple[int, str]] = set()
+        stopped_seen: float | None = None
         while True:
             result = self.describe_execution(execution_arn)
             self._report_progress(execution_arn, result.runs, reported)
+            # The engine sets the status a moment before it appends the closing event: give that event a
+            # moment to land, so callers see the whole history.
             if result.status != "RUNNING":
-                return result
-            if time.monotonic() > deadline:
+                now = time.monotonic()
+                stopped_seen = stopped_seen or now
+                grace_over = now - stopped_seen > _CLOSING_EVENT_GRACE_SECONDS or now > deadline
+                if _closes_execution(result.history) or grace_over:
+                    return result
+            elif time.monotonic() > deadline:
                 raise TimeoutError(
                     f"Execution {execution_arn} still RUNNING after {timeout:.0f} s; last states: "
                     f"{', '.join(result.states_entered()[-3:]) or 'none'}. Raise the timeout or look at the job logs "
@@ -441,6 +448,14 @@ def _history_mark(execution_arn: str) -> tuple[str, int] | None:
     if not isinstance(execution, EngineExecution) or execution.exec_worker is None:
         return None
     return str(execution.exec_status), len(execution.to_history_output()["events"])
+
+
+_CLOSING_EVENT_GRACE_SECONDS = 2.0
+_CLOSING_EVENT_TYPES = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
+
+
+def _closes_execution(history: list[Any]) -> bool:
+    return bool(history) and history[-1].get("type") in _CLOSING_EVENT_TYPES
 
 
 def _execution_name() -> str:

@@ -146,7 +146,9 @@ def test_describing_an_unchanged_execution_again_does_not_read_its_history_throu
     twin: LocalTwin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     arn = twin.start_execution("training", {"objects": []}, name="described-twice")
-    first = twin.wait_for_execution(arn, timeout=60)
+    waited = twin.wait_for_execution(arn, timeout=60)
+    assert waited.history[-1]["type"] == "ExecutionSucceeded", "the wait returns the whole history"
+    first = twin.describe_execution(arn)
 
     def no_api_call(*args: object, **kwargs: object) -> None:
         raise AssertionError("an unchanged execution was read through the Step Functions API again")
