@@ -1,6 +1,10 @@
 # `make run` and `make test` do all the set-up on a machine with only Python 3.11.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The interpreter itself, not a version manager's shim: a shim may run hooks after `pip install` (pyenv
+# rehashes its shims), and those race when `sam build` runs the build targets below in parallel.
+ifndef PYTHON
+PYTHON := $(shell $$(command -v python3.11 || command -v python3) -c 'import sys; print(sys.executable)')
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
