@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 # API limits that shape the batching.
 METRIC_QUERIES_PER_CALL = 500  # GetMetricData
+# GetMetricData's EndTime is exclusive: reaching a little past `now` counts a datapoint stamped at this very
+# moment, or by a clock slightly ahead, as traffic. Deleting on a borderline is the mistake to avoid.
+METRIC_END_MARGIN = timedelta(minutes=5)
 ENTRIES_PER_PUT_EVENTS = 10  # PutEvents
 DECISIONS_PER_AUDIT_ENTRY = 50  # keeps ten entries well under PutEvents' 256 KiB request limit
 SNS_MESSAGE_BUDGET_BYTES = 200 * 1024  # SNS allows 256 KiB; the rest is headroom for the summary
@@ -210,7 +213,7 @@ def invocations_by_endpoint(
         ]
         try:
             pages = cloudwatch.get_paginator("get_metric_data").paginate(
-                MetricDataQueries=queries, StartTime=now - window, EndTime=now
+                MetricDataQueries=queries, StartTime=now - window, EndTime=now + METRIC_END_MARGIN
             )
             for page in pages:
                 for result in page["MetricDataResults"]:

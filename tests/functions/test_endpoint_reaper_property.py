@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from endpoint_reaper import ReaperClients, reap
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lambda_test_support import MARK, NOW, OPT_OUT, EndpointFleet, mark_value, reaper_settings
 from moto import mock_aws
@@ -51,7 +51,18 @@ def _build(specs: list[dict[str, Any]]) -> None:
             fleet.invoke(f"e{index}", NOW - timedelta(hours=hours), variant=variant)
 
 
+# Found by this test: traffic stamped exactly at the second run's moment fell outside an exclusive EndTime.
+_TRAFFIC_AT_THE_RUNS_MOMENT = {
+    "age_hours": 0,
+    "config": "realtime",
+    "opt_out": False,
+    "mark_hours_ago": 0,
+    "invoked_hours_ago": [-30],
+}
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(specs=[_TRAFFIC_AT_THE_RUNS_MOMENT], dry_run=False, cap=1)
 @given(
     specs=st.lists(_endpoint_specs, min_size=1, max_size=8),
     dry_run=st.sampled_from([False, False, True]),

@@ -36,7 +36,7 @@ def _endpoint_answering(body: bytes) -> tuple[Any, Stubber]:
         "invoke_endpoint",
         {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"},
         {
-            "EndpointName": "mlops-endpoint",
+            "EndpointName": "mlops-local-endpoint",
             "ContentType": "text/csv",
             "Accept": "application/json",
             "Body": "\n".join(SAMPLE_ROWS).encode(),
@@ -52,7 +52,7 @@ def test_one_prediction_per_row_passes(sample):
     with stubber:
         result = smoke_test.smoke_test(SmokeTestRequest(**load_event("smoke_test/payload.json")), sample, runtime)
 
-    assert result == {"endpoint_name": "mlops-endpoint", "rows": 3, "predictions": predictions}
+    assert result == {"endpoint_name": "mlops-local-endpoint", "rows": 3, "predictions": predictions}
 
 
 @pytest.mark.parametrize(
