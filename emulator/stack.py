@@ -45,6 +45,8 @@ from moto.cloudformation.models import cloudformation_backends
 from samtranslator.translator.transform import transform as sam_transform
 from samtranslator.yaml_helper import yaml_parse
 
+from mlops.sam_offline import StaticManagedPolicyLoader
+
 logger = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"
@@ -57,19 +59,6 @@ _IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", 
 # Written by `mlops export` next to the ASL: the framework image URI of every supported region.
 IMAGE_URI_TABLE = "image-uris.json"
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-
-# The transform only asks for managed policies that templates name by name; these are the ones SAM itself adds.
-_MANAGED_POLICIES = {
-    name: f"arn:aws:iam::aws:policy/{path}{name}"
-    for name, path in {
-        "AWSLambdaBasicExecutionRole": "service-role/",
-        "AWSLambdaSQSQueueExecutionRole": "service-role/",
-        "AWSLambdaVPCAccessExecutionRole": "service-role/",
-        "AWSXrayWriteOnlyAccess": "",
-        "AWSXRayDaemonWriteAccess": "",
-        "CloudWatchLambdaInsightsExecutionRolePolicy": "",
-    }.items()
-}
 
 
 class StackDeployError(RuntimeError):
@@ -188,13 +177,6 @@ class DeployedStack:
         raise KeyError(f"No state machine {name!r} in the stack; the state machines are: {known}")
 
 
-class _StaticManagedPolicyLoader:
-    """samtranslator's policy loader without IAM: the default one calls ListPolicies on the account."""
-
-    def load(self) -> dict[str, str]:
-        return dict(_MANAGED_POLICIES)
-
-
 def deploy_stack(
     template_path: Path,
     parameter_overrides: Mapping[str, str],
@@ -249,7 +231,7 @@ def _transform(template: dict[str, Any], parameter_overrides: Mapping[str, str],
     # The translator records usage metrics nobody publishes offline and warns about them at exit.
     logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     try:
-        return sam_transform(template, dict(parameter_overrides), _StaticManagedPolicyLoader())
+        return sam_transform(template, dict(parameter_overrides), StaticManagedPolicyLoader())
     except Exception as error:
         raise StackDeployError(f"The SAM transform of the template failed: {error}") from error
     finally:

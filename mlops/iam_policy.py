@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.pipeline_config import PROJECT_ROOT
+from mlops.sam_offline import StaticManagedPolicyLoader
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 
@@ -50,18 +51,6 @@ class WildcardGrant:
             f"{self.resource} {self.document} statement {self.statement}: allows {', '.join(self.actions)}; "
             "list the actions the resource needs instead"
         )
-
-
-class _StaticManagedPolicyLoader:
-    """Managed policy name -> ARN from the table samtranslator ships, so the transform never calls IAM."""
-
-    def __init__(self, partition: str = "aws") -> None:
-        self._partition = partition
-
-    def load(self) -> dict[str, str]:
-        from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
-
-        return dict(get_bundled_managed_policy_map(self._partition) or {})
 
 
 def _inline_local_paths(template: dict[str, Any], project_root: Path) -> None:
@@ -98,7 +87,7 @@ def sam_transformed_template(
     return transform(
         template,
         parameter_values or {},
-        _StaticManagedPolicyLoader(),
+        StaticManagedPolicyLoader(),
         passthrough_metadata=passthrough_metadata,
     )
 
