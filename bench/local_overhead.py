@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from contextlib import redirect_stdout
@@ -37,6 +36,7 @@ import boto3
 
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
+from emulator.sagemaker_local.s3io import tar_directory
 from emulator.twin import ExecutionResult, LocalTwin
 from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
@@ -175,10 +175,7 @@ def _run_scripts_directly(jobs: dict[str, dict[str, Any]], data: Path, root: Pat
             "SM_NUM_CPUS": str(os.cpu_count() or 1),
         },
     )
-    eval_inputs["model"].mkdir(parents=True)
-    with tarfile.open(eval_inputs["model"] / "model.tar.gz", "w:gz") as archive:
-        for path in sorted(model_dir.rglob("*")):
-            archive.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    tar_directory(model_dir, eval_inputs["model"] / "model.tar.gz")
     eval_inputs["test"].parent.mkdir(parents=True, exist_ok=True)
     prep_outputs["test"].rename(eval_inputs["test"])
     _python("evaluate.py", _container_arguments(jobs["evaluate.py"], eval_root))
