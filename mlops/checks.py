@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops.lambda_runtime import interpreter, lambda_environment, runtime_stand_in
 from mlops.pipeline_config import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
@@ -213,23 +214,81 @@ def package_sizes(build_dir: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+def function_handlers(template_path: Path = TEMPLATE_PATH) -> dict[str, str]:
+    """Logical id -> handler (`module.function`) of every AWS::Serverless::Function, Globals applied."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse(template_path.read_text(encoding="utf-8"))
+    default = ((template.get("Globals") or {}).get("Function") or {}).get("Handler")
+    handlers = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        handler = (resource.get("Properties") or {}).get("Handler", default)
+        if not isinstance(handler, str):
+            raise CheckFailed(f"{logical_id} has no Handler in {template_path.name} (nor in Globals.Function)")
+        handlers[logical_id] = handler
+    return handlers
+
+
+_IMPORT_HANDLER = """
+import importlib, sys
+module_name, _, function_name = sys.argv[1].rpartition(".")
+handler = getattr(importlib.import_module(module_name), function_name, None)
+if not callable(handler):
+    sys.exit(f"{sys.argv[1]} is not a function")
+"""
+
+
+def handler_import_problems(build_dir: Path, handlers: dict[str, str]) -> dict[str, str]:
+    """Logical id -> why, for each function whose package cannot import its handler as Lambda's runtime would.
+
+    The interpreter sees only the package and the runtime's own packages (mlops.lambda_runtime), so a
+    dependency the build left out, or one only this machine has, shows here.
+    """
+    problems = {}
+    with tempfile.TemporaryDirectory(prefix="mlops-lambda-runtime-") as scratch:
+        runtime = runtime_stand_in(Path(scratch))
+        for logical_id, handler in handlers.items():
+            package = build_dir / logical_id
+            if not package.is_dir():
+                problems[logical_id] = f"sam build left no package at {package}"
+                continue
+            completed = subprocess.run(
+                [*interpreter(), "-c", _IMPORT_HANDLER, handler],
+                cwd=package,
+                env=lambda_environment(package, runtime, logical_id),
+                capture_output=True,
+                text=True,
+                timeout=_SUBPROCESS_TIMEOUT_SECONDS,
+                check=False,
+            )
+            if completed.returncode != 0:
+                detail = "\n    ".join((completed.stderr or completed.stdout).strip().splitlines()[-5:])
+                problems[logical_id] = f"handler {handler} does not import in Lambda's conditions\n    {detail}"
+    return problems
+
+
 def check_sam_build() -> str:
-    """`sam build` succeeds into a temporary folder and every function package zips to under 10 MB."""
+    """`sam build` succeeds, every function package zips to under 10 MB and imports its handler as Lambda would."""
     with tempfile.TemporaryDirectory(prefix="mlops-sam-build-") as scratch:
         build_dir = Path(scratch) / "build"
         _run_tool([_tool("sam"), "build", "--template-file", TEMPLATE_PATH, "--build-dir", build_dir])
         sizes = package_sizes(build_dir)
+        import_problems = handler_import_problems(build_dir, function_handlers())
     if not sizes:
         raise CheckFailed(f"sam build left no function packages in {build_dir}")
     lines = [
-        f"{name}: {zipped / 1e6:.2f} MB zipped, {unzipped / 1e6:.2f} MB unzipped"
+        f"{name}: {zipped / 1e6:.2f} MB zipped, {unzipped / 1e6:.2f} MB unzipped, "
+        + import_problems.get(name, "handler imports")
         for name, (zipped, unzipped) in sizes.items()
     ]
+    lines += [f"{name}: {problem}" for name, problem in import_problems.items() if name not in sizes]
     too_big = [name for name, (zipped, _) in sizes.items() if zipped >= MAX_FUNCTION_PACKAGE_BYTES]
     if too_big:
-        raise CheckFailed(
-            "\n".join(lines) + f"\npackages of {MAX_FUNCTION_PACKAGE_BYTES / 1e6:.0f} MB or more: {', '.join(too_big)}"
-        )
+        lines.append(f"packages of {MAX_FUNCTION_PACKAGE_BYTES / 1e6:.0f} MB or more: {', '.join(too_big)}")
+    if too_big or import_problems:
+        raise CheckFailed("\n".join(lines))
     return "\n".join(lines)
 
 
@@ -280,7 +339,11 @@ CHECKS: tuple[Check, ...] = (
     Check("iam-policy", "no policy statement allows * or service:*", check_iam_policy),
     Check("export-fresh", "statemachines/ matches what `mlops export` writes", check_export_fresh),
     Check("sam-validate", "sam validate --lint", check_sam_validate),
-    Check("sam-build", "sam build succeeds and each function package zips to under 10 MB", check_sam_build),
+    Check(
+        "sam-build",
+        "sam build succeeds; each function package zips to under 10 MB and imports its handler as Lambda would",
+        check_sam_build,
+    ),
     Check("checkov", "checkov and the project's checks on the transformed template", check_checkov),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
 if TYPE_CHECKING:
@@ -22,8 +23,13 @@ OBJECT_VERSION_MEMORY_SECONDS = 7 * 24 * 60 * 60
 
 
 def persistence_layer(table_name: str, dynamodb_client: Any = None) -> DynamoDBPersistenceLayer:
-    """Return a persistence layer on `table_name` (from `IDEMPOTENCY_TABLE_NAME`), optionally on a given client."""
-    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client)
+    """Return a persistence layer on `table_name` (from `IDEMPOTENCY_TABLE_NAME`), optionally on a given client.
+
+    The default client comes from boto3's default session, as the function's other clients do: left to
+    itself the layer opens a session of its own, which loads botocore's endpoint and service data a
+    second time on every cold start.
+    """
+    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client or boto3.client("dynamodb"))
 
 
 def mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:

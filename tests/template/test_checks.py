@@ -121,6 +121,40 @@ def test_package_sizes_measure_each_function_folder(tmp_path: Path) -> None:
     assert 0 < zipped < unzipped
 
 
+
+def test_function_handlers_read_every_function_of_the_template() -> None:
+    handlers = checks.function_handlers()
+
+    assert handlers["RetrainOnDriftFunction"] == "retrain_on_drift.handler"
+    assert handlers["MlCodePublisherFunction"] == "publisher.handler"
+    assert len(handlers) == 6
+
+
+def _package(build_dir: Path, logical_id: str, source: str) -> None:
+    (build_dir / logical_id).mkdir(parents=True)
+    (build_dir / logical_id / "app.py").write_text(source)
+
+
+def test_a_package_that_imports_its_handler_with_the_runtimes_boto3_passes(tmp_path: Path) -> None:
+    _package(tmp_path, "Good", "import boto3\n\ndef handler(event, context):\n    return boto3.__name__\n")
+
+    assert checks.handler_import_problems(tmp_path, {"Good": "app.handler"}) == {}
+
+
+def test_a_package_leaning_on_the_build_machines_packages_is_named(tmp_path: Path) -> None:
+    # pydantic is installed here but neither in the runtime nor in this package, as when a build drops a dependency.
+    _package(tmp_path, "Missing", "import pydantic\n\ndef handler(event, context):\n    return None\n")
+    _package(tmp_path, "NotAFunction", "handler = 1\n")
+
+    problems = checks.handler_import_problems(
+        tmp_path, {"Missing": "app.handler", "NotAFunction": "app.handler", "Unbuilt": "app.handler"}
+    )
+
+    assert "No module named 'pydantic'" in problems["Missing"]
+    assert "app.handler is not a function" in problems["NotAFunction"]
+    assert problems["Unbuilt"].startswith("sam build left no package")
+
+
 # ---------------------------------------------------------------- the runner
 
 
