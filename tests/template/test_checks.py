@@ -121,7 +121,6 @@ def test_package_sizes_measure_each_function_folder(tmp_path: Path) -> None:
     assert 0 < zipped < unzipped
 
 
-
 def test_function_handlers_read_every_function_of_the_template() -> None:
     handlers = checks.function_handlers()
 
