@@ -70,13 +70,14 @@ build-MlCodePublisherFunction:
 	mkdir -p "$(ARTIFACTS_DIR)/ml"
 	cp ml/*.py "$(ARTIFACTS_DIR)/ml/"
 	cp statemachines/image-uris.json "$(ARTIFACTS_DIR)/"
+	$(PYTHON) -m compileall -q --invalidation-mode checked-hash "$(ARTIFACTS_DIR)" >/dev/null
 
 # sam build of the event and glue functions: their code and functions/requirements.txt for the python3.11 runtime,
 # minus boto3, botocore and the packages only they need, which the runtime provides: that keeps each package
 # small and leaves the runtime's botocore with the urllib3 it was released with.
 # The package ships compiled bytecode because /var/task is read-only: without it every cold start compiles
-# pydantic, Powertools and the X-Ray SDK from source again. `unchecked-hash` pycs stay valid whatever
-# timestamps the zip gives the sources; they are only ever built with the sources beside them.
+# pydantic, Powertools and the X-Ray SDK from source again. Hash-checked pycs stay valid whatever timestamps
+# the zip gives the sources, and a source edited after the build is compiled afresh instead of shadowed.
 RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3 dateutil python_dateutil six
 LAMBDA_FUNCTIONS := RetrainOnDriftFunction RetrainOnNewDataFunction EndpointReaperFunction EvaluationReportFunction \
 	SmokeTestFunction
@@ -90,4 +91,4 @@ $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 		-r functions/requirements.txt
 	cd "$(ARTIFACTS_DIR)" && rm -rf bin six.py $(RUNTIME_PROVIDED) $(addsuffix -*.dist-info,$(RUNTIME_PROVIDED))
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
-	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode checked-hash "$(ARTIFACTS_DIR)" >/dev/null

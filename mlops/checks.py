@@ -8,6 +8,7 @@ folder of the running interpreter, so `mlops check` needs nothing on PATH.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -269,25 +270,38 @@ def handler_import_problems(build_dir: Path, handlers: dict[str, str]) -> dict[s
     return problems
 
 
+def modules_without_bytecode(package: Path) -> list[str]:
+    """Modules of a built package with no bytecode for this Python: Lambda would compile each on every cold start."""
+    return sorted(
+        source.relative_to(package).as_posix()
+        for source in package.rglob("*.py")
+        if not Path(importlib.util.cache_from_source(str(source))).is_file()
+    )
+
+
 def check_sam_build() -> str:
-    """`sam build` succeeds, every function package zips to under 10 MB and imports its handler as Lambda would."""
+    """`sam build` succeeds; every function package zips to under 10 MB, ships bytecode and imports its handler."""
     with tempfile.TemporaryDirectory(prefix="mlops-sam-build-") as scratch:
         build_dir = Path(scratch) / "build"
         _run_tool([_tool("sam"), "build", "--template-file", TEMPLATE_PATH, "--build-dir", build_dir])
         sizes = package_sizes(build_dir)
-        import_problems = handler_import_problems(build_dir, function_handlers())
+        problems: dict[str, list[str]] = {name: [] for name in sizes}
+        for name, problem in handler_import_problems(build_dir, function_handlers()).items():
+            problems.setdefault(name, []).append(problem)
+        for name in sizes:
+            if missing := modules_without_bytecode(build_dir / name):
+                problems[name].append(f"{len(missing)} modules without bytecode, {missing[0]} first")
     if not sizes:
         raise CheckFailed(f"sam build left no function packages in {build_dir}")
-    lines = [
-        f"{name}: {zipped / 1e6:.2f} MB zipped, {unzipped / 1e6:.2f} MB unzipped, "
-        + import_problems.get(name, "handler imports")
-        for name, (zipped, unzipped) in sizes.items()
-    ]
-    lines += [f"{name}: {problem}" for name, problem in import_problems.items() if name not in sizes]
-    too_big = [name for name, (zipped, _) in sizes.items() if zipped >= MAX_FUNCTION_PACKAGE_BYTES]
-    if too_big:
-        lines.append(f"packages of {MAX_FUNCTION_PACKAGE_BYTES / 1e6:.0f} MB or more: {', '.join(too_big)}")
-    if too_big or import_problems:
+    for name, (zipped, _) in sizes.items():
+        if zipped >= MAX_FUNCTION_PACKAGE_BYTES:
+            problems[name].append(f"over the {MAX_FUNCTION_PACKAGE_BYTES / 1e6:.0f} MB limit")
+    lines = []
+    for name, found in problems.items():
+        zipped, unzipped = sizes.get(name, (0, 0))
+        verdict = "; ".join(found) or "ships bytecode, handler imports"
+        lines.append(f"{name}: {zipped / 1e6:.2f} MB zipped, {unzipped / 1e6:.2f} MB unzipped, {verdict}")
+    if any(problems.values()):
         raise CheckFailed("\n".join(lines))
     return "\n".join(lines)
 
@@ -341,7 +355,7 @@ CHECKS: tuple[Check, ...] = (
     Check("sam-validate", "sam validate --lint", check_sam_validate),
     Check(
         "sam-build",
-        "sam build succeeds; each function package zips to under 10 MB and imports its handler as Lambda would",
+        "sam build succeeds; each function package is under 10 MB, ships bytecode, imports its handler",
         check_sam_build,
     ),
     Check("checkov", "checkov and the project's checks on the transformed template", check_checkov),

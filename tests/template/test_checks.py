@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import py_compile
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,16 @@ def test_a_package_leaning_on_the_build_machines_packages_is_named(tmp_path: Pat
     assert "No module named 'pydantic'" in problems["Missing"]
     assert "app.handler is not a function" in problems["NotAFunction"]
     assert problems["Unbuilt"].startswith("sam build left no package")
+
+
+def test_modules_without_bytecode_are_listed(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    for name in ("app.py", "lib/compiled.py", "lib/plain.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    for name in ("app.py", "lib/compiled.py"):
+        py_compile.compile(str(tmp_path / name), invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+
+    assert checks.modules_without_bytecode(tmp_path) == ["lib/plain.py"]
 
 
 # ---------------------------------------------------------------- the runner
