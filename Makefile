@@ -6,6 +6,9 @@ ifndef PYTHON
 PYTHON := $(shell $$(command -v python3.11 || command -v python3) -c 'import sys; print(sys.executable)')
 endif
 VENV := .venv
+# The project, its tests and the functions' bytecode (which Lambda's python3.11 runtime only uses if it matches) all
+# need Python 3.11.
+REQUIRE_PYTHON_311 := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -25,7 +28,7 @@ install: $(STAMP)
 
 # The lock pins every package; the project itself installs editable so `mlops` is on the venv's PATH.
 $(STAMP): pyproject.toml requirements/dev.lock
-	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
+	$(REQUIRE_PYTHON_311)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
@@ -66,6 +69,7 @@ clean:
 .PHONY: build-MlCodePublisherFunction
 build-MlCodePublisherFunction:
 	test -n "$(ARTIFACTS_DIR)"
+	$(REQUIRE_PYTHON_311)
 	cp functions/ml_code_publisher/*.py "$(ARTIFACTS_DIR)/"
 	mkdir -p "$(ARTIFACTS_DIR)/ml"
 	cp ml/*.py "$(ARTIFACTS_DIR)/ml/"
@@ -84,6 +88,7 @@ LAMBDA_FUNCTIONS := RetrainOnDriftFunction RetrainOnNewDataFunction EndpointReap
 .PHONY: $(addprefix build-,$(LAMBDA_FUNCTIONS))
 $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"
+	$(REQUIRE_PYTHON_311)
 	cp functions/*.py "$(ARTIFACTS_DIR)/"
 	cp -r functions/common "$(ARTIFACTS_DIR)/"
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$(ARTIFACTS_DIR)" \
