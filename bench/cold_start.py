@@ -27,11 +27,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops.checks import package_sizes
 from mlops.lambda_runtime import interpreter, lambda_environment, runtime_stand_in, unused_local_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,6 @@ import json, sys, time
 started = time.perf_counter()
 import importlib
 module = importlib.import_module(sys.argv[1])
-imported = time.perf_counter()
 
 class Context:
     function_name = "bench"
@@ -64,7 +63,7 @@ try:
 except Exception as raised:
     outcome, error = None, repr(raised)
 finished = time.perf_counter()
-print("BENCH " + json.dumps({"import": imported - started, "total": finished - started, "error": error}))
+print("BENCH " + json.dumps({"total": finished - started, "error": error}))
 """
 
 # Each step's cost after the ones before it, in the order a handler pays them. The first two steps are the bare
@@ -103,7 +102,7 @@ def handler(event, context):
 
 handler({}, None)
 finished = time.perf_counter()
-print("BENCH " + json.dumps({"import": finished - started, "total": finished - started, "error": None}))
+print("BENCH " + json.dumps({"total": finished - started, "error": None}))
 """
 
 
@@ -164,9 +163,12 @@ def _run(script: str, arguments: list[str], environment: dict[str, str]) -> dict
 
 
 def build_package(folder: Path) -> Path:
-    """The event and glue functions' package, built by the same Makefile target `sam build` runs."""
-    package = folder / "task"
-    package.mkdir()
+    """The event and glue functions' package, built by the same Makefile target `sam build` runs.
+
+    It is the only folder in `folder`/build, as each function's is in the build folder of `sam build`.
+    """
+    package = folder / "build" / "task"
+    package.mkdir(parents=True)
     completed = subprocess.run(
         ["make", "--no-print-directory", "build-RetrainOnDriftFunction", f"ARTIFACTS_DIR={package}"],
         cwd=ROOT,
@@ -243,20 +245,6 @@ def import_breakdown(package: Path, runtime: Path, samples: int) -> dict[str, fl
     return {step: statistics.median(run[step] for run in runs) for step in runs[0]}
 
 
-def _directory_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-def package_size(package: Path, folder: Path) -> tuple[int, int]:
-    """(unzipped, zipped) bytes of the package, zipped as `sam deploy` uploads it."""
-    archive = folder / "package.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted(package.rglob("*")):
-            if path.is_file():
-                bundle.write(path, path.relative_to(package).as_posix())
-    return _directory_bytes(package), archive.stat().st_size
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=11, help="handler and bare pairs per function (median taken)")
@@ -291,7 +279,7 @@ def main() -> int:
             f"{1000 * bare:.0f} ms for boto3 and two clients, a floor of {sum(breakdown.values()) / bare:.2f}"
         )
 
-        unzipped, zipped = package_size(package, folder)
+        zipped, unzipped = package_sizes(package.parent)[package.name]
         mb = 1024 * 1024
         fits = "within" if zipped <= PACKAGE_BUDGET_BYTES else "over"
         print(

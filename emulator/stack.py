@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import re
 import sys
 import uuid
 import warnings
@@ -45,6 +44,7 @@ from moto.cloudformation.models import cloudformation_backends
 from samtranslator.translator.transform import transform as sam_transform
 from samtranslator.yaml_helper import yaml_parse
 
+from mlops.definition_substitutions import substitute, unfilled
 from mlops.sam_offline import StaticManagedPolicyLoader
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store"}
 # Written by `mlops export` next to the ASL: the framework image URI of every supported region.
 IMAGE_URI_TABLE = "image-uris.json"
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
 class StackDeployError(RuntimeError):
@@ -839,14 +838,14 @@ def _substitution_text(owner: str, name: str, value: Any) -> str:
 
 def apply_substitutions(definition: str, substitutions: Mapping[str, str], *, where: str) -> str:
     """`${Name}` -> value, as Step Functions applies DefinitionSubstitutions; fails naming any placeholder left."""
-    missing = sorted({name for name in _PLACEHOLDER.findall(definition) if name not in substitutions})
+    missing = unfilled(definition, substitutions)
     if missing:
         raise StackDeployError(
             f"{where}: placeholders {', '.join('${' + name + '}' for name in missing)} have no value in "
             f"DefinitionSubstitutions (it has {', '.join(sorted(substitutions)) or 'none'}). Add them to the "
             "template, or make sure the resources they reference are created."
         )
-    applied = _PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], definition)
+    applied = substitute(definition, substitutions)
     try:
         json.loads(applied)
     except ValueError as error:

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops.definition_substitutions import substitute, unfilled
 from mlops.lambda_runtime import interpreter, lambda_environment, runtime_stand_in
 from mlops.pipeline_config import PROJECT_ROOT
 
@@ -61,7 +61,6 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "ProjectTag": "mlops",
     "EnvironmentTag": "dev",
 }
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
 class CheckFailed(Exception):
@@ -116,13 +115,13 @@ def check_cfn_lint() -> str:
 
 def fill_placeholders(text: str, values: dict[str, str] = REPRESENTATIVE_PLACEHOLDER_VALUES) -> str:
     """`text` with every `${Name}` replaced by its representative value; an unknown name is an error naming it."""
-    unknown = sorted({name for name in _PLACEHOLDER.findall(text) if name not in values})
+    unknown = unfilled(text, values)
     if unknown:
         raise CheckFailed(
             f"placeholders not in docs/interfaces.md: {', '.join(unknown)}; add them to the contract, to "
             "template.yaml's DefinitionSubstitutions and to REPRESENTATIVE_PLACEHOLDER_VALUES, or stop using them"
         )
-    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+    return substitute(text, values)
 
 
 def asl_problems(definition: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from emulator.stack import (
     deploy_stack,
     deterministic_zip,
 )
+from mlops.definition_substitutions import PLACEHOLDER
 from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"
@@ -33,7 +34,6 @@ STATEMACHINES = PROJECT_ROOT / "statemachines"
 SUBNETS = "subnet-0aaa1111,subnet-0bbb2222"
 SECURITY_GROUPS = "sg-0ccc3333"
 OVERRIDES = {"SubnetIds": SUBNETS, "SecurityGroupIds": SECURITY_GROUPS, "ApprovalMode": "auto"}
-ASL_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_state_machine_definitions_have_every_placeholder_resolved(stack: Deploy
         assert "${" not in machine.definition, machine.logical_id
         json.loads(machine.definition)
         assert machine.definition_file is not None
-        used = set(ASL_PLACEHOLDER.findall(machine.definition_file.read_text(encoding="utf-8")))
+        used = set(PLACEHOLDER.findall(machine.definition_file.read_text(encoding="utf-8")))
         assert used, f"{machine.definition_file} uses no placeholder: the test would prove nothing"
         assert used <= set(machine.substitutions)
 

@@ -7,18 +7,18 @@ that cannot fail would show.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
+from mlops.definition_substitutions import PLACEHOLDER
+
 REQUIRED_TAG_KEYS = frozenset({"Project", "Environment"})
 # SAM 1.115 does not pass a function's tags to the EventBridge rules and event source mappings it generates for
 # the function's events, even with PropagateTags; samconfig.toml's stack tags reach them on deployment.
 SAM_GENERATED_UNTAGGED_TYPES = frozenset({"AWS::Events::Rule", "AWS::Lambda::EventSourceMapping"})
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -154,7 +154,7 @@ def async_trigger_problems(template: dict[str, Any]) -> list[str]:
 
 
 def placeholders_in(definition_text: str) -> set[str]:
-    return set(_PLACEHOLDER.findall(definition_text))
+    return set(PLACEHOLDER.findall(definition_text))
 
 
 def missing_substitutions(template: dict[str, Any], project_root: Path) -> dict[str, list[str]]:
