@@ -118,6 +118,9 @@ class NewDataSettings:
         )
 
 
+REAPER_SCOPES = ("account", "managed")
+
+
 @dataclass(frozen=True)
 class ReaperSettings:
     """`endpoint_reaper`: the idleness rule and every safety around deleting endpoints."""
@@ -130,10 +133,24 @@ class ReaperSettings:
     max_deletions_per_run: int
     report_topic_arn: str
     audit_event_bus_name: str
+    # `account`: every endpoint of the account and region, less the opted out. `managed`: only endpoints whose
+    # `management_tag` value starts with `managed_tag_value_prefix` (the stack's IAM allows no other).
+    scope: str
+    management_tag: str
+    managed_tag_value_prefix: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReaperSettings:
         values = _environ(env)
+        scope = _required(values, "REAPER_SCOPE")
+        if scope not in REAPER_SCOPES:
+            raise SettingsError(f"environment variable REAPER_SCOPE={scope!r} is not one of {', '.join(REAPER_SCOPES)}")
+        prefix = values.get("MANAGED_TAG_VALUE_PREFIX", "").strip()
+        if scope == "managed" and not prefix:
+            raise SettingsError("environment variable MANAGED_TAG_VALUE_PREFIX is not set; REAPER_SCOPE=managed needs it")
+        if any(wildcard in prefix for wildcard in "*?"):
+            # IAM matches the same prefix with StringLike; a wildcard would mean one thing there and another here.
+            raise SettingsError(f"environment variable MANAGED_TAG_VALUE_PREFIX={prefix!r} must not contain * or ?")
         return cls(
             idle_window_hours=_integer(values, "IDLE_WINDOW_HOURS", minimum=1),
             min_age_hours=_integer(values, "MIN_AGE_HOURS", minimum=0),
@@ -144,6 +161,9 @@ class ReaperSettings:
             max_deletions_per_run=_integer(values, "MAX_DELETIONS_PER_RUN", minimum=0),
             report_topic_arn=_required(values, "REPORT_TOPIC_ARN"),
             audit_event_bus_name=_required(values, "AUDIT_EVENT_BUS_NAME"),
+            scope=scope,
+            management_tag=_required(values, "MANAGEMENT_TAG"),
+            managed_tag_value_prefix=prefix,
         )
 
 

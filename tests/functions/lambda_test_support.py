@@ -81,9 +81,14 @@ class EndpointFleet:
         )
 
     def add(
-        self, name: str, created_at: datetime, config: str = "realtime", tags: dict[str, str] | None = None
+        self,
+        name: str,
+        created_at: datetime,
+        config: str = "realtime",
+        tags: dict[str, str] | None = None,
+        modified_at: datetime | None = None,
     ) -> None:
-        """Create an endpoint as if at `created_at`."""
+        """Create an endpoint as if at `created_at`, last updated at `modified_at` (its creation when None)."""
         self.sagemaker.create_endpoint(
             EndpointName=name,
             EndpointConfigName=config,
@@ -93,6 +98,7 @@ class EndpointFleet:
         # record's creation time is arranged in moto's store, the state the reaper reads back.
         record = sagemaker_backends[ACCOUNT_ID][boto3.session.Session().region_name].endpoints[name]
         record.creation_time = created_at.astimezone(UTC).replace(tzinfo=None)
+        record.last_modified_time = (modified_at or created_at).astimezone(UTC).replace(tzinfo=None)
 
     def invoke(self, name: str, at: datetime, count: float = 1.0, variant: str = "AllTraffic") -> None:
         """Record `count` invocations of a variant at a moment, as SageMaker publishes them."""
@@ -125,6 +131,8 @@ class EndpointFleet:
 NOW = datetime(2030, 1, 10, 12, 0, tzinfo=UTC)
 OPT_OUT = "mlops:reaper-opt-out"
 MARK = "mlops:idle-since"
+MANAGEMENT_TAG = "mlops:model-package-arn"
+MANAGED_PREFIX = f"arn:aws:sagemaker:us-east-1:{ACCOUNT_ID}:model-package/mlops-dev-breast-cancer/"
 
 
 def reaper_settings(topic_arn: str, **overrides: Any) -> ReaperSettings:
@@ -138,6 +146,9 @@ def reaper_settings(topic_arn: str, **overrides: Any) -> ReaperSettings:
         "max_deletions_per_run": 5,
         "report_topic_arn": topic_arn,
         "audit_event_bus_name": "default",
+        "scope": "account",
+        "management_tag": MANAGEMENT_TAG,
+        "managed_tag_value_prefix": MANAGED_PREFIX,
     }
     return ReaperSettings(**{**values, **overrides})
 

@@ -247,9 +247,9 @@ def test_one_sns_report_and_audit_events_in_chunks_of_ten_entries(aws, topic):
     published = _calls_to(clients.sns, "sns.Publish")
     put_events = _calls_to(clients.events, "events.PutEvents")
 
-    refused = send_report(clients, reaper_settings(topic), report)
+    delivery = send_report(clients, reaper_settings(topic), report)
 
-    assert refused == 0
+    assert delivery.problems() == []
     assert len(published) == 1
     assert "deleted       old-idle: no invocations" in published[0]["Message"]
     assert "1234 endpoints kept because they served requests" in published[0]["Message"]
@@ -274,7 +274,11 @@ def test_handler_runs_on_the_schedule_event_and_defaults_to_dry_run(fleet, topic
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "5")
     monkeypatch.setenv("REPORT_TOPIC_ARN", topic)
     monkeypatch.setenv("AUDIT_EVENT_BUS_NAME", "default")
-    fleet.add("idle", datetime.now(tz=NOW.tzinfo) - timedelta(days=5), tags={MARK: "2020-01-01T00:00:00Z"})
+    monkeypatch.setenv("REAPER_SCOPE", "account")
+    monkeypatch.setenv("MANAGEMENT_TAG", "mlops:model-package-arn")
+    created = datetime.now(tz=NOW.tzinfo) - timedelta(days=5)
+    mark = (created + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fleet.add("idle", created, tags={MARK: mark})
 
     result = endpoint_reaper.handler(load_event("endpoint_reaper/schedule.json"), lambda_context)
 
@@ -284,7 +288,7 @@ def test_handler_runs_on_the_schedule_event_and_defaults_to_dry_run(fleet, topic
             "endpoint": "idle",
             "action": "would_delete",
             "rule": "idle",
-            "reason": "no invocations in the last 24 h; marked 2020-01-01T00:00:00Z; endpoint config and model kept",
+            "reason": f"no invocations in the last 24 h; marked {mark}; endpoint config and model kept",
         }
     ]
     assert fleet.names() == {"idle"}
@@ -301,6 +305,8 @@ def test_handler_rejects_an_event_that_is_not_a_schedule_with_one_logged_error(
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:topic",
         "AUDIT_EVENT_BUS_NAME": "default",
+        "REAPER_SCOPE": "account",
+        "MANAGEMENT_TAG": "mlops:model-package-arn",
     }.items():
         monkeypatch.setenv(name, value)
 

@@ -52,6 +52,8 @@ def test_reaper_is_a_dry_run_unless_told_otherwise():
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
         "AUDIT_EVENT_BUS_NAME": "default",
+        "REAPER_SCOPE": "account",
+        "MANAGEMENT_TAG": "mlops:model-package-arn",
     }
 
     assert ReaperSettings.from_env(base).dry_run is True
