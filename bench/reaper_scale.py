@@ -120,12 +120,17 @@ def measure(size: int) -> dict[str, Any]:
             max_deletions_per_run=config.max_deletions_per_run,
             report_topic_arn=topic,
             audit_event_bus_name="default",
+            scope="account",  # the wider scope: every endpoint of the fleet is judged
+            management_tag="mlops:model-package-arn",
+            managed_tag_value_prefix="",
         )
         clients = ReaperClients.default()
         meter = CallMeter(clients)
         started = time.perf_counter()
         report = reap(clients, settings, now + timedelta(minutes=1))
-        send_report(clients, settings, report)
+        undelivered = send_report(clients, settings, report).problems()
+        if undelivered:
+            raise RuntimeError(f"the reaper's report was not delivered: {undelivered}")
         run_seconds = time.perf_counter() - started
     total = sum(meter.calls.values())
     return {

@@ -275,7 +275,7 @@ def _query_batch(
         }
         for index, (endpoint, variant) in enumerate(batch)
     ]
-    expected = {query["Id"] for query in queries}
+    expected = {f"q{index}" for index in range(len(batch))}
     sums: dict[str, float] = {}
     last_status: dict[str, str | None] = {}
     failed: dict[str, str] = {}
@@ -376,7 +376,8 @@ def opt_out_keys(tags: dict[str, str], settings: ReaperSettings) -> tuple[list[s
         if normalised == wanted:
             matches.append(key)
         elif normalised not in own and (
-            _edit_distance(normalised, wanted) <= NEAR_MISS_EDIT_DISTANCE or _name_part(normalised) == _name_part(wanted)
+            _edit_distance(normalised, wanted) <= NEAR_MISS_EDIT_DISTANCE
+            or _name_part(normalised) == _name_part(wanted)
         ):
             near_misses.append(key)
     return matches, near_misses
@@ -622,7 +623,9 @@ def _delete_within_cap(
         try:
             changed = _changed_since_inspected(clients, candidate)
             if changed:
-                report.record(Decision(candidate.name, "kept", "changed_during_run", f"{reason}; not deleted: {changed}"))
+                report.record(
+                    Decision(candidate.name, "kept", "changed_during_run", f"{reason}; not deleted: {changed}")
+                )
                 continue
             _log_acting(candidate, "delete", reason)
             clients.sagemaker.delete_endpoint(EndpointName=candidate.name)
@@ -687,7 +690,9 @@ def _put_with_retries(events: Any, batch: list[dict[str, Any]], sleep: Callable[
             continue
         results = response.get("Entries", [])
         if len(results) == len(pending):
-            refused = [(entry, result) for entry, result in zip(pending, results, strict=True) if "EventId" not in result]
+            refused = [
+                (entry, result) for entry, result in zip(pending, results, strict=True) if "EventId" not in result
+            ]
         else:
             # Which entries landed cannot be told: all again (a duplicate is better than a gap in the audit).
             refused = [(entry, {"ErrorCode": "UnmatchedResponse"}) for entry in pending]

@@ -147,7 +147,9 @@ class ReaperSettings:
             raise SettingsError(f"environment variable REAPER_SCOPE={scope!r} is not one of {', '.join(REAPER_SCOPES)}")
         prefix = values.get("MANAGED_TAG_VALUE_PREFIX", "").strip()
         if scope == "managed" and not prefix:
-            raise SettingsError("environment variable MANAGED_TAG_VALUE_PREFIX is not set; REAPER_SCOPE=managed needs it")
+            raise SettingsError(
+                "environment variable MANAGED_TAG_VALUE_PREFIX is not set; REAPER_SCOPE=managed needs it"
+            )
         if any(wildcard in prefix for wildcard in "*?"):
             # IAM matches the same prefix with StringLike; a wildcard would mean one thing there and another here.
             raise SettingsError(f"environment variable MANAGED_TAG_VALUE_PREFIX={prefix!r} must not contain * or ?")

@@ -164,6 +164,7 @@ def test_an_incomplete_answer_is_no_evidence_of_idleness(answer, reason):
 
         totals, failed = invocations_by_endpoint(cloudwatch, {"endpoint": ["AllTraffic"]}, WINDOW, NOW)
 
+    assert totals == {"endpoint": 0.0}
     assert set(failed) == {"endpoint"}
     assert reason in failed["endpoint"]
 
@@ -253,7 +254,7 @@ def test_a_failed_sns_publish_still_audits_the_deletion_and_fails_the_run(fleet,
     _fail(clients.sns, "sns.Publish")
     put_events = _calls_to(clients.events, "events.PutEvents")
 
-    report, problems = reap_and_report(clients, reaper_settings(topic), NOW, sleep=lambda seconds: None)
+    _, problems = reap_and_report(clients, reaper_settings(topic), NOW, sleep=lambda seconds: None)
 
     assert fleet.names() == set()
     assert [d["endpoint"] for d in _audited_decisions(put_events) if d["action"] == "deleted"] == ["idle"]
@@ -382,7 +383,9 @@ def test_every_change_is_logged_before_the_call_that_makes_it(fleet, topic, capl
         pytest.param(100, 26, True, "would_mark", id="updated-dry-run"),
     ],
 )
-def test_a_mark_older_than_the_endpoint_is_no_mark(fleet, topic, created_hours_ago, modified_hours_ago, dry_run, action):
+def test_a_mark_older_than_the_endpoint_is_no_mark(
+    fleet, topic, created_hours_ago, modified_hours_ago, dry_run, action
+):
     modified = None if modified_hours_ago is None else NOW - timedelta(hours=modified_hours_ago)
     fleet.add("endpoint", NOW - timedelta(hours=created_hours_ago), tags={MARK: mark_value(30)}, modified_at=modified)
 
@@ -430,7 +433,8 @@ def test_an_opt_out_key_written_differently_still_protects(fleet, topic, key):
 
 
 @pytest.mark.parametrize(
-    "key", ["mlops:reaper-optout", "mlops:raeper-opt-out", "mlops:reaper-opt-outs", "acme:reaper-opt-out", "reaper-opt-out"]
+    "key",
+    ["mlops:reaper-optout", "mlops:raeper-opt-out", "mlops:reaper-opt-outs", "acme:reaper-opt-out", "reaper-opt-out"],
 )
 def test_a_near_miss_opt_out_key_protects_and_is_named_in_the_report(fleet, topic, key):
     fleet.add("endpoint", NOW - timedelta(days=5), tags={key: "true", MARK: mark_value(30)})
