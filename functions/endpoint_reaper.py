@@ -83,7 +83,10 @@ MAX_METRIC_PAGES = 20
 # moment, or by a clock slightly ahead, as traffic. Deleting on a borderline is the mistake to avoid.
 METRIC_END_MARGIN = timedelta(minutes=5)
 ENTRIES_PER_PUT_EVENTS = 10  # PutEvents
-DECISIONS_PER_AUDIT_ENTRY = 50  # keeps ten entries well under PutEvents' 256 KiB request limit
+# An entry holds at most 50 decisions and 20 KiB of them, so ten entries stay under PutEvents' 256 KiB request
+# limit however long the reasons are (an error message can be).
+DECISIONS_PER_AUDIT_ENTRY = 50
+AUDIT_ENTRY_BUDGET_BYTES = 20 * 1024
 # Refused or failed PutEvents are sent again after 0.5, 1 and 2 s: at most 3.5 s per ten entries, well inside
 # the function's timeout, and long enough to ride out throttling.
 PUT_EVENTS_ATTEMPTS = 4
@@ -658,9 +661,22 @@ def _report_text(report: ReaperReport) -> str:
     return "\n".join(lines)
 
 
+def _audit_chunks(decisions: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The decisions in order, cut into chunks of at most 50 decisions and 20 KiB (a longer decision alone)."""
+    chunks: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for decision in decisions:
+        length = len(json.dumps(decision).encode("utf-8"))
+        if chunks[-1] and (len(chunks[-1]) == DECISIONS_PER_AUDIT_ENTRY or size + length > AUDIT_ENTRY_BUDGET_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(decision)
+        size += length
+    return chunks
+
+
 def _audit_entries(settings: ReaperSettings, report: ReaperReport) -> list[dict[str, Any]]:
-    decisions = [asdict(decision) for decision in report.decisions]
-    chunks = list(_batched(decisions, DECISIONS_PER_AUDIT_ENTRY)) or [[]]
+    chunks = _audit_chunks([asdict(decision) for decision in report.decisions])
     header: dict[str, Any] = {"run_at": _iso(report.run_at), "dry_run": report.dry_run, "counts": report.counts()}
     if report.stopped_early:
         header["stopped_early"] = report.stopped_early

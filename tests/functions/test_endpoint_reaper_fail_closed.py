@@ -331,6 +331,20 @@ def test_audit_entries_refused_after_every_retry_fail_the_run_and_sns_is_still_s
     assert len(published) == 1
 
 
+def test_audit_requests_stay_under_the_put_events_limit_however_long_the_reasons(aws, topic):
+    clients = ReaperClients.default()
+    put_events = _calls_to(clients.events, "events.PutEvents")
+    decisions = [Decision(f"e{index}", "error", "delete_failed", "x" * 3000) for index in range(200)]
+
+    delivery = send_report(
+        clients, reaper_settings(topic), ReaperReport(run_at=NOW, dry_run=False, decisions=decisions)
+    )
+
+    assert delivery.problems() == []
+    assert all(len(json.dumps(call["Entries"]).encode()) < 256 * 1024 for call in put_events)
+    assert len(_audited_decisions(put_events)) == 200
+
+
 def test_a_run_that_stops_early_reports_what_it_decided_and_fails(fleet, topic):
     fleet.add("young", NOW - timedelta(hours=1))
     fleet.add("old", NOW - timedelta(days=5))
