@@ -56,6 +56,9 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": topic,
         "AUDIT_EVENT_BUS_NAME": "default",
+        "REAPER_SCOPE": "managed",
+        "MANAGEMENT_TAG": "mlops:model-package-arn",
+        "MANAGED_TAG_VALUE_PREFIX": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-{MODEL_NAME}/",
         "MODEL_PACKAGE_GROUP_NAME": f"mlops-{MODEL_NAME}",
     }
     for name, value in environment.items():
