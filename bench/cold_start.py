@@ -130,6 +130,9 @@ _ENVIRONMENT = {
     "MAX_DELETIONS_PER_RUN": "5",
     "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:report",
     "AUDIT_EVENT_BUS_NAME": "default",
+    "REAPER_SCOPE": "managed",
+    "MANAGEMENT_TAG": "mlops:model-package-arn",
+    "MANAGED_TAG_VALUE_PREFIX": "arn:aws:sagemaker:us-east-1:123456789012:model-package/group/",
     "MODEL_PACKAGE_GROUP_NAME": "group",
 }
 

@@ -87,8 +87,8 @@ ENTRIES_PER_PUT_EVENTS = 10  # PutEvents
 # limit however long the reasons are (an error message can be).
 DECISIONS_PER_AUDIT_ENTRY = 50
 AUDIT_ENTRY_BUDGET_BYTES = 20 * 1024
-# Refused or failed PutEvents are sent again after 0.5, 1 and 2 s: at most 3.5 s per ten entries, well inside
-# the function's timeout, and long enough to ride out throttling.
+# Entries PutEvents refused (FailedEntryCount) are sent again after 0.5, 1 and 2 s: at most 3.5 s per ten
+# entries, well inside the function's timeout, and long enough to ride out throttling.
 PUT_EVENTS_ATTEMPTS = 4
 PUT_EVENTS_FIRST_BACKOFF_SECONDS = 0.5
 SNS_MESSAGE_BUDGET_BYTES = 200 * 1024  # SNS allows 256 KiB; the rest is headroom for the summary
@@ -700,10 +700,11 @@ def _put_with_retries(events: Any, batch: list[dict[str, Any]], sleep: Callable[
             sleep(PUT_EVENTS_FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
         try:
             response = events.put_events(Entries=pending)
-        except Exception as error:  # throttled or unreachable: the same entries again
-            problem = f"PutEvents failed: {type(error).__name__}: {error}"
-            logger.warning("PutEvents failed", extra={"attempt": attempt + 1, "error": problem})
-            continue
+        except Exception as error:
+            # botocore has already retried a throttled or failed call as its retry configuration says; what it
+            # cannot retry is a call that succeeded with entries refused, which is what this loop is for.
+            logger.exception("PutEvents failed", extra={"attempt": attempt + 1})
+            return len(pending), f"PutEvents failed: {type(error).__name__}: {error}"
         results = response.get("Entries", [])
         if len(results) == len(pending):
             refused = [

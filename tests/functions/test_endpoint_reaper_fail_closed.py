@@ -318,8 +318,7 @@ def test_audit_entries_refused_after_every_retry_fail_the_run_and_sns_is_still_s
     slept: list[float] = []
     published = _calls_to(clients.sns, "sns.Publish")
     with Stubber(clients.events) as stubber:
-        stubber.add_client_error("put_events", service_error_code="ThrottlingException")
-        for _ in range(endpoint_reaper.PUT_EVENTS_ATTEMPTS - 1):
+        for _ in range(endpoint_reaper.PUT_EVENTS_ATTEMPTS):
             stubber.add_response("put_events", _put_events_answer(1, refused={0}))
 
         delivery = send_report(clients, reaper_settings(topic), _report_of(3), sleep=slept.append)
@@ -329,6 +328,20 @@ def test_audit_entries_refused_after_every_retry_fail_the_run_and_sns_is_still_s
     assert delivery.problems() == ["1 audit entries not written: ThrottlingException: slow down"]
     assert slept == [0.5, 1.0, 2.0]
     assert len(published) == 1
+
+
+def test_a_put_events_call_that_fails_is_not_sent_again_by_the_reaper_and_fails_the_run(aws, topic):
+    # botocore already retried it per its retry configuration; a second loop would only multiply the wait.
+    clients = ReaperClients.default()
+    slept: list[float] = []
+    with Stubber(clients.events) as stubber:
+        stubber.add_client_error("put_events", service_error_code="AccessDeniedException", service_message="no")
+
+        delivery = send_report(clients, reaper_settings(topic), _report_of(3), sleep=slept.append)
+
+    [problem] = delivery.problems()
+    assert problem.startswith("1 audit entries not written: PutEvents failed: AccessDeniedException")
+    assert slept == []
 
 
 def test_audit_requests_stay_under_the_put_events_limit_however_long_the_reasons(aws, topic):
