@@ -1,5 +1,6 @@
 """The reaper's scope (`ReaperScope`) holds in IAM as in code: in `managed` scope its role cannot delete or tag an
 endpoint that does not carry this stack's management tag, and the deploy workflow is what puts that tag on.
+And a run that fails (it raises when it could not record itself) reaches an alarm.
 
 Each rule passes on the template and fails on a mutated copy, so none can pass vacuously.
 """
@@ -197,3 +198,17 @@ def test_the_readme_says_the_scope_is_enforced_in_iam_and_in_code():
     assert "`ReaperScope`" in readme
     assert f"`{MODEL_PACKAGE_ARN_TAG}`" in readme
     assert "IAM policy" in readme
+
+
+def test_a_failed_reaper_run_reaches_an_alarm(declared):
+    resources = declared["Resources"]
+    function = resources["EndpointReaperFunction"]["Properties"]
+    alarm = resources["FunctionFailureQueueAlarm"]["Properties"]
+
+    # No Lambda retry (the next schedule is the retry), so a raising run goes straight to the DLQ.
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert function["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["FunctionFailureQueue", "Arn"]}}
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FunctionFailureQueue", "QueueName"]}}
+    ]
+    assert alarm["AlarmActions"] == [{"Ref": "NotificationTopic"}]
