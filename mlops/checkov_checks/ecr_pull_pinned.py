@@ -6,6 +6,7 @@ stack runs only the SageMaker framework images of statemachines/image-uris.json.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from checkov.cloudformation.checks.resource.base_resource_check import BaseResourceCheck
@@ -14,6 +15,7 @@ from checkov.common.models.enums import CheckCategories, CheckResult
 from mlops.checkov_checks.policy_documents import actions, as_list, branches, identity_documents, statements
 
 PULL_ACTIONS = frozenset({"ecr:batchgetimage", "ecr:getdownloadurlforlayer", "ecr:batchchecklayeravailability"})
+_SUB_VARIABLE = re.compile(r"\$\{[^}]*\}")
 WILDCARD_PULLS = frozenset({"*", "ecr:*", "ecr:batch*", "ecr:get*"})
 
 
@@ -32,7 +34,8 @@ def unpinned_repository(resource: Any) -> bool:
     text = _arn_text(resource)
     if text is None or text == "*":
         return True
-    parts = text.split(":", 5)
+    # `${AWS::Partition}` and the like hold colons of their own; each stands for one fixed ARN field.
+    parts = _SUB_VARIABLE.sub("${}", text).split(":", 5)
     if len(parts) < 6:
         return True
     account, repository = parts[4], parts[5]
