@@ -1,8 +1,9 @@
 """checkov CKV_MLOPS_6: a role a service assumes checks both aws:SourceAccount and aws:SourceArn.
 
 Without them any resource of that service, in any account, that is given the role's ARN can act as the role (the
-confused deputy). Lambda execution roles are exempt: Lambda sets neither key when it assumes a function's role;
-who may give a function that role is what iam:PassRole decides.
+confused deputy). Lambda execution roles are exempt: SAM generates them, a function's role is given to it only
+by whoever may iam:PassRole it, and a source condition Lambda did not satisfy would stop every function, which
+cannot be tried offline.
 """
 
 from __future__ import annotations

@@ -234,6 +234,39 @@ def test_a_model_role_reading_the_training_data_is_reported(declared: dict[str, 
     assert _model_role_problems(declared) == [f"SageMakerModelRole may read {DATA}/incoming/breast_cancer.csv"]
 
 
+def _evaluation_uri() -> str:
+    state = _definition("training")["States"]["EvaluationReport"]
+    return _s3_arn(state["Parameters"]["Payload"]["evaluation_uri.$"], "")
+
+
+@pytest.mark.parametrize(
+    ("role_id", "needed"),
+    [
+        ("EvaluationReportFunctionRole", _evaluation_uri),
+        ("SmokeTestFunctionRole", lambda: f"{ARTIFACTS}/runs/{EXECUTION}/preprocess/sample/sample.csv"),
+    ],
+)
+def test_glue_functions_read_only_what_the_state_machines_hand_them(
+    transformed: dict[str, Any], role_id: str, needed: Any
+) -> None:
+    others = [
+        f"{DATA}/incoming/breast_cancer.csv",
+        f"{ARTIFACTS}/code/0123abcd/sourcedir.tar.gz",
+        f"{ARTIFACTS}/models/{EXECUTION}-train/output/model.tar.gz",
+        f"{ARTIFACTS}/data-capture/mlops-dev-endpoint/AllTraffic/capture.jsonl",
+    ]
+    problems = stack_rules.s3_access_problems(
+        role_id,
+        transformed["Resources"][role_id],
+        reads=[needed()],
+        writes=[],
+        forbidden_reads=others,
+        forbidden_writes=others,
+    )
+
+    assert problems == []
+
+
 def _code_writers(template: dict[str, Any]) -> list[str]:
     code_object = f"{ARTIFACTS}/code/0123abcd/sourcedir.tar.gz"
     return sorted(
@@ -561,7 +594,7 @@ def test_a_function_without_the_stack_key_is_reported() -> None:
 
     transformed = _transform(template)
 
-    assert _environment_encryption_problems(transformed) == sorted(
+    assert sorted(_environment_encryption_problems(transformed)) == sorted(
         f"{logical_id}: environment not encrypted with the stack key" for logical_id in functions
     )
 
