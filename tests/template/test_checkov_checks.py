@@ -16,7 +16,6 @@ from mlops.checkov_checks import (
     sagemaker_registry_tags,
     sqs_customer_managed_key,
     state_machine_observability,
-    stateful_resources_retained,
     trust_policy_source,
 )
 
@@ -108,12 +107,6 @@ INVOKE = {
         ]
     },
 }
-TABLE = {
-    "Type": "AWS::DynamoDB::Table",
-    "DeletionPolicy": "Retain",
-    "UpdateReplacePolicy": "Retain",
-    "Properties": {"BillingMode": "PAY_PER_REQUEST"},
-}
 ROLE = {
     "Type": "AWS::IAM::Role",
     "Properties": {
@@ -153,7 +146,6 @@ def _weakened(resource: dict[str, Any], change: Any) -> dict[str, Any]:
         (trust_policy_source.check, ROLE),
         (ecr_pull_pinned.check, ROLE),
         (invoke_endpoint_through_vpce.check, ROLE),
-        (stateful_resources_retained.check, TABLE),
     ],
     ids=[
         "state-machine",
@@ -164,7 +156,6 @@ def _weakened(resource: dict[str, Any], change: Any) -> dict[str, Any]:
         "trust",
         "ecr",
         "invoke",
-        "retained-table",
     ],
 )
 @pytest.mark.parametrize("as_checkov_reads_it", [False, True], ids=["plain", "with-line-markers"])
@@ -245,13 +236,3 @@ def test_the_stack_shape_passes(check: Any, resource: dict[str, Any], as_checkov
 )
 def test_a_weakened_resource_fails(check: Any, resource: dict[str, Any], change: Any) -> None:
     assert check.scan_resource_conf(_weakened(resource, change)) == CheckResult.FAILED
-
-
-@pytest.mark.parametrize(
-    "attribute", ["DeletionPolicy", "UpdateReplacePolicy"], ids=["deleted-with-the-stack", "deleted-on-replacement"]
-)
-def test_a_stateful_resource_that_is_not_retained_fails(attribute: str) -> None:
-    table = copy.deepcopy(TABLE)
-    table[attribute] = "Delete"
-
-    assert stateful_resources_retained.check.scan_resource_conf(table) == CheckResult.FAILED
