@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from checkov.cloudformation.runner import Runner
 from checkov.common.models.enums import CheckResult
+from checkov.runner_filter import RunnerFilter
 
 from mlops.checkov_checks import (
     ecr_pull_pinned,
@@ -18,6 +22,19 @@ from mlops.checkov_checks import (
     state_machine_observability,
     trust_policy_source,
 )
+from mlops.iam_policy import sam_transformed_template
+
+# The checks of issue 8's least-privilege items, with CKV_MLOPS_1's no-execution-data-in-prod rule.
+LEAST_PRIVILEGE_CHECK_IDS = [
+    module.check.id
+    for module in (
+        state_machine_observability,
+        kms_key_separation,
+        trust_policy_source,
+        ecr_pull_pinned,
+        invoke_endpoint_through_vpce,
+    )
+]
 
 STATE_MACHINE = {
     "Type": "AWS::StepFunctions::StateMachine",
@@ -236,3 +253,39 @@ def test_the_stack_shape_passes(check: Any, resource: dict[str, Any], as_checkov
 )
 def test_a_weakened_resource_fails(check: Any, resource: dict[str, Any], change: Any) -> None:
     assert check.scan_resource_conf(_weakened(resource, change)) == CheckResult.FAILED
+
+
+def _statement(role: dict[str, Any], sid: str) -> dict[str, Any]:
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    return next(s for s in statements if isinstance(s, dict) and s.get("Sid") == sid)
+
+
+def test_the_least_privilege_checks_fail_the_weakened_stack_as_checkov_parses_it(tmp_path: Path) -> None:
+    # GIVEN the deployed form of the stack with one control of each check undone
+    template = sam_transformed_template()
+    resources = template["Resources"]
+    resources["SageMakerJobRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"].pop("ArnLike")
+    _statement(resources["SageMakerModelRole"], "PullTheFrameworkImage")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:*:repository/*"
+    }
+    resources["EncryptionKey"]["Properties"]["KeyPolicy"]["Statement"][0]["Action"].append("kms:Decrypt")
+    _statement(resources["SmokeTestFunctionRole"], "InvokeTheStackEndpoint").pop("Condition")
+    resources["DeployStateMachine"]["Properties"]["LoggingConfiguration"]["IncludeExecutionData"] = True
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template), encoding="utf-8")
+
+    # WHEN checkov runs the project's checks on it
+    report = Runner().run(
+        root_folder=None,
+        files=[str(path)],
+        runner_filter=RunnerFilter(framework=["cloudformation"], checks=LEAST_PRIVILEGE_CHECK_IDS),
+    )
+
+    # THEN each check fails the resource it guards, and only that one
+    assert sorted((c.check_id, c.resource) for c in report.failed_checks) == [
+        ("CKV_MLOPS_1", "AWS::StepFunctions::StateMachine.DeployStateMachine"),
+        ("CKV_MLOPS_5", "AWS::KMS::Key.EncryptionKey"),
+        ("CKV_MLOPS_6", "AWS::IAM::Role.SageMakerJobRole"),
+        ("CKV_MLOPS_7", "AWS::IAM::Role.SageMakerModelRole"),
+        ("CKV_MLOPS_8", "AWS::IAM::Role.SmokeTestFunctionRole"),
+    ]
