@@ -282,6 +282,7 @@ def test_the_least_privilege_checks_fail_the_weakened_stack_as_checkov_parses_it
     )
 
     # THEN each check fails the resource it guards, and only that one
+    assert not isinstance(report, list)
     assert sorted((c.check_id, c.resource) for c in report.failed_checks) == [
         ("CKV_MLOPS_1", "AWS::StepFunctions::StateMachine.DeployStateMachine"),
         ("CKV_MLOPS_5", "AWS::KMS::Key.EncryptionKey"),
