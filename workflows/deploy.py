@@ -14,7 +14,7 @@ from workflows.placeholders import (
     ENDPOINT_NAME,
     KMS_KEY_ARN,
     ROLLBACK_ALARM_NAME,
-    SAGEMAKER_ROLE_ARN,
+    SAGEMAKER_MODEL_ROLE_ARN,
     SMOKE_TEST_FUNCTION_ARN,
 )
 from workflows.policies import (
@@ -150,7 +150,7 @@ def _create_model_step() -> steps.Task:
         parameters={
             "ModelName.$": MODEL_NAME,
             "PrimaryContainer": {"ModelPackageName.$": "$.ModelPackageArn"},
-            "ExecutionRoleArn": SAGEMAKER_ROLE_ARN,
+            "ExecutionRoleArn": SAGEMAKER_MODEL_ROLE_ARN,
             "VpcConfig": vpc_config(),
             "EnableNetworkIsolation": True,
             "Tags": TAGS,

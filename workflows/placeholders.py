@@ -8,7 +8,8 @@ PLACEHOLDER_NAMES: tuple[str, ...] = (
     "ArtifactBucket",
     "DataBucket",
     "KmsKeyArn",
-    "SageMakerExecutionRoleArn",
+    "SageMakerJobRoleArn",
+    "SageMakerModelRoleArn",
     "SubnetIds",
     "SecurityGroupIds",
     "ImageUri",
@@ -43,7 +44,8 @@ PARTITION = placeholder("Partition")
 ARTIFACT_BUCKET = placeholder("ArtifactBucket")
 DATA_BUCKET = placeholder("DataBucket")
 KMS_KEY_ARN = placeholder("KmsKeyArn")
-SAGEMAKER_ROLE_ARN = placeholder("SageMakerExecutionRoleArn")
+SAGEMAKER_JOB_ROLE_ARN = placeholder("SageMakerJobRoleArn")
+SAGEMAKER_MODEL_ROLE_ARN = placeholder("SageMakerModelRoleArn")
 SUBNET_IDS = placeholder("SubnetIds")
 SECURITY_GROUP_IDS = placeholder("SecurityGroupIds")
 IMAGE_URI = placeholder("ImageUri")

@@ -29,7 +29,7 @@ from workflows.placeholders import (
     MODEL_APPROVAL_STATUS,
     MODEL_PACKAGE_GROUP_NAME,
     PROCESSING_INSTANCE_TYPE,
-    SAGEMAKER_ROLE_ARN,
+    SAGEMAKER_JOB_ROLE_ARN,
     SOURCE_DIR_URI,
     TRAINING_INSTANCE_TYPE,
 )
@@ -186,7 +186,7 @@ def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
 def _processor(config: PipelineConfig) -> Processor:
     processing = config.processing
     return Processor(
-        role=SAGEMAKER_ROLE_ARN,
+        role=SAGEMAKER_JOB_ROLE_ARN,
         image_uri=IMAGE_URI,
         instance_count=processing.instance_count,
         # The SDK validates instance types, so it gets pipeline.toml's; the request then takes the placeholder.
@@ -282,7 +282,7 @@ def _estimator(config: PipelineConfig) -> Estimator:
     training = config.training
     return Estimator(
         image_uri=IMAGE_URI,
-        role=SAGEMAKER_ROLE_ARN,
+        role=SAGEMAKER_JOB_ROLE_ARN,
         instance_count=training.instance_count,
         instance_type=training.instance_type,
         volume_size=training.volume_size_gb,

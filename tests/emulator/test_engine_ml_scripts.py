@@ -86,7 +86,8 @@ def stack(runtime: Any, bucket: str) -> dict[str, str]:
         "ArtifactBucket": bucket,
         "DataBucket": bucket,
         "KmsKeyArn": kms,
-        "SageMakerExecutionRoleArn": "arn:aws:iam::123456789012:role/sagemaker-jobs",
+        "SageMakerJobRoleArn": "arn:aws:iam::123456789012:role/sagemaker-jobs",
+        "SageMakerModelRoleArn": "arn:aws:iam::123456789012:role/sagemaker-models",
         "SubnetIds": "subnet-a,subnet-b",
         "SecurityGroupIds": "sg-1",
         "ImageUri": "xgboost:1.7-1",
@@ -143,7 +144,7 @@ def test_real_scripts_preprocess_train_evaluate_and_serve_through_the_exported_s
             "ModelDataUrl": outcome.output["training"]["ModelArtifacts"]["S3ModelArtifacts"],
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
         },
-        ExecutionRoleArn=stack["SageMakerExecutionRoleArn"],
+        ExecutionRoleArn=stack["SageMakerModelRoleArn"],
     )
     client.create_endpoint_config(
         EndpointConfigName="ml-train-1-cfg",

@@ -6,7 +6,9 @@ that cannot fail would show.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +225,106 @@ def missing_state_machine_actions(template: dict[str, Any], project_root: Path) 
         if absent:
             missing[logical_id] = absent
     return missing
+
+
+# ---------------------------------------------------------------- least privilege
+
+# Concrete stand-ins for what the policies name through intrinsics, so IAM's `*` patterns can be matched.
+STAND_IN_VALUES = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "mlops-dev",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+STAND_IN_BUCKETS = {"ArtifactBucket": "artifacts", "DataBucket": "data", "AccessLogBucket": "access-logs"}
+_SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
+
+
+def resolve_arn(value: Any) -> str | None:
+    """A policy Resource (string, `Fn::Sub`, `Fn::GetAtt X.Arn` of a bucket) as an ARN pattern; None if unknown."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) else (None, None)
+        if attribute == "Arn" and logical_id in STAND_IN_BUCKETS:
+            return f"arn:aws:s3:::{STAND_IN_BUCKETS[logical_id]}"
+        return f"<{logical_id}.{attribute}>"
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        if isinstance(text, list):
+            return None
+        unresolved = []
+
+        def stand_in(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in STAND_IN_VALUES:
+                return STAND_IN_VALUES[name]
+            bucket = name.removesuffix(".Arn")
+            if name.endswith(".Arn") and bucket in STAND_IN_BUCKETS:
+                return f"arn:aws:s3:::{STAND_IN_BUCKETS[bucket]}"
+            unresolved.append(name)
+            return match.group(0)
+
+        resolved = _SUB_VARIABLE.sub(stand_in, text)
+        return None if unresolved else resolved
+    return None
+
+
+def role_policy_statements(role: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every statement of a role's inline policies, each outcome of a conditional statement separately."""
+    from mlops.checkov_checks.policy_documents import branches, statements
+
+    for entry in role.get("Properties", {}).get("Policies", []):
+        for policy in branches(entry):
+            if isinstance(policy, dict):
+                yield from statements(policy["PolicyDocument"])
+
+
+def _grants(statement: dict[str, Any], action: str) -> bool:
+    actions = statement.get("Action", [])
+    granted = actions if isinstance(actions, list) else [actions]
+    return any(fnmatch.fnmatchcase(action.lower(), g.lower()) for g in granted if isinstance(g, str))
+
+
+def allowed_arn_patterns(role: dict[str, Any], action: str) -> list[str]:
+    """The resource patterns on which a role's Allow statements grant `action` ("<unresolved>" for unknown ones)."""
+    patterns = []
+    for statement in role_policy_statements(role):
+        if statement.get("Effect") != "Allow" or not _grants(statement, action):
+            continue
+        resources = statement.get("Resource", [])
+        for resource in resources if isinstance(resources, list) else [resources]:
+            patterns.append(resolve_arn(resource) or "<unresolved>")
+    return patterns
+
+
+def may(role: dict[str, Any], action: str, arn: str) -> bool:
+    return any(fnmatch.fnmatchcase(arn, pattern) for pattern in allowed_arn_patterns(role, action))
+
+
+def s3_access_problems(
+    role_id: str,
+    role: dict[str, Any],
+    *,
+    reads: list[str],
+    writes: list[str],
+    forbidden_reads: list[str],
+    forbidden_writes: list[str],
+) -> list[str]:
+    """What `role` cannot read or write that it needs, and what it can read or write that it must not."""
+    problems = []
+    for arn in reads:
+        if not may(role, "s3:GetObject", arn):
+            problems.append(f"{role_id} cannot read {arn}")
+    for arn in writes:
+        if not may(role, "s3:PutObject", arn):
+            problems.append(f"{role_id} cannot write {arn}")
+    for arn in forbidden_reads:
+        if may(role, "s3:GetObject", arn):
+            problems.append(f"{role_id} may read {arn}")
+    for arn in forbidden_writes:
+        for action in ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"):
+            if may(role, action, arn):
+                problems.append(f"{role_id} may {action} {arn}")
+    return problems

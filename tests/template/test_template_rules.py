@@ -204,10 +204,10 @@ def test_substitutions_are_exactly_the_contract_placeholders(declared: dict[str,
 
 
 def test_contract_table_parses_to_the_documented_placeholders() -> None:
-    # Guards the parser above: the table lists 22 names, some rows holding several.
+    # Guards the parser above: the table lists 23 names, some rows holding several.
     names = _contract_placeholders()
 
-    assert len(names) == 22
+    assert len(names) == 23
     assert {"Partition", "EndpointInstanceType", "EnvironmentTag"} <= names
 
 
@@ -301,7 +301,7 @@ def test_a_wildcard_grant_is_reported_with_its_resource_and_statement(transforme
 def test_a_wildcard_in_a_resource_policy_or_behind_a_condition_is_reported(transformed: dict[str, Any]) -> None:
     key_policy = transformed["Resources"]["EncryptionKey"]["Properties"]["KeyPolicy"]
     key_policy["Statement"][0]["Action"] = "kms:*"
-    role = transformed["Resources"]["SageMakerExecutionRole"]["Properties"]
+    role = transformed["Resources"]["SageMakerJobRole"]["Properties"]
     role["Policies"].append(
         {
             "Fn::If": [
@@ -316,7 +316,7 @@ def test_a_wildcard_in_a_resource_policy_or_behind_a_condition_is_reported(trans
 
     assert grants == {
         ("EncryptionKey", "KeyPolicy", ("kms:*",)),
-        ("SageMakerExecutionRole", "Policies[ProdOnly]", ("*",)),
+        ("SageMakerJobRole", "Policies[ProdOnly]", ("*",)),
     }
 
 

@@ -90,7 +90,7 @@ def test_in_service_endpoint_scales_smoke_tests_tags_and_notifies(deploy_definit
 def test_model_comes_from_the_package_in_the_vpc_with_isolation(deploy_definition: dict[str, Any]) -> None:
     parameters = deploy_definition["States"]["CreateModel"]["Parameters"]
     assert parameters["PrimaryContainer"] == {"ModelPackageName.$": "$.ModelPackageArn"}
-    assert parameters["ExecutionRoleArn"] == "${SageMakerExecutionRoleArn}"
+    assert parameters["ExecutionRoleArn"] == "${SageMakerModelRoleArn}"
     assert parameters["EnableNetworkIsolation"] is True
     assert parameters["VpcConfig"] == {
         "Subnets.$": "States.StringSplit('${SubnetIds}', ',')",
