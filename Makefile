@@ -26,6 +26,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test install install-run lint typecheck check unit e2e bench export lock clean
 
+# uv installs run.lock without compiling it (pip compiled every module it installed): the first `make run` writes the
+# bytecode of just the modules it imports, once, instead of each of its processes (twin, jobs, model server) compiling
+# them again. Bytecode of the project's own code lands in __pycache__/ folders (ignored by git and by the archives the
+# twin and the publisher build); `make clean` removes them.
+run: export PYTHONDONTWRITEBYTECODE :=
 run: $(RUN_STAMP)
 	$(BIN)/mlops run
 
@@ -50,8 +55,11 @@ $(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(RUN_STAMP)
 
+# The checks and tests run with PYTHONDONTWRITEBYTECODE, so every installed module is compiled here, as pip did
+# (compileall skips what an earlier `make run` compiled; uv's --compile-bytecode would only cover dev.lock's additions).
 $(DEV_STAMP): $(RUN_STAMP) requirements/dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/dev.lock
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages
 	touch $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
@@ -92,6 +100,7 @@ lock: $(UV_STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # sam build (template.yaml, MlCodePublisherFunction: BuildMethod makefile, run from the project root): the bundle
 # carries the publisher, ml/ and the image URI table, because the custom resource publishes ml/ from its own code.
