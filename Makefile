@@ -56,10 +56,11 @@ $(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock
 	touch $(RUN_STAMP)
 
 # The checks and tests run with PYTHONDONTWRITEBYTECODE, so every installed module is compiled here, as pip did
-# (compileall skips what an earlier `make run` compiled; uv's --compile-bytecode would only cover dev.lock's additions).
+# (compileall skips what an earlier `make run` compiled; uv's --compile-bytecode would only cover dev.lock's additions;
+# the SyntaxWarnings it would print are third-party code's, which pip compiled silently).
 $(DEV_STAMP): $(RUN_STAMP) requirements/dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/dev.lock
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages
+	$(BIN)/python -W ignore::SyntaxWarning -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages
 	touch $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
