@@ -102,6 +102,7 @@ lock: $(UV_STAMP)
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f requirements/dev.lock.new
 
 # sam build (template.yaml, MlCodePublisherFunction: BuildMethod makefile, run from the project root): the bundle
 # carries the publisher, ml/ and the image URI table, because the custom resource publishes ml/ from its own code.
