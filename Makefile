@@ -10,59 +10,99 @@ VENV := .venv
 # need Python 3.11.
 REQUIRE_PYTHON_311 := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# uv installs the locks (seconds where pip takes minutes); pip, which every Python 3.11 has, installs uv itself, pinned.
+UV_VERSION := 0.13.9
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+# uv reads none of pip's configuration: this wrapper hands it the indexes and wheel folders pip is configured with.
+UV := $(PYTHON) requirements/uv_with_pip_index.py $(BIN)/uv
+# `make run` installs what the twin needs (run.lock), `make test` adds what the checks and tests need (dev.lock).
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install lint typecheck check unit e2e bench export lock clean
+.PHONY: run test install install-run lint typecheck check unit e2e bench export lock clean
 
-run: $(STAMP)
+# uv installs run.lock without compiling it (pip compiled every module it installed): the first `make run` writes the
+# bytecode of just the modules it imports, once, instead of each of its processes (twin, jobs, model server) compiling
+# them again. Bytecode of the project's own code lands in __pycache__/ folders (ignored by git and by the archives the
+# twin and the publisher build); `make clean` removes them.
+run: export PYTHONDONTWRITEBYTECODE :=
+run: $(RUN_STAMP)
 	$(BIN)/mlops run
 
-test: $(STAMP) lint typecheck check unit e2e
+test: $(DEV_STAMP) lint typecheck check unit e2e
 
-install: $(STAMP)
+# The development environment: everything `make test` needs.
+install: $(DEV_STAMP)
 
-# The lock pins every package; the project itself installs editable so `mlops` is on the venv's PATH.
-$(STAMP): pyproject.toml requirements/dev.lock
+install-run: $(RUN_STAMP)
+
+# The venv starts without pip (ensurepip costs seconds): the interpreter's own pip installs uv into it, and uv the rest.
+$(UV_STAMP):
 	$(REQUIRE_PYTHON_311)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	touch $(UV_STAMP)
 
-lint: $(STAMP)
+# The locks pin every package; the project itself installs editable (its build backend is pinned in run.lock) so `mlops`
+# is on the venv's PATH. uv installs additively: `make run` then `make test` only adds dev.lock's packages.
+$(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	touch $(RUN_STAMP)
+
+# The checks and tests run with PYTHONDONTWRITEBYTECODE, so every installed module is compiled here, as pip did
+# (compileall skips what an earlier `make run` compiled; uv's --compile-bytecode would only cover dev.lock's additions;
+# the SyntaxWarnings it would print are third-party code's, which pip compiled silently).
+$(DEV_STAMP): $(RUN_STAMP) requirements/dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements/dev.lock
+	$(BIN)/python -W ignore::SyntaxWarning -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages
+	touch $(DEV_STAMP)
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy mlops workflows emulator functions ml
 
-check: $(STAMP)
+check: $(DEV_STAMP)
 	$(BIN)/mlops check
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/pytest -q -n 2 -m "not e2e" tests
 
-e2e: $(STAMP)
+e2e: $(DEV_STAMP)
 	$(BIN)/pytest -q -m e2e tests
 
 # Every benchmark runs even when an earlier one misses its target; the exit status says whether all met theirs.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	missed=""; for b in bench/*.py; do $(BIN)/python $$b || missed="$$missed $$b"; done; \
 	if [ -n "$$missed" ]; then echo "missed their target or failed:$$missed"; exit 1; fi
 
-export: $(STAMP)
+export: $(DEV_STAMP)
 	$(BIN)/mlops export
 
-lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Every package of the development environment, pinned: `make` installs from this file.\n# Regenerate after changing pyproject.toml: make lock' > requirements/dev.lock
+# Regenerates both locks from pyproject.toml's extras, keeping every pin the locks already hold (uv prefers the versions
+# in the output file): run.lock pins the `run` extra, dev.lock what the `dev` extra adds to it, with run.lock's pins.
+LOCK := $(UV) pip compile --quiet --python $(BIN)/python --no-header --no-annotate
+lock: $(UV_STAMP)
+	$(LOCK) --extra run pyproject.toml -o requirements/run.lock
+	sed -i '1i # What `mlops run` and the local twin need, every package pinned: `make run` installs this file.\n# Regenerate after changing pyproject.toml: make lock' requirements/run.lock
+	$(LOCK) --extra dev -c requirements/run.lock pyproject.toml -o requirements/dev.lock
+	{ printf '%s\n' '# What the checks and tests add to run.lock, every package pinned: `make test` installs this file.' \
+		'# Regenerate after changing pyproject.toml: make lock' '-r run.lock'; \
+		grep -vxFf <(grep -v '^#' requirements/run.lock) requirements/dev.lock || [ $$? -eq 1 ]; } > requirements/dev.lock.new
+	mv requirements/dev.lock.new requirements/dev.lock
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f requirements/dev.lock.new
 
 # sam build (template.yaml, MlCodePublisherFunction: BuildMethod makefile, run from the project root): the bundle
 # carries the publisher, ml/ and the image URI table, because the custom resource publishes ml/ from its own code.
