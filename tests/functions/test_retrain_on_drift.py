@@ -142,7 +142,10 @@ def test_redelivered_alarm_transition_starts_exactly_one_execution(drift_env, la
         ("retrain_on_drift/unknown_alarm.json", "does not start with DRIFT_ALARM_PREFIX"),
         # The stack mlops-local's prefix is mlops-local-drift-: the alarm of a stack whose name merely starts
         # the same way (mlops-local-drift2-...) is not ours.
-        ("retrain_on_drift/prefix_without_separator.json", "does not start with DRIFT_ALARM_PREFIX 'mlops-local-drift-'"),
+        (
+            "retrain_on_drift/prefix_without_separator.json",
+            "does not start with DRIFT_ALARM_PREFIX 'mlops-local-drift-'",
+        ),
     ],
 )
 def test_events_that_are_not_a_drift_alarm_entering_alarm_are_ignored_with_a_reason(
