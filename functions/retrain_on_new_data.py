@@ -332,9 +332,14 @@ def _start_group(
         logger.exception("could not record the planned execution", extra={"execution_name": name})
         _release_all(group, persistence, error)
         return [outcome.but("retry", f"could not record execution {name} in the claims: {error}") for outcome in group]
-    started = start_training(
-        sfn_client, lease, settings.training_state_machine_arn, name, _input_for(group, settings.data_uri), now
-    )
+    try:
+        started = start_training(
+            sfn_client, lease, settings.training_state_machine_arn, name, _input_for(group, settings.data_uri), now
+        )
+    except Exception as error:  # the lease or Step Functions unreachable, before or around the start
+        # Whether it started is unknown: the claims keep naming the execution, so the redelivery resolves it.
+        logger.exception("could not start training", extra={"execution_name": name})
+        return [outcome.but("retry", f"starting {name} failed: {error}", name) for outcome in group]
     if started.exists:
         reason = "training started" if started.status == "started" else started.reason
         return [outcome.but("started", reason, name) for outcome in group]
@@ -474,6 +479,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         remaining_ms=context.get_remaining_time_in_millis(),
         now=datetime.now(UTC),
     )
-    defer(result, boto3.client("sqs"), settings)
+    if any(outcome.action == "deferred" for outcome in result.outcomes):
+        # Only then: an SQS client on every invocation would lengthen each cold start for nothing.
+        defer(result, boto3.client("sqs"), settings)
     _record(result)
     return {"batchItemFailures": result.batch_item_failures}

@@ -287,7 +287,8 @@ def _validate(cfg: PipelineConfig) -> None:
     _check(0 <= cfg.deploy.data_capture_percentage <= 100, "[deploy] data_capture_percentage must be 0..100")
     _check(
         1 <= cfg.new_data.defer_seconds <= 43_200,
-        f"[new_data] defer_seconds must be 1..43200 (SQS's longest visibility timeout), got {cfg.new_data.defer_seconds}",
+        f"[new_data] defer_seconds must be 1..43200 (SQS's longest visibility timeout), "
+        f"got {cfg.new_data.defer_seconds}",
     )
     # A record deferred behind a running training is received again every defer_seconds: the queue must
     # let it wait out the longest training and still have its ordinary retries left.

@@ -436,3 +436,22 @@ def test_failed_record_of_the_planned_execution_starts_nothing_and_the_retry_sta
     assert {outcome.action for outcome in failed.outcomes} == {"retry"}
     assert {outcome.action for outcome in retried.outcomes} == {"started"}
     assert len(executions(new_data_env)) == 1
+
+
+def test_unreachable_lease_returns_records_for_retry_and_a_later_delivery_starts_them_once(
+    new_data_env, lambda_context
+):
+    # The training lease is read with GetItem; the object claims never read, so only the lease fails.
+    lease_unreachable = FailingAfter(boto3.client("dynamodb"), "get_item", land=False)
+    now = datetime.now(UTC)
+
+    failed = _process(_batch_of(["incoming/a.csv"]), lambda_context, dynamodb_client=lease_unreachable, now=now)
+    later = _process(
+        _batch_of(["incoming/a.csv"]), lambda_context, now=now + timedelta(seconds=START_GRACE_SECONDS + 1)
+    )
+
+    assert [(outcome.action, outcome.reason.split(":")[0]) for outcome in failed.outcomes] == [
+        ("retry", f"starting {failed.outcomes[0].execution_name} failed")
+    ]
+    assert [outcome.action for outcome in later.outcomes] == ["started"]
+    assert len(executions(new_data_env)) == 1

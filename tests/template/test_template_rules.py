@@ -170,8 +170,8 @@ def test_an_async_function_without_dead_letter_queue_or_retry_bound_is_reported(
     assert problems == [
         "MlCodePublisherFunction (invoked by custom resource MlCode): no EventInvokeConfig with MaximumRetryAttempts",
         # Its re-check schedule and its alarm rule both invoke it asynchronously; the first one found is named.
-        "RetrainOnDriftFunction (invoked by RetrainOnDriftFunctionDriftRecheck target RetrainOnDriftFunctionDriftRecheck"
-        "LambdaTarget): no DeadLetterConfig",
+        "RetrainOnDriftFunction (invoked by RetrainOnDriftFunctionDriftRecheck target "
+        "RetrainOnDriftFunctionDriftRecheckLambdaTarget): no DeadLetterConfig",
     ]
 
 

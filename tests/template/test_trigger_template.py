@@ -1,4 +1,4 @@
-"""template.yaml's triggers: rules that match only the stack's own events, the re-check schedule, a queue sized for waiting."""
+"""template.yaml's triggers: rules matching only the stack's own events, the re-check, a queue sized for waiting."""
 
 from __future__ import annotations
 
