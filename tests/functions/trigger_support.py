@@ -1,4 +1,4 @@
-"""What the trigger tests share: the stack's scope, AWS clients that fail the way the network does, the lease."""
+"""What the trigger tests share: the twin stack's drift prefix, and AWS clients that fail the way the network does."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ReadTimeoutError
-from common.settings import StackScope
 
 # The twin deploys the stack as mlops-local; the event files are that stack's.
-STACK_NAME = "mlops-local"
-DRIFT_PREFIX = f"{STACK_NAME}-drift-"
-SCOPE = StackScope("aws", "us-east-1", "123456789012")
+DRIFT_PREFIX = "mlops-local-drift-"
 
 
 class FailingAfter:
