@@ -75,6 +75,14 @@ def _error_code(error: Exception) -> str:
     return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, ClientError) else ""
 
 
+def _refused(error: Exception) -> bool:
+    """Step Functions answered the request with a client error (4xx): it was not carried out."""
+    if not isinstance(error, ClientError):
+        return False
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    return 400 <= int(status) < 500
+
+
 def start_training(
     sfn_client: Any,
     lease: TrainingLease,
@@ -88,10 +96,11 @@ def start_training(
     One training per model at a time: any other RUNNING execution, or the lease held for another
     execution (common.single_flight), makes the outcome `busy`. A name that already has an execution
     is `already_started`: the deterministic name is what makes a redelivery reuse the execution.
-    When StartExecution fails in a way that may have landed (a timeout, a service error), the
-    execution is looked up by its ARN: found, it started; surely missing, the lease is released and
-    the outcome is a retryable failure; the look-up failing too leaves the lease naming the execution,
-    so whoever comes next resolves it the same way.
+    A start Step Functions refused (a 4xx answer) released the lease: `failed`, retryable unless the
+    request itself was wrong. A start that failed in a way that may have landed (a timeout, a lost
+    connection, a 5xx) is looked up by its ARN: found, it `started`; not found (or the look-up
+    failing) is `unknown`, and the lease keeps naming the execution, so whoever comes next resolves
+    it by the same look-up.
     """
     arn = execution_arn(state_machine_arn, execution_name)
 
@@ -120,21 +129,28 @@ def start_training(
         code = _error_code(error)
         if code == "ExecutionAlreadyExists":
             return outcome("already_started", f"execution {execution_name} already exists (an earlier delivery)")
-        if code in NON_RETRYABLE_START_ERRORS:
+        if _refused(error):
+            # Step Functions answered and refused the request: nothing started.
             lease.release(arn)
-            return outcome("failed", f"StartExecution {execution_name} refused: {error}")
-        # The start may have landed before the failure (a timeout, a service error): look the execution up.
+            retryable = code not in NON_RETRYABLE_START_ERRORS
+            return outcome("failed", f"StartExecution {execution_name} refused: {error}", retryable=retryable)
+        # A timeout, a lost connection or a server error: the start may have landed. Look it up.
         try:
             status = execution_status(sfn_client, arn)
         except Exception as lookup_error:
             return outcome(
                 "unknown",
                 f"StartExecution failed ({error}) and DescribeExecution could not tell whether it landed "
-                f"({lookup_error}); the lease keeps naming it, so the next attempt resolves it",
+                f"({lookup_error}); the lease keeps naming the execution",
                 retryable=True,
             )
         if status is not None:
             return outcome("started", f"StartExecution failed ({error}) after it landed: the execution is {status}")
-        lease.release(arn)
-        return outcome("failed", f"StartExecution failed and the execution does not exist: {error}", retryable=True)
+        # Not found yet is no proof it never will be: the lease and any record keep naming the execution,
+        # and whoever comes next resolves it by the same look-up (common.single_flight's grace period).
+        return outcome(
+            "unknown",
+            f"StartExecution failed ({error}) and the execution does not exist yet; it may still land",
+            retryable=True,
+        )
     return outcome("started", "training started")

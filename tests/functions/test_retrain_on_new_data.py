@@ -212,8 +212,6 @@ def test_throttled_start_returns_the_batch_for_retry_and_the_retry_starts_it(new
     with Stubber(throttled_sfn) as stubber:
         stubber.add_response("list_executions", {"executions": []})
         stubber.add_client_error("start_execution", service_error_code="ThrottlingException", http_status_code=400)
-        # Throttled or not, a failed start is looked up before the claims are released.
-        stubber.add_client_error("describe_execution", service_error_code="ExecutionDoesNotExist", http_status_code=400)
         first = _process(load_event("retrain_on_new_data/burst.json"), lambda_context, sfn_client=throttled_sfn)
 
     assert [failure["itemIdentifier"] for failure in first.batch_item_failures] == [
