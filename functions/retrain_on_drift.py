@@ -1,29 +1,43 @@
-"""Starts `training` when one of this model's drift alarms goes into ALARM.
+"""Starts `training` when one of this stack's drift alarms goes into ALARM, and re-checks the alarms on a schedule.
 
-Trigger: EventBridge "CloudWatch Alarm State Change". Which alarms belong to the model: those whose
-name starts with `DRIFT_ALARM_PREFIX`. A name prefix rather than a tag because the event carries
-the name, so deciding needs no extra API call (nor `cloudwatch:ListTagsForResource`), and because
-the EventBridge rule can filter on the same prefix, so foreign alarms rarely invoke the function.
+Triggers: EventBridge "CloudWatch Alarm State Change" (rule `<stack>-drift-alarm`), and a schedule
+(`<stack>-drift-recheck`) whose "Scheduled Event" makes the function look at the alarms itself.
+
+Which alarms belong to the stack: those named `DRIFT_ALARM_PREFIX` (`<stack>-drift-`, separator
+included, so `mlops-dev-drift-` never claims `mlops-dev2-drift-...`) whose event comes from the
+stack's own account and region (those of `TRAINING_STATE_MACHINE_ARN`) and names the alarm's own
+ARN. A name prefix rather than a tag because the event carries the name and the EventBridge rule
+can filter on the same prefix, account and region.
+
+What a user can expect: every entry of a drift alarm into ALARM is answered by exactly one
+training that starts after it. When the alarm enters ALARM during the cooldown or while a training
+runs, nothing is lost: the re-check finds the alarm still in ALARM (DescribeAlarms with the prefix)
+and starts training once the cooldown has ended and no training runs. An alarm that entered ALARM
+before the newest training started is already answered by it (`covered`), so several alarms of one
+drift episode, or one alarm that stays in ALARM, start one training, not one each.
 
 Decisions, each logged with its reason and counted as a metric:
-- `ignored`: not a transition into ALARM (to OK or INSUFFICIENT_DATA, or ALARM to ALARM), or an
-  alarm without the prefix;
-- `skipped_running`: a `training` execution is RUNNING (one state machine per model, so any
-  running execution is this model's);
+- `ignored`: not a transition into ALARM, an alarm without the prefix, or (re-check) no alarm in
+  ALARM that the newest training does not answer;
+- `covered`: a training started after the alarm entered ALARM;
+- `skipped_running`: a training of the model runs or holds the lease (common.single_flight);
 - `skipped_cooldown`: the newest execution started or stopped less than `RETRAIN_COOLDOWN_MINUTES` ago;
-- `started`: `training` started, its input recording the alarm, metric, time and reason;
+- `started`: `training` started, its input recording the alarm, metric, time and (bounded) reason;
 - `DuplicateDelivery` (metric only): a redelivered transition; the first delivery's decision is returned;
-- `rejected`: the event is malformed: one logged error and a normal return, because raising would
-  make EventBridge's asynchronous invocation retry an event that can never succeed.
+- `rejected`: a malformed event, or one from another account, region or alarm ARN: one logged error
+  and a normal return, because raising would make EventBridge's asynchronous invocation retry an
+  event that can never succeed.
 
-A transition is handled once: Powertools' idempotency utility keys it on the alarm name and the
-state-change timestamp from the event (never the EventBridge `id`, which differs between
-redeliveries of the same transition), and the execution name is derived from the same two values,
-so even a start that slipped past the store reuses the execution.
+Skips are not remembered: only `started` and `covered`, which stay true, are stored as the
+idempotent result of a transition. Powertools' idempotency utility keys a transition on the alarm
+name and the instant it entered ALARM (never the EventBridge `id`, which differs between
+redeliveries), and the execution name is derived from the same two values, as the re-check derives
+it from DescribeAlarms, so the event and the re-check of one transition name one execution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,18 +52,22 @@ from common.naming import execution_name
 from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import validation_summary
 from common.settings import DriftSettings
-from common.training import start_training, training_input
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from common.single_flight import TrainingLease
+from common.training import bounded_text, start_training, training_input
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# CloudWatch's limit on alarm names.
+MAX_ALARM_NAME_LENGTH = 255
+
 
 class AlarmState(BaseModel):
     value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
     reason: str = ""
-    timestamp: str = Field(min_length=1)
+    timestamp: AwareDatetime
 
 
 class AlarmMetric(BaseModel):
@@ -76,7 +94,7 @@ class AlarmConfiguration(BaseModel):
 class AlarmStateChangeDetail(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    alarm_name: str = Field(alias="alarmName", min_length=1)
+    alarm_name: str = Field(alias="alarmName", min_length=1, max_length=MAX_ALARM_NAME_LENGTH)
     state: AlarmState
     previous_state: AlarmState = Field(alias="previousState")
     configuration: AlarmConfiguration = AlarmConfiguration()
@@ -97,11 +115,21 @@ class AlarmStateChangeEvent(EventBridgeModel):
     detail: AlarmStateChangeDetail
 
 
+class RecheckEvent(EventBridgeModel):
+    """The re-check schedule's event."""
+
+    source: Literal["aws.events"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
+
+
+Action = Literal["started", "ignored", "covered", "skipped_running", "skipped_cooldown", "rejected"]
+
+
 @dataclass(frozen=True)
 class DriftDecision:
-    """What the function did with one alarm event, and why."""
+    """What the function did with one alarm event or re-check, and why."""
 
-    action: Literal["started", "ignored", "skipped_running", "skipped_cooldown", "rejected"]
+    action: Action
     reason: str
     alarm_name: str | None = None
     execution_name: str | None = None
@@ -116,10 +144,62 @@ class DriftDecision:
 _METRIC_BY_ACTION = {
     "started": "RetrainStarted",
     "ignored": "AlarmIgnored",
+    "covered": "AlarmCovered",
     "skipped_running": "RetrainSkippedRunning",
     "skipped_cooldown": "RetrainSkippedCooldown",
     "rejected": "EventRejected",
 }
+# Decisions that stay true, so a redelivery may be answered from the idempotency store.
+_FINAL_ACTIONS = frozenset({"started", "covered"})
+
+
+@dataclass(frozen=True)
+class AlarmTransition:
+    """One drift alarm's entry into ALARM, from its event or from DescribeAlarms."""
+
+    alarm_name: str
+    alarm_arn: str
+    entered_at: datetime
+    reason: str
+    metric: str
+    found_by: Literal["alarm_event", "recheck"]
+
+    @property
+    def key(self) -> str:
+        """The transition's identity: the alarm and the instant (UTC, milliseconds) it entered ALARM."""
+        return f"{self.alarm_name}|{self.entered_at.astimezone(UTC).isoformat(timespec='milliseconds')}"
+
+    def detail(self) -> dict[str, str]:
+        """The `training` input's `trigger.detail`; free text bounded so the input stays under its limit."""
+        return {
+            "alarm_name": self.alarm_name,
+            "alarm_arn": self.alarm_arn,
+            "metric": bounded_text(self.metric),
+            "state_change_time": self.entered_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+            "reason": bounded_text(self.reason),
+            "found_by": self.found_by,
+        }
+
+
+class _NotFinal(Exception):
+    """Carries a skip out of the idempotent call, so Powertools forgets the transition instead of storing the skip."""
+
+    def __init__(self, decision: DriftDecision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+def _not_from_this_stack(event: AlarmStateChangeEvent, settings: DriftSettings) -> str | None:
+    """Why the event cannot be one of this stack's alarms (another account, region or alarm ARN), or None."""
+    scope = settings.scope
+    if event.account != scope.account or event.region != scope.region:
+        return (
+            f"event from account {event.account} in {event.region}, not this stack's {scope.account} in {scope.region}"
+        )
+    expected_arn = scope.arn("cloudwatch", f"alarm:{event.detail.alarm_name}")
+    if event.resources != [expected_arn]:
+        return f"event resources {event.resources[:3]} are not the alarm's own ARN {expected_arn}"
+    return None
 
 
 def _relevance(detail: AlarmStateChangeDetail, settings: DriftSettings) -> str | None:
@@ -133,92 +213,177 @@ def _relevance(detail: AlarmStateChangeDetail, settings: DriftSettings) -> str |
     return None
 
 
-def _blocking_execution(
-    sfn_client: Any, state_machine_arn: str, cooldown: timedelta, now: datetime
-) -> DriftDecision | None:
-    """A skip decision when a run is in progress or the cooldown since the newest run holds, else None."""
-    running = sfn_client.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING", maxResults=1)
-    if running["executions"]:
-        name = running["executions"][0]["name"]
-        return DriftDecision("skipped_running", f"training execution {name} is running")
+def _newest_execution(sfn_client: Any, state_machine_arn: str) -> dict[str, Any] | None:
     # ListExecutions returns the most recently started execution first.
     newest = sfn_client.list_executions(stateMachineArn=state_machine_arn, maxResults=1)["executions"]
-    if not newest:
-        return None
-    last_activity = newest[0].get("stopDate") or newest[0]["startDate"]
-    if now - last_activity < cooldown:
-        return DriftDecision(
-            "skipped_cooldown",
-            f"training execution {newest[0]['name']} ended at {last_activity.isoformat()}, "
-            f"within the {cooldown} cooldown",
+    return newest[0] if newest else None
+
+
+def act_on_transition(
+    transition: AlarmTransition,
+    settings: DriftSettings,
+    sfn_client: Any,
+    lease: TrainingLease,
+    now: datetime,
+) -> DriftDecision:
+    """Start the training that answers `transition`, unless one already does, one runs, or the cooldown holds."""
+    name = execution_name(f"{settings.model_name}-drift", transition.key)
+    alarm = transition.alarm_name
+
+    def decided(action: Action, reason: str, started_name: str | None = None, arn: str | None = None) -> DriftDecision:
+        return DriftDecision(action, reason, alarm, started_name, arn)
+
+    newest = _newest_execution(sfn_client, settings.training_state_machine_arn)
+    if newest is not None and newest["startDate"] >= transition.entered_at:
+        if newest["name"] == name:
+            return decided("started", "an earlier delivery already started it", name, newest["executionArn"])
+        return decided(
+            "covered",
+            f"training execution {newest['name']} started at {newest['startDate'].isoformat()}, "
+            f"after the alarm entered ALARM at {transition.entered_at.isoformat()}",
+            newest["name"],
+            newest["executionArn"],
         )
-    return None
+    if newest is not None and newest["status"] == "RUNNING":
+        return decided("skipped_running", f"training execution {newest['name']} is running; the re-check acts later")
+    cooldown = timedelta(minutes=settings.cooldown_minutes)
+    if newest is not None:
+        last_activity = newest.get("stopDate") or newest["startDate"]
+        if now - last_activity < cooldown:
+            return decided(
+                "skipped_cooldown",
+                f"training execution {newest['name']} ended at {last_activity.isoformat()}, within the "
+                f"{cooldown} cooldown; the re-check acts when it is over",
+            )
+    execution_input = training_input(settings.training_data_uri, "drift", transition.detail(), objects=[])
+    started = start_training(sfn_client, lease, settings.training_state_machine_arn, name, execution_input, now)
+    if started.status == "busy":
+        return decided("skipped_running", f"{started.reason}; the re-check acts later")
+    if started.status == "failed" and not started.retryable:
+        return decided("rejected", started.reason)
+    if started.status in ("failed", "unknown"):
+        # Raised so Lambda retries the event; the re-check would find the alarm in any case.
+        raise RuntimeError(f"could not start training for alarm {alarm!r}: {started.reason}")
+    return decided("started", f"drift alarm in ALARM: {started.reason}", started.execution_name, started.execution_arn)
 
 
 def handle_alarm(
     event: AlarmStateChangeEvent,
     settings: DriftSettings,
     sfn_client: Any,
+    lease: TrainingLease,
     persistence: BasePersistenceLayer,
     context: LambdaContext | None,
     now: datetime,
 ) -> DriftDecision:
-    """Decide what one parsed alarm event calls for and act on it, once per alarm transition."""
+    """Decide what one parsed alarm event calls for and act on it; a final decision is kept per transition."""
     detail = event.detail
+    foreign = _not_from_this_stack(event, settings)
+    if foreign is not None:
+        return DriftDecision("rejected", foreign, alarm_name=detail.alarm_name)
     not_ours = _relevance(detail, settings)
     if not_ours is not None:
         return DriftDecision("ignored", not_ours, alarm_name=detail.alarm_name)
+    transition = AlarmTransition(
+        alarm_name=detail.alarm_name,
+        alarm_arn=event.resources[0],
+        entered_at=detail.state.timestamp,
+        reason=detail.state.reason,
+        metric=detail.metric,
+        found_by="alarm_event",
+    )
 
     @idempotent_function(
-        data_keyword_argument="transition",
+        data_keyword_argument="transition_key",
         persistence_store=persistence,
         config=idempotency_config(context, ALARM_TRANSITION_MEMORY_SECONDS),
         key_prefix=f"retrain_on_drift.{settings.model_name}",
     )
-    def act_once(transition: dict[str, str]) -> dict[str, Any]:
-        blocked = _blocking_execution(
-            sfn_client, settings.training_state_machine_arn, timedelta(minutes=settings.cooldown_minutes), now
-        )
-        if blocked is not None:
-            return DriftDecision(blocked.action, blocked.reason, alarm_name=detail.alarm_name).as_dict()
-        name = execution_name(
-            f"{settings.model_name}-drift", f"{transition['alarm_name']}|{transition['state_timestamp']}"
-        )
-        trigger = {
-            "alarm_name": detail.alarm_name,
-            "alarm_arn": next(iter(event.resources), ""),
-            "metric": detail.metric,
-            "state_change_time": detail.state.timestamp,
-            "reason": detail.state.reason,
-        }
-        started = start_training(
-            sfn_client,
-            settings.training_state_machine_arn,
-            name,
-            training_input(settings.training_data_uri, "drift", trigger, objects=[]),
-        )
-        reason = "an earlier delivery already started it" if started.already_existed else "drift alarm in ALARM"
-        return DriftDecision(
-            "started", reason, detail.alarm_name, started.execution_name, started.execution_arn
-        ).as_dict()
+    def act_once(transition_key: dict[str, str]) -> dict[str, Any]:
+        decision = act_on_transition(transition, settings, sfn_client, lease, now)
+        if decision.action not in _FINAL_ACTIONS:
+            raise _NotFinal(decision)
+        return decision.as_dict()
 
-    # The key is the transition itself: the same alarm entering ALARM at the same instant.
-    outcome = act_once(transition={"alarm_name": detail.alarm_name, "state_timestamp": detail.state.timestamp})
-    return DriftDecision(**outcome)
+    try:
+        return DriftDecision(**act_once(transition_key={"transition": transition.key}))
+    except _NotFinal as skipped:
+        return skipped.decision
+
+
+def _alarms_in_alarm(cloudwatch_client: Any, prefix: str) -> Iterator[dict[str, Any]]:
+    pages = cloudwatch_client.get_paginator("describe_alarms").paginate(
+        AlarmNamePrefix=prefix, StateValue="ALARM", AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+    )
+    for page in pages:
+        yield from page.get("MetricAlarms", [])
+        yield from page.get("CompositeAlarms", [])
+
+
+def _transition_of(alarm: dict[str, Any]) -> AlarmTransition:
+    # StateTransitionedTimestamp is when the alarm entered its state, the instant its event carries;
+    # StateUpdatedTimestamp (later when only the reason changed) stands in where an answer lacks it.
+    entered_at = alarm.get("StateTransitionedTimestamp") or alarm["StateUpdatedTimestamp"]
+    metric = f"{alarm['Namespace']}/{alarm['MetricName']}" if alarm.get("MetricName") else ""
+    return AlarmTransition(
+        alarm_name=alarm["AlarmName"],
+        alarm_arn=alarm["AlarmArn"],
+        entered_at=entered_at,
+        reason=alarm.get("StateReason", ""),
+        metric=metric,
+        found_by="recheck",
+    )
+
+
+def recheck(
+    settings: DriftSettings, cloudwatch_client: Any, sfn_client: Any, lease: TrainingLease, now: datetime
+) -> DriftDecision:
+    """Act on the earliest drift alarm in ALARM that no training answers yet (see the module docstring)."""
+    newest = _newest_execution(sfn_client, settings.training_state_machine_arn)
+    answered_until = newest["startDate"] if newest else None
+    waiting = sorted(
+        (
+            transition
+            for transition in map(_transition_of, _alarms_in_alarm(cloudwatch_client, settings.drift_alarm_prefix))
+            if answered_until is None or transition.entered_at > answered_until
+        ),
+        key=lambda transition: (transition.entered_at, transition.alarm_name),
+    )
+    if not waiting:
+        return DriftDecision("ignored", f"no {settings.drift_alarm_prefix}* alarm in ALARM waits for a training")
+    return act_on_transition(waiting[0], settings, sfn_client, lease, now)
 
 
 def _record(decision: DriftDecision) -> DriftDecision:
     count_decision("DuplicateDelivery" if decision.duplicate else _METRIC_BY_ACTION[decision.action])
     if decision.action == "rejected":
-        logger.error("alarm event rejected", extra={"decision": decision.as_dict()})
+        logger.error(f"alarm event rejected: {decision.reason}", extra={"decision": decision.as_dict()})
     else:
         logger.info(f"alarm event {decision.action}", extra={"decision": decision.as_dict()})
     return decision
 
 
+def training_lease(settings: DriftSettings, sfn_client: Any, dynamodb_client: Any = None) -> TrainingLease:
+    return TrainingLease(
+        dynamodb_client or boto3.client("dynamodb"), settings.idempotency_table_name, settings.model_name, sfn_client
+    )
+
+
 @instrumented_handler(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = DriftSettings.from_env()
+    sfn_client = boto3.client("stepfunctions")
+    now = datetime.now(UTC)
+    if isinstance(event, dict) and event.get("detail-type") == "Scheduled Event":
+        try:
+            recheck_event = parse(event=event, model=RecheckEvent)
+        except ValidationError as error:
+            return _record(DriftDecision("rejected", f"not a Scheduled Event: {validation_summary(error)}")).as_dict()
+        if (recheck_event.account, recheck_event.region) != (settings.scope.account, settings.scope.region):
+            reason = f"scheduled event from account {recheck_event.account} in {recheck_event.region}, not this stack's"
+            return _record(DriftDecision("rejected", reason)).as_dict()
+        decision = recheck(settings, boto3.client("cloudwatch"), sfn_client, training_lease(settings, sfn_client), now)
+        return _record(decision).as_dict()
     try:
         alarm_event = parse(event=event, model=AlarmStateChangeEvent)
     except ValidationError as error:
@@ -227,9 +392,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     decision = handle_alarm(
         alarm_event,
         settings,
-        sfn_client=boto3.client("stepfunctions"),
+        sfn_client=sfn_client,
+        lease=training_lease(settings, sfn_client),
         persistence=persistence_layer(settings.idempotency_table_name),
         context=context,
-        now=datetime.now(UTC),
+        now=now,
     )
     return _record(decision).as_dict()

@@ -120,11 +120,19 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class DriftConfig:
     cooldown_minutes: int
+    recheck_expression: str
+
+
+# Receives of a new-data record that fail for a reason other than waiting for a training before it goes to the
+# dead-letter queue.
+NEW_DATA_FAILED_RECEIVES = 5
 
 
 @dataclass(frozen=True)
 class NewDataConfig:
     coalesce_window_seconds: int
+    defer_seconds: int
+    max_receive_count: int
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,13 @@ class PipelineConfig:
     reaper: ReaperConfig
     retry: RetryConfig
     source: Path = field(default=DEFAULT_CONFIG_PATH, compare=False)
+
+    @property
+    def longest_training_seconds(self) -> int:
+        """How long one `training` execution can run: preprocessing, training or tuning, evaluation at their limits."""
+        job = self.training.max_wait_seconds if self.training.use_spot else self.training.max_runtime_seconds
+        tuning_rounds = -(-self.tuning.max_jobs // self.tuning.max_parallel_jobs)
+        return 2 * self.processing.max_runtime_seconds + max(job, tuning_rounds * job)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -270,6 +285,20 @@ def _validate(cfg: PipelineConfig) -> None:
         "[deploy] need initial_instance_count <= max_capacity (the initial count is auto scaling's minimum)",
     )
     _check(0 <= cfg.deploy.data_capture_percentage <= 100, "[deploy] data_capture_percentage must be 0..100")
+    _check(
+        1 <= cfg.new_data.defer_seconds <= 43_200,
+        f"[new_data] defer_seconds must be 1..43200 (SQS's longest visibility timeout), "
+        f"got {cfg.new_data.defer_seconds}",
+    )
+    # A record deferred behind a running training is received again every defer_seconds: the queue must
+    # let it wait out the longest training and still have its ordinary retries left.
+    needed_receives = -(-cfg.longest_training_seconds // cfg.new_data.defer_seconds) + NEW_DATA_FAILED_RECEIVES
+    _check(
+        cfg.new_data.max_receive_count >= needed_receives,
+        f"[new_data] max_receive_count must be at least {needed_receives} (the longest training, "
+        f"{cfg.longest_training_seconds} s, in defer_seconds of {cfg.new_data.defer_seconds} s, plus "
+        f"{NEW_DATA_FAILED_RECEIVES} failures), got {cfg.new_data.max_receive_count}",
+    )
     _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")
     _check(cfg.retry.max_attempts >= 1, "[retry] max_attempts must be >= 1")
 

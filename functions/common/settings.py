@@ -8,6 +8,7 @@ value and what to do.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, minimum: int) -> int:
+def _integer(env: Mapping[str, str], name: str, minimum: int, maximum: int | None = None) -> int:
     raw = _required(env, name)
     try:
         value = int(raw)
@@ -35,6 +36,8 @@ def _integer(env: Mapping[str, str], name: str, minimum: int) -> int:
         raise SettingsError(f"environment variable {name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise SettingsError(f"environment variable {name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"environment variable {name}={value} must be at most {maximum}")
     return value
 
 
@@ -60,11 +63,56 @@ def _s3_uri(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+_STATE_MACHINE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):states:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):stateMachine:[A-Za-z0-9_-]+$"
+)
+# What may end a drift alarm prefix: the separator is part of the prefix, so `mlops-dev-drift-` cannot also
+# claim `mlops-dev-drift2-...`.
+PREFIX_SEPARATORS = ("-", "_", ".", "/", ":")
+
+
+@dataclass(frozen=True)
+class StackScope:
+    """The partition, region and account the stack (so the function) runs in: events from elsewhere are not ours."""
+
+    partition: str
+    region: str
+    account: str
+
+    def arn(self, service: str, resource: str) -> str:
+        """The ARN of a resource of `service` in this scope."""
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
+
+
+def _state_machine(env: Mapping[str, str]) -> tuple[str, StackScope]:
+    """TRAINING_STATE_MACHINE_ARN and its scope: the state machine is the stack's, in the function's account."""
+    arn = _required(env, "TRAINING_STATE_MACHINE_ARN")
+    match = _STATE_MACHINE_ARN.match(arn)
+    if match is None:
+        raise SettingsError(
+            f"environment variable TRAINING_STATE_MACHINE_ARN={arn!r} is not a state machine ARN "
+            "(arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
+        )
+    return arn, StackScope(match["partition"], match["region"], match["account"])
+
+
+def _prefix(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if not value.endswith(PREFIX_SEPARATORS):
+        raise SettingsError(
+            f"environment variable {name}={value!r} must end with its separator "
+            f"(one of {' '.join(PREFIX_SEPARATORS)}), e.g. {value}-, "
+            "so that it does not also match names that merely start with the same letters"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class DriftSettings:
     """`retrain_on_drift`: which alarms count, which state machine to start, how long to wait between runs."""
 
     training_state_machine_arn: str
+    scope: StackScope
     model_name: str
     drift_alarm_prefix: str
     cooldown_minutes: int
@@ -74,10 +122,12 @@ class DriftSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DriftSettings:
         values = _environ(env)
+        state_machine_arn, scope = _state_machine(values)
         return cls(
-            training_state_machine_arn=_required(values, "TRAINING_STATE_MACHINE_ARN"),
+            training_state_machine_arn=state_machine_arn,
+            scope=scope,
             model_name=_required(values, "MODEL_NAME"),
-            drift_alarm_prefix=_required(values, "DRIFT_ALARM_PREFIX"),
+            drift_alarm_prefix=_prefix(values, "DRIFT_ALARM_PREFIX"),
             cooldown_minutes=_integer(values, "RETRAIN_COOLDOWN_MINUTES", minimum=0),
             training_data_uri=_s3_uri(values, "TRAINING_DATA_URI"),
             idempotency_table_name=_required(values, "IDEMPOTENCY_TABLE_NAME"),
@@ -89,11 +139,14 @@ class NewDataSettings:
     """`retrain_on_new_data`: which objects count as new training data and what to start for them."""
 
     training_state_machine_arn: str
+    scope: StackScope
     model_name: str
     data_bucket: str
     data_prefix: str
     allowed_suffixes: tuple[str, ...]
     idempotency_table_name: str
+    queue_url: str
+    defer_seconds: int
 
     @property
     def data_uri(self) -> str:
@@ -107,14 +160,19 @@ class NewDataSettings:
         suffixes = tuple(suffix.strip().lower() for suffix in raw_suffixes.split(",") if suffix.strip())
         if not suffixes:
             raise SettingsError(f"environment variable ALLOWED_SUFFIXES={raw_suffixes!r} lists no suffix; e.g. .csv")
+        state_machine_arn, scope = _state_machine(values)
         return cls(
-            training_state_machine_arn=_required(values, "TRAINING_STATE_MACHINE_ARN"),
+            training_state_machine_arn=state_machine_arn,
+            scope=scope,
             model_name=_required(values, "MODEL_NAME"),
             data_bucket=_required(values, "DATA_BUCKET"),
             # Required, not defaulted to "": an empty prefix would treat the whole bucket as training data.
             data_prefix=_required(values, "DATA_PREFIX"),
             allowed_suffixes=suffixes,
             idempotency_table_name=_required(values, "IDEMPOTENCY_TABLE_NAME"),
+            queue_url=_required(values, "NEW_DATA_QUEUE_URL"),
+            # SQS's longest visibility timeout is 12 hours.
+            defer_seconds=_integer(values, "NEW_DATA_DEFER_SECONDS", minimum=1, maximum=43_200),
         )
 
 

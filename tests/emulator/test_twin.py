@@ -136,9 +136,10 @@ def test_the_reapers_schedule_fires_on_the_twins_clock(twin: LocalTwin) -> None:
     twin.clock.advance(2 * 3600)
     deliveries = twin.fire_schedules()
     reaper = twin.stack.functions["EndpointReaperFunction"].function_arn
+    drift_recheck = twin.stack.functions["RetrainOnDriftFunction"].function_arn
     assert len(deliveries) >= 2
-    # only the reaper: the retraining schedule is off by default (RetrainingScheduleEnabled)
-    assert {d.target_arn for d in deliveries} == {reaper}
+    # the reaper and the drift re-check: the retraining schedule is off by default (RetrainingScheduleEnabled)
+    assert {d.target_arn for d in deliveries} == {reaper, drift_recheck}
     assert [d.error for d in deliveries] == [None] * len(deliveries)
 
 

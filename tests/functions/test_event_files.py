@@ -10,6 +10,7 @@ import boto3
 import pytest
 import requests
 from lambda_test_support import DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
+from trigger_support import DRIFT_PREFIX
 
 # events/<function>/<case>.json -> what the handler must do with it. A new file without a line here fails.
 EXPECTED = {
@@ -19,6 +20,13 @@ EXPECTED = {
     "retrain_on_drift/insufficient_data.json": "ignored",
     "retrain_on_drift/unknown_alarm.json": "ignored",
     "retrain_on_drift/missing_state.json": "rejected",
+    "retrain_on_drift/another_account.json": "rejected",
+    "retrain_on_drift/another_region.json": "rejected",
+    "retrain_on_drift/foreign_alarm_arn.json": "rejected",
+    "retrain_on_drift/prefix_without_separator.json": "ignored",
+    "retrain_on_drift/huge_reason.json": "started",
+    # No drift alarm of the stack is in ALARM: the re-check has nothing to do.
+    "retrain_on_drift/recheck_schedule.json": "ignored",
     "retrain_on_new_data/object_created.json": "1 execution",
     "retrain_on_new_data/burst.json": "1 execution",
     "retrain_on_new_data/duplicate_delivery.json": "1 execution",
@@ -28,6 +36,10 @@ EXPECTED = {
     "retrain_on_new_data/outside_prefix_and_wrong_suffix.json": "0 execution",
     "retrain_on_new_data/empty_object.json": "0 execution",
     "retrain_on_new_data/not_an_sqs_batch.json": "0 execution",
+    "retrain_on_new_data/another_account.json": "0 execution",
+    "retrain_on_new_data/another_region.json": "0 execution",
+    "retrain_on_new_data/custom_source.json": "0 execution",
+    "retrain_on_new_data/another_bucket.json": "0 execution",
     "endpoint_reaper/schedule.json": "ran",
     "endpoint_reaper/not_a_schedule.json": "rejected",
     "evaluation_report/payload.json": "answered",
@@ -43,12 +55,14 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
     topic = boto3.client("sns").create_topic(Name="mlops-notifications")["TopicArn"]
     environment = {
         "MODEL_NAME": MODEL_NAME,
-        "DRIFT_ALARM_PREFIX": f"{MODEL_NAME}-drift",
+        "DRIFT_ALARM_PREFIX": DRIFT_PREFIX,
         "RETRAIN_COOLDOWN_MINUTES": "360",
         "TRAINING_DATA_URI": f"s3://{DATA_BUCKET}/incoming/",
         "DATA_BUCKET": DATA_BUCKET,
         "DATA_PREFIX": "incoming/",
         "ALLOWED_SUFFIXES": ".csv",
+        "NEW_DATA_QUEUE_URL": boto3.client("sqs").create_queue(QueueName="mlops-new-data")["QueueUrl"],
+        "NEW_DATA_DEFER_SECONDS": "900",
         "IDLE_WINDOW_HOURS": "24",
         "MIN_AGE_HOURS": "24",
         "OPT_OUT_TAG": "mlops:reaper-opt-out",

@@ -9,7 +9,8 @@ import pytest
 from common.naming import MAX_EXECUTION_NAME_LENGTH, execution_name
 from common.observability import count_decision, instrumented_handler
 from common.parsing import split_s3_uri
-from common.settings import DriftSettings, NewDataSettings, ReaperSettings, SettingsError
+from common.settings import DriftSettings, NewDataSettings, ReaperSettings, SettingsError, StackScope
+from common.training import MAX_COPIED_TEXT_CHARACTERS, bounded_text
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,13 +70,19 @@ def test_reaper_is_a_dry_run_unless_told_otherwise():
         ("RETRAIN_COOLDOWN_MINUTES", "-5", "RETRAIN_COOLDOWN_MINUTES=-5 must be at least 0"),
         ("TRAINING_DATA_URI", "bucket/incoming/", "TRAINING_DATA_URI='bucket/incoming/' is not an s3://"),
         ("MODEL_NAME", "  ", "MODEL_NAME is not set"),
+        (
+            "TRAINING_STATE_MACHINE_ARN",
+            "training",
+            "TRAINING_STATE_MACHINE_ARN='training' is not a state machine ARN",
+        ),
+        ("DRIFT_ALARM_PREFIX", "mlops-dev", "DRIFT_ALARM_PREFIX='mlops-dev' must end with its separator"),
     ],
 )
 def test_bad_setting_is_an_error_naming_the_variable_and_value(variable, value, message):
     env = {
         "TRAINING_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:training",
         "MODEL_NAME": "breast-cancer",
-        "DRIFT_ALARM_PREFIX": "breast-cancer-drift",
+        "DRIFT_ALARM_PREFIX": "mlops-dev-drift-",
         "RETRAIN_COOLDOWN_MINUTES": "360",
         "TRAINING_DATA_URI": "s3://data/incoming/",
         "IDEMPOTENCY_TABLE_NAME": "idempotency",
@@ -94,11 +101,14 @@ def test_new_data_settings_normalise_suffixes_and_build_the_data_uri():
             "DATA_PREFIX": "incoming/",
             "ALLOWED_SUFFIXES": " .CSV, .csv.gz ,",
             "IDEMPOTENCY_TABLE_NAME": "idempotency",
+            "NEW_DATA_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/new-data",
+            "NEW_DATA_DEFER_SECONDS": "900",
         }
     )
 
     assert settings.allowed_suffixes == (".csv", ".csv.gz")
     assert settings.data_uri == "s3://data/incoming/"
+    assert settings.scope == StackScope("aws", "us-east-1", "123456789012")
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket", "s3://bucket/", "https://bucket/key", "bucket/key"])
@@ -124,3 +134,16 @@ def test_each_call_reports_metrics_under_its_own_functions_service_and_namespace
         ("retrain-on-drift", "ProjectA"),
         ("endpoint-reaper", "ProjectB"),
     ]
+
+
+def test_stack_scope_builds_arns_in_its_partition_region_and_account():
+    scope = StackScope("aws-us-gov", "us-gov-west-1", "123456789012")
+
+    assert scope.arn("cloudwatch", "alarm:a") == "arn:aws-us-gov:cloudwatch:us-gov-west-1:123456789012:alarm:a"
+
+
+def test_bounded_text_keeps_short_text_and_cuts_long_text_with_a_marker():
+    long = "x" * (MAX_COPIED_TEXT_CHARACTERS + 10)
+
+    assert bounded_text("short") == "short"
+    assert bounded_text(long) == "x" * MAX_COPIED_TEXT_CHARACTERS + f"... [truncated 10 of {len(long)} characters]"

@@ -42,8 +42,15 @@ def _expected_mapping(cfg: PipelineConfig) -> dict[str, dict[str, str]]:
     return {
         "Model": {"Name": cfg.model.name},
         "Data": {"Prefix": cfg.data.prefix, "AllowedSuffixes": ",".join(cfg.data.allowed_suffixes)},
-        "Drift": {"CooldownMinutes": str(cfg.drift.cooldown_minutes)},
-        "NewData": {"CoalesceWindowSeconds": str(cfg.new_data.coalesce_window_seconds)},
+        "Drift": {
+            "CooldownMinutes": str(cfg.drift.cooldown_minutes),
+            "RecheckExpression": cfg.drift.recheck_expression,
+        },
+        "NewData": {
+            "CoalesceWindowSeconds": str(cfg.new_data.coalesce_window_seconds),
+            "DeferSeconds": str(cfg.new_data.defer_seconds),
+            "MaxReceiveCount": str(cfg.new_data.max_receive_count),
+        },
         "Schedule": {"RetrainingExpression": cfg.schedule.retraining_expression},
         "Reaper": {
             "ScheduleExpression": cfg.reaper.schedule_expression,
