@@ -19,9 +19,9 @@ from typing import Any, TextIO
 import boto3
 from samtranslator.yaml_helper import yaml_parse
 
+from contract.pipeline_config import PROJECT_ROOT
 from emulator.eventbridge import Delivery
 from emulator.lambda_local import LambdaInvocationError
-from mlops.pipeline_config import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"
 STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"

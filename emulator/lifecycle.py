@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
 
+from contract.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 from emulator.datasets import Dataset, DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
 from emulator.progress import (
     CAUGHT,
@@ -31,7 +32,6 @@ from emulator.progress import (
     state_totals,
 )
 from emulator.report import ExecutionView, LifecycleReport, Prediction, write_report
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 
 if TYPE_CHECKING:
     from emulator.twin import ExecutionResult, LocalTwin

@@ -44,8 +44,8 @@ from moto.cloudformation.models import cloudformation_backends
 from samtranslator.translator.transform import transform as sam_transform
 from samtranslator.yaml_helper import yaml_parse
 
-from mlops.definition_substitutions import substitute, unfilled
-from mlops.sam_offline import StaticManagedPolicyLoader
+from contract.definition_substitutions import substitute, unfilled
+from contract.sam_offline import StaticManagedPolicyLoader
 
 logger = logging.getLogger(__name__)
 

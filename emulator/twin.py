@@ -29,6 +29,7 @@ from moto.stepfunctions.parser.backend.execution import Execution as EngineExecu
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 from samtranslator.yaml_helper import yaml_parse
 
+from contract.pipeline_config import PROJECT_ROOT
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.eventbridge import Delivery, EventRouter
@@ -36,7 +37,6 @@ from emulator.lambda_local import LocalLambdaRunner
 from emulator.progress import RUNNING, StateRun, state_runs
 from emulator.sagemaker_local import LocalSageMaker
 from emulator.stack import DEFAULT_STACK_NAME, DeployedStack, deploy_stack
-from mlops.pipeline_config import PROJECT_ROOT
 
 REGION = "us-east-1"
 # Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.definition_substitutions import substitute, unfilled
+from contract.definition_substitutions import substitute, unfilled
+from contract.pipeline_config import PROJECT_ROOT
 from mlops.lambda_runtime import interpreter, lambda_environment, runtime_stand_in
-from mlops.pipeline_config import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"

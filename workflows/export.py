@@ -12,7 +12,7 @@ from typing import Any
 
 from sagemaker import image_uris
 
-from mlops.pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
+from contract.pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
 from workflows.deploy import build_deploy_definition
 from workflows.training import build_training_definition
 

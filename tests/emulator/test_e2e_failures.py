@@ -14,12 +14,12 @@ import pytest
 from ml_code_publisher import publisher
 from moto.sns.models import sns_backends
 
+from contract.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
 from emulator.progress import CAUGHT, SUCCEEDED
 from emulator.stack import ACCOUNT_ID
 from emulator.twin import REGION, ExecutionResult, LocalTwin
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 from workflows.export import render_statemachines
 
 pytestmark = pytest.mark.e2e

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
+from contract.pipeline_config import load_pipeline_config
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import (
     SAMPLE_ROWS,
@@ -28,7 +29,6 @@ from emulator.lifecycle import (
 from emulator.progress import NOT_RUN, SUCCEEDED
 from emulator.report import write_report
 from emulator.twin import LocalTwin
-from mlops.pipeline_config import load_pipeline_config
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.pipeline_config import PROJECT_ROOT
 from emulator.invoke import EXIT_FUNCTION_FAILED, EXIT_OK, EXIT_USAGE, invoke_command
-from mlops.pipeline_config import PROJECT_ROOT
 
 EVENTS = PROJECT_ROOT / "events"
 # A training stand-in that finishes at once: what matters here is that the function started it.

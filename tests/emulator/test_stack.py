@@ -18,6 +18,8 @@ from moto import mock_aws
 from moto.s3.models import s3_backends
 from samtranslator.yaml_helper import yaml_parse
 
+from contract.definition_substitutions import PLACEHOLDER
+from contract.pipeline_config import PROJECT_ROOT, load_pipeline_config
 from emulator.stack import (
     ACCOUNT_ID,
     DeployedStack,
@@ -26,8 +28,6 @@ from emulator.stack import (
     deploy_stack,
     deterministic_zip,
 )
-from mlops.definition_substitutions import PLACEHOLDER
-from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"
 STATEMACHINES = PROJECT_ROOT / "statemachines"

@@ -74,7 +74,7 @@ def test_filled_placeholders_take_their_representative_values() -> None:
 
 
 def test_representative_values_cover_the_contract() -> None:
-    from workflows.placeholders import PLACEHOLDER_NAMES
+    from contract.placeholders import PLACEHOLDER_NAMES
 
     assert set(checks.REPRESENTATIVE_PLACEHOLDER_VALUES) == set(PLACEHOLDER_NAMES)
 

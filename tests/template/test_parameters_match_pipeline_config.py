@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from contract.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 

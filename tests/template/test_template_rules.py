@@ -14,8 +14,8 @@ import pytest
 import stack_rules
 from samtranslator.yaml_helper import yaml_parse
 
+from contract.pipeline_config import PROJECT_ROOT
 from mlops.iam_policy import sam_transformed_template, wildcard_grants
-from mlops.pipeline_config import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 INTERFACES_PATH = PROJECT_ROOT / "docs" / "interfaces.md"

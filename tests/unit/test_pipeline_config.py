@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlops.pipeline_config import (
+from contract.pipeline_config import (
     DEFAULT_CONFIG_PATH,
     PipelineConfigError,
     load_pipeline_config,
