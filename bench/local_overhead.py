@@ -34,7 +34,8 @@ from typing import Any
 
 import boto3
 
-from contract.pipeline_config import PROJECT_ROOT, load_pipeline_config
+from contract.pipeline_config import load_pipeline_config
+from contract.project import PROJECT_ROOT
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
 from emulator.sagemaker_local.s3io import tar_directory

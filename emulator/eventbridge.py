@@ -33,7 +33,8 @@ import boto3
 from moto.events.models import EventPattern, EventsBackend
 from moto.s3 import notifications as s3_notifications
 
-from emulator.stack import ACCOUNT_ID, DeployedStack, QueueSource, RuleSpec, RuleTarget
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.stack import DeployedStack, QueueSource, RuleSpec, RuleTarget
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class EventRouter:
         send_to_queue: SendToQueue | None = None,
         publish_to_topic: PublishToTopic | None = None,
         now: Callable[[], datetime] = _now_utc,
-        region: str = "us-east-1",
+        region: str = LOCAL_REGION,
     ) -> None:
         self.stack = stack
         self._invoke_function = invoke_function
@@ -137,7 +138,7 @@ class EventRouter:
                 "id": str(uuid.uuid4()),
                 "detail-type": entry["DetailType"],
                 "source": entry["Source"],
-                "account": ACCOUNT_ID,
+                "account": LOCAL_ACCOUNT_ID,
                 "time": _iso(_entry_time(entry.get("Time")) or self._now()),
                 "region": self.region,
                 "resources": list(entry.get("Resources", [])),
@@ -173,7 +174,7 @@ class EventRouter:
                     "id": str(uuid.uuid4()),
                     "detail-type": "Scheduled Event",
                     "source": "aws.events",
-                    "account": ACCOUNT_ID,
+                    "account": LOCAL_ACCOUNT_ID,
                     "time": _iso(self._last_fired[rule.name]),
                     "region": self.region,
                     "resources": [self._rule_arn(rule)],
@@ -253,7 +254,7 @@ class EventRouter:
             "id": str(uuid.uuid4()),
             "detail-type": detail_type,
             "source": "aws.s3",
-            "account": ACCOUNT_ID,
+            "account": LOCAL_ACCOUNT_ID,
             "time": _iso(self._now()),
             "region": region,
             "resources": [f"arn:aws:s3:::{bucket}"],
@@ -262,7 +263,7 @@ class EventRouter:
                 "bucket": {"name": bucket},
                 "object": obj,
                 "request-id": uuid.uuid4().hex[:16].upper(),
-                "requester": ACCOUNT_ID,
+                "requester": LOCAL_ACCOUNT_ID,
                 "source-ip-address": "127.0.0.1",
                 "reason": reasons.get(action, "CompleteMultipartUpload" if "Multipart" in action else action),
             },
@@ -338,7 +339,7 @@ class EventRouter:
 
     def _rule_arn(self, rule: RuleSpec) -> str:
         bus = "" if rule.event_bus_name == "default" else f"{rule.event_bus_name}/"
-        return f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{bus}{rule.name}"
+        return f"arn:aws:events:{self.region}:{LOCAL_ACCOUNT_ID}:rule/{bus}{rule.name}"
 
     def _send_with_boto3(self, queue_arn: str, body: str) -> None:
         sqs = boto3.client("sqs", region_name=self.region)

@@ -30,8 +30,7 @@ from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT = "123456789012"
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
 
 class LambdaFunctionNotRegistered(LookupError):
@@ -88,7 +87,7 @@ def _function_name_of(function_name_or_arn: str) -> str:
 class LocalLambdaRunner:
     """In-process Lambda: `register` the stack's functions, `install` into moto, `invoke` by name or ARN."""
 
-    def __init__(self, region: str = DEFAULT_REGION, account_id: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(self, region: str = LOCAL_REGION, account_id: str = LOCAL_ACCOUNT_ID) -> None:
         self.region = region
         self.account_id = account_id
         self._functions: dict[str, RegisteredFunction] = {}

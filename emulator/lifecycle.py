@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
 
-from contract.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from contract.pipeline_config import PipelineConfig, load_pipeline_config
+from contract.project import PROJECT_ROOT
 from emulator.datasets import Dataset, DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
 from emulator.progress import (
     CAUGHT,

@@ -42,22 +42,21 @@ from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudformation.models import cloudformation_backends
 from samtranslator.translator.transform import transform as sam_transform
-from samtranslator.yaml_helper import yaml_parse
 
 from contract.definition_substitutions import substitute, unfilled
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from contract.project import IMAGE_URIS_FILE
 from contract.sam_offline import StaticManagedPolicyLoader
+from contract.template import read_template
 
 logger = logging.getLogger(__name__)
 
-ACCOUNT_ID = "123456789012"
 DEFAULT_STACK_NAME = "mlops-local"
 # What `sam deploy`'s managed bucket is on AWS: where packaged code and definitions wait for CloudFormation.
 STAGING_BUCKET = "mlops-local-deployment-staging"
 # Lambda zips and tarballs are byte-identical for identical sources: the timestamp zip format allows.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store"}
-# Written by `mlops export` next to the ASL: the framework image URI of every supported region.
-IMAGE_URI_TABLE = "image-uris.json"
 
 
 class StackDeployError(RuntimeError):
@@ -183,6 +182,7 @@ def deploy_stack(
     stack_name: str = DEFAULT_STACK_NAME,
     statemachines_dir: Path | None = None,
     ml_dir: Path | None = None,
+    region: str = LOCAL_REGION,
 ) -> DeployedStack:
     """Deploys `template_path` into moto (call inside `mock_aws`) and returns what the twin must run.
 
@@ -193,14 +193,13 @@ def deploy_stack(
     if not template_path.is_file():
         raise StackDeployError(f"Template {template_path} does not exist; pass the path of the SAM template.")
     root = template_path.parent
-    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     deployment = _Deployment(
         region=region,
         stack_name=stack_name,
         ml_dir=(ml_dir or root / "ml").resolve(),
         statemachines_dir=statemachines_dir.resolve() if statemachines_dir else None,
     )
-    template = yaml_parse(template_path.read_text(encoding="utf-8"))
+    template = read_template(template_path)
     deployment.stage_local_artifacts(template, root)
     transformed = _transform(template, parameter_overrides, region)
     parameters = {key: str(value) for key, value in parameter_overrides.items()}
@@ -503,10 +502,10 @@ class _Deployment:
         directories = [self.statemachines_dir] if self.statemachines_dir else []
         directories += sorted({path.parent for path in self.definition_files.values()} - set(directories))
         for directory in directories:
-            if (directory / IMAGE_URI_TABLE).is_file():
-                return directory / IMAGE_URI_TABLE
+            if (directory / IMAGE_URIS_FILE).is_file():
+                return directory / IMAGE_URIS_FILE
         raise StackDeployError(
-            f"{logical_id}: no {IMAGE_URI_TABLE} next to the state machines ({', '.join(map(str, directories))}); "
+            f"{logical_id}: no {IMAGE_URIS_FILE} next to the state machines ({', '.join(map(str, directories))}); "
             "run `mlops export`."
         )
 
@@ -523,7 +522,7 @@ class _Deployment:
 
     def _record_state_machine(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
         machine_name = properties.get("StateMachineName") or name
-        arn = f"arn:{self.partition}:states:{self.region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
+        arn = f"arn:{self.partition}:states:{self.region}:{LOCAL_ACCOUNT_ID}:stateMachine:{machine_name}"
         self.state_machines[logical_id] = _StateMachineRecord(
             logical_id=logical_id,
             name=machine_name,
@@ -551,7 +550,7 @@ class _Deployment:
             if integer in arguments:
                 arguments[integer] = int(arguments[integer])
         self.client("cloudwatch").put_metric_alarm(AlarmName=alarm_name, **arguments)
-        arn = f"arn:{self.partition}:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{alarm_name}"
+        arn = f"arn:{self.partition}:cloudwatch:{self.region}:{LOCAL_ACCOUNT_ID}:alarm:{alarm_name}"
         self._note(logical_id, "AWS::CloudWatch::Alarm", "created through the CloudWatch API")
         return _EmulatedResource(alarm_name, {"Arn": arn})
 
@@ -718,7 +717,7 @@ class _Deployment:
 
     def _skipped(self, template_resources: dict[str, Any], stack_id: str) -> list[ResourceNote]:
         conditions = (
-            cloudformation_backends[ACCOUNT_ID][self.region].get_stack(stack_id).resource_map.lazy_condition_map
+            cloudformation_backends[LOCAL_ACCOUNT_ID][self.region].get_stack(stack_id).resource_map.lazy_condition_map
         )
         modelled = cfn_parsing.get_model_map()
         skipped = []

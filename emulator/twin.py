@@ -27,9 +27,10 @@ from moto import mock_aws
 from moto.stepfunctions.exceptions import AWSError
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-from samtranslator.yaml_helper import yaml_parse
 
-from contract.pipeline_config import PROJECT_ROOT
+from contract.local_account import LOCAL_REGION
+from contract.project import TEMPLATE_PATH
+from contract.template import template_parameters
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.eventbridge import Delivery, EventRouter
@@ -38,7 +39,6 @@ from emulator.progress import RUNNING, StateRun, state_runs
 from emulator.sagemaker_local import LocalSageMaker
 from emulator.stack import DEFAULT_STACK_NAME, DeployedStack, deploy_stack
 
-REGION = "us-east-1"
 # Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take
 # a hundredth of their time, while jobs still take the real time their scripts need.
 DEFAULT_CLOCK_SPEED = 100.0
@@ -113,7 +113,7 @@ def local_parameter_overrides(
         "SubnetIds": ",".join(subnet_ids),
         "SecurityGroupIds": ",".join(security_group_ids),
     }
-    declared = yaml_parse(template.read_text(encoding="utf-8")).get("Parameters") or {}
+    declared = template_parameters(template)
     return {name: value for name, value in chosen.items() if name in declared}
 
 
@@ -122,7 +122,7 @@ class LocalTwin:
 
     def __init__(
         self,
-        template: Path = PROJECT_ROOT / "template.yaml",
+        template: Path = TEMPLATE_PATH,
         statemachines_dir: Path | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
         work_dir: Path | None = None,
@@ -164,7 +164,7 @@ class LocalTwin:
         if self._mock is not None:
             raise RuntimeError("This LocalTwin is already started")
         self._saved_region = os.environ.get("AWS_DEFAULT_REGION")
-        os.environ["AWS_DEFAULT_REGION"] = REGION
+        os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
         self._mock.start()
         try:
@@ -185,7 +185,7 @@ class LocalTwin:
         self._stack = deploy_stack(
             self.template, overrides, stack_name=self.stack_name, statemachines_dir=self.statemachines_dir
         )
-        self._lambdas = LocalLambdaRunner(region=REGION)
+        self._lambdas = LocalLambdaRunner(region=LOCAL_REGION)
         for function in self._stack.functions.values():
             self._lambdas.register(
                 function.function_name, function.handler, function.code_dir, function.environment, function.timeout
@@ -205,7 +205,7 @@ class LocalTwin:
             invoke_function=self._lambdas.invoke,
             start_execution=self._start_from_rule,
             now=self.clock.now,
-            region=REGION,
+            region=LOCAL_REGION,
         )
         self._router.install()
 
@@ -426,7 +426,7 @@ def _create_local_network() -> tuple[list[str], list[str]]:
     ec2 = boto3.client("ec2")
     vpc_id = ec2.create_vpc(CidrBlock=_LOCAL_VPC_CIDR)["Vpc"]["VpcId"]
     subnet_ids = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{LOCAL_REGION}{zone}")["Subnet"]["SubnetId"]
         for cidr, zone in _LOCAL_SUBNETS
     ]
     group_id = ec2.create_security_group(

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from contract.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 from contract.sam_offline import StaticManagedPolicyLoader
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"

@@ -14,12 +14,13 @@ import pytest
 from ml_code_publisher import publisher
 from moto.sns.models import sns_backends
 
-from contract.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from contract.pipeline_config import PipelineConfig, load_pipeline_config
+from contract.project import PROJECT_ROOT
 from emulator.datasets import write_default_dataset
 from emulator.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
 from emulator.progress import CAUGHT, SUCCEEDED
-from emulator.stack import ACCOUNT_ID
-from emulator.twin import REGION, ExecutionResult, LocalTwin
+from emulator.twin import ExecutionResult, LocalTwin
 from workflows.export import render_statemachines
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,7 @@ def _run_until_failure(twin: LocalTwin, data_dir: Path, config: PipelineConfig) 
     with pytest.raises(LifecycleError) as raised:
         run_lifecycle(twin, dataset.path, config, tune=False, outcome=outcome, out=io.StringIO())
     [training] = outcome.executions
-    topic = sns_backends[ACCOUNT_ID][REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
+    topic = sns_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
     packages = boto3.client("sagemaker").list_model_packages(
         ModelPackageGroupName=twin.stack.outputs["ModelPackageGroupName"]
     )["ModelPackageSummaryList"]

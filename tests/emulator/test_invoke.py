@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 from emulator.invoke import EXIT_FUNCTION_FAILED, EXIT_OK, EXIT_USAGE, invoke_command
 
 EVENTS = PROJECT_ROOT / "events"

@@ -19,9 +19,10 @@ from moto.s3.models import s3_backends
 from samtranslator.yaml_helper import yaml_parse
 
 from contract.definition_substitutions import PLACEHOLDER
-from contract.pipeline_config import PROJECT_ROOT, load_pipeline_config
+from contract.local_account import LOCAL_ACCOUNT_ID
+from contract.pipeline_config import load_pipeline_config
+from contract.project import PROJECT_ROOT
 from emulator.stack import (
-    ACCOUNT_ID,
     DeployedStack,
     StackDeployError,
     apply_substitutions,
@@ -63,7 +64,7 @@ def test_the_data_bucket_is_versioned_and_sends_events_to_eventbridge(stack: Dep
     bucket = stack.resources["DataBucket"]
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     # moto's GetBucketNotificationConfiguration leaves the EventBridge flag out: read what its S3 acts on.
-    configuration = s3_backends[ACCOUNT_ID]["aws"].get_bucket(bucket).notification_configuration
+    configuration = s3_backends[LOCAL_ACCOUNT_ID]["aws"].get_bucket(bucket).notification_configuration
     assert configuration is not None
     assert configuration.event_bridge is not None
 

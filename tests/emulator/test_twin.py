@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from contract.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 from emulator.twin import LocalTwin, ProgressEvent
 
 pytestmark = pytest.mark.e2e

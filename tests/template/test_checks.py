@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.template import function_handlers
 from mlops import checks
 
 # ---------------------------------------------------------------- each check on the project
@@ -74,9 +75,9 @@ def test_filled_placeholders_take_their_representative_values() -> None:
 
 
 def test_representative_values_cover_the_contract() -> None:
-    from contract.placeholders import PLACEHOLDER_NAMES
+    from contract.placeholders import PLACEHOLDER_NAMES, REPRESENTATIVE_PLACEHOLDER_VALUES
 
-    assert set(checks.REPRESENTATIVE_PLACEHOLDER_VALUES) == set(PLACEHOLDER_NAMES)
+    assert set(REPRESENTATIVE_PLACEHOLDER_VALUES) == set(PLACEHOLDER_NAMES)
 
 
 def test_both_asl_validators_report_a_broken_definition() -> None:
@@ -123,7 +124,7 @@ def test_package_sizes_measure_each_function_folder(tmp_path: Path) -> None:
 
 
 def test_function_handlers_read_every_function_of_the_template() -> None:
-    handlers = checks.function_handlers()
+    handlers = function_handlers()
 
     assert handlers["RetrainOnDriftFunction"] == "retrain_on_drift.handler"
     assert handlers["MlCodePublisherFunction"] == "publisher.handler"

@@ -14,7 +14,7 @@ import pytest
 import stack_rules
 from samtranslator.yaml_helper import yaml_parse
 
-from contract.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 from mlops.iam_policy import sam_transformed_template, wildcard_grants
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
