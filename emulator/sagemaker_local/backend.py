@@ -33,7 +33,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from emulator.clock import Clock
-from emulator.sagemaker_local.endpoints import ModelServer, ModelServerError
+from emulator.sagemaker_local.model_server import ModelServer, ModelServerError
 from emulator.sagemaker_local.errors import SageMakerError, already_exists, not_found, validation_error
 from emulator.sagemaker_local.jobs import JobRecord, ProcessingRunner, TrainingRunner, TransformRunner
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball
