@@ -34,7 +34,7 @@ from moto.events.models import EventPattern, EventsBackend
 from moto.s3 import notifications as s3_notifications
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
-from emulator.stack import DeployedStack, QueueSource, RuleSpec, RuleTarget
+from emulator.stack_spec import DeployedStack, QueueSource, RuleSpec, RuleTarget
 
 logger = logging.getLogger(__name__)
 

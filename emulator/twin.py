@@ -37,7 +37,8 @@ from emulator.eventbridge import Delivery, EventRouter
 from emulator.lambda_local import LocalLambdaRunner
 from emulator.progress import RUNNING, StateRun, state_runs
 from emulator.sagemaker_local import LocalSageMaker
-from emulator.stack import DEFAULT_STACK_NAME, DeployedStack, deploy_stack
+from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
+from emulator.stack_spec import DeployedStack
 
 # Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take
 # a hundredth of their time, while jobs still take the real time their scripts need.

@@ -22,13 +22,8 @@ from contract.definition_substitutions import PLACEHOLDER
 from contract.local_account import LOCAL_ACCOUNT_ID
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
-from emulator.stack import (
-    DeployedStack,
-    StackDeployError,
-    apply_substitutions,
-    deploy_stack,
-    deterministic_zip,
-)
+from emulator.stack import apply_substitutions, deploy_stack, deterministic_zip
+from emulator.stack_spec import DeployedStack, StackDeployError
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"
 STATEMACHINES = PROJECT_ROOT / "statemachines"
