@@ -36,8 +36,8 @@ import boto3
 
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
-from emulator.datasets import write_default_dataset
-from emulator.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
+from emulator.commands.datasets import write_default_dataset
+from emulator.commands.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
 from emulator.sagemaker_local.s3io import tar_directory
 from emulator.twin import ExecutionResult, LocalTwin
 

@@ -32,7 +32,7 @@ from moto import mock_aws
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
 from emulator.clock import Clock
-from emulator.datasets import write_default_dataset
+from emulator.commands.datasets import write_default_dataset
 from emulator.sagemaker_local import LocalSageMaker
 
 REGION = os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -34,8 +34,8 @@ from contract.template import template_parameters
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.eventbridge import Delivery, EventRouter
+from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
-from emulator.progress import RUNNING, StateRun, state_runs
 from emulator.sagemaker_local import LocalSageMaker
 from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
 from emulator.stack_spec import DeployedStack

@@ -17,9 +17,9 @@ from moto.sns.models import sns_backends
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from contract.pipeline_config import PipelineConfig, load_pipeline_config
 from contract.project import PROJECT_ROOT
-from emulator.datasets import write_default_dataset
-from emulator.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
-from emulator.progress import CAUGHT, SUCCEEDED
+from emulator.commands.datasets import write_default_dataset
+from emulator.commands.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
+from emulator.history import CAUGHT, SUCCEEDED
 from emulator.twin import ExecutionResult, LocalTwin
 from workflows.export import render_statemachines
 

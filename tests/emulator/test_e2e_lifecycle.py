@@ -15,8 +15,8 @@ import boto3
 import pytest
 
 from contract.pipeline_config import load_pipeline_config
-from emulator.datasets import write_default_dataset
-from emulator.lifecycle import (
+from emulator.commands.datasets import write_default_dataset
+from emulator.commands.lifecycle import (
     SAMPLE_ROWS,
     LifecycleError,
     LifecycleOutcome,
@@ -26,8 +26,8 @@ from emulator.lifecycle import (
     run_lifecycle,
     started_twin,
 )
-from emulator.progress import NOT_RUN, SUCCEEDED
-from emulator.report import write_report
+from emulator.commands.report import write_report
+from emulator.history import NOT_RUN, SUCCEEDED
 from emulator.twin import LocalTwin
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from contract.project import PROJECT_ROOT
-from emulator.invoke import EXIT_FUNCTION_FAILED, EXIT_OK, EXIT_USAGE, invoke_command
+from emulator.commands.invoke import EXIT_FUNCTION_FAILED, EXIT_OK, EXIT_USAGE, invoke_command
 
 EVENTS = PROJECT_ROOT / "events"
 # A training stand-in that finishes at once: what matters here is that the function started it.

@@ -13,7 +13,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from emulator.progress import (
+from emulator.commands.report import (
+    ExecutionView,
+    LifecycleReport,
+    Prediction,
+    layout_layers,
+    render_report,
+    state_statuses,
+)
+from emulator.history import (
     CAUGHT,
     FAILED,
     NOT_RUN,
@@ -22,14 +30,6 @@ from emulator.progress import (
     job_metrics,
     state_runs,
     state_totals,
-)
-from emulator.report import (
-    ExecutionView,
-    LifecycleReport,
-    Prediction,
-    layout_layers,
-    render_report,
-    state_statuses,
 )
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/state-machine"

@@ -22,8 +22,15 @@ import boto3
 
 from contract.pipeline_config import PipelineConfig, load_pipeline_config
 from contract.project import PROJECT_ROOT
-from emulator.datasets import Dataset, DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
-from emulator.progress import (
+from emulator.commands.datasets import (
+    Dataset,
+    DatasetError,
+    load_user_dataset,
+    with_pipeline_label,
+    write_default_dataset,
+)
+from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
+from emulator.history import (
     CAUGHT,
     FAILED,
     ProgressPrinter,
@@ -32,7 +39,6 @@ from emulator.progress import (
     short_cause,
     state_totals,
 )
-from emulator.report import ExecutionView, LifecycleReport, Prediction, write_report
 
 if TYPE_CHECKING:
     from emulator.twin import ExecutionResult, LocalTwin
