@@ -22,6 +22,7 @@ import boto3
 
 from contract.pipeline_config import PipelineConfig, load_pipeline_config
 from contract.project import PROJECT_ROOT
+from emulator.commands.console import ProgressPrinter, format_duration
 from emulator.commands.datasets import (
     Dataset,
     DatasetError,
@@ -33,8 +34,6 @@ from emulator.commands.report import ExecutionView, LifecycleReport, Prediction,
 from emulator.history import (
     CAUGHT,
     FAILED,
-    ProgressPrinter,
-    format_duration,
     job_metrics,
     short_cause,
     state_totals,

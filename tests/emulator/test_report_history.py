@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from emulator.commands.console import ProgressPrinter
 from emulator.commands.report import (
     ExecutionView,
     LifecycleReport,
@@ -26,7 +27,6 @@ from emulator.history import (
     FAILED,
     NOT_RUN,
     SUCCEEDED,
-    ProgressPrinter,
     job_metrics,
     state_runs,
     state_totals,
