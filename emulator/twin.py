@@ -337,15 +337,23 @@ class LocalTwin:
         return replace(result, runs=list(result.runs), history=list(result.history))
 
     def wait_for_execution(
-        self, execution_arn: str, timeout: float = DEFAULT_EXECUTION_TIMEOUT_SECONDS
+        self,
+        execution_arn: str,
+        timeout: float = DEFAULT_EXECUTION_TIMEOUT_SECONDS,
+        on_runs: Callable[[list[StateRun]], None] | None = None,
     ) -> ExecutionResult:
-        """Waits (real seconds) until the execution stops, feeding `on_progress` as states start and finish."""
+        """Waits (real seconds) until the execution stops and its closing history event is in.
+
+        Feeds `on_progress` as states start and finish, and `on_runs` (if given) the state runs read at each poll.
+        """
         deadline = time.monotonic() + timeout
         reported: set[tuple[int, str]] = set()
         stopped_seen: float | None = None
         while True:
             result = self.describe_execution(execution_arn)
             self._report_progress(execution_arn, result.runs, reported)
+            if on_runs is not None:
+                on_runs(result.runs)
             # The engine sets the status a moment before it appends the closing event: give that event a
             # moment to land, so callers see the whole history.
             if result.status != "RUNNING":

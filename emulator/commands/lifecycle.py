@@ -238,19 +238,15 @@ def run_lifecycle(
 
 
 def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> FollowedExecution:
-    """Waits for an execution to stop, printing its states as they start and end."""
+    """Waits for an execution to stop (`LocalTwin.wait_for_execution`), printing its states as they start and end."""
     printer = ProgressPrinter(label, out)
-    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
-    while True:
-        result = twin.describe_execution(arn)
-        printer.update(result.runs)
-        if result.status != "RUNNING":
-            printer.finish()
-            definition = json.loads(twin.stack.state_machine(label).definition)
-            return FollowedExecution(label, result, definition)
-        if time.monotonic() > deadline:
-            raise LifecycleError(f"{label} execution {arn} still running after {EXECUTION_TIMEOUT_SECONDS} s")
-        time.sleep(POLL_SECONDS)
+    try:
+        result = twin.wait_for_execution(arn, timeout=EXECUTION_TIMEOUT_SECONDS, on_runs=printer.update)
+    except TimeoutError as error:
+        raise LifecycleError(f"{label} execution {arn} still running after {EXECUTION_TIMEOUT_SECONDS} s") from error
+    printer.finish()
+    definition = json.loads(twin.stack.state_machine(label).definition)
+    return FollowedExecution(label, result, definition)
 
 
 def wait_for_deploy_start(
