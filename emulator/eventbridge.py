@@ -34,6 +34,7 @@ from moto.events.models import EventPattern, EventsBackend
 from moto.s3 import notifications as s3_notifications
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.moto_patches import MotoPatches
 from emulator.stack_spec import DeployedStack, QueueSource, RuleSpec, RuleTarget
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class EventRouter:
         self._schedule_periods = {rule.name: _rate_seconds(rule) for rule in stack.rules if rule.schedule}
         started = now()
         self._last_fired = {name: started for name in self._schedule_periods}
-        self._restore: list[Callable[[], None]] = []
+        self._patches = MotoPatches()
 
     # ---- what happened -----------------------------------------------------------------------------------------
 
@@ -211,11 +212,9 @@ class EventRouter:
 
     def install(self) -> None:
         """Take over moto's PutEvents and S3's EventBridge notifications until `uninstall()`."""
-        if self._restore:
+        if self._patches.active:
             return
         router = self
-        original_put_events = EventsBackend.put_events
-        original_s3_notification = s3_notifications._send_event_bridge_message
 
         def put_events(backend: EventsBackend, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return router.put_events(events)
@@ -223,18 +222,12 @@ class EventRouter:
         def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
             router.route(router.s3_event(bucket.name, bucket.region_name, event_name, key))
 
-        EventsBackend.put_events = put_events  # type: ignore[method-assign,assignment]
-        s3_notifications._send_event_bridge_message = send_event_bridge_message
-        self._restore = [
-            lambda: setattr(EventsBackend, "put_events", original_put_events),
-            lambda: setattr(s3_notifications, "_send_event_bridge_message", original_s3_notification),
-        ]
+        self._patches.replace(EventsBackend, "put_events", put_events)
+        self._patches.replace(s3_notifications, "_send_event_bridge_message", send_event_bridge_message)
 
     def uninstall(self) -> None:
         """Give moto its own PutEvents and S3 notifications back."""
-        for undo in reversed(self._restore):
-            undo()
-        self._restore = []
+        self._patches.undo()
 
     def s3_event(self, bucket: str, region: str, event_name: Any, key: Any) -> dict[str, Any]:
         """The EventBridge event S3 sends for `event_name` (`s3:ObjectCreated:Put`, ...) on moto's `key`."""

@@ -31,6 +31,7 @@ from typing import Any
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.moto_patches import MotoPatches
 
 
 class LambdaFunctionNotRegistered(LookupError):
@@ -96,7 +97,7 @@ class LocalLambdaRunner:
         # The process has one os.environ: calls are serialised so each sees only its own function's environment.
         # Re-entrant because a handler may invoke another function.
         self._environment_lock = threading.RLock()
-        self._original_backend_invoke: Callable[..., Any] | None = None
+        self._patches = MotoPatches()
 
     def register(
         self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
@@ -217,7 +218,7 @@ class LocalLambdaRunner:
 
     def install(self) -> None:
         """Route moto's docker-less Lambda `invoke` (boto3 and the engine's `lambda:invoke`) to this runner."""
-        if self._original_backend_invoke is not None:
+        if self._patches.active:
             return
         original = LambdaSimpleBackend.invoke
         runner = self
@@ -240,11 +241,8 @@ class LocalLambdaRunner:
                 return json.dumps(failure.error_payload).encode()
             return json.dumps(result).encode()
 
-        LambdaSimpleBackend.invoke = invoke_in_process  # type: ignore[method-assign,assignment]
-        self._original_backend_invoke = original
+        self._patches.replace(LambdaSimpleBackend, "invoke", invoke_in_process)
 
     def uninstall(self) -> None:
         """Give moto its own Lambda `invoke` back."""
-        if self._original_backend_invoke is not None:
-            LambdaSimpleBackend.invoke = self._original_backend_invoke  # type: ignore[method-assign]
-            self._original_backend_invoke = None
+        self._patches.undo()

@@ -194,6 +194,7 @@ class LocalTwin:
         # Lambda's init phase (importing the handlers: Powertools, pydantic; about 0.15 s) runs at deploy time
         # here, so an execution's first call to a function takes as long as a warm call.
         self._lambdas.init_functions()
+        self._lambdas.install()
         install_local_integrations(sagemaker=self._sagemaker, lambdas=self._lambdas, clock=self.clock)
         self._integrations_installed = True
         stepfunctions = boto3.client("stepfunctions")
@@ -220,6 +221,8 @@ class LocalTwin:
         if self._integrations_installed:
             uninstall_local_integrations()
             self._integrations_installed = False
+        if self._lambdas is not None:
+            self._lambdas.uninstall()
         if self._sagemaker is not None:
             self._sagemaker.close()
             self._sagemaker = None

@@ -38,6 +38,7 @@ from emulator.history import (
     short_cause,
     state_totals,
 )
+from emulator.sagemaker_local.s3io import split_s3_uri
 
 if TYPE_CHECKING:
     from emulator.twin import ExecutionResult, LocalTwin
@@ -303,7 +304,7 @@ def _evaluation(model_package: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def read_s3(uri: str) -> bytes:
     """The bytes of the object at an `s3://bucket/key` URI, from the twin's S3."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 

@@ -38,19 +38,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Cannot serialise {type(value).__name__} in a SageMaker response")
 
 
-def _restorer(owner: type, attribute: str) -> Callable[[], None]:
-    """Undo for patching `owner.attribute`: put the original back, or remove an attribute that was added."""
-    original = owner.__dict__.get(attribute)
-
-    def restore() -> None:
-        if original is None:
-            delattr(owner, attribute)
-        else:
-            setattr(owner, attribute, original)
-
-    return restore
-
-
 class _ServiceError(ServiceException):
     """A SageMaker error for moto to serialise.
 
@@ -87,7 +74,7 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
 
     def install(self) -> None:
         """Answer moto's SageMaker and SageMaker Runtime requests from this backend (boto3 and aws-sdk tasks)."""
-        if self._restore:
+        if self._patches.active:
             return
         backend = self
 
@@ -103,11 +90,7 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
             return handle
 
         for action in self.operations:
-            attribute = _snake(action)
-            self._restore.append(_restorer(SageMakerResponse, attribute))
-            setattr(SageMakerResponse, attribute, make_handler(action))
-
-        original_invoke = SageMakerRuntimeResponse.__dict__["invoke_endpoint"]
+            self._patches.replace(SageMakerResponse, _snake(action), make_handler(action))
 
         def invoke_endpoint(response: SageMakerRuntimeResponse) -> tuple[int, dict[str, str], bytes]:
             endpoint_name = response.path.split("/")[2]
@@ -124,14 +107,11 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
                 raise _ServiceError(error.code, error.message) from error
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}, result
 
-        SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint  # type: ignore[method-assign,assignment]
-        self._restore.append(lambda: setattr(SageMakerRuntimeResponse, "invoke_endpoint", original_invoke))
+        self._patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
 
     def uninstall(self) -> None:
         """Give moto its own SageMaker responses back."""
-        for undo in reversed(self._restore):
-            undo()
-        self._restore.clear()
+        self._patches.undo()
 
     def close(self) -> None:
         """Stop endpoint servers, kill running jobs, restore moto's responses."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.clock import Clock
+from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local.errors import already_exists, not_found, validation_error
 from emulator.sagemaker_local.jobs import JobRecord
 from emulator.sagemaker_local.model_server import ModelServer
@@ -145,7 +146,7 @@ class SageMakerStore:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._stager: S3Stager | None = None
-        self._restore: list[Callable[[], None]] = []
+        self._patches = MotoPatches()
 
     def _arn(self, resource: str, name: str) -> str:
         # SageMaker ARNs carry resource names in lower case.

@@ -122,11 +122,15 @@ def runtime(executing_aws: None, tmp_path: Path) -> Iterator[Runtime]:
     events: list[dict[str, Any]] = []
     sagemaker = LocalSageMaker(tmp_path / "sagemaker", clock, max_parallel=2, events=events.append)
     lambdas = LocalLambdaRunner()
+    # As the twin does: its services answer moto's APIs, and the engine calls them.
+    sagemaker.install()
+    lambdas.install()
     install_local_integrations(sagemaker=sagemaker, lambdas=lambdas, clock=clock)
     try:
         yield Runtime(sagemaker, lambdas, clock, events, tmp_path)
     finally:
         uninstall_local_integrations()
+        lambdas.uninstall()
         sagemaker.close()
 
 

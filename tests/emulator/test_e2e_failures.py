@@ -20,6 +20,7 @@ from contract.project import PROJECT_ROOT
 from emulator.commands.datasets import write_default_dataset
 from emulator.commands.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
 from emulator.history import CAUGHT, SUCCEEDED
+from emulator.sagemaker_local.s3io import split_s3_uri
 from emulator.twin import ExecutionResult, LocalTwin
 from workflows.export import render_statemachines
 
@@ -73,7 +74,7 @@ def raising_training(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
     work = tmp_path_factory.mktemp("raising-training")
     with started_twin(work / "twin", io.StringIO()) as twin:
         # GIVEN the code the stack published has a train.py that raises
-        bucket, _, key = twin.stack.outputs["SourceDirUri"].removeprefix("s3://").partition("/")
+        bucket, key = split_s3_uri(twin.stack.outputs["SourceDirUri"])
         boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=_sourcedir_with_raising_training(work))
         return _run_until_failure(twin, work / "data", load_pipeline_config())
 

@@ -22,6 +22,7 @@ from contract.definition_substitutions import PLACEHOLDER
 from contract.local_account import LOCAL_ACCOUNT_ID
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
+from emulator.sagemaker_local.s3io import split_s3_uri
 from emulator.stack import apply_substitutions, deploy_stack, deterministic_zip
 from emulator.stack_spec import DeployedStack, StackDeployError
 
@@ -104,7 +105,7 @@ def test_substitutions_come_from_the_stacks_own_resources_and_parameters(stack: 
 
 def test_ml_code_is_published_by_the_custom_resources_own_publisher(stack: DeployedStack) -> None:
     uri = stack.outputs["SourceDirUri"]
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     assert bucket == stack.resources["ArtifactBucket"]
     assert re.fullmatch(r"code/[0-9a-f]{64}/sourcedir\.tar\.gz", key), key
     body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
