@@ -93,10 +93,6 @@ class QualityGateConfig:
 class RegistryConfig:
     approval_mode: str
 
-    @property
-    def approval_status(self) -> str:
-        return APPROVAL_MODES[self.approval_mode]
-
 
 @dataclass(frozen=True)
 class DeployConfig:

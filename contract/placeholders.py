@@ -73,7 +73,10 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "SecurityGroupIds": "sg-0123456789abcdef0",
     "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
-    "SourceDirUri": "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/code/sourcedir-0123abcd.tar.gz",
+    "SourceDirUri": (
+        "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/code/"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/sourcedir.tar.gz"
+    ),
     "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:mlops-dev-NotificationTopic-1A2B3C4D5E6F",
     "ModelPackageGroupName": "mlops-dev-breast-cancer",
     "ModelApprovalStatus": "PendingManualApproval",

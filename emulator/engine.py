@@ -102,7 +102,7 @@ _AWS_SDK_ERROR_PREFIXES = {
     "sns": "Sns",
     "sqs": "Sqs",
 }
-# aws-sdk calls moto's engine gets wrong (see LOCAL_ENGINE_NOTES.md): refused rather than half-run.
+# aws-sdk calls moto's pinned engine gets wrong, each with what it gets wrong: refused rather than half-run.
 _AWS_SDK_KNOWN_BROKEN = {("s3", "getObject"): "the engine does not convert the object Body to a string"}
 # How often a `.sync` task re-reads its job's Describe*, in virtual seconds. The poll also wakes up as
 # soon as the job changes state, so this bounds the latency only for jobs that never report.
