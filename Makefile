@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy mlops workflows emulator functions ml
+	$(BIN)/mypy contract mlops workflows emulator functions ml
 
 check: $(STAMP)
 	$(BIN)/mlops check

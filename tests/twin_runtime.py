@@ -1,4 +1,7 @@
-"""Fixtures for the twin's runtime tests: an executing moto, the local integrations installed, and small ASL runs."""
+"""The twin's runtime for tests: an executing moto, the local integrations installed, and small ASL runs.
+
+tests/conftest.py makes its fixtures (`executing_aws`, `runtime`, `bucket`) available to every test folder.
+"""
 
 from __future__ import annotations
 

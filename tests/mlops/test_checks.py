@@ -44,25 +44,6 @@ def test_checkov_check_passes_with_the_project_checks() -> None:
     assert "Failed checks: 0" in summary
 
 
-# sam build installs the functions' dependencies (about a minute): it runs with the slower end-to-end tests.
-@pytest.mark.e2e
-def test_sam_build_check_reports_every_function_under_the_size_limit() -> None:
-    report = checks.check_sam_build()
-
-    for function in (
-        "MlCodePublisherFunction",
-        "RetrainOnDriftFunction",
-        "RetrainOnNewDataFunction",
-        "EndpointReaperFunction",
-        "EvaluationReportFunction",
-        "SmokeTestFunction",
-    ):
-        assert f"{function}: " in report
-
-
-# ---------------------------------------------------------------- the parts, on bad input
-
-
 def test_unknown_placeholder_fails_the_asl_check_naming_it() -> None:
     with pytest.raises(checks.CheckFailed, match=r"placeholders not in docs/interfaces\.md: BucketName, Region"):
         checks.fill_placeholders('{"a": "${Region}", "b": "${BucketName}", "c": "${Partition}"}')
