@@ -16,12 +16,12 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.s3.models import s3_backends
-from samtranslator.yaml_helper import yaml_parse
 
 from contract.definition_substitutions import PLACEHOLDER
 from contract.local_account import LOCAL_ACCOUNT_ID
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
+from contract.template import template_resources
 from emulator.sagemaker_local.s3io import split_s3_uri
 from emulator.stack import apply_substitutions, deploy_stack, deterministic_zip
 from emulator.stack_spec import DeployedStack, StackDeployError
@@ -40,7 +40,7 @@ def stack() -> Iterator[DeployedStack]:
 
 
 def _template_resources() -> dict[str, dict]:
-    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))["Resources"]
+    return template_resources(TEMPLATE)
 
 
 def test_the_stacks_buckets_topic_table_queues_and_key_exist_in_moto(stack: DeployedStack) -> None:
