@@ -68,7 +68,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(DEV_STAMP)
-	$(BIN)/mypy mlops workflows emulator functions ml
+	$(BIN)/mypy contract mlops workflows emulator functions ml
 
 check: $(DEV_STAMP)
 	$(BIN)/mlops check

@@ -34,11 +34,12 @@ from typing import Any
 
 import boto3
 
-from emulator.datasets import write_default_dataset
-from emulator.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
+from contract.pipeline_config import load_pipeline_config
+from contract.project import PROJECT_ROOT
+from emulator.commands.datasets import write_default_dataset
+from emulator.commands.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
 from emulator.sagemaker_local.s3io import tar_directory
 from emulator.twin import ExecutionResult, LocalTwin
-from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
 ML_DIR = PROJECT_ROOT / "ml"
 CONTAINER_ROOT = "/opt/ml/"

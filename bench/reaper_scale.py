@@ -31,7 +31,7 @@ from common.settings import ReaperSettings  # noqa: E402
 from endpoint_reaper import ReaperClients, reap, send_report  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from mlops.pipeline_config import load_pipeline_config  # noqa: E402
+from contract.pipeline_config import load_pipeline_config  # noqa: E402
 
 TARGET_CALLS_PER_ENDPOINT_AT_5000 = 0.1
 METRICS_PER_PUT = 1000  # PutMetricData's per-request limit

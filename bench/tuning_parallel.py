@@ -29,10 +29,11 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+from contract.pipeline_config import load_pipeline_config
+from contract.project import PROJECT_ROOT
 from emulator.clock import Clock
-from emulator.datasets import write_default_dataset
+from emulator.commands.datasets import write_default_dataset
 from emulator.sagemaker_local import LocalSageMaker
-from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
 
 REGION = os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 BUCKET = "bench-tuning-artifacts"

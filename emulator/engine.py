@@ -78,6 +78,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import (
 )
 
 from emulator.clock import Clock
+from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ _AWS_SDK_ERROR_PREFIXES = {
     "sns": "Sns",
     "sqs": "Sqs",
 }
-# aws-sdk calls moto's engine gets wrong (see LOCAL_ENGINE_NOTES.md): refused rather than half-run.
+# aws-sdk calls moto's pinned engine gets wrong, each with what it gets wrong: refused rather than half-run.
 _AWS_SDK_KNOWN_BROKEN = {("s3", "getObject"): "the engine does not convert the object Body to a string"}
 # How often a `.sync` task re-reads its job's Describe*, in virtual seconds. The poll also wakes up as
 # soon as the job changes state, so this bounds the latency only for jobs that never report.
@@ -116,7 +117,7 @@ class _Installation:
     sagemaker: LocalSageMaker
     lambdas: LocalLambdaRunner
     clock: Clock
-    restore: list[Callable[[], None]] = field(default_factory=list)
+    patches: MotoPatches = field(default_factory=MotoPatches)
 
 
 _installed: _Installation | None = None
@@ -427,27 +428,22 @@ class _ClockTime:
         self._clock.sleep(seconds)
 
 
-def _patch(owner: Any, attribute: str, replacement: Any, restore: list[Callable[[], None]]) -> None:
-    original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
-    setattr(owner, attribute, replacement)
-    restore.append(lambda: setattr(owner, attribute, original))
-
-
 def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambdaRunner, clock: Clock) -> None:
     """Plug the local SageMaker, the in-process Lambda runner and the clock into moto's engine.
 
-    Call inside an active `moto.mock_aws(...)`; undo with `uninstall_local_integrations()`.
+    Call inside an active `moto.mock_aws(...)`; undo with `uninstall_local_integrations()`. The SageMaker backend
+    and the Lambda runner answer moto's own APIs once their owner (the twin) has installed them.
     """
     global _installed
     with _install_lock:
         if _installed is not None:
             raise RuntimeError("Local integrations are already installed: uninstall them before installing again")
         installation = _Installation(sagemaker=sagemaker, lambdas=lambdas, clock=clock)
-        restore = installation.restore
+        patches = installation.patches
 
-        _patch(preprocessor, "state_task_for", _local_state_task_for, restore)
-        _patch(
-            AmazonStateLanguageParser, "parse", staticmethod(_SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE).parse), restore
+        patches.replace(preprocessor, "state_task_for", _local_state_task_for)
+        patches.replace(
+            AmazonStateLanguageParser, "parse", staticmethod(_SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE).parse)
         )
 
         def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
@@ -455,7 +451,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
                 # program_state_event is set when the execution stops, which must interrupt the wait.
                 clock.wait(env.program_state_event, wait_seconds)
 
-        _patch(WaitFunction, "_wait_interval", wait_interval, restore)
+        patches.replace(WaitFunction, "_wait_interval", wait_interval)
 
         def timestamp_wait_seconds(self: Timestamp, env: Environment) -> int:
             self.string.eval(env=env)
@@ -466,8 +462,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
             # The ASL timestamp format ends in Z: it is UTC, compared here with the twin's virtual now.
             return int((timestamp.replace(tzinfo=UTC) - clock.now()).total_seconds())
 
-        _patch(Timestamp, "_get_wait_seconds", timestamp_wait_seconds, restore)
-        _patch(retrier_decl, "time", _ClockTime(clock), restore)
+        patches.replace(Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
+        patches.replace(retrier_decl, "time", _ClockTime(clock))
 
         original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
 
@@ -480,7 +476,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
                 return
             original_error_equals(self, env)
 
-        _patch(error_equals_decl.ErrorEqualsDecl, "_eval_body", error_equals_as_on_aws, restore)
+        patches.replace(error_equals_decl.ErrorEqualsDecl, "_eval_body", error_equals_as_on_aws)
 
         original_choice = StateChoice._eval_state
 
@@ -503,18 +499,13 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
                 )
             original_choice(self, env)
 
-        _patch(StateChoice, "_eval_state", choice_fails_as_on_aws, restore)
+        patches.replace(StateChoice, "_eval_state", choice_fails_as_on_aws)
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
         previous_level = engine_logger.level
         # moto logs every handled task failure at ERROR with a huge repr; the history has the facts.
         engine_logger.setLevel(logging.CRITICAL)
-        restore.append(lambda: engine_logger.setLevel(previous_level))
-
-        lambdas.install()
-        restore.append(lambdas.uninstall)
-        sagemaker.install()
-        restore.append(sagemaker.uninstall)
+        patches.on_undo(lambda: engine_logger.setLevel(previous_level))
         _installed = installation
 
 
@@ -524,6 +515,5 @@ def uninstall_local_integrations() -> None:
     with _install_lock:
         if _installed is None:
             return
-        for undo in reversed(_installed.restore):
-            undo()
+        _installed.patches.undo()
         _installed = None

@@ -33,7 +33,9 @@ import boto3
 from moto.events.models import EventPattern, EventsBackend
 from moto.s3 import notifications as s3_notifications
 
-from emulator.stack import ACCOUNT_ID, DeployedStack, QueueSource, RuleSpec, RuleTarget
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.moto_patches import MotoPatches
+from emulator.stack_spec import DeployedStack, QueueSource, RuleSpec, RuleTarget
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class EventRouter:
         send_to_queue: SendToQueue | None = None,
         publish_to_topic: PublishToTopic | None = None,
         now: Callable[[], datetime] = _now_utc,
-        region: str = "us-east-1",
+        region: str = LOCAL_REGION,
     ) -> None:
         self.stack = stack
         self._invoke_function = invoke_function
@@ -105,7 +107,7 @@ class EventRouter:
         self._schedule_periods = {rule.name: _rate_seconds(rule) for rule in stack.rules if rule.schedule}
         started = now()
         self._last_fired = {name: started for name in self._schedule_periods}
-        self._restore: list[Callable[[], None]] = []
+        self._patches = MotoPatches()
 
     # ---- what happened -----------------------------------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class EventRouter:
                 "id": str(uuid.uuid4()),
                 "detail-type": entry["DetailType"],
                 "source": entry["Source"],
-                "account": ACCOUNT_ID,
+                "account": LOCAL_ACCOUNT_ID,
                 "time": _iso(_entry_time(entry.get("Time")) or self._now()),
                 "region": self.region,
                 "resources": list(entry.get("Resources", [])),
@@ -173,7 +175,7 @@ class EventRouter:
                     "id": str(uuid.uuid4()),
                     "detail-type": "Scheduled Event",
                     "source": "aws.events",
-                    "account": ACCOUNT_ID,
+                    "account": LOCAL_ACCOUNT_ID,
                     "time": _iso(self._last_fired[rule.name]),
                     "region": self.region,
                     "resources": [self._rule_arn(rule)],
@@ -210,11 +212,9 @@ class EventRouter:
 
     def install(self) -> None:
         """Take over moto's PutEvents and S3's EventBridge notifications until `uninstall()`."""
-        if self._restore:
+        if self._patches.active:
             return
         router = self
-        original_put_events = EventsBackend.put_events
-        original_s3_notification = s3_notifications._send_event_bridge_message
 
         def put_events(backend: EventsBackend, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return router.put_events(events)
@@ -222,18 +222,12 @@ class EventRouter:
         def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
             router.route(router.s3_event(bucket.name, bucket.region_name, event_name, key))
 
-        EventsBackend.put_events = put_events  # type: ignore[method-assign,assignment]
-        s3_notifications._send_event_bridge_message = send_event_bridge_message
-        self._restore = [
-            lambda: setattr(EventsBackend, "put_events", original_put_events),
-            lambda: setattr(s3_notifications, "_send_event_bridge_message", original_s3_notification),
-        ]
+        self._patches.replace(EventsBackend, "put_events", put_events)
+        self._patches.replace(s3_notifications, "_send_event_bridge_message", send_event_bridge_message)
 
     def uninstall(self) -> None:
         """Give moto its own PutEvents and S3 notifications back."""
-        for undo in reversed(self._restore):
-            undo()
-        self._restore = []
+        self._patches.undo()
 
     def s3_event(self, bucket: str, region: str, event_name: Any, key: Any) -> dict[str, Any]:
         """The EventBridge event S3 sends for `event_name` (`s3:ObjectCreated:Put`, ...) on moto's `key`."""
@@ -253,7 +247,7 @@ class EventRouter:
             "id": str(uuid.uuid4()),
             "detail-type": detail_type,
             "source": "aws.s3",
-            "account": ACCOUNT_ID,
+            "account": LOCAL_ACCOUNT_ID,
             "time": _iso(self._now()),
             "region": region,
             "resources": [f"arn:aws:s3:::{bucket}"],
@@ -262,7 +256,7 @@ class EventRouter:
                 "bucket": {"name": bucket},
                 "object": obj,
                 "request-id": uuid.uuid4().hex[:16].upper(),
-                "requester": ACCOUNT_ID,
+                "requester": LOCAL_ACCOUNT_ID,
                 "source-ip-address": "127.0.0.1",
                 "reason": reasons.get(action, "CompleteMultipartUpload" if "Multipart" in action else action),
             },
@@ -338,7 +332,7 @@ class EventRouter:
 
     def _rule_arn(self, rule: RuleSpec) -> str:
         bus = "" if rule.event_bus_name == "default" else f"{rule.event_bus_name}/"
-        return f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{bus}{rule.name}"
+        return f"arn:aws:events:{self.region}:{LOCAL_ACCOUNT_ID}:rule/{bus}{rule.name}"
 
     def _send_with_boto3(self, queue_arn: str, body: str) -> None:
         sqs = boto3.client("sqs", region_name=self.region)

@@ -30,8 +30,8 @@ from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT = "123456789012"
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.moto_patches import MotoPatches
 
 
 class LambdaFunctionNotRegistered(LookupError):
@@ -88,7 +88,7 @@ def _function_name_of(function_name_or_arn: str) -> str:
 class LocalLambdaRunner:
     """In-process Lambda: `register` the stack's functions, `install` into moto, `invoke` by name or ARN."""
 
-    def __init__(self, region: str = DEFAULT_REGION, account_id: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(self, region: str = LOCAL_REGION, account_id: str = LOCAL_ACCOUNT_ID) -> None:
         self.region = region
         self.account_id = account_id
         self._functions: dict[str, RegisteredFunction] = {}
@@ -97,7 +97,7 @@ class LocalLambdaRunner:
         # The process has one os.environ: calls are serialised so each sees only its own function's environment.
         # Re-entrant because a handler may invoke another function.
         self._environment_lock = threading.RLock()
-        self._original_backend_invoke: Callable[..., Any] | None = None
+        self._patches = MotoPatches()
 
     def register(
         self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
@@ -218,7 +218,7 @@ class LocalLambdaRunner:
 
     def install(self) -> None:
         """Route moto's docker-less Lambda `invoke` (boto3 and the engine's `lambda:invoke`) to this runner."""
-        if self._original_backend_invoke is not None:
+        if self._patches.active:
             return
         original = LambdaSimpleBackend.invoke
         runner = self
@@ -241,11 +241,8 @@ class LocalLambdaRunner:
                 return json.dumps(failure.error_payload).encode()
             return json.dumps(result).encode()
 
-        LambdaSimpleBackend.invoke = invoke_in_process  # type: ignore[method-assign,assignment]
-        self._original_backend_invoke = original
+        self._patches.replace(LambdaSimpleBackend, "invoke", invoke_in_process)
 
     def uninstall(self) -> None:
         """Give moto its own Lambda `invoke` back."""
-        if self._original_backend_invoke is not None:
-            LambdaSimpleBackend.invoke = self._original_backend_invoke  # type: ignore[method-assign]
-            self._original_backend_invoke = None
+        self._patches.undo()

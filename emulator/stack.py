@@ -22,158 +22,46 @@ Must run inside `moto.mock_aws()`: every call goes to moto's in-process backends
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import logging
 import os
-import sys
-import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.cloudformation import parsing as cfn_parsing
-from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudformation.models import cloudformation_backends
 from samtranslator.translator.transform import transform as sam_transform
-from samtranslator.yaml_helper import yaml_parse
 
-from mlops.definition_substitutions import substitute, unfilled
-from mlops.sam_offline import StaticManagedPolicyLoader
+from contract.definition_substitutions import substitute, unfilled
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from contract.sam_offline import StaticManagedPolicyLoader
+from contract.template import read_template
+from emulator.stack_emulated import EMULATED_TYPES, LEFT_OUT_TYPES, EmulatedTypes, StateMachineRecord
+from emulator.stack_spec import (
+    DeployedStack,
+    FunctionSpec,
+    QueueSource,
+    ResourceNote,
+    RuleSpec,
+    RuleTarget,
+    StackDeployError,
+    StateMachineSpec,
+)
 
 logger = logging.getLogger(__name__)
 
-ACCOUNT_ID = "123456789012"
 DEFAULT_STACK_NAME = "mlops-local"
 # What `sam deploy`'s managed bucket is on AWS: where packaged code and definitions wait for CloudFormation.
 STAGING_BUCKET = "mlops-local-deployment-staging"
 # Lambda zips and tarballs are byte-identical for identical sources: the timestamp zip format allows.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store"}
-# Written by `mlops export` next to the ASL: the framework image URI of every supported region.
-IMAGE_URI_TABLE = "image-uris.json"
-
-
-class StackDeployError(RuntimeError):
-    """The template cannot be deployed into the twin; the message names the resource and what to change."""
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """A deployed Lambda function, as the in-process runner needs it."""
-
-    logical_id: str
-    function_name: str
-    function_arn: str
-    handler: str
-    code_dir: Path
-    environment: dict[str, str]
-    timeout: int
-
-    @property
-    def module(self) -> str:
-        """The handler's module (`retrain_on_drift` for `retrain_on_drift.handler`)."""
-        return self.handler.rpartition(".")[0]
-
-
-@dataclass(frozen=True)
-class StateMachineSpec:
-    """A state machine of the stack, its definition with every substitution applied."""
-
-    logical_id: str
-    name: str
-    arn: str
-    definition: str
-    role_arn: str
-    definition_file: Path | None
-    substitutions: dict[str, str]
-
-
-@dataclass(frozen=True)
-class RuleTarget:
-    """One target of a rule, with the input shaping EventBridge applies before delivery."""
-
-    target_id: str
-    arn: str
-    input: str | None = None
-    input_path: str | None = None
-    input_transformer: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """An EventBridge rule of the stack: an event pattern or a schedule, and its targets."""
-
-    logical_id: str
-    name: str
-    event_bus_name: str
-    enabled: bool
-    event_pattern: dict[str, Any] | None
-    schedule: str | None
-    targets: tuple[RuleTarget, ...]
-
-
-@dataclass(frozen=True)
-class QueueSource:
-    """An SQS event source mapping: the queue's messages reach `function_logical_id` in batches."""
-
-    logical_id: str
-    queue_arn: str
-    queue_url: str
-    function_logical_id: str
-    batch_size: int
-    batching_window_seconds: int
-    report_batch_item_failures: bool
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class ResourceNote:
-    """A resource the twin handled itself (emulated) or left out (skipped), and why."""
-
-    logical_id: str
-    resource_type: str
-    note: str
-
-
-@dataclass
-class DeployedStack:
-    """What the deployed stack holds, keyed by the template's logical ids."""
-
-    stack_name: str
-    stack_id: str
-    parameters: dict[str, str]
-    resources: dict[str, str]
-    outputs: dict[str, str]
-    state_machines: dict[str, StateMachineSpec]
-    functions: dict[str, FunctionSpec]
-    rules: list[RuleSpec]
-    queue_sources: dict[str, QueueSource]
-    emulated: list[ResourceNote] = field(default_factory=list)
-    skipped: list[ResourceNote] = field(default_factory=list)
-
-    def function(self, name: str) -> FunctionSpec:
-        """A function by logical id (`RetrainOnDriftFunction`), handler module (`retrain_on_drift`), name or ARN."""
-        for spec in self.functions.values():
-            if name in (spec.logical_id, spec.module, spec.function_name, spec.function_arn):
-                return spec
-        known = ", ".join(f"{s.logical_id} ({s.module})" for s in self.functions.values())
-        raise KeyError(f"No function {name!r} in the stack; the functions are: {known}")
-
-    def state_machine(self, name: str) -> StateMachineSpec:
-        """A state machine by logical id, name, ARN or ASL file stem (`training` for training.asl.json)."""
-        for spec in self.state_machines.values():
-            stem = spec.definition_file.name.split(".")[0] if spec.definition_file else None
-            if name in (spec.logical_id, spec.name, spec.arn, stem):
-                return spec
-        known = ", ".join(self.state_machines)
-        raise KeyError(f"No state machine {name!r} in the stack; the state machines are: {known}")
 
 
 def deploy_stack(
@@ -183,6 +71,7 @@ def deploy_stack(
     stack_name: str = DEFAULT_STACK_NAME,
     statemachines_dir: Path | None = None,
     ml_dir: Path | None = None,
+    region: str = LOCAL_REGION,
 ) -> DeployedStack:
     """Deploys `template_path` into moto (call inside `mock_aws`) and returns what the twin must run.
 
@@ -193,14 +82,13 @@ def deploy_stack(
     if not template_path.is_file():
         raise StackDeployError(f"Template {template_path} does not exist; pass the path of the SAM template.")
     root = template_path.parent
-    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     deployment = _Deployment(
         region=region,
         stack_name=stack_name,
         ml_dir=(ml_dir or root / "ml").resolve(),
         statemachines_dir=statemachines_dir.resolve() if statemachines_dir else None,
     )
-    template = yaml_parse(template_path.read_text(encoding="utf-8"))
+    template = read_template(template_path)
     deployment.stage_local_artifacts(template, root)
     transformed = _transform(template, parameter_overrides, region)
     parameters = {key: str(value) for key, value in parameter_overrides.items()}
@@ -265,62 +153,8 @@ def _source_files(directory: Path) -> list[Path]:
     )
 
 
-class _EmulatedResource:
-    """A resource the twin created itself, answering `Ref` and `Fn::GetAtt` inside moto's stack like a moto model."""
-
-    def __init__(self, physical_id: str, attributes: Mapping[str, Any]) -> None:
-        self._physical_id = physical_id
-        self.attributes = dict(attributes)
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self._physical_id
-
-    def get_cfn_attribute(self, attribute_name: str) -> Any:
-        if attribute_name not in self.attributes:
-            raise UnformattedGetAttTemplateException()
-        return self.attributes[attribute_name]
-
-    def is_created(self) -> bool:
-        return True
-
-
-# Resource types the twin creates itself while moto's CloudFormation deploys the stack (see _Deployment).
-EMULATED_TYPES = frozenset(
-    {
-        "Custom::MlCode",
-        "AWS::SageMaker::ModelPackageGroup",
-        "AWS::StepFunctions::StateMachine",
-        "AWS::Lambda::EventSourceMapping",
-        "AWS::CloudWatch::Alarm",
-        "AWS::SQS::QueuePolicy",
-        "AWS::SNS::TopicPolicy",
-    }
-)
-
-# Types moto could create but the twin leaves out on purpose, and why.
-LEFT_OUT_TYPES = {
-    "AWS::S3::BucketPolicy": (
-        "not attached: moto 5.2.5 evaluates a Deny statement whose condition does not hold as a denial, so the "
-        "TLS-only and KMS-only statements would refuse every in-process request"
-    ),
-}
-
-_Emulator = Callable[[str, str, dict[str, Any]], _EmulatedResource]
-
-
 @dataclass
-class _StateMachineRecord:
-    logical_id: str
-    name: str
-    arn: str
-    role_arn: str
-    substitutions: dict[str, Any]
-    definition_string: str | None
-
-
-@dataclass
-class _Deployment:
+class _Deployment(EmulatedTypes):
     """One deploy: the staged artifacts, and what the emulated resource types recorded while moto created them."""
 
     region: str
@@ -329,18 +163,10 @@ class _Deployment:
     statemachines_dir: Path | None
     code_dirs: dict[str, Path] = field(default_factory=dict)
     definition_files: dict[str, Path] = field(default_factory=dict)
-    state_machines: dict[str, _StateMachineRecord] = field(default_factory=dict)
+    state_machines: dict[str, StateMachineRecord] = field(default_factory=dict)
     event_source_mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
     custom_resource_code: dict[str, tuple[Path, str]] = field(default_factory=dict)
     emulated: list[ResourceNote] = field(default_factory=list)
-
-    @property
-    def partition(self) -> str:
-        return "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
-
-    def client(self, service: Any) -> Any:
-        # `Any`, not `str`: boto3's stubs overload client() per literal service name.
-        return boto3.client(service, region_name=self.region)
 
     # -- 1. packaging, as `sam deploy` does before CloudFormation sees the template
 
@@ -425,169 +251,6 @@ class _Deployment:
                 code_key = function["Properties"]["Code"]["S3Key"]
                 self.custom_resource_code[logical_id] = (self.code_dirs[code_key], function["Properties"]["Handler"])
 
-    @contextmanager
-    def _emulating_unsupported_types(self) -> Iterator[None]:
-        emulators: dict[str, _Emulator] = {
-            "Custom::MlCode": self._publish_ml_code,
-            "AWS::SageMaker::ModelPackageGroup": self._create_model_package_group,
-            "AWS::StepFunctions::StateMachine": self._record_state_machine,
-            "AWS::Lambda::EventSourceMapping": self._record_event_source_mapping,
-            "AWS::CloudWatch::Alarm": self._create_alarm,
-            "AWS::SQS::QueuePolicy": self._set_queue_policies,
-            "AWS::SNS::TopicPolicy": self._set_topic_policies,
-        }
-        classes = {resource_type: _model_class(emulator) for resource_type, emulator in emulators.items()}
-        original = cfn_parsing.resource_class_from_type
-        classes["AWS::S3::Bucket"] = _completed_model_class(original("AWS::S3::Bucket"), self._complete_bucket)
-
-        def resource_class_from_type(resource_type: str) -> Any:
-            if resource_type in classes:
-                return classes[resource_type]
-            if resource_type.startswith("Custom::") or resource_type in LEFT_OUT_TYPES:
-                # moto would invoke a custom resource's ServiceToken Lambda and wait for a callback that never comes.
-                return None
-            return original(resource_type)
-
-        cfn_parsing.resource_class_from_type = resource_class_from_type
-        try:
-            yield
-        finally:
-            cfn_parsing.resource_class_from_type = original
-
-    def _note(self, logical_id: str, resource_type: str, note: str) -> None:
-        self.emulated.append(ResourceNote(logical_id, resource_type, note))
-
-    def _publish_ml_code(self, logical_id: str, _name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        """Runs the custom resource's own publisher in-process, on ml/ and the exported image URI table.
-
-        On AWS the publisher's bundle carries both (its makefile build copies them); here they are read where
-        they live in the project, so a change to ml/ reaches the twin without a build.
-        """
-        publisher = self._custom_resource_publisher(logical_id)
-        image_uris = self._image_uri_table(logical_id)
-        try:
-            published = publisher.publish_ml_code(
-                self.client("s3"), properties, self.region, ml_dir=self.ml_dir, image_uris_file=image_uris
-            )
-        except (ValueError, LookupError) as error:
-            raise StackDeployError(f"{logical_id} (Custom::MlCode) could not publish ml/: {error}") from error
-        self._note(logical_id, "Custom::MlCode", f"published {published.source_dir_uri} by its publisher, in-process")
-        attributes = {"SourceDirUri": published.source_dir_uri, "ImageUri": published.image_uri}
-        return _EmulatedResource(published.source_dir_uri, attributes)
-
-    def _custom_resource_publisher(self, logical_id: str) -> Any:
-        """The module of the Lambda function behind the custom resource's ServiceToken, loaded from its code dir."""
-        code_dir, handler = self.custom_resource_code.get(logical_id, (None, ""))
-        module_name = handler.rpartition(".")[0]
-        if code_dir is None or not (code_dir / f"{module_name}.py").is_file():
-            raise StackDeployError(
-                f"{logical_id}: its ServiceToken must name a function of this template (or its alias) whose handler "
-                "module is a file in its CodeUri; the twin runs that module's publish_ml_code()."
-            )
-        spec = importlib.util.spec_from_file_location(
-            f"_twin_custom_resource_{logical_id}", code_dir / f"{module_name}.py"
-        )
-        if spec is None or spec.loader is None:
-            raise StackDeployError(f"{logical_id}: cannot load {code_dir / module_name}.py as a Python module.")
-        module = importlib.util.module_from_spec(spec)
-        # Registered before running it: dataclasses look their module up in sys.modules.
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        if not callable(getattr(module, "publish_ml_code", None)):
-            raise StackDeployError(
-                f"{logical_id}: {code_dir / module_name}.py has no publish_ml_code() to run locally."
-            )
-        return module
-
-    def _image_uri_table(self, logical_id: str) -> Path:
-        directories = [self.statemachines_dir] if self.statemachines_dir else []
-        directories += sorted({path.parent for path in self.definition_files.values()} - set(directories))
-        for directory in directories:
-            if (directory / IMAGE_URI_TABLE).is_file():
-                return directory / IMAGE_URI_TABLE
-        raise StackDeployError(
-            f"{logical_id}: no {IMAGE_URI_TABLE} next to the state machines ({', '.join(map(str, directories))}); "
-            "run `mlops export`."
-        )
-
-    def _create_model_package_group(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        group_name = properties.get("ModelPackageGroupName") or name
-        arguments: dict[str, Any] = {"ModelPackageGroupName": group_name}
-        if properties.get("ModelPackageGroupDescription"):
-            arguments["ModelPackageGroupDescription"] = properties["ModelPackageGroupDescription"]
-        if properties.get("Tags"):
-            arguments["Tags"] = properties["Tags"]
-        arn = self.client("sagemaker").create_model_package_group(**arguments)["ModelPackageGroupArn"]
-        self._note(logical_id, "AWS::SageMaker::ModelPackageGroup", f"created {group_name} through the SageMaker API")
-        return _EmulatedResource(arn, {"ModelPackageGroupArn": arn, "ModelPackageGroupName": group_name})
-
-    def _record_state_machine(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        machine_name = properties.get("StateMachineName") or name
-        arn = f"arn:{self.partition}:states:{self.region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
-        self.state_machines[logical_id] = _StateMachineRecord(
-            logical_id=logical_id,
-            name=machine_name,
-            arn=arn,
-            role_arn=str(properties.get("RoleArn", "")),
-            substitutions=dict(properties.get("DefinitionSubstitutions") or {}),
-            definition_string=properties.get("DefinitionString"),
-        )
-        self._note(logical_id, "AWS::StepFunctions::StateMachine", "created by the twin on the executing engine")
-        return _EmulatedResource(arn, {"Arn": arn, "Name": machine_name})
-
-    def _record_event_source_mapping(
-        self, logical_id: str, _name: str, properties: dict[str, Any]
-    ) -> _EmulatedResource:
-        mapping_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack_name}/{logical_id}"))
-        self.event_source_mappings[logical_id] = properties
-        self._note(logical_id, "AWS::Lambda::EventSourceMapping", "delivered in batches by EventRouter.drain_queues()")
-        return _EmulatedResource(mapping_id, {"Id": mapping_id})
-
-    def _create_alarm(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        alarm_name = properties.get("AlarmName") or name
-        arguments = {key: value for key, value in properties.items() if key not in ("AlarmName", "Tags")}
-        arguments["Threshold"] = float(arguments.get("Threshold", 0))
-        for integer in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
-            if integer in arguments:
-                arguments[integer] = int(arguments[integer])
-        self.client("cloudwatch").put_metric_alarm(AlarmName=alarm_name, **arguments)
-        arn = f"arn:{self.partition}:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{alarm_name}"
-        self._note(logical_id, "AWS::CloudWatch::Alarm", "created through the CloudWatch API")
-        return _EmulatedResource(alarm_name, {"Arn": arn})
-
-    def _complete_bucket(self, logical_id: str, bucket: Any, properties: dict[str, Any]) -> None:
-        """Applies what moto's CloudFormation ignores on a bucket: versioning and EventBridge notifications."""
-        s3 = self.client("s3")
-        applied = []
-        versioning = (properties.get("VersioningConfiguration") or {}).get("Status")
-        if versioning:
-            s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": versioning})
-            applied.append(f"versioning {versioning}")
-        notifications = properties.get("NotificationConfiguration") or {}
-        if str((notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled")).lower() == "true":
-            s3.put_bucket_notification_configuration(
-                Bucket=bucket.name, NotificationConfiguration={"EventBridgeConfiguration": {}}
-            )
-            applied.append("EventBridge notifications")
-        if applied:
-            self._note(logical_id, "AWS::S3::Bucket", f"{' and '.join(applied)} applied through the S3 API")
-
-    def _set_queue_policies(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        for queue_url in properties.get("Queues", []):
-            self.client("sqs").set_queue_attributes(
-                QueueUrl=queue_url, Attributes={"Policy": json.dumps(properties["PolicyDocument"])}
-            )
-        self._note(logical_id, "AWS::SQS::QueuePolicy", "attached through the SQS API (moto does not enforce it)")
-        return _EmulatedResource(name, {})
-
-    def _set_topic_policies(self, logical_id: str, name: str, properties: dict[str, Any]) -> _EmulatedResource:
-        for topic_arn in properties.get("Topics", []):
-            self.client("sns").set_topic_attributes(
-                TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(properties["PolicyDocument"])
-            )
-        self._note(logical_id, "AWS::SNS::TopicPolicy", "attached through the SNS API (moto does not enforce it)")
-        return _EmulatedResource(name, {})
-
     # -- after creation: what the twin runs
 
     def describe(self, transformed: dict[str, Any], stack_id: str, parameters: dict[str, str]) -> DeployedStack:
@@ -635,7 +298,7 @@ class _Deployment:
             )
         return functions
 
-    def _state_machine(self, record: _StateMachineRecord) -> StateMachineSpec:
+    def _state_machine(self, record: StateMachineRecord) -> StateMachineSpec:
         definition_file = self.definition_files.get(record.logical_id)
         if definition_file is not None:
             text = definition_file.read_text(encoding="utf-8")
@@ -718,7 +381,7 @@ class _Deployment:
 
     def _skipped(self, template_resources: dict[str, Any], stack_id: str) -> list[ResourceNote]:
         conditions = (
-            cloudformation_backends[ACCOUNT_ID][self.region].get_stack(stack_id).resource_map.lazy_condition_map
+            cloudformation_backends[LOCAL_ACCOUNT_ID][self.region].get_stack(stack_id).resource_map.lazy_condition_map
         )
         modelled = cfn_parsing.get_model_map()
         skipped = []
@@ -754,50 +417,6 @@ def _work_around_moto_property_bugs(transformed: dict[str, Any]) -> None:
         if resource["Type"] == "AWS::KMS::Key" and isinstance(properties.get("Tags"), list):
             # moto passes CloudFormation's {Key, Value} tags to the KMS API, which wants {TagKey, TagValue}.
             properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in properties["Tags"]]
-
-
-def _model_class(emulator: _Emulator) -> type:
-    """The class moto's stack wants for a type; creating calls `emulator(logical_id, generated_name, properties)`."""
-
-    class Emulated:
-        @classmethod
-        def has_cfn_attr(cls, attr: str) -> bool:
-            return True
-
-        @classmethod
-        def create_from_cloudformation_json(
-            cls,
-            resource_name: str,
-            cloudformation_json: dict[str, Any],
-            account_id: str,
-            region_name: str,
-            **kwargs: Any,
-        ) -> _EmulatedResource:
-            return emulator(kwargs["LogicalId"], resource_name, cloudformation_json.get("Properties") or {})
-
-    return Emulated
-
-
-def _completed_model_class(model: type, complete: Callable[[str, Any, dict[str, Any]], None]) -> type:
-    """moto's class for a type, followed by `complete(logical_id, created, properties)` for what it ignores."""
-
-    class Completed(model):
-        @classmethod
-        def create_from_cloudformation_json(
-            cls,
-            resource_name: str,
-            cloudformation_json: dict[str, Any],
-            account_id: str,
-            region_name: str,
-            **kwargs: Any,
-        ) -> Any:
-            created = model.create_from_cloudformation_json(  # type: ignore[attr-defined]
-                resource_name, cloudformation_json, account_id, region_name, **kwargs
-            )
-            complete(kwargs["LogicalId"], created, cloudformation_json.get("Properties") or {})
-            return created
-
-    return Completed
 
 
 def _referenced_id(value: Any) -> str | None:

@@ -27,18 +27,19 @@ from moto import mock_aws
 from moto.stepfunctions.exceptions import AWSError
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-from samtranslator.yaml_helper import yaml_parse
 
+from contract.local_account import LOCAL_REGION
+from contract.project import TEMPLATE_PATH
+from contract.template import template_parameters
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.eventbridge import Delivery, EventRouter
+from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
-from emulator.progress import RUNNING, StateRun, state_runs
 from emulator.sagemaker_local import LocalSageMaker
-from emulator.stack import DEFAULT_STACK_NAME, DeployedStack, deploy_stack
-from mlops.pipeline_config import PROJECT_ROOT
+from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
+from emulator.stack_spec import DeployedStack
 
-REGION = "us-east-1"
 # Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take
 # a hundredth of their time, while jobs still take the real time their scripts need.
 DEFAULT_CLOCK_SPEED = 100.0
@@ -113,7 +114,7 @@ def local_parameter_overrides(
         "SubnetIds": ",".join(subnet_ids),
         "SecurityGroupIds": ",".join(security_group_ids),
     }
-    declared = yaml_parse(template.read_text(encoding="utf-8")).get("Parameters") or {}
+    declared = template_parameters(template)
     return {name: value for name, value in chosen.items() if name in declared}
 
 
@@ -122,7 +123,7 @@ class LocalTwin:
 
     def __init__(
         self,
-        template: Path = PROJECT_ROOT / "template.yaml",
+        template: Path = TEMPLATE_PATH,
         statemachines_dir: Path | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
         work_dir: Path | None = None,
@@ -164,7 +165,7 @@ class LocalTwin:
         if self._mock is not None:
             raise RuntimeError("This LocalTwin is already started")
         self._saved_region = os.environ.get("AWS_DEFAULT_REGION")
-        os.environ["AWS_DEFAULT_REGION"] = REGION
+        os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
         self._mock.start()
         try:
@@ -185,7 +186,7 @@ class LocalTwin:
         self._stack = deploy_stack(
             self.template, overrides, stack_name=self.stack_name, statemachines_dir=self.statemachines_dir
         )
-        self._lambdas = LocalLambdaRunner(region=REGION)
+        self._lambdas = LocalLambdaRunner(region=LOCAL_REGION)
         for function in self._stack.functions.values():
             self._lambdas.register(
                 function.function_name, function.handler, function.code_dir, function.environment, function.timeout
@@ -193,6 +194,7 @@ class LocalTwin:
         # Lambda's init phase (importing the handlers: Powertools, pydantic; about 0.15 s) runs at deploy time
         # here, so an execution's first call to a function takes as long as a warm call.
         self._lambdas.init_functions()
+        self._lambdas.install()
         install_local_integrations(sagemaker=self._sagemaker, lambdas=self._lambdas, clock=self.clock)
         self._integrations_installed = True
         stepfunctions = boto3.client("stepfunctions")
@@ -205,7 +207,7 @@ class LocalTwin:
             invoke_function=self._lambdas.invoke,
             start_execution=self._start_from_rule,
             now=self.clock.now,
-            region=REGION,
+            region=LOCAL_REGION,
         )
         self._router.install()
 
@@ -219,6 +221,8 @@ class LocalTwin:
         if self._integrations_installed:
             uninstall_local_integrations()
             self._integrations_installed = False
+        if self._lambdas is not None:
+            self._lambdas.uninstall()
         if self._sagemaker is not None:
             self._sagemaker.close()
             self._sagemaker = None
@@ -336,15 +340,23 @@ class LocalTwin:
         return replace(result, runs=list(result.runs), history=list(result.history))
 
     def wait_for_execution(
-        self, execution_arn: str, timeout: float = DEFAULT_EXECUTION_TIMEOUT_SECONDS
+        self,
+        execution_arn: str,
+        timeout: float = DEFAULT_EXECUTION_TIMEOUT_SECONDS,
+        on_runs: Callable[[list[StateRun]], None] | None = None,
     ) -> ExecutionResult:
-        """Waits (real seconds) until the execution stops, feeding `on_progress` as states start and finish."""
+        """Waits (real seconds) until the execution stops and its closing history event is in.
+
+        Feeds `on_progress` as states start and finish, and `on_runs` (if given) the state runs read at each poll.
+        """
         deadline = time.monotonic() + timeout
         reported: set[tuple[int, str]] = set()
         stopped_seen: float | None = None
         while True:
             result = self.describe_execution(execution_arn)
             self._report_progress(execution_arn, result.runs, reported)
+            if on_runs is not None:
+                on_runs(result.runs)
             # The engine sets the status a moment before it appends the closing event: give that event a
             # moment to land, so callers see the whole history.
             if result.status != "RUNNING":
@@ -426,7 +438,7 @@ def _create_local_network() -> tuple[list[str], list[str]]:
     ec2 = boto3.client("ec2")
     vpc_id = ec2.create_vpc(CidrBlock=_LOCAL_VPC_CIDR)["Vpc"]["VpcId"]
     subnet_ids = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{LOCAL_REGION}{zone}")["Subnet"]["SubnetId"]
         for cidr, zone in _LOCAL_SUBNETS
     ]
     group_id = ec2.create_security_group(

@@ -8,6 +8,11 @@ round prints `train:<metric>=<value>;` and `validation:<metric>=<value>;` for th
 resumes. The model goes to SM_MODEL_DIR as `xgboost-model` with the inference code in `code/`, so the artifact can
 be served by an endpoint that cannot fetch code. On failure the reason is written to `<OPT_ML_ROOT>/output/failure`,
 which SageMaker reports as the job's FailureReason.
+
+`OPT_ML_ROOT` is not part of SageMaker's contract: it is this script's one hook for running outside a container
+(the twin without a sandbox, the tests). SageMaker never sets it, so on AWS it is `/opt/ml`. It places only what the
+contract names by path alone (the checkpoint folder, the failure file); everything with an `SM_*` variable is read
+from that variable.
 """
 
 from __future__ import annotations
@@ -148,7 +153,7 @@ class ContainerPaths:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> ContainerPaths:
-        """SageMaker's SM_* variables; each default lives under OPT_ML_ROOT (default /opt/ml), as in the container."""
+        """SageMaker's SM_* variables; each default, and what has no variable, lives under OPT_ML_ROOT (/opt/ml)."""
         root = Path(environ.get("OPT_ML_ROOT", "/opt/ml"))
         return cls(
             train_dir=Path(environ.get("SM_CHANNEL_TRAIN", root / "input" / "data" / "train")),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflows.placeholders import PLACEHOLDER_NAMES
+from contract.placeholders import PLACEHOLDER_NAMES
 
 RESOURCE_PREFIX = "arn:${Partition}:states:::"
 NOTIFY_RESOURCE = RESOURCE_PREFIX + "sns:publish"

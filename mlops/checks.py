@@ -24,44 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.definition_substitutions import substitute, unfilled
+from contract.definition_substitutions import substitute, unfilled
+from contract.placeholders import REPRESENTATIVE_PLACEHOLDER_VALUES
+from contract.project import PROJECT_ROOT, STATEMACHINES_DIR, TEMPLATE_PATH
+from contract.template import TemplateError, function_handlers
 from mlops.lambda_runtime import interpreter, lambda_environment, runtime_stand_in
-from mlops.pipeline_config import PROJECT_ROOT
 
-TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
-STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
 CHECKOV_CHECKS_DIR = Path(__file__).resolve().parent / "checkov_checks"
 # Lambda takes zip uploads up to 50 MB; the project's packages must stay far below, fast to deploy and cold-start.
 MAX_FUNCTION_PACKAGE_BYTES = 10 * 1024 * 1024
 _SUBPROCESS_TIMEOUT_SECONDS = 540
-
-# A representative value for every placeholder of docs/interfaces.md, shaped like what the template substitutes,
-# so that ASL validators that insist on ARNs where ARNs go can read the exported files.
-REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
-    "Partition": "aws",
-    "ArtifactBucket": "mlops-dev-artifactbucket-1a2b3c4d5e6f",
-    "DataBucket": "mlops-dev-databucket-1a2b3c4d5e6f",
-    "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    "SageMakerJobRoleArn": "arn:aws:iam::123456789012:role/mlops-dev-SageMakerJobRole-1A2B3C4D5E6F",
-    "SageMakerModelRoleArn": "arn:aws:iam::123456789012:role/mlops-dev-SageMakerModelRole-1A2B3C4D5E6F",
-    "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
-    "SecurityGroupIds": "sg-0123456789abcdef0",
-    "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
-    "SourceDirUri": "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/code/sourcedir-0123abcd.tar.gz",
-    "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:mlops-dev-NotificationTopic-1A2B3C4D5E6F",
-    "ModelPackageGroupName": "mlops-dev-breast-cancer",
-    "ModelApprovalStatus": "PendingManualApproval",
-    "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
-    "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
-    "TrainingInstanceType": "ml.m5.xlarge",
-    "ProcessingInstanceType": "ml.m5.large",
-    "EndpointInstanceType": "ml.m5.large",
-    "EndpointInstanceCount": "2",
-    "EndpointName": "mlops-dev-endpoint",
-    "RollbackAlarmName": "mlops-dev-endpoint-5xx",
-    "ProjectTag": "mlops",
-    "EnvironmentTag": "dev",
-}
 
 
 class CheckFailed(Exception):
@@ -215,23 +187,6 @@ def package_sizes(build_dir: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def function_handlers(template_path: Path = TEMPLATE_PATH) -> dict[str, str]:
-    """Logical id -> handler (`module.function`) of every AWS::Serverless::Function, Globals applied."""
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse(template_path.read_text(encoding="utf-8"))
-    default = ((template.get("Globals") or {}).get("Function") or {}).get("Handler")
-    handlers = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        handler = (resource.get("Properties") or {}).get("Handler", default)
-        if not isinstance(handler, str):
-            raise CheckFailed(f"{logical_id} has no Handler in {template_path.name} (nor in Globals.Function)")
-        handlers[logical_id] = handler
-    return handlers
-
-
 _IMPORT_HANDLER = """
 import importlib, sys
 module_name, _, function_name = sys.argv[1].rpartition(".")
@@ -286,7 +241,11 @@ def check_sam_build() -> str:
         _run_tool([_tool("sam"), "build", "--template-file", TEMPLATE_PATH, "--build-dir", build_dir])
         sizes = package_sizes(build_dir)
         problems: dict[str, list[str]] = {name: [] for name in sizes}
-        for name, problem in handler_import_problems(build_dir, function_handlers()).items():
+        try:
+            handlers = function_handlers(TEMPLATE_PATH)
+        except TemplateError as error:
+            raise CheckFailed(str(error)) from error
+        for name, problem in handler_import_problems(build_dir, handlers).items():
             problems.setdefault(name, []).append(problem)
         for name in sizes:
             if missing := modules_without_bytecode(build_dir / name):

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from mlops.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return check_command(only=args.only, list_only=args.list)
         if args.command == "run":
-            from emulator.lifecycle import run_command
+            from emulator.commands.lifecycle import run_command
 
             return run_command(
                 data=args.data,
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 work_dir=args.work_dir,
             )
         if args.command == "invoke":
-            from emulator.invoke import invoke_command
+            from emulator.commands.invoke import invoke_command
 
             return invoke_command(function=args.function, event_file=args.event, via_eventbridge=args.via_eventbridge)
     except KeyboardInterrupt:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.pipeline_config import PROJECT_ROOT
-from mlops.sam_offline import StaticManagedPolicyLoader
+from contract.project import PROJECT_ROOT
+from contract.sam_offline import StaticManagedPolicyLoader
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 

@@ -30,3 +30,7 @@ os.environ.pop("AWS_PROFILE", None)
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# The twin's runtime fixtures (an executing moto with the local integrations installed), for tests/emulator and
+# tests/e2e; imported after the environment above is set, as boto3 reads it.
+from twin_runtime import bucket, executing_aws, runtime  # noqa: E402, F401

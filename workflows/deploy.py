@@ -6,8 +6,8 @@ from typing import Any
 
 from sagemaker.model_monitor import DataCaptureConfig
 
-from mlops.pipeline_config import PipelineConfig
-from workflows.placeholders import (
+from contract.pipeline_config import PipelineConfig
+from contract.placeholders import (
     ARTIFACT_BUCKET,
     ENDPOINT_INSTANCE_COUNT,
     ENDPOINT_INSTANCE_TYPE,

@@ -12,7 +12,8 @@ from typing import Any
 
 from sagemaker import image_uris
 
-from mlops.pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
+from contract.pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
+from contract.project import IMAGE_URIS_FILE
 from workflows.deploy import build_deploy_definition
 from workflows.training import build_training_definition
 
@@ -20,7 +21,6 @@ WORKFLOW_BUILDERS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
     "training": build_training_definition,
     "deploy": build_deploy_definition,
 }
-IMAGE_URIS_FILE = "image-uris.json"
 IMAGE_FRAMEWORK = "xgboost"
 # The stack deploys to the commercial and GovCloud (US) partitions. China and the isolated partitions need
 # their own accounts, endpoints and review, so their regions are left out rather than listed untested.

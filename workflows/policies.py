@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.pipeline_config import RetryConfig
-from workflows.placeholders import NOTIFICATION_TOPIC_ARN, PARTITION
+from contract.pipeline_config import RetryConfig
+from contract.placeholders import NOTIFICATION_TOPIC_ARN, PARTITION
 from workflows.sdk import steps
 
 # AWS SDK, Lambda and SNS calls get a deadline, so a hung call surfaces as States.Timeout, which they retry.

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import sagemaker
 
-from workflows.placeholders import (
+from contract.placeholders import (
     ARTIFACT_BUCKET,
     ENVIRONMENT_TAG,
     KMS_KEY_ARN,

@@ -17,9 +17,9 @@ from sagemaker.tuner import (
     ParameterRange,
 )
 
-from mlops.pipeline_config import ParameterRange as RangeConfig
-from mlops.pipeline_config import PipelineConfig, PipelineConfigError
-from workflows.placeholders import (
+from contract.pipeline_config import ParameterRange as RangeConfig
+from contract.pipeline_config import PipelineConfig, PipelineConfigError
+from contract.placeholders import (
     ARTIFACT_BUCKET,
     DATA_BUCKET,
     ENDPOINT_INSTANCE_TYPE,

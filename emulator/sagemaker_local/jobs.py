@@ -20,7 +20,7 @@ from typing import Any
 
 from emulator.clock import Clock
 from emulator.sagemaker_local.containers import ContainerProcess, failure_reason, rewrite_container_paths
-from emulator.sagemaker_local.endpoints import ModelServer
+from emulator.sagemaker_local.model_server import ModelServer
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball, tar_directory
 
 CURRENT_HOST = "algo-1"

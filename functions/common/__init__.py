@@ -1,1 +1,4 @@
-"""Helpers shared by every Lambda function: settings, observability, idempotency, names and event models."""
+"""Helpers shared by the Lambda functions: settings, observability, idempotency, names, input parsing, training starts.
+
+Each function defines the event models it parses in its own module.
+"""

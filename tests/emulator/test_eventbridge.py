@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from emulator.eventbridge import EventRouter, EventRoutingError, json_path, target_input, transform_input
-from emulator.stack import DeployedStack, FunctionSpec, QueueSource, RuleSpec, RuleTarget
+from emulator.stack_spec import DeployedStack, FunctionSpec, QueueSource, RuleSpec, RuleTarget
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:consumer"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:deploy"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.lifecycle import EXIT_BAD_INPUT, LifecycleError, run_command, wait_for_deploy_start
+from emulator.commands.lifecycle import EXIT_BAD_INPUT, LifecycleError, run_command, wait_for_deploy_start
 
 
 def test_a_csv_without_the_label_column_exits_before_starting_the_twin(

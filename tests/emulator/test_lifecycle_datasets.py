@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from emulator.datasets import DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
+from emulator.commands.datasets import DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
 
 
 def test_default_dataset_is_breast_cancer_with_target_label(tmp_path):

@@ -13,23 +13,23 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from emulator.progress import (
-    CAUGHT,
-    FAILED,
-    NOT_RUN,
-    SUCCEEDED,
-    ProgressPrinter,
-    job_metrics,
-    state_runs,
-    state_totals,
-)
-from emulator.report import (
+from emulator.commands.console import ProgressPrinter
+from emulator.commands.report import (
     ExecutionView,
     LifecycleReport,
     Prediction,
     layout_layers,
     render_report,
     state_statuses,
+)
+from emulator.history import (
+    CAUGHT,
+    FAILED,
+    NOT_RUN,
+    SUCCEEDED,
+    job_metrics,
+    state_runs,
+    state_totals,
 )
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/state-machine"

@@ -16,18 +16,15 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.s3.models import s3_backends
-from samtranslator.yaml_helper import yaml_parse
 
-from emulator.stack import (
-    ACCOUNT_ID,
-    DeployedStack,
-    StackDeployError,
-    apply_substitutions,
-    deploy_stack,
-    deterministic_zip,
-)
-from mlops.definition_substitutions import PLACEHOLDER
-from mlops.pipeline_config import PROJECT_ROOT, load_pipeline_config
+from contract.definition_substitutions import PLACEHOLDER
+from contract.local_account import LOCAL_ACCOUNT_ID
+from contract.pipeline_config import load_pipeline_config
+from contract.project import PROJECT_ROOT
+from contract.template import template_resources
+from emulator.sagemaker_local.s3io import split_s3_uri
+from emulator.stack import apply_substitutions, deploy_stack, deterministic_zip
+from emulator.stack_spec import DeployedStack, StackDeployError
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"
 STATEMACHINES = PROJECT_ROOT / "statemachines"
@@ -43,7 +40,7 @@ def stack() -> Iterator[DeployedStack]:
 
 
 def _template_resources() -> dict[str, dict]:
-    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))["Resources"]
+    return template_resources(TEMPLATE)
 
 
 def test_the_stacks_buckets_topic_table_queues_and_key_exist_in_moto(stack: DeployedStack) -> None:
@@ -63,7 +60,7 @@ def test_the_data_bucket_is_versioned_and_sends_events_to_eventbridge(stack: Dep
     bucket = stack.resources["DataBucket"]
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     # moto's GetBucketNotificationConfiguration leaves the EventBridge flag out: read what its S3 acts on.
-    configuration = s3_backends[ACCOUNT_ID]["aws"].get_bucket(bucket).notification_configuration
+    configuration = s3_backends[LOCAL_ACCOUNT_ID]["aws"].get_bucket(bucket).notification_configuration
     assert configuration is not None
     assert configuration.event_bridge is not None
 
@@ -108,7 +105,7 @@ def test_substitutions_come_from_the_stacks_own_resources_and_parameters(stack: 
 
 def test_ml_code_is_published_by_the_custom_resources_own_publisher(stack: DeployedStack) -> None:
     uri = stack.outputs["SourceDirUri"]
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     assert bucket == stack.resources["ArtifactBucket"]
     assert re.fullmatch(r"code/[0-9a-f]{64}/sourcedir\.tar\.gz", key), key
     body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()

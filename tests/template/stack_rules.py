@@ -15,7 +15,7 @@ from typing import Any
 
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
-from mlops.definition_substitutions import PLACEHOLDER
+from contract.definition_substitutions import PLACEHOLDER
 
 REQUIRED_TAG_KEYS = frozenset({"Project", "Environment"})
 # SAM 1.115 does not pass a function's tags to the EventBridge rules and event source mappings it generates for

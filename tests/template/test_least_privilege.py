@@ -22,7 +22,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from mlops.checkov_checks import ecr_pull_pinned, invoke_endpoint_through_vpce, kms_key_separation, trust_policy_source
 from mlops.iam_policy import sam_transformed_template
-from mlops.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 STATEMACHINES = PROJECT_ROOT / "statemachines"

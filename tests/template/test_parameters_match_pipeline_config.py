@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from samtranslator.yaml_helper import yaml_parse
 
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from contract.pipeline_config import PipelineConfig, load_pipeline_config
+from contract.project import PROJECT_ROOT
+from contract.template import read_template
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml_parse(Path(TEMPLATE_PATH).read_text(encoding="utf-8"))
+    return read_template(TEMPLATE_PATH)
 
 
 @pytest.fixture(scope="module")

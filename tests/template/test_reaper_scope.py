@@ -18,7 +18,7 @@ import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 from mlops.iam_policy import sam_transformed_template
-from mlops.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 DEPLOY_ASL = json.loads((PROJECT_ROOT / "statemachines" / "deploy.asl.json").read_text(encoding="utf-8"))

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import stack_rules
-from samtranslator.yaml_helper import yaml_parse
 
+from contract.project import PROJECT_ROOT
+from contract.template import read_template
 from mlops.iam_policy import sam_transformed_template, wildcard_grants
-from mlops.pipeline_config import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 INTERFACES_PATH = PROJECT_ROOT / "docs" / "interfaces.md"
@@ -26,7 +26,7 @@ COMMON_FUNCTION_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAME
 @pytest.fixture(scope="module")
 def declared() -> dict[str, Any]:
     """template.yaml as written (SAM resources, local paths)."""
-    return yaml_parse(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    return read_template(TEMPLATE_PATH)
 
 
 @pytest.fixture(scope="module")

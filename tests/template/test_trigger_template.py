@@ -11,7 +11,8 @@ import pytest
 from moto.events.models import EventPattern
 from samtranslator.yaml_helper import yaml_parse
 
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfigError, load_pipeline_config, parse_pipeline_config
+from contract.pipeline_config import PipelineConfigError, load_pipeline_config, parse_pipeline_config
+from contract.project import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 STACK_PREFIX = {"Fn::Sub": "${AWS::StackName}-drift-"}

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from mlops.pipeline_config import (
+from contract.pipeline_config import (
+    APPROVAL_MODES,
     DEFAULT_CONFIG_PATH,
     PipelineConfigError,
     load_pipeline_config,
@@ -26,14 +27,8 @@ def test_committed_pipeline_config_loads() -> None:
 
     assert cfg.model.label_column == "target"
     assert cfg.tuning.max_parallel_jobs <= cfg.tuning.max_jobs
-    assert cfg.registry.approval_status in ("PendingManualApproval", "Approved")
+    assert cfg.registry.approval_mode in APPROVAL_MODES
     assert all(r.name for r in cfg.tuning.ranges)
-
-
-def test_approval_mode_auto_maps_to_approved(raw_config: dict[str, Any]) -> None:
-    raw_config["registry"]["approval_mode"] = "auto"
-
-    assert parse_pipeline_config(raw_config).registry.approval_status == "Approved"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlops.pipeline_config import DEFAULT_CONFIG_PATH, PipelineConfig, load_pipeline_config, parse_pipeline_config
+from contract.pipeline_config import DEFAULT_CONFIG_PATH, PipelineConfig, load_pipeline_config, parse_pipeline_config
 from workflows.deploy import build_deploy_definition
 from workflows.training import build_training_definition
 

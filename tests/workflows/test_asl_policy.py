@@ -12,9 +12,10 @@ import pytest
 
 import workflows.deploy
 import workflows.training
+from contract.pipeline_config import PipelineConfig
+from contract.project import PROJECT_ROOT
 from mlops.asl_policy import check_statemachines, find_asl_violations
 from mlops.checks import asl_problems, fill_placeholders
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig
 from workflows.deploy import build_deploy_definition
 from workflows.export import render_json
 from workflows.policies import retry_for

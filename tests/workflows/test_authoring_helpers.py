@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.placeholders import placeholder
+from contract.placeholders import placeholder
 from workflows.policies import retryable_errors, with_partition_placeholder
 from workflows.sagemaker_params import execution_scoped_name
 from workflows.sdk import steps

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from asl_walk import choice_targets, execution_scoped_name, path_from
 
-from mlops.pipeline_config import PipelineConfig
+from contract.pipeline_config import PipelineConfig
 from workflows.deploy import build_deploy_definition
 
 

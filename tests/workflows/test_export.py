@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from asl_walk import placeholders
 
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig
+from contract.pipeline_config import PipelineConfig
+from contract.placeholders import PLACEHOLDER_NAMES
+from contract.project import PROJECT_ROOT
 from workflows.deploy import build_deploy_definition
 from workflows.export import export_command, image_uris_document, render_statemachines, stale_files
-from workflows.placeholders import PLACEHOLDER_NAMES
 from workflows.training import build_training_definition
 
 STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"

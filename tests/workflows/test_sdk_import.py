@@ -6,7 +6,7 @@ import logging
 import subprocess
 import sys
 
-from mlops.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 
 
 def test_importing_the_workflows_keeps_the_root_log_level() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from asl_walk import choice_targets, execution_scoped_name, path_from, tasks
 
-from mlops.pipeline_config import PipelineConfig
+from contract.pipeline_config import PipelineConfig
 from workflows.training import TRAINING_METRICS, build_training_definition
 
 LONGEST_EXECUTION_NAME = "x" * 56  # docs/interfaces.md: execution names are at most 56 characters

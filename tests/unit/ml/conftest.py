@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlops.pipeline_config import load_pipeline_config
+from contract.pipeline_config import load_pipeline_config
 
 ML_DIR = Path(__file__).resolve().parents[3] / "ml"
 # The interpreter the scripts run with: this one by default; point ML_PYTHON at a Python 3.8 environment with the

@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from emulator.progress import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun, format_duration
+from emulator.commands.console import format_duration
+from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
 STATUS_COLOURS = {
     SUCCEEDED: ("#d9f2e0", "#2e7d4f"),

@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
-from samtranslator.yaml_helper import yaml_parse
 
+from contract.project import STATEMACHINES_DIR, TEMPLATE_PATH
+from contract.template import TemplateError, function_handlers
 from emulator.eventbridge import Delivery
 from emulator.lambda_local import LambdaInvocationError
-from mlops.pipeline_config import PROJECT_ROOT
 
-TEMPLATE = PROJECT_ROOT / "template.yaml"
-STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
 EXIT_OK, EXIT_FUNCTION_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -37,7 +35,7 @@ def invoke_command(
     event_file: Path,
     via_eventbridge: bool,
     *,
-    template: Path = TEMPLATE,
+    template: Path = TEMPLATE_PATH,
     statemachines_dir: Path = STATEMACHINES_DIR,
 ) -> int:
     """Runs `mlops invoke`; returns the process exit code. Only the function's result goes to stdout."""
@@ -80,13 +78,12 @@ def resolve_function(name: str, template: Path) -> str:
 
 
 def template_functions(template: Path) -> dict[str, str]:
-    """Logical id -> handler module of every `AWS::Serverless::Function` in the template."""
-    resources = yaml_parse(template.read_text(encoding="utf-8")).get("Resources") or {}
-    return {
-        logical_id: str((resource.get("Properties") or {}).get("Handler", "")).rpartition(".")[0]
-        for logical_id, resource in resources.items()
-        if resource.get("Type") == "AWS::Serverless::Function"
-    }
+    """Logical id -> handler module of every `AWS::Serverless::Function` in the template, Globals applied."""
+    try:
+        handlers = function_handlers(template)
+    except TemplateError as error:
+        raise InvokeUsageError(str(error)) from error
+    return {logical_id: handler.rpartition(".")[0] for logical_id, handler in handlers.items()}
 
 
 def read_event(event_file: Path) -> Any:

@@ -63,3 +63,34 @@ ENDPOINT_NAME = placeholder("EndpointName")
 ROLLBACK_ALARM_NAME = placeholder("RollbackAlarmName")
 PROJECT_TAG = placeholder("ProjectTag")
 ENVIRONMENT_TAG = placeholder("EnvironmentTag")
+
+# A representative value for every placeholder of docs/interfaces.md, shaped like what the template substitutes,
+# so that ASL validators that insist on ARNs where ARNs go can read the exported files.
+REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
+    "Partition": "aws",
+    "ArtifactBucket": "mlops-dev-artifactbucket-1a2b3c4d5e6f",
+    "DataBucket": "mlops-dev-databucket-1a2b3c4d5e6f",
+    "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "SageMakerJobRoleArn": "arn:aws:iam::123456789012:role/mlops-dev-SageMakerJobRole-1A2B3C4D5E6F",
+    "SageMakerModelRoleArn": "arn:aws:iam::123456789012:role/mlops-dev-SageMakerModelRole-1A2B3C4D5E6F",
+    "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "SecurityGroupIds": "sg-0123456789abcdef0",
+    "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+    "SourceDirUri": (
+        "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/code/"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/sourcedir.tar.gz"
+    ),
+    "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:mlops-dev-NotificationTopic-1A2B3C4D5E6F",
+    "ModelPackageGroupName": "mlops-dev-breast-cancer",
+    "ModelApprovalStatus": "PendingManualApproval",
+    "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
+    "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
+    "TrainingInstanceType": "ml.m5.xlarge",
+    "ProcessingInstanceType": "ml.m5.large",
+    "EndpointInstanceType": "ml.m5.large",
+    "EndpointInstanceCount": "2",
+    "EndpointName": "mlops-dev-endpoint",
+    "RollbackAlarmName": "mlops-dev-endpoint-5xx",
+    "ProjectTag": "mlops",
+    "EnvironmentTag": "dev",
+}

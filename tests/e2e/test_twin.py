@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from contract.project import PROJECT_ROOT
 from emulator.twin import LocalTwin, ProgressEvent
-from mlops.pipeline_config import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 

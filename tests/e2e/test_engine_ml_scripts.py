@@ -13,7 +13,7 @@ import boto3
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from mlops.pipeline_config import PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 
 REGION = "us-east-1"
 ML_DIR = PROJECT_ROOT / "ml"

@@ -1,4 +1,7 @@
-"""Fixtures for the twin's runtime tests: an executing moto, the local integrations installed, and small ASL runs."""
+"""The twin's runtime for tests: an executing moto, the local integrations installed, and small ASL runs.
+
+tests/conftest.py makes its fixtures (`executing_aws`, `runtime`, `bucket`) available to every test folder.
+"""
 
 from __future__ import annotations
 
@@ -122,11 +125,15 @@ def runtime(executing_aws: None, tmp_path: Path) -> Iterator[Runtime]:
     events: list[dict[str, Any]] = []
     sagemaker = LocalSageMaker(tmp_path / "sagemaker", clock, max_parallel=2, events=events.append)
     lambdas = LocalLambdaRunner()
+    # As the twin does: its services answer moto's APIs, and the engine calls them.
+    sagemaker.install()
+    lambdas.install()
     install_local_integrations(sagemaker=sagemaker, lambdas=lambdas, clock=clock)
     try:
         yield Runtime(sagemaker, lambdas, clock, events, tmp_path)
     finally:
         uninstall_local_integrations()
+        lambdas.uninstall()
         sagemaker.close()
 
 

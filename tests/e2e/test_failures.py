@@ -14,12 +14,14 @@ import pytest
 from ml_code_publisher import publisher
 from moto.sns.models import sns_backends
 
-from emulator.datasets import write_default_dataset
-from emulator.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
-from emulator.progress import CAUGHT, SUCCEEDED
-from emulator.stack import ACCOUNT_ID
-from emulator.twin import REGION, ExecutionResult, LocalTwin
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from contract.pipeline_config import PipelineConfig, load_pipeline_config
+from contract.project import PROJECT_ROOT
+from emulator.commands.datasets import write_default_dataset
+from emulator.commands.lifecycle import LifecycleError, LifecycleOutcome, run_lifecycle, started_twin
+from emulator.history import CAUGHT, SUCCEEDED
+from emulator.sagemaker_local.s3io import split_s3_uri
+from emulator.twin import ExecutionResult, LocalTwin
 from workflows.export import render_statemachines
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +50,7 @@ def _run_until_failure(twin: LocalTwin, data_dir: Path, config: PipelineConfig) 
     with pytest.raises(LifecycleError) as raised:
         run_lifecycle(twin, dataset.path, config, tune=False, outcome=outcome, out=io.StringIO())
     [training] = outcome.executions
-    topic = sns_backends[ACCOUNT_ID][REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
+    topic = sns_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
     packages = boto3.client("sagemaker").list_model_packages(
         ModelPackageGroupName=twin.stack.outputs["ModelPackageGroupName"]
     )["ModelPackageSummaryList"]
@@ -72,7 +74,7 @@ def raising_training(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
     work = tmp_path_factory.mktemp("raising-training")
     with started_twin(work / "twin", io.StringIO()) as twin:
         # GIVEN the code the stack published has a train.py that raises
-        bucket, _, key = twin.stack.outputs["SourceDirUri"].removeprefix("s3://").partition("/")
+        bucket, key = split_s3_uri(twin.stack.outputs["SourceDirUri"])
         boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=_sourcedir_with_raising_training(work))
         return _run_until_failure(twin, work / "data", load_pipeline_config())
 

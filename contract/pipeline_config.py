@@ -9,7 +9,8 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from contract.project import PROJECT_ROOT
+
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "pipeline.toml"
 
 TUNING_STRATEGIES = ("Bayesian", "Hyperband", "Random", "Grid")
@@ -91,10 +92,6 @@ class QualityGateConfig:
 @dataclass(frozen=True)
 class RegistryConfig:
     approval_mode: str
-
-    @property
-    def approval_status(self) -> str:
-        return APPROVAL_MODES[self.approval_mode]
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from emulator.datasets import write_default_dataset
-from emulator.lifecycle import (
+from contract.pipeline_config import load_pipeline_config
+from emulator.commands.datasets import write_default_dataset
+from emulator.commands.lifecycle import (
     SAMPLE_ROWS,
     LifecycleError,
     LifecycleOutcome,
@@ -25,10 +26,10 @@ from emulator.lifecycle import (
     run_lifecycle,
     started_twin,
 )
-from emulator.progress import NOT_RUN, SUCCEEDED
-from emulator.report import write_report
+from emulator.commands.report import write_report
+from emulator.history import NOT_RUN, SUCCEEDED
+from emulator.sagemaker_local.s3io import split_s3_uri
 from emulator.twin import LocalTwin
-from mlops.pipeline_config import load_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +111,7 @@ def test_deployed_endpoint_answers_on_localhost(default_run: LifecycleRun) -> No
 
 def test_accuracy_on_the_test_split_is_at_least_093(default_run: LifecycleRun) -> None:
     evaluation_uri = default_run.outcome.model_package["CustomerMetadataProperties"]["evaluation_uri"]
-    bucket, _, key = evaluation_uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(evaluation_uri)
 
     evaluation = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 

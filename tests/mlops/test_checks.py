@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.template import function_handlers
 from mlops import checks
 
 # ---------------------------------------------------------------- each check on the project
@@ -43,25 +44,6 @@ def test_checkov_check_passes_with_the_project_checks() -> None:
     assert "Failed checks: 0" in summary
 
 
-# sam build installs the functions' dependencies (about a minute): it runs with the slower end-to-end tests.
-@pytest.mark.e2e
-def test_sam_build_check_reports_every_function_under_the_size_limit() -> None:
-    report = checks.check_sam_build()
-
-    for function in (
-        "MlCodePublisherFunction",
-        "RetrainOnDriftFunction",
-        "RetrainOnNewDataFunction",
-        "EndpointReaperFunction",
-        "EvaluationReportFunction",
-        "SmokeTestFunction",
-    ):
-        assert f"{function}: " in report
-
-
-# ---------------------------------------------------------------- the parts, on bad input
-
-
 def test_unknown_placeholder_fails_the_asl_check_naming_it() -> None:
     with pytest.raises(checks.CheckFailed, match=r"placeholders not in docs/interfaces\.md: BucketName, Region"):
         checks.fill_placeholders('{"a": "${Region}", "b": "${BucketName}", "c": "${Partition}"}')
@@ -74,9 +56,9 @@ def test_filled_placeholders_take_their_representative_values() -> None:
 
 
 def test_representative_values_cover_the_contract() -> None:
-    from workflows.placeholders import PLACEHOLDER_NAMES
+    from contract.placeholders import PLACEHOLDER_NAMES, REPRESENTATIVE_PLACEHOLDER_VALUES
 
-    assert set(checks.REPRESENTATIVE_PLACEHOLDER_VALUES) == set(PLACEHOLDER_NAMES)
+    assert set(REPRESENTATIVE_PLACEHOLDER_VALUES) == set(PLACEHOLDER_NAMES)
 
 
 def test_both_asl_validators_report_a_broken_definition() -> None:
@@ -123,7 +105,7 @@ def test_package_sizes_measure_each_function_folder(tmp_path: Path) -> None:
 
 
 def test_function_handlers_read_every_function_of_the_template() -> None:
-    handlers = checks.function_handlers()
+    handlers = function_handlers()
 
     assert handlers["RetrainOnDriftFunction"] == "retrain_on_drift.handler"
     assert handlers["MlCodePublisherFunction"] == "publisher.handler"

@@ -9,7 +9,6 @@ import json
 import logging
 import sys
 import time
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
@@ -19,19 +18,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
-from emulator.datasets import Dataset, DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
-from emulator.progress import (
+from contract.pipeline_config import PipelineConfig, load_pipeline_config
+from contract.project import PROJECT_ROOT
+from emulator.commands.console import ProgressPrinter, format_duration
+from emulator.commands.datasets import (
+    Dataset,
+    DatasetError,
+    load_user_dataset,
+    with_pipeline_label,
+    write_default_dataset,
+)
+from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
+from emulator.history import (
     CAUGHT,
     FAILED,
-    ProgressPrinter,
-    format_duration,
     job_metrics,
     short_cause,
     state_totals,
 )
-from emulator.report import ExecutionView, LifecycleReport, Prediction, write_report
-from mlops.pipeline_config import PROJECT_ROOT, PipelineConfig, load_pipeline_config
+from emulator.sagemaker_local.s3io import split_s3_uri
 
 if TYPE_CHECKING:
     from emulator.twin import ExecutionResult, LocalTwin
@@ -227,24 +234,21 @@ def run_lifecycle(
     if not deploy.succeeded:
         raise LifecycleError(deploy.failure())
 
-    outcome.endpoint_url = f"{twin.sagemaker.endpoint_url(twin.stack.outputs['EndpointName'])}/invocations"
-    outcome.predictions = query_endpoint(outcome.endpoint_url, _test_split_uri(training), out)
+    endpoint_name = twin.stack.outputs["EndpointName"]
+    outcome.endpoint_url = f"{twin.sagemaker.endpoint_url(endpoint_name)}/invocations"
+    outcome.predictions = query_endpoint(endpoint_name, outcome.endpoint_url, _test_split_uri(training), out)
 
 
 def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> FollowedExecution:
-    """Waits for an execution to stop, printing its states as they start and end."""
+    """Waits for an execution to stop (`LocalTwin.wait_for_execution`), printing its states as they start and end."""
     printer = ProgressPrinter(label, out)
-    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
-    while True:
-        result = twin.describe_execution(arn)
-        printer.update(result.runs)
-        if result.status != "RUNNING":
-            printer.finish()
-            definition = json.loads(twin.stack.state_machine(label).definition)
-            return FollowedExecution(label, result, definition)
-        if time.monotonic() > deadline:
-            raise LifecycleError(f"{label} execution {arn} still running after {EXECUTION_TIMEOUT_SECONDS} s")
-        time.sleep(POLL_SECONDS)
+    try:
+        result = twin.wait_for_execution(arn, timeout=EXECUTION_TIMEOUT_SECONDS, on_runs=printer.update)
+    except TimeoutError as error:
+        raise LifecycleError(f"{label} execution {arn} still running after {EXECUTION_TIMEOUT_SECONDS} s") from error
+    printer.finish()
+    definition = json.loads(twin.stack.state_machine(label).definition)
+    return FollowedExecution(label, result, definition)
 
 
 def wait_for_deploy_start(
@@ -272,26 +276,14 @@ def _execution_name(upload: Path, tune: bool) -> str:
 
 
 def _registered_package(training: FollowedExecution) -> dict[str, Any]:
-    arn = _find_key(training.result.output, "ModelPackageArn")
+    # RegisterModelPackage's ResultPath: the output carries the package it registered at $.model_package.
+    arn = ((training.result.output or {}).get("model_package") or {}).get("ModelPackageArn")
     if not arn:
         raise LifecycleError(
-            f"{TRAINING} succeeded but its output names no ModelPackageArn: {_clip(json.dumps(training.result.output))}"
+            f"{TRAINING} succeeded but its output has no model_package.ModelPackageArn: "
+            f"{_clip(json.dumps(training.result.output))}"
         )
     return dict(boto3.client("sagemaker").describe_model_package(ModelPackageName=arn))
-
-
-def _find_key(value: Any, key: str) -> Any:
-    """The first value of `key` anywhere in a JSON document, depth first."""
-    if isinstance(value, Mapping):
-        if value.get(key):
-            return value[key]
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            found = _find_key(item, key)
-            if found:
-                return found
-    return None
 
 
 def _evaluation(model_package: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -301,39 +293,42 @@ def _evaluation(model_package: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def read_s3(uri: str) -> bytes:
     """The bytes of the object at an `s3://bucket/key` URI, from the twin's S3."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def _test_split_uri(training: FollowedExecution) -> str:
-    # The preprocessing job's `test` output, as the execution really scheduled it (placeholders and paths resolved).
-    for event in training.result.history:
-        details = event.get("taskScheduledEventDetails") or {}
-        if details.get("resource", "").startswith("createProcessingJob"):
-            parameters = json.loads(details.get("parameters") or "{}")
-            for output in parameters.get("ProcessingOutputConfig", {}).get("Outputs", []):
-                if output.get("OutputName") == "test":
-                    return f"{output['S3Output']['S3Uri'].rstrip('/')}/test.csv"
-    raise LifecycleError(f"{TRAINING} ran no processing job with a 'test' output: no held-out rows to send")
+    # Preprocess's ResultPath: the output carries the processing job's description at $.preprocess, with the
+    # `test` output as the execution resolved it (placeholders and paths filled in).
+    preprocess = (training.result.output or {}).get("preprocess") or {}
+    for output in (preprocess.get("ProcessingOutputConfig") or {}).get("Outputs", []):
+        if output.get("OutputName") == "test":
+            return f"{output['S3Output']['S3Uri'].rstrip('/')}/test.csv"
+    raise LifecycleError(f"{TRAINING}'s output has no preprocess job with a 'test' output: no held-out rows to send")
 
 
-def query_endpoint(url: str, test_split_uri: str, out: TextIO) -> list[Prediction]:
-    """Sends held-out test rows (features only) to the endpoint as CSV and pairs its predictions with their labels."""
+def query_endpoint(endpoint_name: str, url: str, test_split_uri: str, out: TextIO) -> list[Prediction]:
+    """Sends held-out test rows (features only) to the endpoint as CSV and pairs its predictions with their labels.
+
+    Through `sagemaker-runtime` InvokeEndpoint, as a client on AWS would: the twin then captures the requests and
+    publishes the `Invocations` metric, which the drift loop and the idle endpoint reaper read. `url` is where the
+    endpoint's model server listens, for the printed line.
+    """
     lines = list(csv.reader(io.StringIO(read_s3(test_split_uri).decode("utf-8"))))
     rows = lines[1 : SAMPLE_ROWS + 1]  # a header, then the label first in every row (preprocess.py)
     body = "\n".join(",".join(row[1:]) for row in rows).encode("utf-8")
-    request = urllib.request.Request(  # noqa: S310 - the twin's own endpoint on 127.0.0.1
-        url, data=body, headers={"Content-Type": "text/csv", "Accept": "application/json"}, method="POST"
-    )
+    runtime = boto3.client("sagemaker-runtime")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            answer = json.loads(response.read())
-    except (OSError, ValueError) as exc:
-        raise LifecycleError(f"the local endpoint at {url} did not answer with JSON predictions: {exc}") from exc
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint_name, Body=body, ContentType="text/csv", Accept="application/json"
+        )
+        answer = json.loads(response["Body"].read())
+    except (BotoCoreError, ClientError, ValueError) as exc:
+        raise LifecycleError(f"endpoint {endpoint_name} did not answer with JSON predictions: {exc}") from exc
     answered = answer.get("predictions", []) if isinstance(answer, dict) else []
     if len(answered) != len(rows):
         raise LifecycleError(
-            f"the endpoint at {url} answered {len(answered)} predictions for {len(rows)} rows: {answer}"
+            f"endpoint {endpoint_name} answered {len(answered)} predictions for {len(rows)} rows: {answer}"
         )
     predictions = [
         Prediction(score=p.get("score"), predicted=p.get("label"), actual=_as_label(row[0]))

@@ -1,0 +1,427 @@
+"""The local SageMaker's hosting: models, endpoint configs, endpoints (deploy, rollback), invoke and capture.
+
+An invocation also publishes the `Invocations` metric SageMaker publishes, and writes a data capture record
+when the endpoint config asks for one.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import random
+import uuid
+from typing import Any
+
+import boto3
+
+from emulator.sagemaker_local.errors import SageMakerError, not_found, validation_error
+from emulator.sagemaker_local.model_server import ModelServer, ModelServerError
+from emulator.sagemaker_local.store import EndpointState, SageMakerStore, paginate, sort_summaries
+
+
+class HostingAPIs(SageMakerStore):
+    """Models, endpoint configs and endpoints; endpoints serve from `ModelServer` processes on 127.0.0.1."""
+
+    def _op_CreateModel(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = self._check_name(params.get("ModelName"), "ModelName")
+        container = params.get("PrimaryContainer") or (params.get("Containers") or [None])[0]
+        if container is None:
+            raise validation_error(f"Model {name}: PrimaryContainer is required")
+        if container.get("ModelPackageName"):
+            package = self._package(container["ModelPackageName"])
+            package_container = package["InferenceSpecification"]["Containers"][0]
+            container = {
+                **package_container,
+                **{k: v for k, v in container.items() if k != "ModelPackageName"},
+                "ModelPackageName": container["ModelPackageName"],
+            }
+        if not container.get("ModelDataUrl"):
+            raise validation_error(
+                f"Model {name}: the container needs a ModelDataUrl (or a ModelPackageName) to run locally"
+            )
+        with self._lock:
+            if name in self._models:
+                raise SageMakerError(
+                    "ValidationException", f'Cannot create already existing model "{self._arn("model", name)}".'
+                )
+            description = {
+                **{key: value for key, value in params.items() if key not in ("Tags", "Containers")},
+                "PrimaryContainer": container,
+                "ModelArn": self._arn("model", name),
+                "CreationTime": self.clock.now(),
+            }
+            self._models[name] = description
+        self._record_tags(description["ModelArn"], params.get("Tags"))
+        return {"ModelArn": description["ModelArn"]}
+
+    def _op_DescribeModel(self, params: dict[str, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self._model(params["ModelName"]))
+
+    def _op_DeleteModel(self, params: dict[str, Any]) -> dict[str, Any]:
+        model = self._model(params["ModelName"])
+        with self._lock:
+            self._models.pop(params["ModelName"], None)
+            self._tags.pop(model["ModelArn"], None)
+        return {}
+
+    def _op_ListModels(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            summaries = [
+                {"ModelName": m["ModelName"], "ModelArn": m["ModelArn"], "CreationTime": m["CreationTime"]}
+                for m in self._models.values()
+            ]
+        if params.get("NameContains"):
+            summaries = [s for s in summaries if params["NameContains"] in s["ModelName"]]
+        return paginate(sort_summaries(summaries, params, "ModelName"), params, "Models")
+
+    def _op_CreateEndpointConfig(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = self._check_name(params.get("EndpointConfigName"), "EndpointConfigName")
+        variants = params.get("ProductionVariants") or []
+        if not variants:
+            raise validation_error(f"Endpoint config {name}: ProductionVariants must hold at least one variant")
+        for variant in variants:
+            self._model(variant.get("ModelName", ""))
+        with self._lock:
+            if name in self._endpoint_configs:
+                raise SageMakerError(
+                    "ValidationException",
+                    f'Cannot create already existing endpoint configuration "{self._arn("endpoint-config", name)}".',
+                )
+            description = {
+                **{key: value for key, value in params.items() if key != "Tags"},
+                "EndpointConfigArn": self._arn("endpoint-config", name),
+                "CreationTime": self.clock.now(),
+            }
+            self._endpoint_configs[name] = description
+        self._record_tags(description["EndpointConfigArn"], params.get("Tags"))
+        return {"EndpointConfigArn": description["EndpointConfigArn"]}
+
+    def _endpoint_config(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            config = self._endpoint_configs.get(name)
+        if config is None:
+            raise not_found("endpoint configuration", name)
+        return config
+
+    def _op_DescribeEndpointConfig(self, params: dict[str, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self._endpoint_config(params["EndpointConfigName"]))
+
+    def _op_DeleteEndpointConfig(self, params: dict[str, Any]) -> dict[str, Any]:
+        config = self._endpoint_config(params["EndpointConfigName"])
+        with self._lock:
+            self._endpoint_configs.pop(params["EndpointConfigName"], None)
+            self._tags.pop(config["EndpointConfigArn"], None)
+        return {}
+
+    def _op_ListEndpointConfigs(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            summaries = [
+                {
+                    "EndpointConfigName": c["EndpointConfigName"],
+                    "EndpointConfigArn": c["EndpointConfigArn"],
+                    "CreationTime": c["CreationTime"],
+                }
+                for c in self._endpoint_configs.values()
+            ]
+        return paginate(sort_summaries(summaries, params, "EndpointConfigName"), params, "EndpointConfigs")
+
+    def _start_servers(self, endpoint_name: str, config: dict[str, Any], generation: int) -> dict[str, ModelServer]:
+        servers: dict[str, ModelServer] = {}
+        try:
+            for variant in config["ProductionVariants"]:
+                model = self._model(variant["ModelName"])
+                variant_dir = self.work_dir / "endpoints" / endpoint_name / f"{generation}-{variant['VariantName']}"
+                model_dir, environment = self._extract_model(model, variant_dir / "model")
+                servers[variant["VariantName"]] = ModelServer(model_dir, environment, variant_dir / "server.log")
+        except Exception:
+            for server in servers.values():
+                server.stop()
+            raise
+        return servers
+
+    def _variant_descriptions(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        variants = []
+        for variant in config["ProductionVariants"]:
+            model = self._models.get(variant["ModelName"], {})
+            image = model.get("PrimaryContainer", {}).get("Image", "")
+            variants.append(
+                {
+                    "VariantName": variant["VariantName"],
+                    "DeployedImages": [
+                        {"SpecifiedImage": image, "ResolvedImage": image, "ResolutionTime": self.clock.now()}
+                    ],
+                    "CurrentWeight": float(variant.get("InitialVariantWeight", 1.0)),
+                    "DesiredWeight": float(variant.get("InitialVariantWeight", 1.0)),
+                    "CurrentInstanceCount": int(variant.get("InitialInstanceCount", 1)),
+                    "DesiredInstanceCount": int(variant.get("InitialInstanceCount", 1)),
+                }
+            )
+        return variants
+
+    def _data_capture_description(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        capture = config.get("DataCaptureConfig")
+        if not capture:
+            return None
+        return {
+            "EnableCapture": bool(capture.get("EnableCapture", True)),
+            "CaptureStatus": "Started" if capture.get("EnableCapture", True) else "Stopped",
+            "CurrentSamplingPercentage": int(capture.get("InitialSamplingPercentage", 100)),
+            "DestinationS3Uri": capture.get("DestinationS3Uri", ""),
+            **({"KmsKeyId": capture["KmsKeyId"]} if capture.get("KmsKeyId") else {}),
+        }
+
+    def _endpoint(self, name: str) -> EndpointState:
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            raise not_found("endpoint", name)
+        return endpoint
+
+    def _op_CreateEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = self._check_name(params.get("EndpointName"), "EndpointName")
+        config = copy.deepcopy(self._endpoint_config(params.get("EndpointConfigName", "")))
+        now = self.clock.now()
+        with self._lock:
+            if name in self._endpoints:
+                raise SageMakerError(
+                    "ValidationException", f'Cannot create already existing endpoint "{self._arn("endpoint", name)}".'
+                )
+            description: dict[str, Any] = {
+                "EndpointName": name,
+                "EndpointArn": self._arn("endpoint", name),
+                "EndpointConfigName": config["EndpointConfigName"],
+                "EndpointStatus": "Creating",
+                "CreationTime": now,
+                "LastModifiedTime": now,
+            }
+            endpoint = EndpointState(description, {})
+            self._endpoints[name] = endpoint
+        self._record_tags(description["EndpointArn"], params.get("Tags"))
+        self._emit_endpoint(endpoint)
+        self._start_thread(lambda: self._deploy(endpoint, config, creating=True), f"endpoint-{name}")
+        return {"EndpointArn": description["EndpointArn"]}
+
+    def _op_UpdateEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._endpoint(params["EndpointName"])
+        config = copy.deepcopy(self._endpoint_config(params.get("EndpointConfigName", "")))
+        with self._lock:
+            if endpoint.description["EndpointStatus"] != "InService":
+                raise validation_error(
+                    f"Cannot update endpoint {params['EndpointName']!r} while it is "
+                    f"{endpoint.description['EndpointStatus']}: wait until it is InService"
+                )
+            endpoint.description.update(EndpointStatus="Updating", LastModifiedTime=self.clock.now())
+            if params.get("DeploymentConfig"):
+                endpoint.description["LastDeploymentConfig"] = params["DeploymentConfig"]
+        self._emit_endpoint(endpoint)
+        rollback_alarms = [
+            alarm["AlarmName"]
+            for alarm in (params.get("DeploymentConfig") or {}).get("AutoRollbackConfiguration", {}).get("Alarms", [])
+        ]
+        self._start_thread(
+            lambda: self._deploy(endpoint, config, creating=False, rollback_alarms=rollback_alarms),
+            f"endpoint-{params['EndpointName']}",
+        )
+        return {"EndpointArn": endpoint.description["EndpointArn"]}
+
+    def _alarm_firing(self, alarm_names: list[str]) -> str | None:
+        if not alarm_names:
+            return None
+        alarms = boto3.client("cloudwatch", region_name=self.region).describe_alarms(AlarmNames=alarm_names)
+        firing = [alarm["AlarmName"] for alarm in alarms["MetricAlarms"] if alarm["StateValue"] == "ALARM"]
+        return firing[0] if firing else None
+
+    def _deploy(
+        self, endpoint: EndpointState, config: dict[str, Any], creating: bool, rollback_alarms: list[str] | None = None
+    ) -> None:
+        """Start the new variants' servers, keep the transition visible for a while, then swap and go InService.
+
+        An update whose AutoRollbackConfiguration alarm is in ALARM at the end of the transition rolls back,
+        as a blue/green deployment does: the old variants keep serving and the endpoint keeps its old config.
+        """
+        with self._lock:
+            endpoint.generation += 1
+            generation = endpoint.generation
+        servers: dict[str, ModelServer] = {}
+        try:
+            servers = self._start_servers(endpoint.description["EndpointName"], config, generation)
+            self.clock.sleep(self.endpoint_transition_seconds)
+            firing_alarm = self._alarm_firing(rollback_alarms or [])
+        except Exception as error:  # whatever kept the model from serving is the endpoint's FailureReason
+            for server in servers.values():
+                server.stop()
+            with self._lock:
+                # A failed update rolls back: the old variants keep serving, as with SageMaker's blue/green.
+                endpoint.description.update(
+                    EndpointStatus="Failed" if creating else "InService",
+                    FailureReason=f"{type(error).__name__}: {error}"[:1024],
+                    LastModifiedTime=self.clock.now(),
+                )
+            self._emit_endpoint(endpoint)
+            return
+        with self._lock:
+            if firing_alarm is not None:
+                retired = servers
+                endpoint.description.update(EndpointStatus="InService", LastModifiedTime=self.clock.now())
+            elif self._closed or self._endpoints.get(endpoint.description["EndpointName"]) is not endpoint:
+                retired = servers
+            else:
+                retired = endpoint.servers
+                endpoint.servers = servers
+                endpoint.description.update(
+                    EndpointStatus="InService",
+                    EndpointConfigName=config["EndpointConfigName"],
+                    ProductionVariants=self._variant_descriptions(config),
+                    LastModifiedTime=self.clock.now(),
+                )
+                endpoint.description.pop("FailureReason", None)
+                endpoint.capture = config.get("DataCaptureConfig")
+                capture = self._data_capture_description(config)
+                if capture:
+                    endpoint.description["DataCaptureConfig"] = capture
+        for server in retired.values():
+            server.stop()
+        self._emit_endpoint(endpoint)
+
+    def _emit_endpoint(self, endpoint: EndpointState) -> None:
+        with self._lock:
+            detail = copy.deepcopy(endpoint.description)
+        self._emit("SageMaker Endpoint State Change", [detail["EndpointArn"]], detail)
+
+    def _op_DescribeEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._endpoint(params["EndpointName"])
+        with self._lock:
+            return copy.deepcopy(endpoint.description)
+
+    def _op_DeleteEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._endpoint(params["EndpointName"])
+        with self._lock:
+            self._endpoints.pop(params["EndpointName"], None)
+            self._tags.pop(endpoint.description["EndpointArn"], None)
+            servers, endpoint.servers = endpoint.servers, {}
+        for server in servers.values():
+            server.stop()
+        return {}
+
+    def _op_ListEndpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            summaries = [
+                {
+                    key: e.description[key]
+                    for key in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
+                }
+                for e in self._endpoints.values()
+            ]
+        if params.get("StatusEquals"):
+            summaries = [s for s in summaries if s["EndpointStatus"] == params["StatusEquals"]]
+        if params.get("NameContains"):
+            summaries = [s for s in summaries if params["NameContains"] in s["EndpointName"]]
+        return paginate(sort_summaries(summaries, params, "EndpointName"), params, "Endpoints")
+
+    def endpoint_url(self, endpoint_name: str, variant_name: str | None = None) -> str:
+        """The 127.0.0.1 URL serving `/ping` and `/invocations` for an InService endpoint's variant."""
+        endpoint = self._endpoint(endpoint_name)
+        with self._lock:
+            servers = dict(endpoint.servers)
+        if not servers:
+            raise validation_error(
+                f"Endpoint {endpoint_name!r} is {endpoint.description['EndpointStatus']}, not serving"
+            )
+        return servers[variant_name or next(iter(servers))].url
+
+    def invoke_endpoint(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str,
+        accept: str | None = None,
+        target_variant: str | None = None,
+    ) -> tuple[bytes, str, str]:
+        """`sagemaker-runtime` InvokeEndpoint: returns (body, content type, invoked variant)."""
+        endpoint = self._endpoint(endpoint_name)
+        with self._lock:
+            servers = dict(endpoint.servers)
+            capture = copy.deepcopy(endpoint.capture)
+            weights = {
+                v["VariantName"]: v.get("CurrentWeight", 1.0)
+                for v in endpoint.description.get("ProductionVariants", [])
+            }
+        if not servers:
+            raise validation_error(
+                f"Endpoint {endpoint_name} is {endpoint.description['EndpointStatus']}: it cannot be invoked yet"
+            )
+        variant = target_variant or max(servers, key=lambda v: weights.get(v, 0.0))
+        if variant not in servers:
+            raise validation_error(f"Endpoint {endpoint_name} has no variant {variant!r}; it has {sorted(servers)}")
+        try:
+            result, result_type = servers[variant].invoke(body, content_type, accept)
+        except ModelServerError as error:
+            raise SageMakerError(
+                "ModelError", f'Received server error (500) from primary with message "{error}"'
+            ) from error
+        self._record_invocation(endpoint_name, variant)
+        if capture and capture.get("EnableCapture", True):
+            self._capture(endpoint_name, variant, capture, (body, content_type), (result, result_type))
+        return result, result_type, variant
+
+    def _capture(
+        self,
+        endpoint_name: str,
+        variant: str,
+        capture: dict[str, Any],
+        request: tuple[bytes, str],
+        response: tuple[bytes, str],
+    ) -> None:
+        """Write one SageMaker data capture record (JSON Lines) to the capture destination, KMS-encrypted if asked."""
+        if random.uniform(0, 100) >= float(capture.get("InitialSamplingPercentage", 100)):
+            return
+        content_types = capture.get("CaptureContentTypeHeader") or {}
+        csv_types = set(content_types.get("CsvContentTypes") or ["text/csv"])
+        json_types = set(content_types.get("JsonContentTypes") or ["application/json"])
+
+        def captured(payload: tuple[bytes, str], mode: str) -> dict[str, str]:
+            data, observed_type = payload
+            if observed_type in csv_types or observed_type in json_types:
+                encoding, text = ("CSV" if observed_type in csv_types else "JSON"), data.decode(errors="replace")
+            else:
+                encoding, text = "BASE64", base64.b64encode(data).decode()
+            return {"observedContentType": observed_type, "mode": mode, "data": text, "encoding": encoding}
+
+        modes = {option["CaptureMode"] for option in capture.get("CaptureOptions") or []} or {"Input", "Output"}
+        capture_data = {}
+        if "Input" in modes:
+            capture_data["endpointInput"] = captured(request, "INPUT")
+        if "Output" in modes:
+            capture_data["endpointOutput"] = captured(response, "OUTPUT")
+        now = self.clock.now()
+        event_id = str(uuid.uuid4())
+        record = {
+            "captureData": capture_data,
+            "eventMetadata": {"eventId": event_id, "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "eventVersion": "0",
+        }
+        # SageMaker's layout: <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl
+        uri = (
+            f"{capture['DestinationS3Uri'].rstrip('/')}/{endpoint_name}/{variant}/"
+            f"{now:%Y/%m/%d/%H}/{now:%M-%S-%f}-{event_id}.jsonl"
+        )
+        self.stager.put_bytes((json.dumps(record) + "\n").encode(), uri, capture.get("KmsKeyId") or None)
+
+    def _record_invocation(self, endpoint_name: str, variant: str) -> None:
+        """Publish the `Invocations` metric SageMaker publishes, which the idle endpoint reaper reads."""
+        boto3.client("cloudwatch", region_name=self.region).put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {
+                    "MetricName": "Invocations",
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": endpoint_name},
+                        {"Name": "VariantName", "Value": variant},
+                    ],
+                    "Timestamp": self.clock.now(),
+                    "Value": 1.0,
+                    "Unit": "None",
+                }
+            ],
+        )
