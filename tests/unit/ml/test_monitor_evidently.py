@@ -69,7 +69,11 @@ def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, categorical:
     for metric in document["metrics"]:
         config = metric["config"]
         if config["type"].endswith(":ValueDrift"):
-            columns[config["column"]] = {"test": EVIDENTLY_TEST_NAMES[config["method"]], "score": metric["value"]}
+            columns[config["column"]] = {
+                "test": EVIDENTLY_TEST_NAMES[config["method"]],
+                "threshold": config["threshold"],
+                "score": metric["value"],
+            }
         elif config["type"].endswith(":DriftedColumnsCount"):
             share = metric["value"]["share"]
     for test in document["tests"]:
@@ -99,6 +103,8 @@ def drift_case(reference_rows: int, current_rows: int, seed: int) -> tuple[pd.Da
         columns = {
             "steady": rng.normal(10.0, 2.0, rows),
             "shifted_mean": rng.normal(10.0 + step, 2.0, rows),
+            # A shift of 0.15 standard deviations: a normed Wasserstein distance near 0.15, just past its threshold.
+            "slightly_shifted": rng.normal(0.15 * step, 1.0, rows),
             "wider": rng.normal(0.0, 1.0 + step, rows),
             "few_levels": rng.choice([1.0, 2.0, 3.0, 4.0], rows, p=[0.4, 0.3, 0.2, 0.1]),
             "few_levels_moved": rng.choice(
@@ -146,6 +152,7 @@ def test_verdicts_and_drifted_share_agree_with_evidently(
 
     for name, theirs in expected["columns"].items():
         assert ours[name]["test"] == theirs["test"], name
+        assert ours[name]["threshold"] == theirs["threshold"], name
         assert ours[name]["score"] == pytest.approx(theirs["score"], rel=1e-6, abs=1e-12), name
         assert ours[name]["drifted"] is theirs["drifted"], name
     assert report["drifted_share"] == pytest.approx(expected["share"])
