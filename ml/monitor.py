@@ -426,7 +426,10 @@ class _MalformedRecord(ValueError):
 def _capture_payload(line: bytes) -> tuple[str, str, str | None]:
     """The endpoint input's media type and text, and the inference time, of one capture line."""
     try:
-        record = json.loads(line)
+        # Decoding first spares json.loads detecting the encoding of every line; a bad byte is this line's fault.
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _MalformedRecord("not UTF-8 text") from None
     except ValueError:
         raise _MalformedRecord("not a JSON object") from None
     try:

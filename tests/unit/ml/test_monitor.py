@@ -149,13 +149,17 @@ def test_malformed_capture_lines_are_counted_and_reported_not_fatal(
         capture_line("@@", "text/csv", "CSV", "e4", "t").replace('"encoding": "CSV"', '"encoding": "BASE64"', 1),
     ]
     path.write_text("\n".join([good[0], *bad_lines, *good[1:]]) + "\n")
+    with path.open("ab") as handle:
+        handle.write(b'{"captureData": "\xff\xfe"}\n')
+    bad_lines.append("a line that is not UTF-8")
 
     report = analyze(tmp_path)
 
     assert report["records"]["read"] == len(good) + len(bad_lines)
     assert report["records"]["rejected"] == len(bad_lines)
     assert sum(report["records"]["rejections"].values()) == len(bad_lines)
-    assert "not a JSON object" in report["records"]["rejections"]
+    assert report["records"]["rejections"]["not a JSON object"] == 1
+    assert report["records"]["rejections"]["not UTF-8 text"] == 1
     assert report["records"]["rejection_examples"][0] == {"file": str(path), "line": 2, "reason": "not a JSON object"}
     assert report["rows"]["analyzed"] == len(held_out)
     assert report["status"] == "ok"

@@ -34,7 +34,7 @@ def _import_evidently() -> tuple[Any, ...]:
         def removed_in_pandas_3(*_: Any) -> Any:
             raise AssertionError("evidently called pandas' infer_dtype_from_object, which pandas 3 removed")
 
-        pandas_dtypes.infer_dtype_from_object = removed_in_pandas_3  # type: ignore[attr-defined]
+        pandas_dtypes.infer_dtype_from_object = removed_in_pandas_3
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
