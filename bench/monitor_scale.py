@@ -5,9 +5,11 @@ For each size, in a temporary folder:
    test the bare pass runs) and that many capture records, one request of one CSV row each, in SageMaker's data
    capture format (CSV encoding), 50,000 records to a file under an hour folder, drawn from the reference's
    distributions.
-2. The analyzer: `monitor.analyze` of the whole window in a child process (so its peak memory is its own,
-   resource.getrusage(RUSAGE_CHILDREN).ru_maxrss), timed inside the child from reading the baseline to the finished
-   report (interpreter start and imports excluded: a constant, not a cost per record).
+2. The analyzer: `monitor.analyze` of the whole window in a child process, timed inside the child from reading the
+   baseline to the finished report (interpreter start and imports excluded: a constant, not a cost per record).
+   Its peak memory is resource.getrusage(RUSAGE_CHILDREN).ru_maxrss read by a bare launcher process that starts it:
+   Linux carries a process's peak RSS across exec, and a child forked straight from this process would start with
+   this process's (the generated data's and the bare pass's) memory as its peak.
 3. The bare pass, in this process: `pandas.read_json(lines=True)` of each file, the payloads joined and read with
    `pandas.read_csv` as float32, and `scipy.stats.ks_2samp` of each feature against the reference.
 Prints time per record at each size, its ratio 1M/10k (target <= 1.3), the analyzer/bare ratio at the largest size
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -78,18 +79,42 @@ def make_window(directory: Path, records: int, seed: int) -> tuple[Path, Path, n
     return baseline_dir, capture_dir, reference.to_numpy(dtype=np.float32)
 
 
+# Starts its arguments as a child and prints the child's output, then the child's exit code and peak RSS in KiB.
+# It imports only the standard library, so the peak the analyzer inherits across exec is this small process's.
+LAUNCHER = (
+    "import json, resource, subprocess, sys\n"
+    "child = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stderr.write(child.stderr)\n"
+    "print(child.stdout.strip())\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(json.dumps({'returncode': child.returncode, 'peak_kib': peak}))\n"
+)
+
+
 def run_analyzer(baseline_dir: Path, capture_dir: Path) -> dict[str, Any]:
-    """The analyzer in a child process: its own timing of the analysis and what the report found."""
+    """The analyzer in a child process: its own timing of the analysis, what the report found, its peak memory."""
     process = subprocess.run(
-        [sys.executable, __file__, "--child-analyze", str(baseline_dir), str(capture_dir)],
+        [
+            sys.executable,
+            "-c",
+            LAUNCHER,
+            sys.executable,
+            __file__,
+            "--child-analyze",
+            str(baseline_dir),
+            str(capture_dir),
+        ],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT_SECONDS,
         check=False,
     )
-    if process.returncode != 0:
+    lines = process.stdout.strip().splitlines()
+    launched = json.loads(lines[-1]) if process.returncode == 0 and lines else {"returncode": process.returncode}
+    if launched["returncode"] != 0:
         raise SystemExit(f"the analyzer child failed: {process.stderr.strip()}")
-    result: dict[str, Any] = json.loads(process.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(lines[-2])
+    result["peak_bytes"] = launched["peak_kib"] * 1024
     return result
 
 
@@ -139,8 +164,7 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp:
             baseline_dir, capture_dir, reference = make_window(Path(tmp), size, seed=size)
             analyzer = run_analyzer(baseline_dir, capture_dir)
-            # Children run smallest first, so the maximum over them so far is the latest, largest run's.
-            peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+            peak_bytes = analyzer["peak_bytes"]
             bare_seconds = run_bare(capture_dir, reference)
         if analyzer["rows"] != size or analyzer["tests"] != ["ks"]:
             print(f"the analyzer read {analyzer['rows']} rows with tests {analyzer['tests']}, expected {size} and ks")
