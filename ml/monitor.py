@@ -636,7 +636,6 @@ def analyze(
                 entry.update(score=score if math.isfinite(score) else None, status="tested")
                 entry["drifted"] = bool(is_drifted(test, score, thresholds[test]))
             features.append(entry)
-            del current
     tested = [entry for entry in features if entry["status"] == "tested"]
     drifted = [entry["name"] for entry in tested if entry["drifted"]]
     critical_drifted = [name for name in drifted if name in baseline.critical]
