@@ -9,7 +9,7 @@ most and of more than 1000 rows (where Evidently switches tests).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,9 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_monitor import write_capture
-
-# Evidently's telemetry is off when DO_NOT_TRACK is set (evidently/telemetry.py); set before it is imported.
-os.environ["DO_NOT_TRACK"] = "1"
 
 
 def _import_evidently() -> tuple[Any, ...]:
@@ -41,7 +38,21 @@ def _import_evidently() -> tuple[Any, ...]:
     return DataDefinition, Dataset, Report, DataDriftPreset
 
 
-DataDefinition, Dataset, Report, DataDriftPreset = _import_evidently()
+@pytest.fixture(scope="module")
+def evidently() -> Iterator[tuple[Any, ...]]:
+    """Evidently's DataDefinition, Dataset, Report and DataDriftPreset, imported when a test here runs (its import
+    takes seconds, which collecting the suite should not pay), with its telemetry off: Evidently sends none while
+    DO_NOT_TRACK is set (evidently/telemetry.py reads it at each call)."""
+    before = os.environ.get("DO_NOT_TRACK")
+    os.environ["DO_NOT_TRACK"] = "1"
+    try:
+        yield _import_evidently()
+    finally:
+        if before is None:
+            del os.environ["DO_NOT_TRACK"]
+        else:
+            os.environ["DO_NOT_TRACK"] = before
+
 
 # Evidently's display name of each test (StatTest.display_name) against monitor.py's test name.
 EVIDENTLY_TEST_NAMES = {
@@ -53,8 +64,11 @@ EVIDENTLY_TEST_NAMES = {
 }
 
 
-def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, categorical: list[str]) -> dict[str, Any]:
+def evidently_drift(
+    evidently: tuple[Any, ...], reference: pd.DataFrame, current: pd.DataFrame, categorical: list[str]
+) -> dict[str, Any]:
     """Evidently's per-column test, score and verdict and its drifted share, with the default DataDriftPreset."""
+    DataDefinition, Dataset, Report, DataDriftPreset = evidently
     definition = DataDefinition(
         numerical_columns=[name for name in reference.columns if name not in categorical],
         categorical_columns=categorical,
@@ -142,11 +156,11 @@ def monitor(ml_module: Callable[[str], ModuleType]) -> ModuleType:
     ],
 )
 def test_verdicts_and_drifted_share_agree_with_evidently(
-    monitor: ModuleType, tmp_path: Path, reference_rows: int, current_rows: int
+    evidently: tuple[Any, ...], monitor: ModuleType, tmp_path: Path, reference_rows: int, current_rows: int
 ) -> None:
     reference, current, categorical = drift_case(reference_rows, current_rows, seed=reference_rows)
 
-    expected = evidently_drift(reference, current, categorical)
+    expected = evidently_drift(evidently, reference, current, categorical)
     report = monitor_drift(monitor, tmp_path, reference, current, categorical)
     ours = {entry["name"]: entry for entry in report["features"]}
 
@@ -169,14 +183,14 @@ def test_the_large_reference_uses_the_distance_tests(monitor: ModuleType, tmp_pa
 
 
 def test_the_breast_cancer_features_agree_with_evidently_unshifted_and_shifted(
-    monitor: ModuleType, tmp_path: Path, breast_cancer: pd.DataFrame
+    evidently: tuple[Any, ...], monitor: ModuleType, tmp_path: Path, breast_cancer: pd.DataFrame
 ) -> None:
     features = breast_cancer.drop(columns=["target"]).astype(np.float32).astype(np.float64)
     shuffled = features.sample(frac=1.0, random_state=1).reset_index(drop=True)
     reference, held_out = shuffled.iloc[:300], shuffled.iloc[300:].reset_index(drop=True)
 
     for name, current in (("unshifted", held_out), ("shifted", (held_out * 1.2).astype(np.float32).astype(np.float64))):
-        expected = evidently_drift(reference, current, [])
+        expected = evidently_drift(evidently, reference, current, [])
         report = monitor_drift(monitor, tmp_path / name, reference, current, [])
         verdicts = {entry["name"]: entry["drifted"] for entry in report["features"]}
         assert verdicts == {column: result["drifted"] for column, result in expected["columns"].items()}, name
