@@ -20,9 +20,9 @@ import stack_rules
 import yaml
 from samtranslator.yaml_helper import yaml_parse
 
+from contract.project import PROJECT_ROOT
 from mlops.checkov_checks import ecr_pull_pinned, invoke_endpoint_through_vpce, kms_key_separation, trust_policy_source
 from mlops.iam_policy import sam_transformed_template
-from contract.project import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 STATEMACHINES = PROJECT_ROOT / "statemachines"

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from mlops.iam_policy import sam_transformed_template
 from contract.project import PROJECT_ROOT
+from mlops.iam_policy import sam_transformed_template
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 DEPLOY_ASL = json.loads((PROJECT_ROOT / "statemachines" / "deploy.asl.json").read_text(encoding="utf-8"))
