@@ -6,6 +6,7 @@ not UTF-8; a UTF-8 byte order mark in the header is read as UTF-8 and works.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +104,21 @@ def test_a_utf8_byte_order_mark_before_the_header_is_skipped(
     assert process.returncode == 0, process.stderr
     train = pd.read_csv(tmp_path / "output" / "train" / "train.csv")
     assert list(train.columns) == list(label_first.columns)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "where"),
+    [
+        (b"1,inf,3\n", "text/csv", "line 1, column 2: inf"),
+        (b"1,2,3\n4,-1e39,6\n", "text/csv", "line 2, column 2: -1e+39"),
+        (b'{"instances": [[1, Infinity]]}', "application/json", "row 1: inf"),
+    ],
+    ids=["csv-inf", "csv-beyond-float32", "json-infinity"],
+)
+def test_a_request_with_a_non_finite_value_is_refused_naming_where(
+    ml_module: Callable[[str], ModuleType], body: bytes, content_type: str, where: str
+) -> None:
+    inference = ml_module("inference")
+
+    with pytest.raises(ValueError, match=f"^{re.escape(where)} is not a finite number"):
+        inference.input_fn(body, content_type)
