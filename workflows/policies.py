@@ -81,10 +81,41 @@ class FailurePath:
     fail: steps.Fail
 
 
+# Where a caught error's name is (Catch ResultPath); its Cause can be a job's whole Describe* output, with ARNs,
+# subnet ids and the KMS key, so it stays in the execution history and out of the message.
+CAUGHT_ERROR_NAME = "$.error.Error"
+
+
+def format_literal(text: str) -> str:
+    """`text` as a string literal inside an intrinsic function call: `'`, `{`, `}` and `\\` escaped as ASL requires."""
+    for special in ("\\", "'", "{", "}"):
+        text = text.replace(special, "\\" + special)
+    return text
+
+
+def notification_message(template: str, *paths: str) -> str:
+    """A `States.Format` call: `template` with one `{}` per path (or quoted literal), then the execution's ARN.
+
+    The execution's ARN is what the console and `DescribeExecution` take: its history holds every input,
+    result and error in full, so the message itself stays short and free of infrastructure identifiers.
+    """
+    parts = template.split("{}")
+    if len(parts) != len(paths) + 1:
+        raise ValueError(f"template {template!r} has {len(parts) - 1} placeholders for {len(paths)} paths")
+    escaped = "{}".join(format_literal(part) for part in parts)
+    arguments = ", ".join([*paths, "$$.Execution.Id"])
+    return f"States.Format('{escaped} Execution (details in its history): {{}}', {arguments})"
+
+
 def notify_task(
-    state_id: str, workflow: str, outcome: str, config: RetryConfig, on_error: steps.Fail
+    state_id: str,
+    workflow: str,
+    outcome: str,
+    config: RetryConfig,
+    on_error: steps.Fail,
+    message: str,
 ) -> steps.SnsPublishStep:
-    """Publishes the workflow's outcome and its whole state (inputs, results, error) to the stack's topic.
+    """Publishes the workflow's outcome to the stack's topic: `message` (see `notification_message`).
 
     A notification that cannot be sent goes straight to `on_error`: there is nobody left to notify.
     """
@@ -93,7 +124,7 @@ def notify_task(
         parameters={
             "TopicArn": NOTIFICATION_TOPIC_ARN,
             "Subject": f"{workflow}: {outcome}",
-            "Message.$": "States.JsonToString($)",
+            "Message.$": message,
         },
         result_path="$.notification",
         timeout_seconds=API_CALL_TIMEOUT_SECONDS,
@@ -104,10 +135,22 @@ def notify_task(
     return task
 
 
-def failure_path(workflow: str, fail_name: str, cause: str, config: RetryConfig) -> FailurePath:
-    """`Notify<fail_name>` → Fail `<fail_name>`, the end of every caught error of one phase."""
+def failure_path(
+    workflow: str,
+    fail_name: str,
+    cause: str,
+    config: RetryConfig,
+    reason: tuple[str, str] = ("error {}", CAUGHT_ERROR_NAME),
+) -> FailurePath:
+    """`Notify<fail_name>` → Fail `<fail_name>`, the end of every caught error of one phase.
+
+    The message says what failed (`fail_name`, `cause`), why (`reason`: a template with one `{}` and the path
+    filling it; by default the caught error's name) and which execution.
+    """
     fail = steps.Fail(fail_name, error=fail_name, cause=cause)
-    notify = notify_task(f"Notify{fail_name}", workflow, fail_name, config, on_error=fail)
+    template, reason_path = reason
+    message = notification_message(f"{workflow} failed at {fail_name}: {cause}. Why: {template}.", reason_path)
+    notify = notify_task(f"Notify{fail_name}", workflow, fail_name, config, on_error=fail, message=message)
     notify.next(fail)
     return FailurePath(notify=notify, fail=fail)
 
