@@ -33,6 +33,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from emulator.clock import Clock
+from emulator.sagemaker_local.deployment_config import check_deployment_config
 from emulator.sagemaker_local.endpoints import ModelServer, ModelServerError
 from emulator.sagemaker_local.errors import SageMakerError, already_exists, not_found, validation_error
 from emulator.sagemaker_local.jobs import JobRecord, ProcessingRunner, TrainingRunner, TransformRunner
@@ -967,6 +968,7 @@ class LocalSageMaker:
     def _op_UpdateEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._endpoint(params["EndpointName"])
         config = copy.deepcopy(self._endpoint_config(params.get("EndpointConfigName", "")))
+        check_deployment_config(params.get("DeploymentConfig"), config)
         with self._lock:
             if endpoint.description["EndpointStatus"] != "InService":
                 raise validation_error(
