@@ -114,9 +114,15 @@ def training_hyperparameters(config: PipelineConfig) -> dict[str, Any]:
 def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     """The `training` state machine as an ASL dict, with `${Placeholders}` for everything per account."""
     retry = config.retry
-    preprocessing_failed = failure_path(WORKFLOW, "PreprocessingFailed", "preprocessing the new data failed", retry)
-    training_failed = failure_path(WORKFLOW, "TrainingFailed", "training or tuning the model failed", retry)
-    evaluation_failed = failure_path(WORKFLOW, "EvaluationFailed", "evaluating the candidate model failed", retry)
+    preprocessing_failed = failure_path(
+        WORKFLOW, "PreprocessingFailed", "preprocessing the new data failed", retry, sagemaker_jobs=True
+    )
+    training_failed = failure_path(
+        WORKFLOW, "TrainingFailed", "training or tuning the model failed", retry, sagemaker_jobs=True
+    )
+    evaluation_failed = failure_path(
+        WORKFLOW, "EvaluationFailed", "evaluating the candidate model failed", retry, sagemaker_jobs=True
+    )
     gate_failed = failure_path(
         WORKFLOW,
         "QualityGateFailed",
