@@ -97,7 +97,14 @@ def test_each_task_error_is_caught_notified_and_ends_in_its_named_fail(
     training_definition: dict[str, Any], task: str, fail: str
 ) -> None:
     [catcher] = training_definition["States"][task]["Catch"]
-    assert catcher == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": f"Notify{fail}"}
+    # Phases of SageMaker jobs first word the job's FailureReason for the notification.
+    explained = fail in ("PreprocessingFailed", "TrainingFailed", "EvaluationFailed")
+    entry = f"Explain{fail}" if explained else f"Notify{fail}"
+    assert catcher == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": entry}
+    if explained:
+        assert choice_targets(training_definition["States"][entry]) == [f"Describe{fail}Job", f"{entry}FromError"]
+        assert path_from(training_definition, f"Describe{fail}Job")[-2:] == [f"Notify{fail}", fail]
+        assert path_from(training_definition, f"{entry}FromError") == [f"{entry}FromError", f"Notify{fail}", fail]
     assert path_from(training_definition, f"Notify{fail}") == [f"Notify{fail}", fail]
 
 

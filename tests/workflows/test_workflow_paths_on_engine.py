@@ -254,7 +254,8 @@ def test_a_failing_training_task_is_notified_with_its_error_then_fails_by_name(
     run = run_stubbed(training_definition, _training_results(0.97), execution_input, EXECUTION, failing=[task])
     assert run.status == "FAILED"
     assert run.error == fail
-    assert run.visited[-3:] == [task, f"Notify{fail}", fail]
+    explained = [f"Explain{fail}", f"Explain{fail}FromError"] if fail != "RegistrationFailed" else []
+    assert run.visited[-3 - len(explained) :] == [task, *explained, f"Notify{fail}", fail]
     # A short message: what failed, the caught error's name, the execution; no state, so no ARNs of resources.
     notification = run.requests[f"Notify{fail}"]
     assert notification["Subject"] == f"training: {fail}"
@@ -278,7 +279,13 @@ def test_a_failing_failure_notification_still_ends_in_the_named_fail(training_de
         training_definition, _training_results(0.97), {}, EXECUTION, failing=["Train", "NotifyTrainingFailed"]
     )
     assert run.error == "TrainingFailed"
-    assert run.visited[-3:] == ["Train", "NotifyTrainingFailed", "TrainingFailed"]
+    assert run.visited[-5:] == [
+        "Train",
+        "ExplainTrainingFailed",
+        "ExplainTrainingFailedFromError",
+        "NotifyTrainingFailed",
+        "TrainingFailed",
+    ]
 
 
 DEPLOY_FAILURES = [
