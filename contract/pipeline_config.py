@@ -296,6 +296,22 @@ def _validate(cfg: PipelineConfig) -> None:
         f"{cfg.longest_training_seconds} s, in defer_seconds of {cfg.new_data.defer_seconds} s, plus "
         f"{NEW_DATA_FAILED_RECEIVES} failures), got {cfg.new_data.max_receive_count}",
     )
+    # SageMaker's TrafficRoutingConfig and BlueGreenUpdatePolicy limits: a canary is at most half the fleet.
+    _check(
+        1 <= cfg.deploy.traffic_shift_canary_percent <= 50,
+        "[deploy] traffic_shift_canary_percent must be 1..50 (SageMaker: a canary is at most half the new fleet), "
+        f"got {cfg.deploy.traffic_shift_canary_percent}",
+    )
+    _check(
+        0 <= cfg.deploy.canary_wait_seconds <= 3600,
+        f"[deploy] canary_wait_seconds must be 0..3600 (SageMaker's WaitIntervalInSeconds), got "
+        f"{cfg.deploy.canary_wait_seconds}",
+    )
+    _check(
+        0 <= cfg.deploy.termination_wait_seconds <= 3600,
+        f"[deploy] termination_wait_seconds must be 0..3600 (SageMaker's TerminationWaitInSeconds), got "
+        f"{cfg.deploy.termination_wait_seconds}",
+    )
     _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")
     _check(cfg.retry.max_attempts >= 1, "[retry] max_attempts must be >= 1")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from mlcore import MODEL_FILE_NAME, load_booster, predicted_labels
+from mlcore import FEATURE_VALUE_LIMIT, MODEL_FILE_NAME, load_booster, predicted_labels
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -99,12 +99,13 @@ def _csv_cell(cell: str, line_number: int, column: int) -> float:
     if not cell.strip():
         return math.nan
     try:
-        return float(cell)
+        value = float(cell)
     except ValueError:
         raise ValueError(
             f"line {line_number}, column {column}: {cell!r} is not a number; send rows of feature values "
             "without a header row."
         ) from None
+    return _finite(value, f"line {line_number}, column {column}")
 
 
 def _json_rows(text: str) -> list[list[float]]:
@@ -123,4 +124,11 @@ def _json_value(value: Any, row_number: int) -> float:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"row {row_number}: {value!r} is not a number; feature values must be numbers or null.")
-    return float(value)
+    return _finite(float(value), f"row {row_number}")
+
+
+def _finite(value: float, where: str) -> float:
+    # The model was trained on finite 32-bit values (mlcore.read_csv_file refuses others); NaN means missing.
+    if math.isnan(value) or abs(value) <= FEATURE_VALUE_LIMIT:
+        return value
+    raise ValueError(f"{where}: {value!r} is not a finite number the model can take; send null or an empty cell.")

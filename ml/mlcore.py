@@ -7,8 +7,10 @@ So: no syntax or library call newer than the oldest of these, and type hints onl
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,13 @@ DECISION_THRESHOLD = 0.5
 BINARY_LABELS = (0, 1)
 # How many offending values an error message quotes.
 _EXAMPLES_SHOWN = 3
+# XGBoost stores features as 32-bit floats: a larger magnitude becomes infinite there, and its squares overflow the
+# baseline statistics. The largest finite float32 is the bound every feature value must respect.
+FEATURE_VALUE_LIMIT = float(np.finfo(np.float32).max)
+# Data files are read in pieces of this size to find where a non-UTF-8 byte is without holding the file twice.
+_DECODE_CHUNK_BYTES = 1 << 20
+# The encoding data files are read with: UTF-8, with a byte order mark (as spreadsheet exports write) skipped.
+CSV_ENCODING = "utf-8-sig"
 
 
 class MlInputError(ValueError):
@@ -50,9 +59,51 @@ def find_csv_files(directory: Path) -> list[Path]:
     return files
 
 
+def check_utf8(path: Path) -> None:
+    """Fails naming the byte offset of the first byte of `path` that is not UTF-8 (a Latin-1 export, for example)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_DECODE_CHUNK_BYTES)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as error:
+                # The decoder's offsets count from the bytes it still held from the previous chunk.
+                held = len(error.object) - len(chunk)
+                position = offset - held + error.start
+                raise MlInputError(
+                    f"{path} is not UTF-8 at byte {position} (0x{error.object[error.start]:02x}): save it as UTF-8 "
+                    "(spreadsheets: CSV UTF-8)."
+                ) from None
+            if not chunk:
+                return
+            offset += len(chunk)
+
+
+def check_finite_values(frame: pd.DataFrame, path: Path) -> None:
+    """Fails naming the column, the data row (1 = the row after the header) and the value of the first cell that is
+    a number but infinite or beyond FEATURE_VALUE_LIMIT; missing and non-numeric cells are left to other checks."""
+    for name in frame.columns:
+        numeric = pd.to_numeric(frame[name], errors="coerce")
+        values = numeric.to_numpy(dtype=float)
+        present = ~np.isnan(values)
+        bad = present & ~(np.abs(np.where(present, values, 0.0)) <= FEATURE_VALUE_LIMIT)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = values[row]
+            problem = "is infinite" if math.isinf(value) else f"is beyond +/-{FEATURE_VALUE_LIMIT:.4g}"
+            raise MlInputError(
+                f"{path}: column {name!r}, data row {row + 1}: {float(value)!r} {problem} "
+                f"({int(bad.sum())} such cell(s) in the column). XGBoost stores 32-bit floats: "
+                "replace or drop such values, leave unknown ones empty."
+            )
+
+
 def read_header(path: Path) -> list[str]:
     """The column names in the first row of `path`; fails when the file is empty or the row is data, not names."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    check_utf8(path)
+    with path.open(newline="", encoding=CSV_ENCODING) as handle:
         header = next(csv.reader(handle), [])
     names = [name.strip() for name in header]
     if not names or names == [""]:
@@ -69,6 +120,23 @@ def read_header(path: Path) -> list[str]:
     return names
 
 
+def read_csv_file(path: Path) -> pd.DataFrame:
+    """One data file as a frame: UTF-8 (a BOM is skipped), a header row of distinct names, finite numbers.
+
+    The one check of a data file, shared by the processing jobs and by `mlops run --data` before it starts.
+    """
+    names = read_header(path)
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True, encoding=CSV_ENCODING)
+    except pd.errors.ParserError as error:
+        raise MlInputError(
+            f"{path} is not a well-formed CSV: {error}. Give every row as many cells as the header."
+        ) from None
+    frame.columns = names
+    check_finite_values(frame, path)
+    return frame
+
+
 def read_csv_files(files: list[Path]) -> pd.DataFrame:
     """The rows of every file, in the first file's column order; all files must have the same columns."""
     columns = read_header(files[0])
@@ -82,9 +150,7 @@ def read_csv_files(files: list[Path]) -> pd.DataFrame:
                 f"{path} has different columns from {files[0]} (missing {missing}, extra {extra}): "
                 "every file of a data set needs the same header."
             )
-        frame = pd.read_csv(path, skipinitialspace=True)
-        frame.columns = names
-        frames.append(frame[columns])
+        frames.append(read_csv_file(path)[columns])
     return pd.concat(frames, ignore_index=True)
 
 

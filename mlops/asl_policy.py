@@ -165,12 +165,35 @@ def _catch_target_violations(resource: str, target: str | None, states: dict[str
         if target_state.get("Type") != "Fail":
             yield f"{at}a notification's Catch must go to a Fail, not to {target}"
         return
-    if target_state.get("Resource") != NOTIFY_RESOURCE:
-        yield f"{at}Catch goes to {target}, which is not a notify Task ({NOTIFY_RESOURCE})"
-        return
-    after_notify = states.get(target_state.get("Next", ""), {})
-    if after_notify.get("Type") != "Fail":
-        yield f"{at}Catch goes to {target}, which must be followed by a Fail, not {target_state.get('Next')!r}"
+    for notify in sorted(_past_explaining_states(target or "", states)):
+        notify_state = states.get(notify, {})
+        if notify_state.get("Resource") != NOTIFY_RESOURCE:
+            yield f"{at}Catch goes to {notify}, which is not a notify Task ({NOTIFY_RESOURCE})"
+            continue
+        after_notify = states.get(notify_state.get("Next", ""), {})
+        if after_notify.get("Type") != "Fail":
+            yield f"{at}Catch goes to {notify}, which must be followed by a Fail, not {notify_state.get('Next')!r}"
+
+
+def _past_explaining_states(target: str, states: dict[str, Any]) -> set[str]:
+    """The states a Catch reaches once past Pass and Choice states (which word the error for the notification)."""
+    reached: set[str] = set()
+    seen: set[str] = set()
+    pending = [target]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states.get(name, {})
+        if state.get("Type") == "Pass" and "Next" in state:
+            pending.append(state["Next"])
+        elif state.get("Type") == "Choice":
+            pending.extend(rule["Next"] for rule in state.get("Choices", []))
+            pending.extend([state["Default"]] if "Default" in state else [])
+        else:
+            reached.add(name)
+    return reached
 
 
 def _engine_violations(state: dict[str, Any], at: str) -> Iterator[str]:

@@ -24,6 +24,7 @@ from workflows.policies import (
     failure_path,
     guard,
     integration_resource,
+    notification_message,
     notify_task,
     with_partition_placeholder,
 )
@@ -45,6 +46,8 @@ ENDPOINT_CONFIG_NAME = execution_scoped_name("cfg")
 SCALABLE_RESOURCE_ID = f"endpoint/{ENDPOINT_NAME}/variant/{VARIANT_NAME}"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 MODEL_PACKAGE_ARN_TAG = "mlops:model-package-arn"
+# Where the traffic-shifting policy chosen by fleet size waits for UpdateEndpoint's DeploymentConfig.
+TRAFFIC_ROUTING = "$.deployment.traffic_routing"
 
 
 def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
@@ -53,12 +56,26 @@ def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
     deployment_failed = failure_path(
         WORKFLOW, "DeploymentFailed", "creating the model, endpoint config or endpoint failed", retry
     )
-    endpoint_failed = failure_path(WORKFLOW, "EndpointFailed", "the endpoint went to status Failed", retry)
+    endpoint_failed = failure_path(
+        WORKFLOW,
+        "EndpointFailed",
+        "the endpoint went to status Failed",
+        retry,
+        reason=("SageMaker says {}", "$.endpoint.FailureReason"),
+    )
     wait_timed_out = failure_path(
-        WORKFLOW, "EndpointWaitTimedOut", "the endpoint did not reach InService within the polls allowed", retry
+        WORKFLOW,
+        "EndpointWaitTimedOut",
+        "the endpoint did not reach InService within the polls allowed",
+        retry,
+        reason=("it is still {}", "$.endpoint.EndpointStatus"),
     )
     rolled_back = failure_path(
-        WORKFLOW, "EndpointRolledBack", "the blue/green update rolled back to the previous endpoint config", retry
+        WORKFLOW,
+        "EndpointRolledBack",
+        "the blue/green update rolled back to the previous endpoint config",
+        retry,
+        reason=("the endpoint serves endpoint config {} (a rollback alarm fired)", "$.endpoint.EndpointConfigName"),
     )
     scaling_failed = failure_path(WORKFLOW, "AutoScalingFailed", "registering endpoint auto scaling failed", retry)
     smoke_test_failed = failure_path(WORKFLOW, "SmokeTestFailed", "the endpoint failed its smoke test", retry)
@@ -95,13 +112,17 @@ def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
         parameters={
             "exists.$": f"States.ArrayContains($.existing_endpoints.Endpoints[*].EndpointName, '{ENDPOINT_NAME}')",
             "endpoint_config_name.$": ENDPOINT_CONFIG_NAME,
+            # Copied into the state: Choice rules cannot compare context paths on the local engine.
+            "instance_count.$": f"States.StringToJson('{ENDPOINT_INSTANCE_COUNT}')",
         },
         result_path="$.deployment",
     )
-    create_endpoint = guard(_endpoint_step(config, update=False), deployment_failed, retry)
-    update_endpoint = guard(_endpoint_step(config, update=True), deployment_failed, retry)
+    create_endpoint = guard(_create_endpoint_step(), deployment_failed, retry)
+    update_endpoint = guard(_update_endpoint_step(config), deployment_failed, retry)
     create_or_update = steps.Choice("CreateOrUpdateEndpoint")
-    create_or_update.add_choice(steps.ChoiceRule.BooleanEquals("$.deployment.exists", True), update_endpoint)
+    create_or_update.add_choice(
+        steps.ChoiceRule.BooleanEquals("$.deployment.exists", True), _traffic_shifting_policy(config, update_endpoint)
+    )
     create_or_update.default_choice(create_endpoint)
 
     register_target = guard(_register_scalable_target_step(config), scaling_failed, retry)
@@ -131,7 +152,16 @@ def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
         deployment_failed,
         retry,
     )
-    notify_deployed = notify_task("NotifyDeployed", WORKFLOW, "Deployed", retry, notification_failed)
+    notify_deployed = notify_task(
+        "NotifyDeployed",
+        WORKFLOW,
+        "Deployed",
+        retry,
+        notification_failed,
+        message=notification_message(
+            "deploy put model package {} on endpoint {}.", "$.ModelPackageArn", f"'{ENDPOINT_NAME}'"
+        ),
+    )
 
     steps.Chain([describe_package, create_model, create_config, find_endpoint, check_endpoint, create_or_update])
     steps.Chain([register_target, put_policy, smoke_test, tag_endpoint, notify_deployed, steps.Succeed("Deployed")])
@@ -191,34 +221,73 @@ def _endpoint_config_step(config: PipelineConfig) -> steps.EndpointConfigStep:
     return with_partition_placeholder(step)
 
 
-def _endpoint_step(config: PipelineConfig, update: bool) -> steps.EndpointStep:
+def _create_endpoint_step() -> steps.EndpointStep:
     step = steps.EndpointStep(
-        "UpdateEndpoint" if update else "CreateEndpoint",
+        "CreateEndpoint",
         endpoint_name=ENDPOINT_NAME,
         endpoint_config_name="stand-in-cfg",
-        # UpdateEndpoint takes no tags: the endpoint keeps those it was created with.
-        tags=None if update else TAG_VALUES,
-        update=update,
+        tags=TAG_VALUES,
         result_path="$.endpoint_request",
     )
-    parameters = step.fields["parameters"]
-    set_dynamic(parameters, "EndpointConfigName", ENDPOINT_CONFIG_NAME)
-    if update:
-        # SageMaker lets an auto-scaled variant change its model in place; a change of EndpointInstanceType
-        # would need the variant deregistered from Application Auto Scaling first, which this workflow does not do.
-        deploy = config.deploy
-        parameters["DeploymentConfig"] = {
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {
-                    "Type": "CANARY",
-                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": deploy.traffic_shift_canary_percent},
-                    "WaitIntervalInSeconds": deploy.canary_wait_seconds,
-                },
-                "TerminationWaitInSeconds": deploy.termination_wait_seconds,
-            },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ROLLBACK_ALARM_NAME}]},
-        }
+    set_dynamic(step.fields["parameters"], "EndpointConfigName", ENDPOINT_CONFIG_NAME)
     return with_partition_placeholder(step)
+
+
+def _traffic_shifting_policy(config: PipelineConfig, then: steps.State) -> steps.Choice:
+    """Canary on a fleet of two or more; all at once on one instance, where SageMaker refuses any canary.
+
+    A canary must be at most half the new fleet (SageMaker's TrafficRoutingConfig), which one instance cannot
+    split. Both policies keep the rollback alarm and the baking periods. Each Pass writes the routing at
+    `$.deployment.traffic_routing` for UpdateEndpoint.
+    """
+    deploy = config.deploy
+    canary = steps.Pass(
+        "UseCanaryTrafficShifting",
+        result={
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": deploy.traffic_shift_canary_percent},
+            "WaitIntervalInSeconds": deploy.canary_wait_seconds,
+        },
+        result_path=TRAFFIC_ROUTING,
+    )
+    all_at_once = steps.Pass(
+        "UseAllAtOnceTrafficShifting",
+        result={"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": deploy.canary_wait_seconds},
+        result_path=TRAFFIC_ROUTING,
+    )
+    canary.next(then)
+    all_at_once.next(then)
+    choose = steps.Choice("TrafficShiftingPolicy")
+    choose.add_choice(steps.ChoiceRule.NumericGreaterThan("$.deployment.instance_count", 1), canary)
+    choose.default_choice(all_at_once)
+    return choose
+
+
+def _update_endpoint_step(config: PipelineConfig) -> steps.Task:
+    """UpdateEndpoint through the AWS SDK integration: the optimized `sagemaker:updateEndpoint` is documented
+    with EndpointName and EndpointConfigName only, and Step Functions rejects fields an optimized integration
+    does not support, so DeploymentConfig goes through the SDK integration, which takes the whole API.
+
+    SageMaker lets an auto-scaled variant change its model in place; a change of EndpointInstanceType would need
+    the variant deregistered from Application Auto Scaling first, which this workflow does not do. UpdateEndpoint
+    takes no tags: the endpoint keeps those it was created with.
+    """
+    return aws_sdk_task(
+        "UpdateEndpoint",
+        "sagemaker:updateEndpoint",
+        {
+            "EndpointName": ENDPOINT_NAME,
+            "EndpointConfigName.$": ENDPOINT_CONFIG_NAME,
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration.$": TRAFFIC_ROUTING,
+                    "TerminationWaitInSeconds": config.deploy.termination_wait_seconds,
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ROLLBACK_ALARM_NAME}]},
+            },
+        },
+        result_path="$.endpoint_request",
+    )
 
 
 def _endpoint_wait_loop(

@@ -75,16 +75,50 @@ def retry_for(task: steps.Task, config: RetryConfig) -> steps.Retry:
 
 @dataclass(frozen=True)
 class FailurePath:
-    """A notify-failure Task followed by the named Fail it reports."""
+    """A notify-failure Task followed by the named Fail it reports; caught errors enter at `entry`."""
 
     notify: steps.Task
     fail: steps.Fail
+    entry: steps.State
+
+
+# Where a caught error's name is (Catch ResultPath); its Cause can be a job's whole Describe* output, with ARNs,
+# subnet ids and the KMS key, so it stays in the execution history and out of the message.
+CAUGHT_ERROR_NAME = "$.error.Error"
+# Where a failure path of SageMaker jobs writes its one-line reason for the notification.
+FAILURE_RESULT = "$.failure"
+
+
+def format_literal(text: str) -> str:
+    """`text` as a string literal inside an intrinsic function call: `'`, `{`, `}` and `\\` escaped as ASL requires."""
+    for special in ("\\", "'", "{", "}"):
+        text = text.replace(special, "\\" + special)
+    return text
+
+
+def notification_message(template: str, *paths: str) -> str:
+    """A `States.Format` call: `template` with one `{}` per path (or quoted literal), then the execution's ARN.
+
+    The execution's ARN is what the console and `DescribeExecution` take: its history holds every input,
+    result and error in full, so the message itself stays short and free of infrastructure identifiers.
+    """
+    parts = template.split("{}")
+    if len(parts) != len(paths) + 1:
+        raise ValueError(f"template {template!r} has {len(parts) - 1} placeholders for {len(paths)} paths")
+    escaped = "{}".join(format_literal(part) for part in parts)
+    arguments = ", ".join([*paths, "$$.Execution.Id"])
+    return f"States.Format('{escaped} Execution (details in its history): {{}}', {arguments})"
 
 
 def notify_task(
-    state_id: str, workflow: str, outcome: str, config: RetryConfig, on_error: steps.Fail
+    state_id: str,
+    workflow: str,
+    outcome: str,
+    config: RetryConfig,
+    on_error: steps.Fail,
+    message: str,
 ) -> steps.SnsPublishStep:
-    """Publishes the workflow's outcome and its whole state (inputs, results, error) to the stack's topic.
+    """Publishes the workflow's outcome to the stack's topic: `message` (see `notification_message`).
 
     A notification that cannot be sent goes straight to `on_error`: there is nobody left to notify.
     """
@@ -93,7 +127,7 @@ def notify_task(
         parameters={
             "TopicArn": NOTIFICATION_TOPIC_ARN,
             "Subject": f"{workflow}: {outcome}",
-            "Message.$": "States.JsonToString($)",
+            "Message.$": message,
         },
         result_path="$.notification",
         timeout_seconds=API_CALL_TIMEOUT_SECONDS,
@@ -104,18 +138,80 @@ def notify_task(
     return task
 
 
-def failure_path(workflow: str, fail_name: str, cause: str, config: RetryConfig) -> FailurePath:
-    """`Notify<fail_name>` → Fail `<fail_name>`, the end of every caught error of one phase."""
+def failure_path(
+    workflow: str,
+    fail_name: str,
+    cause: str,
+    config: RetryConfig,
+    reason: tuple[str, str] = ("error {}", CAUGHT_ERROR_NAME),
+    sagemaker_jobs: bool = False,
+) -> FailurePath:
+    """`Notify<fail_name>` → Fail `<fail_name>`, the end of every caught error of one phase.
+
+    The message says what failed (`fail_name`, `cause`), why (`reason`: a template with one `{}` and the path
+    filling it; by default the caught error's name) and which execution. With `sagemaker_jobs` (a phase of
+    `.sync` jobs) the reason is the job's own FailureReason where the error carries one (`job_failure_reason`).
+    """
     fail = steps.Fail(fail_name, error=fail_name, cause=cause)
-    notify = notify_task(f"Notify{fail_name}", workflow, fail_name, config, on_error=fail)
+    if sagemaker_jobs:
+        reason = ("{}", f"{FAILURE_RESULT}.reason")
+    template, reason_path = reason
+    message = notification_message(f"{workflow} failed at {fail_name}: {cause}. Why: {template}.", reason_path)
+    notify = notify_task(f"Notify{fail_name}", workflow, fail_name, config, on_error=fail, message=message)
     notify.next(fail)
-    return FailurePath(notify=notify, fail=fail)
+    entry = job_failure_reason(fail_name, then=notify) if sagemaker_jobs else notify
+    return FailurePath(notify=notify, fail=fail, entry=entry)
+
+
+def job_failure_reason(fail_name: str, then: steps.State) -> steps.Choice:
+    """States writing at FAILURE_RESULT.reason the caught error's name and, for a failed `.sync` job, its FailureReason.
+
+    A `.sync` job that ends Failed raises States.TaskFailed with the job's Describe* output as a JSON Cause:
+    its FailureReason (the script's own one-line error) is picked out, and the rest (ARNs, subnets, the KMS key)
+    stays in the history. Any other error (throttling after retries, a timeout) has a text Cause: only its name
+    is used. A Describe* without FailureReason (a stopped job) reads "no FailureReason".
+    """
+    job_failed = steps.ChoiceRule.And(
+        [
+            steps.ChoiceRule.StringEquals(CAUGHT_ERROR_NAME, "States.TaskFailed"),
+            steps.ChoiceRule.StringMatches("$.error.Cause", "{*}"),
+        ]
+    )
+    described = steps.Pass(
+        f"Describe{fail_name}Job",
+        parameters={"defaults": {"FailureReason": "no FailureReason"}, "job.$": "States.StringToJson($.error.Cause)"},
+        result_path=FAILURE_RESULT,
+    )
+    # The default sits in the state rather than in a literal: the local engine keeps the `\\{` escapes of one.
+    merged = steps.Pass(
+        f"Merge{fail_name}JobDefaults",
+        parameters={"job.$": f"States.JsonMerge({FAILURE_RESULT}.defaults, {FAILURE_RESULT}.job, false)"},
+        result_path=FAILURE_RESULT,
+    )
+    from_job = steps.Pass(
+        f"Explain{fail_name}FromJob",
+        parameters={
+            "reason.$": f"States.Format('{{}}: {{}}', {CAUGHT_ERROR_NAME}, {FAILURE_RESULT}.job.FailureReason)"
+        },
+        result_path=FAILURE_RESULT,
+    )
+    from_error = steps.Pass(
+        f"Explain{fail_name}FromError",
+        parameters={"reason.$": f"States.Format('error {{}}', {CAUGHT_ERROR_NAME})"},
+        result_path=FAILURE_RESULT,
+    )
+    steps.Chain([described, merged, from_job, then])
+    from_error.next(then)
+    choose = steps.Choice(f"Explain{fail_name}")
+    choose.add_choice(job_failed, described)
+    choose.default_choice(from_error)
+    return choose
 
 
 def guard(task: steps.Task, failure: FailurePath, config: RetryConfig) -> steps.Task:
     """Retries the task's transient errors, then sends any error, kept at `$.error`, down `failure`."""
     task.add_retry(retry_for(task, config))
-    task.add_catch(steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=failure.notify))
+    task.add_catch(steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=failure.entry))
     return task
 
 

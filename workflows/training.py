@@ -38,7 +38,9 @@ from workflows.policies import (
     FailurePath,
     aws_sdk_task,
     failure_path,
+    format_literal,
     guard,
+    notification_message,
     notify_task,
     with_partition_placeholder,
 )
@@ -80,6 +82,9 @@ BASELINE_STATISTICS_URI = run_uri("preprocess/baseline/statistics.json")
 BASELINE_CONSTRAINTS_URI = run_uri("preprocess/baseline/constraints.json")
 # Stand-in S3 URIs the SDK needs to build a request; each is then replaced by a per-execution `S3Uri.$`.
 _STAND_IN_URI = f"s3://{ARTIFACT_BUCKET}/runs/"
+# Why the quality gate failed, one sentence: the Fail state's CausePath and the notification's reason.
+QUALITY_GATE_RESULT = "$.quality_gate"
+QUALITY_GATE_REASON = f"{QUALITY_GATE_RESULT}.reason"
 
 
 def processing_entrypoint(script: str) -> list[str]:
@@ -109,11 +114,21 @@ def training_hyperparameters(config: PipelineConfig) -> dict[str, Any]:
 def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     """The `training` state machine as an ASL dict, with `${Placeholders}` for everything per account."""
     retry = config.retry
-    preprocessing_failed = failure_path(WORKFLOW, "PreprocessingFailed", "preprocessing the new data failed", retry)
-    training_failed = failure_path(WORKFLOW, "TrainingFailed", "training or tuning the model failed", retry)
-    evaluation_failed = failure_path(WORKFLOW, "EvaluationFailed", "evaluating the candidate model failed", retry)
+    preprocessing_failed = failure_path(
+        WORKFLOW, "PreprocessingFailed", "preprocessing the new data failed", retry, sagemaker_jobs=True
+    )
+    training_failed = failure_path(
+        WORKFLOW, "TrainingFailed", "training or tuning the model failed", retry, sagemaker_jobs=True
+    )
+    evaluation_failed = failure_path(
+        WORKFLOW, "EvaluationFailed", "evaluating the candidate model failed", retry, sagemaker_jobs=True
+    )
     gate_failed = failure_path(
-        WORKFLOW, "QualityGateFailed", "the candidate model did not pass the quality gate", retry
+        WORKFLOW,
+        "QualityGateFailed",
+        "the candidate model did not pass the quality gate",
+        retry,
+        reason=("{}", QUALITY_GATE_REASON),
     )
     registration_failed = failure_path(WORKFLOW, "RegistrationFailed", "registering the model package failed", retry)
     notification_failed = steps.Fail(
@@ -136,7 +151,19 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     evaluate = guard(_evaluate_step(config), evaluation_failed, retry)
     report = guard(_evaluation_report_step(config), evaluation_failed, retry)
     register = guard(_register_step(config), registration_failed, retry)
-    notify_registered = notify_task("NotifyModelRegistered", WORKFLOW, "ModelRegistered", retry, notification_failed)
+    notify_registered = notify_task(
+        "NotifyModelRegistered",
+        WORKFLOW,
+        "ModelRegistered",
+        retry,
+        notification_failed,
+        message=notification_message(
+            "training registered model package {} with {} = {}.",
+            "$.model_package.ModelPackageArn",
+            "$.report.Payload.metric_name",
+            "$.report.Payload.metric_value",
+        ),
+    )
     registered = steps.Succeed("ModelRegistered")
 
     tune_or_train = steps.Choice("TuneOrTrain")
@@ -151,7 +178,12 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     steps.Chain([apply_defaults, merge_defaults, preprocess, tune_or_train])
     steps.Chain([evaluate, report, gate])
     steps.Chain([register, notify_registered, registered])
-    return steps.Graph(apply_defaults, comment=_comment(config)).to_dict()
+    definition: dict[str, Any] = steps.Graph(apply_defaults, comment=_comment(config)).to_dict()
+    # The SDK's Fail takes only a literal Cause; the gate's names the metric, its value, threshold and champion.
+    gate_fail = definition["States"][gate_failed.fail.state_id]
+    del gate_fail["Cause"]
+    gate_fail["CausePath"] = QUALITY_GATE_REASON
+    return definition
 
 
 def _comment(config: PipelineConfig) -> str:
@@ -455,8 +487,42 @@ def _quality_gate(config: PipelineConfig, passed: steps.State, failed: FailurePa
         rules.append(steps.ChoiceRule.BooleanEquals("$.report.Payload.beats_champion", True))
     choice = steps.Choice("QualityGate")
     choice.add_choice(steps.ChoiceRule.And(rules), passed)
-    choice.default_choice(failed.notify)
+    choice.default_choice(_explain_gate_failure(config, failed.notify))
     return choice
+
+
+def _explain_gate_failure(config: PipelineConfig, then: steps.State) -> steps.Choice:
+    """Pass states writing at QUALITY_GATE_REASON why the gate failed: metric, value, threshold, champion's value.
+
+    Two of them because States.Format prints a missing champion as `null`; a Choice picks the sentence instead.
+    """
+    gate = config.quality_gate
+    report = "$.report.Payload"
+    rule = f"the gate needs >= {gate.threshold}"
+    if gate.must_beat_champion:
+        rule += f" and at most {gate.champion_tolerance} below the champion"
+    no_champion = steps.Pass(
+        "ExplainGateWithoutChampion",
+        parameters={
+            "reason.$": f"States.Format('{{}} = {{}}; {format_literal(rule)} (no champion yet)', "
+            f"{report}.metric_name, {report}.metric_value)"
+        },
+        result_path=QUALITY_GATE_RESULT,
+    )
+    with_champion = steps.Pass(
+        "ExplainGateAgainstChampion",
+        parameters={
+            "reason.$": f"States.Format('{{}} = {{}}; {format_literal(rule)}, whose value is {{}}', "
+            f"{report}.metric_name, {report}.metric_value, {report}.champion_value)"
+        },
+        result_path=QUALITY_GATE_RESULT,
+    )
+    no_champion.next(then)
+    with_champion.next(then)
+    explain = steps.Choice("ExplainQualityGateFailure")
+    explain.add_choice(steps.ChoiceRule.IsNull(f"{report}.champion_value", True), no_champion)
+    explain.default_choice(with_champion)
+    return explain
 
 
 def _register_step(config: PipelineConfig) -> steps.Task:

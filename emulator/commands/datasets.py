@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import csv
+import functools
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
 DEFAULT_LABEL_COLUMN = "target"
 DEFAULT_DATASET_FILE = "breast_cancer.csv"
+# The code the processing jobs run: its data-file check is the one `mlops run --data` applies before starting.
+ML_DIR = Path(__file__).resolve().parents[1] / "ml"
 # How many bad values an error quotes: enough to see the pattern, short enough to read.
 _EXAMPLES_SHOWN = 3
 
@@ -43,18 +47,11 @@ def load_user_dataset(path: Path, label_column: str) -> Dataset:
     """Checks a user's CSV: it exists, has a header, holds `label_column` and only numeric features."""
     if not path.is_file():
         raise DatasetError(f"data file not found: {path}. Pass an existing CSV with --data.")
-    first_row = _first_row(path)
-    if not first_row:
-        raise DatasetError(f"{path} is empty: it needs a header row and at least one data row.")
-    if all(_is_number(cell) for cell in first_row):
-        raise DatasetError(
-            f"{path} has no header: its first row is all numbers ({', '.join(first_row[:_EXAMPLES_SHOWN])}, ...). "
-            "Add a header row naming the columns, one of them the label."
-        )
+    mlcore = _ml_core()
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path} is not a readable CSV: {exc}") from exc
+        frame = mlcore.read_csv_file(path)
+    except mlcore.MlInputError as exc:
+        raise DatasetError(str(exc)) from exc
     if label_column not in frame.columns:
         raise DatasetError(
             f"label column {label_column!r} is not in {path}; its columns are: {', '.join(map(str, frame.columns))}. "
@@ -67,17 +64,15 @@ def load_user_dataset(path: Path, label_column: str) -> Dataset:
     return _describe(path, frame, label_column)
 
 
-def _first_row(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        return next(csv.reader(handle), [])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+@functools.cache
+def _ml_core() -> ModuleType:
+    """ml/mlcore.py, loaded from its file: ml/ is the containers' code folder, not a package of the project."""
+    spec = importlib.util.spec_from_file_location("mlcore", ML_DIR / "mlcore.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {ML_DIR / 'mlcore.py'}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _check_numeric_features(path: Path, frame: pd.DataFrame, label_column: str) -> None:
@@ -126,7 +121,9 @@ def with_pipeline_label(dataset: Dataset, pipeline_label: str, directory: Path) 
             f"{dataset.path}: the pipeline's label column is {pipeline_label!r} (pipeline.toml [model] label_column) "
             f"but that name is a feature column here while the label is {dataset.label_column!r}. Rename one of them."
         )
-    frame = pd.read_csv(dataset.path).rename(columns={dataset.label_column: pipeline_label})
+    frame = pd.read_csv(dataset.path, skipinitialspace=True, encoding=_ml_core().CSV_ENCODING).rename(
+        columns={dataset.label_column: pipeline_label}
+    )
     directory.mkdir(parents=True, exist_ok=True)
     staged = directory / dataset.path.name
     frame.to_csv(staged, index=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 
+from emulator.sagemaker_local.deployment_config import check_deployment_config
 from emulator.sagemaker_local.errors import SageMakerError, not_found, validation_error
 from emulator.sagemaker_local.model_server import ModelServer, ModelServerError
 from emulator.sagemaker_local.store import EndpointState, SageMakerStore, paginate, sort_summaries
@@ -205,6 +206,7 @@ class HostingAPIs(SageMakerStore):
     def _op_UpdateEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._endpoint(params["EndpointName"])
         config = copy.deepcopy(self._endpoint_config(params.get("EndpointConfigName", "")))
+        check_deployment_config(params.get("DeploymentConfig"), config)
         with self._lock:
             if endpoint.description["EndpointStatus"] != "InService":
                 raise validation_error(

@@ -21,7 +21,7 @@ from typing import Any
 from emulator.clock import Clock
 from emulator.sagemaker_local.containers import ContainerProcess, failure_reason, rewrite_container_paths
 from emulator.sagemaker_local.model_server import ModelServer
-from emulator.sagemaker_local.s3io import S3Stager, extract_tarball, tar_directory
+from emulator.sagemaker_local.s3io import S3Stager, extract_tarball, inside_destination, tar_directory
 
 CURRENT_HOST = "algo-1"
 UpdateRecord = Callable[..., None]
@@ -130,7 +130,9 @@ class JobRunner:
                 raise JobSetupError(f"sagemaker_submit_directory {submit_directory} holds no .tar.gz")
             extract_tarball(downloaded, code_dir)
             return
-        local = Path(rewrite_container_paths(submit_directory, root))
+        local = inside_destination(
+            root, Path(rewrite_container_paths(submit_directory, root)), "sagemaker_submit_directory"
+        )
         if local.is_file():
             extract_tarball(local, code_dir)
         elif local.is_dir():
@@ -202,7 +204,10 @@ class TrainingRunner(JobRunner):
         checkpoint_dir = None
         checkpoint = description.get("CheckpointConfig")
         if checkpoint:
-            checkpoint_dir = Path(rewrite_container_paths(checkpoint.get("LocalPath") or "/opt/ml/checkpoints", root))
+            local_path = checkpoint.get("LocalPath") or "/opt/ml/checkpoints"
+            checkpoint_dir = inside_destination(
+                root, Path(rewrite_container_paths(local_path, root)), "CheckpointConfig"
+            )
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             # A first run has no checkpoints yet; a resumed spot run finds the last ones here.
             with contextlib.suppress(FileNotFoundError):
@@ -356,13 +361,18 @@ class ProcessingRunner(JobRunner):
             s3_input = processing_input.get("S3Input")
             if s3_input is None:
                 raise JobSetupError(f"ProcessingInput {processing_input.get('InputName')!r}: only S3Input runs locally")
-            local_path = Path(rewrite_container_paths(s3_input["LocalPath"], root))
+            local_path = inside_destination(
+                root, Path(rewrite_container_paths(s3_input["LocalPath"], root)), f"LocalPath {s3_input['LocalPath']!r}"
+            )
             try:
                 self.stager.download(s3_input["S3Uri"], local_path)
             except FileNotFoundError as error:
                 raise JobSetupError(f"ProcessingInput {processing_input.get('InputName')!r}: {error}") from error
         for output in description.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            Path(rewrite_container_paths(output["S3Output"]["LocalPath"], root)).mkdir(parents=True, exist_ok=True)
+            local = output["S3Output"]["LocalPath"]
+            inside_destination(root, Path(rewrite_container_paths(local, root)), f"LocalPath {local!r}").mkdir(
+                parents=True, exist_ok=True
+            )
         app = description["AppSpecification"]
         entrypoint = app.get("ContainerEntrypoint")
         if not entrypoint:
@@ -386,7 +396,8 @@ class ProcessingRunner(JobRunner):
         kms_key = output_config.get("KmsKeyId") or None
         for output in output_config.get("Outputs", []):
             s3_output = output["S3Output"]
-            local_path = Path(rewrite_container_paths(s3_output["LocalPath"], root))
+            local = s3_output["LocalPath"]
+            local_path = inside_destination(root, Path(rewrite_container_paths(local, root)), f"LocalPath {local!r}")
             self.stager.upload_directory(local_path, s3_output["S3Uri"], kms_key)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import shutil
 import tarfile
 from pathlib import Path
@@ -13,6 +14,23 @@ import boto3
 # boto3's managed transfers start a thread pool per call (several milliseconds each, a dozen times per
 # training execution). Larger uploads keep them, for multipart. The threshold is boto3's own default.
 _SINGLE_REQUEST_MAX_BYTES = 8 * 1024 * 1024
+
+
+class StagingRefused(ValueError):
+    """A staging target resolves outside its destination: the job fails with this as its reason, as a ClientError."""
+
+
+def inside_destination(destination: Path, target: Path, what: str) -> Path:
+    """`target`, once it is certain to stay inside `destination` after `..`, absolute parts and symlinks resolve.
+
+    Every path the twin writes a job's data to, reads its outputs from or extracts an archive member to goes
+    through here: an S3 key, a container path or a tar member must never reach the rest of the machine.
+    """
+    base = destination.resolve()
+    resolved = target.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise StagingRefused(f"{what} resolves to {resolved}, outside {base}: refused")
+    return target
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -44,7 +62,7 @@ class S3Stager:
             # SageMaker matches an S3 prefix literally: the part after it is the file's relative path, and
             # a URI naming one object yields that object under its own name.
             relative = Path(object_key).name if object_key == key else object_key[len(key) :].lstrip("/")
-            target = destination / relative
+            target = inside_destination(destination, destination / relative, f"S3 object s3://{bucket}/{object_key}")
             target.parent.mkdir(parents=True, exist_ok=True)
             body = self._client.get_object(Bucket=bucket, Key=object_key)["Body"]
             with target.open("wb") as local_file:
@@ -59,7 +77,12 @@ class S3Stager:
         bucket, key = split_s3_uri(uri)
         prefix = key.rstrip("/")
         uploaded = []
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        # Every file is checked before the first upload, so a refused output leaves no partial upload behind.
+        files = [
+            inside_destination(source, path, f"output file {path.relative_to(source).as_posix()}")
+            for path in sorted(p for p in source.rglob("*") if p.is_file())
+        ]
+        for path in files:
             object_key = (
                 f"{prefix}/{path.relative_to(source).as_posix()}" if prefix else path.relative_to(source).as_posix()
             )
@@ -92,8 +115,25 @@ def tar_directory(source: Path, archive: Path) -> Path:
 
 
 def extract_tarball(archive: Path, destination: Path) -> Path:
-    """Extract a job's own tarball (model or sourcedir) into `destination`, refusing paths that escape it."""
+    """Extract a job's own tarball (model or sourcedir) into `destination`, refusing members and links that escape it.
+
+    Nothing is extracted unless every member passes: a refused archive leaves no partial copy behind.
+    """
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:*") as tar:
-        tar.extractall(destination, filter="data")
+        for member in tar.getmembers():
+            what = f"member {member.name!r} of {archive.name}"
+            inside_destination(destination, destination / member.name, what)
+            if member.issym():
+                link_target = posixpath.join(posixpath.dirname(member.name), member.linkname)
+                inside_destination(destination, destination / link_target, f"{what} (a link to {member.linkname!r})")
+            elif member.islnk():
+                inside_destination(
+                    destination, destination / member.linkname, f"{what} (a link to {member.linkname!r})"
+                )
+        try:
+            # The data filter stays as a second guard (device files, permissions) in case a member slips through.
+            tar.extractall(destination, filter="data")
+        except tarfile.TarError as error:
+            raise StagingRefused(f"{archive.name}: {error}") from error
     return destination

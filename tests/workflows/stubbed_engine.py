@@ -41,6 +41,7 @@ class StubbedRun:
     visited: list[str]
     # The request each stubbed Task evaluated, also on runs that end in a Fail (which have no output).
     requests: dict[str, Any]
+    cause: str | None = None
 
 
 def stub_tasks(definition: dict[str, Any], results: dict[str, Any], failing: Collection[str] = ()) -> dict[str, Any]:
@@ -117,4 +118,5 @@ def run_stubbed(
         output=output,
         visited=visited,
         requests=requests,
+        cause=description.get("cause"),
     )

@@ -22,7 +22,9 @@ def test_deploy_creates_model_and_config_then_chooses_create_or_update(deploy_de
         "CreateOrUpdateEndpoint",
     ]
     choice = deploy_definition["States"]["CreateOrUpdateEndpoint"]
-    assert choice["Choices"] == [{"Variable": "$.deployment.exists", "BooleanEquals": True, "Next": "UpdateEndpoint"}]
+    assert choice["Choices"] == [
+        {"Variable": "$.deployment.exists", "BooleanEquals": True, "Next": "TrafficShiftingPolicy"}
+    ]
     assert choice["Default"] == "CreateEndpoint"
     exists = deploy_definition["States"]["CheckEndpointExists"]["Parameters"]["exists.$"]
     assert exists == "States.ArrayContains($.existing_endpoints.Endpoints[*].EndpointName, '${EndpointName}')"
@@ -118,10 +120,15 @@ def test_update_is_blue_green_with_canary_and_rollback_alarm_from_config(config_
     definition = build_deploy_definition(
         config_with(deploy={"traffic_shift_canary_percent": 25, "canary_wait_seconds": 120})
     )
-    parameters = definition["States"]["UpdateEndpoint"]["Parameters"]
+    states = definition["States"]
+    # The AWS SDK integration: the optimized sagemaker:updateEndpoint documents no DeploymentConfig.
+    assert states["UpdateEndpoint"]["Resource"] == "arn:${Partition}:states:::aws-sdk:sagemaker:updateEndpoint"
+    parameters = states["UpdateEndpoint"]["Parameters"]
     assert parameters["EndpointName"] == "${EndpointName}"
     policy = parameters["DeploymentConfig"]["BlueGreenUpdatePolicy"]
-    assert policy["TrafficRoutingConfiguration"] == {
+    assert policy["TrafficRoutingConfiguration.$"] == "$.deployment.traffic_routing"
+    assert states["UseCanaryTrafficShifting"]["ResultPath"] == "$.deployment.traffic_routing"
+    assert states["UseCanaryTrafficShifting"]["Result"] == {
         "Type": "CANARY",
         "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
         "WaitIntervalInSeconds": 120,
@@ -200,3 +207,24 @@ def test_each_deploy_task_error_ends_in_its_named_fail(deploy_definition: dict[s
     assert catcher["ResultPath"] == "$.error"
     target = catcher["Next"]
     assert path_from(deploy_definition, target)[-1] == fail
+
+
+def test_one_instance_updates_all_at_once_with_the_same_alarm_and_baking_periods(
+    deploy_definition: dict[str, Any], config: PipelineConfig
+) -> None:
+    # SageMaker refuses a canary larger than half the fleet, and one instance cannot be split.
+    states = deploy_definition["States"]
+    count = states["CheckEndpointExists"]["Parameters"]["instance_count.$"]
+    assert count == "States.StringToJson('${EndpointInstanceCount}')"
+    policy = states["TrafficShiftingPolicy"]
+    assert policy["Choices"] == [
+        {"Variable": "$.deployment.instance_count", "NumericGreaterThan": 1, "Next": "UseCanaryTrafficShifting"}
+    ]
+    assert policy["Default"] == "UseAllAtOnceTrafficShifting"
+    assert states["UseAllAtOnceTrafficShifting"]["Result"] == {
+        "Type": "ALL_AT_ONCE",
+        "WaitIntervalInSeconds": config.deploy.canary_wait_seconds,
+    }
+    assert states["UseAllAtOnceTrafficShifting"]["ResultPath"] == "$.deployment.traffic_routing"
+    assert states["UseAllAtOnceTrafficShifting"]["Next"] == states["UseCanaryTrafficShifting"]["Next"]
+    assert states["UseCanaryTrafficShifting"]["Next"] == "UpdateEndpoint"

@@ -50,7 +50,7 @@ def test_training_and_both_tuning_paths_meet_at_evaluate(training_definition: di
 
 def test_passing_the_gate_registers_then_notifies_then_succeeds(training_definition: dict[str, Any]) -> None:
     states = training_definition["States"]
-    assert choice_targets(states["QualityGate"]) == ["RegisterModelPackage", "NotifyQualityGateFailed"]
+    assert choice_targets(states["QualityGate"]) == ["RegisterModelPackage", "ExplainQualityGateFailure"]
     assert path_from(training_definition, "RegisterModelPackage") == [
         "RegisterModelPackage",
         "NotifyModelRegistered",
@@ -60,10 +60,22 @@ def test_passing_the_gate_registers_then_notifies_then_succeeds(training_definit
 
 
 def test_failing_the_gate_notifies_then_fails_as_quality_gate_failed(training_definition: dict[str, Any]) -> None:
-    assert path_from(training_definition, "NotifyQualityGateFailed") == ["NotifyQualityGateFailed", "QualityGateFailed"]
-    assert training_definition["States"]["QualityGateFailed"] == {
+    states = training_definition["States"]
+    assert choice_targets(states["ExplainQualityGateFailure"]) == [
+        "ExplainGateWithoutChampion",
+        "ExplainGateAgainstChampion",
+    ]
+    for explain in ("ExplainGateWithoutChampion", "ExplainGateAgainstChampion"):
+        assert path_from(training_definition, explain) == [explain, "NotifyQualityGateFailed", "QualityGateFailed"]
+        assert states[explain]["ResultPath"] == "$.quality_gate"
+    assert states["ExplainGateAgainstChampion"]["Parameters"]["reason.$"] == (
+        "States.Format('{} = {}; the gate needs >= 0.9 and at most 0.0 below the champion, whose value is {}', "
+        "$.report.Payload.metric_name, $.report.Payload.metric_value, $.report.Payload.champion_value)"
+    )
+    # The Fail's cause is that sentence: metric, value, threshold and the champion's value.
+    assert states["QualityGateFailed"] == {
         "Error": "QualityGateFailed",
-        "Cause": "the candidate model did not pass the quality gate",
+        "CausePath": "$.quality_gate.reason",
         "Type": "Fail",
     }
 
@@ -85,7 +97,14 @@ def test_each_task_error_is_caught_notified_and_ends_in_its_named_fail(
     training_definition: dict[str, Any], task: str, fail: str
 ) -> None:
     [catcher] = training_definition["States"][task]["Catch"]
-    assert catcher == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": f"Notify{fail}"}
+    # Phases of SageMaker jobs first word the job's FailureReason for the notification.
+    explained = fail in ("PreprocessingFailed", "TrainingFailed", "EvaluationFailed")
+    entry = f"Explain{fail}" if explained else f"Notify{fail}"
+    assert catcher == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": entry}
+    if explained:
+        assert choice_targets(training_definition["States"][entry]) == [f"Describe{fail}Job", f"{entry}FromError"]
+        assert path_from(training_definition, f"Describe{fail}Job")[-2:] == [f"Notify{fail}", fail]
+        assert path_from(training_definition, f"{entry}FromError") == [f"{entry}FromError", f"Notify{fail}", fail]
     assert path_from(training_definition, f"Notify{fail}") == [f"Notify{fail}", fail]
 
 

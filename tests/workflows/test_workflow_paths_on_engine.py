@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import pytest
@@ -27,7 +26,12 @@ def _training_results(metric_value: float, beats_champion: bool = True) -> dict[
         "TuneWithWarmStart": {"BestTrainingJob": {"TrainingJobName": "best-job"}},
         "DescribeBestTrainingJob": {**trained, "TrainingJobName": "best-job"},
         "EvaluationReport": {
-            "Payload": {"metric_name": "auc", "metric_value": metric_value, "beats_champion": beats_champion}
+            "Payload": {
+                "metric_name": "auc",
+                "metric_value": metric_value,
+                "champion_value": None if beats_champion else 0.995,
+                "beats_champion": beats_champion,
+            }
         },
         "RegisterModelPackage": {"ModelPackageArn": PACKAGE_ARN},
     }
@@ -78,18 +82,42 @@ def test_training_input_defaults_fill_what_the_input_leaves_out(training_definit
 
 
 @pytest.mark.parametrize(
-    ("metric_value", "beats_champion"), [(0.5, True), (0.99, False)], ids=["below threshold", "worse than champion"]
+    ("metric_value", "beats_champion", "explain", "reason"),
+    [
+        (0.5, True, "ExplainGateWithoutChampion", "auc = 0.5; the gate needs >= 0.9"),
+        (0.99, False, "ExplainGateAgainstChampion", "auc = 0.99; the gate needs >= 0.9"),
+    ],
+    ids=["below threshold", "worse than champion"],
 )
 def test_training_that_fails_the_gate_notifies_and_fails_without_registering(
-    training_definition: dict[str, Any], metric_value: float, beats_champion: bool
+    training_definition: dict[str, Any],
+    config: Any,
+    metric_value: float,
+    beats_champion: bool,
+    explain: str,
+    reason: str,
 ) -> None:
     run = run_stubbed(
         training_definition, _training_results(metric_value, beats_champion), {"data_uri": DATA_URI}, EXECUTION
     )
     assert run.status == "FAILED"
     assert run.error == "QualityGateFailed"
-    assert run.visited[-3:] == ["QualityGate", "NotifyQualityGateFailed", "QualityGateFailed"]
+    assert run.visited[-5:] == [
+        "QualityGate",
+        "ExplainQualityGateFailure",
+        explain,
+        "NotifyQualityGateFailed",
+        "QualityGateFailed",
+    ]
     assert "RegisterModelPackage" not in run.visited
+    # The cause and the notification name the metric, its value, the threshold and the champion's value.
+    assert config.quality_gate.threshold == 0.9
+    assert run.cause is not None
+    assert run.cause.startswith(reason)
+    assert ("whose value is 0.995" in run.cause) is not beats_champion
+    assert ("no champion yet" in run.cause) is beats_champion
+    message = run.requests["NotifyQualityGateFailed"]["Message"]
+    assert f"Why: {run.cause}." in message
 
 
 def test_tuning_with_warm_start_uses_the_parent_job_and_evaluates_the_best_job(
@@ -131,6 +159,11 @@ def _deploy_results(existing: list[str], status: str, config_name: str) -> dict[
             "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}",
             "EndpointStatus": status,
             "EndpointConfigName": config_name,
+            **(
+                {"FailureReason": "the model container did not pass the ping health check"}
+                if status == "Failed"
+                else {}
+            ),
         },
     }
 
@@ -221,11 +254,16 @@ def test_a_failing_training_task_is_notified_with_its_error_then_fails_by_name(
     run = run_stubbed(training_definition, _training_results(0.97), execution_input, EXECUTION, failing=[task])
     assert run.status == "FAILED"
     assert run.error == fail
-    assert run.visited[-3:] == [task, f"Notify{fail}", fail]
-    # The notification carries the execution's state, with the caught error at $.error.
+    explained = [f"Explain{fail}", f"Explain{fail}FromError"] if fail != "RegistrationFailed" else []
+    assert run.visited[-3 - len(explained) :] == [task, *explained, f"Notify{fail}", fail]
+    # A short message: what failed, the caught error's name, the execution; no state, so no ARNs of resources.
     notification = run.requests[f"Notify{fail}"]
     assert notification["Subject"] == f"training: {fail}"
-    assert json.loads(notification["Message"])["error"]["Error"] == "sqs.QueueDoesNotExistException"
+    assert notification["Message"] == (
+        f"training failed at {fail}: {training_definition['States'][fail]['Cause']}. "
+        "Why: error sqs.QueueDoesNotExistException. "
+        f"Execution (details in its history): arn:aws:states:us-east-1:123456789012:execution:stubbed:{EXECUTION}"
+    )
 
 
 def test_a_failing_success_notification_fails_the_training_as_notification_failed(
@@ -241,7 +279,13 @@ def test_a_failing_failure_notification_still_ends_in_the_named_fail(training_de
         training_definition, _training_results(0.97), {}, EXECUTION, failing=["Train", "NotifyTrainingFailed"]
     )
     assert run.error == "TrainingFailed"
-    assert run.visited[-3:] == ["Train", "NotifyTrainingFailed", "TrainingFailed"]
+    assert run.visited[-5:] == [
+        "Train",
+        "ExplainTrainingFailed",
+        "ExplainTrainingFailedFromError",
+        "NotifyTrainingFailed",
+        "TrainingFailed",
+    ]
 
 
 DEPLOY_FAILURES = [
