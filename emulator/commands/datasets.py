@@ -10,10 +10,10 @@ from types import ModuleType
 
 import pandas as pd
 
+from contract.project import ML_DIR
+
 DEFAULT_LABEL_COLUMN = "target"
 DEFAULT_DATASET_FILE = "breast_cancer.csv"
-# The code the processing jobs run: its data-file check is the one `mlops run --data` applies before starting.
-ML_DIR = Path(__file__).resolve().parents[1] / "ml"
 # How many bad values an error quotes: enough to see the pattern, short enough to read.
 _EXAMPLES_SHOWN = 3
 
