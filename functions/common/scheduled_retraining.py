@@ -87,18 +87,15 @@ def start_scheduled_training(
     execution_input = training_input(settings.training_data_uri, "schedule", firing.detail(), objects=[])
     started = start_training(sfn_client, lease, settings.training_state_machine_arn, name, execution_input, now)
 
-    def decided(action: ScheduleAction, reason: str) -> ScheduleDecision:
-        return ScheduleDecision(action, reason, firing.key, started.execution_name, started.execution_arn)
-
     if started.exists:
-        return decided("started", f"scheduled retraining: {started.reason}")
+        reason = f"scheduled retraining: {started.reason}"
+        return ScheduleDecision("started", reason, firing.key, started.execution_name, started.execution_arn)
+    # A skip or a rejection names no execution: none of that name exists; the reason names the one that runs.
     if started.status == "busy":
-        return decided(
-            "skipped_running",
-            f"{started.reason}; it trains on the same data, so this firing is skipped and the next one runs as usual",
-        )
+        reason = f"{started.reason}; it trains on the same data: this firing is skipped, the next one runs as usual"
+        return ScheduleDecision("skipped_running", reason, firing.key)
     if started.status == "failed" and not started.retryable:
-        return decided("rejected", started.reason)
+        return ScheduleDecision("rejected", started.reason, firing.key)
     # `failed` but retryable, or `unknown`: raised so Lambda retries the invocation, which resolves it.
     raise RuntimeError(f"could not start the scheduled training {name}: {started.reason}")
 

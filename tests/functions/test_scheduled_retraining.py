@@ -78,6 +78,7 @@ def test_scheduled_start_while_a_training_runs_does_not_start_a_second_one(sched
 
     assert result["action"] == "skipped_running"
     assert drift["execution_name"] in result["reason"]
+    assert result["execution_name"] is None
     assert "the next one runs as usual" in result["reason"]
     assert [execution["name"] for execution in executions(schedule_env)] == [drift["execution_name"]]
     assert _lease_holder() == drift["execution_arn"]
