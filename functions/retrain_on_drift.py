@@ -1,7 +1,9 @@
 """Starts `training` when one of this stack's drift alarms goes into ALARM, and re-checks the alarms on a schedule.
 
-Triggers: EventBridge "CloudWatch Alarm State Change" (rule `<stack>-drift-alarm`), and a schedule
-(`<stack>-drift-recheck`) whose "Scheduled Event" makes the function look at the alarms itself.
+Triggers: EventBridge "CloudWatch Alarm State Change" (rule `<stack>-drift-alarm`), a schedule
+(`<stack>-drift-recheck`) whose "Scheduled Event" makes the function look at the alarms itself, and
+the business retraining schedule (`<stack>-scheduled-retraining`, the rule `RETRAINING_SCHEDULE_RULE_ARN`
+names), whose Scheduled Event starts a training under the same lease (common.scheduled_retraining).
 
 Which alarms belong to the stack: those named `DRIFT_ALARM_PREFIX` (`<stack>-drift-`, separator
 included, so `mlops-dev-drift-` never claims `mlops-dev2-drift-...`) whose event comes from the
@@ -51,6 +53,7 @@ from common.idempotency import ALARM_TRANSITION_MEMORY_SECONDS, idempotency_conf
 from common.naming import execution_name
 from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import validation_summary
+from common.scheduled_retraining import METRIC_BY_SCHEDULE_ACTION, ScheduleDecision, ScheduledFiring, handle_firing
 from common.settings import DriftSettings
 from common.single_flight import TrainingLease
 from common.training import bounded_text, start_training, training_input
@@ -115,8 +118,8 @@ class AlarmStateChangeEvent(EventBridgeModel):
     detail: AlarmStateChangeDetail
 
 
-class RecheckEvent(EventBridgeModel):
-    """The re-check schedule's event."""
+class ScheduledEvent(EventBridgeModel):
+    """A schedule's event: the drift re-check's, or the retraining schedule's when `resources` names its rule."""
 
     source: Literal["aws.events"]
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
@@ -363,6 +366,22 @@ def _record(decision: DriftDecision) -> DriftDecision:
     return decision
 
 
+def _record_firing(decision: ScheduleDecision) -> ScheduleDecision:
+    count_decision("DuplicateDelivery" if decision.duplicate else METRIC_BY_SCHEDULE_ACTION[decision.action])
+    if decision.action == "rejected":
+        logger.error(f"scheduled retraining rejected: {decision.reason}", extra={"decision": decision.as_dict()})
+    else:
+        logger.info(f"scheduled retraining {decision.action}", extra={"decision": decision.as_dict()})
+    return decision
+
+
+def is_retraining_schedule(event: ScheduledEvent, settings: DriftSettings) -> bool:
+    """The event is the retraining schedule's firing, not the re-check's: it names exactly that rule."""
+    return settings.retraining_schedule_rule_arn is not None and event.resources == [
+        settings.retraining_schedule_rule_arn
+    ]
+
+
 def training_lease(settings: DriftSettings, sfn_client: Any, dynamodb_client: Any = None) -> TrainingLease:
     return TrainingLease(
         dynamodb_client or boto3.client("dynamodb"), settings.idempotency_table_name, settings.model_name, sfn_client
@@ -376,14 +395,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now = datetime.now(UTC)
     if isinstance(event, dict) and event.get("detail-type") == "Scheduled Event":
         try:
-            recheck_event = parse(event=event, model=RecheckEvent)
+            scheduled = parse(event=event, model=ScheduledEvent)
         except ValidationError as error:
             return _record(DriftDecision("rejected", f"not a Scheduled Event: {validation_summary(error)}")).as_dict()
-        if (recheck_event.account, recheck_event.region) != (settings.scope.account, settings.scope.region):
-            reason = f"scheduled event from account {recheck_event.account} in {recheck_event.region}, not this stack's"
+        if (scheduled.account, scheduled.region) != (settings.scope.account, settings.scope.region):
+            reason = f"scheduled event from account {scheduled.account} in {scheduled.region}, not this stack's"
             return _record(DriftDecision("rejected", reason)).as_dict()
-        decision = recheck(settings, boto3.client("cloudwatch"), sfn_client, training_lease(settings, sfn_client), now)
-        return _record(decision).as_dict()
+        lease = training_lease(settings, sfn_client)
+        if is_retraining_schedule(scheduled, settings):
+            firing = ScheduledFiring(rule_arn=scheduled.resources[0], scheduled_at=scheduled.time)
+            persistence = persistence_layer(settings.idempotency_table_name)
+            decided = handle_firing(firing, settings, sfn_client, lease, persistence, context, now)
+            return _record_firing(decided).as_dict()
+        return _record(recheck(settings, boto3.client("cloudwatch"), sfn_client, lease, now)).as_dict()
     try:
         alarm_event = parse(event=event, model=AlarmStateChangeEvent)
     except ValidationError as error:

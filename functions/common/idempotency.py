@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 # How long a key is remembered. An alarm transition is redelivered within minutes at most; an S3
 # object version can come back much later (an EventBridge archive replay, a DLQ redrive), so its
-# record lasts a week.
+# record lasts a week. A scheduled firing is redelivered within its rule's and Lambda's retries (an hour each).
 ALARM_TRANSITION_MEMORY_SECONDS = 24 * 60 * 60
+SCHEDULED_FIRING_MEMORY_SECONDS = 24 * 60 * 60
 OBJECT_VERSION_MEMORY_SECONDS = 7 * 24 * 60 * 60
 
 

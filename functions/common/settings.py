@@ -107,6 +107,22 @@ def _prefix(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+_RULE_ARN = re.compile(r"^arn:[a-z-]+:events:[a-z0-9-]+:\d{12}:rule/[A-Za-z0-9._-]+$")
+
+
+def _rule_arn(env: Mapping[str, str], name: str, scope: StackScope) -> str | None:
+    """An optional EventBridge rule ARN of the default bus, in the stack's own partition, region and account."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if _RULE_ARN.match(value) is None or not value.startswith(scope.arn("events", "rule/")):
+        raise SettingsError(
+            f"environment variable {name}={value!r} is not a rule ARN of the stack's account and region "
+            f"({scope.arn('events', 'rule/<name>')})"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class DriftSettings:
     """`retrain_on_drift`: which alarms count, which state machine to start, how long to wait between runs."""
@@ -118,6 +134,9 @@ class DriftSettings:
     cooldown_minutes: int
     training_data_uri: str
     idempotency_table_name: str
+    # The rule whose Scheduled Event is the business retraining schedule, not the drift re-check; None when
+    # the function serves no retraining schedule (every Scheduled Event is then a re-check).
+    retraining_schedule_rule_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DriftSettings:
@@ -131,6 +150,7 @@ class DriftSettings:
             cooldown_minutes=_integer(values, "RETRAIN_COOLDOWN_MINUTES", minimum=0),
             training_data_uri=_s3_uri(values, "TRAINING_DATA_URI"),
             idempotency_table_name=_required(values, "IDEMPOTENCY_TABLE_NAME"),
+            retraining_schedule_rule_arn=_rule_arn(values, "RETRAINING_SCHEDULE_RULE_ARN", scope),
         )
 
 

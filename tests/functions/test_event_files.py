@@ -10,7 +10,7 @@ import boto3
 import pytest
 import requests
 from lambda_test_support import DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
-from trigger_support import DRIFT_PREFIX
+from trigger_support import DRIFT_PREFIX, RETRAINING_SCHEDULE_RULE_ARN
 
 # events/<function>/<case>.json -> what the handler must do with it. A new file without a line here fails.
 EXPECTED = {
@@ -27,6 +27,8 @@ EXPECTED = {
     "retrain_on_drift/huge_reason.json": "started",
     # No drift alarm of the stack is in ALARM: the re-check has nothing to do.
     "retrain_on_drift/recheck_schedule.json": "ignored",
+    # The business retraining schedule's firing: nothing runs, so it starts a training under the lease.
+    "retrain_on_drift/scheduled_retraining.json": "started",
     "retrain_on_new_data/object_created.json": "1 execution",
     "retrain_on_new_data/burst.json": "1 execution",
     "retrain_on_new_data/duplicate_delivery.json": "1 execution",
@@ -58,6 +60,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         "DRIFT_ALARM_PREFIX": DRIFT_PREFIX,
         "RETRAIN_COOLDOWN_MINUTES": "360",
         "TRAINING_DATA_URI": f"s3://{DATA_BUCKET}/incoming/",
+        "RETRAINING_SCHEDULE_RULE_ARN": RETRAINING_SCHEDULE_RULE_ARN,
         "DATA_BUCKET": DATA_BUCKET,
         "DATA_PREFIX": "incoming/",
         "ALLOWED_SUFFIXES": ".csv",

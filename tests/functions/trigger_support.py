@@ -9,6 +9,8 @@ from botocore.exceptions import ReadTimeoutError
 
 # The twin deploys the stack as mlops-local; the event files are that stack's.
 DRIFT_PREFIX = "mlops-local-drift-"
+# The rule template.yaml names `${AWS::StackName}-scheduled-retraining`, as that stack's function sees it.
+RETRAINING_SCHEDULE_RULE_ARN = "arn:aws:events:us-east-1:123456789012:rule/mlops-local-scheduled-retraining"
 
 
 class FailingAfter:

@@ -518,7 +518,6 @@ def _source_arn(template: dict[str, Any], role_id: str) -> str | None:
         ("TrainingStateMachineRole", "TrainingStateMachine", "arn:aws:states:us-east-1:123456789012:stateMachine:"),
         ("DeployStateMachineRole", "DeployStateMachine", "arn:aws:states:us-east-1:123456789012:stateMachine:"),
         ("ModelApprovedRuleRole", "ModelApprovedRule", "arn:aws:events:us-east-1:123456789012:rule/"),
-        ("ScheduledRetrainingRuleRole", "ScheduledRetrainingRule", "arn:aws:events:us-east-1:123456789012:rule/"),
     ],
 )
 def test_a_workflow_or_rule_role_trusts_only_its_own_resource(

@@ -145,3 +145,64 @@ def test_pipeline_config_refuses_a_receive_count_too_small_to_wait_out_the_longe
 
     with pytest.raises(PipelineConfigError, match=r"\[new_data\] max_receive_count must be at least 45"):
         parse_pipeline_config(too_few)
+
+
+def test_scheduled_retraining_rule_targets_the_drift_function_not_the_state_machine(declared):
+    rule = declared["Resources"]["ScheduledRetrainingRule"]["Properties"]
+    [target] = rule["Targets"]
+
+    # Through the function, which starts training only under the per-model lease; no role, no fixed input.
+    assert target["Arn"] == {"Fn::GetAtt": ["RetrainOnDriftFunction", "Arn"]}
+    assert "RoleArn" not in target
+    assert "Input" not in target
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeliveryDeadLetterQueue", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert rule["State"] == {"Fn::If": ["IsRetrainingScheduleEnabled", "ENABLED", "DISABLED"]}
+
+
+def test_no_rule_starts_the_training_state_machine_and_no_rule_role_may(declared):
+    resources = declared["Resources"]
+    training = {"Ref": "TrainingStateMachine"}
+    rule_targets = [
+        (logical_id, target["Arn"])
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Events::Rule"
+        for target in resource["Properties"].get("Targets", [])
+    ]
+    events_roles = [
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::IAM::Role"
+        and any(
+            statement.get("Principal", {}).get("Service") == "events.amazonaws.com"
+            for statement in resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        )
+        and json.dumps(training) in json.dumps(resource["Properties"].get("Policies", []))
+    ]
+
+    assert [(logical_id, arn) for logical_id, arn in rule_targets if arn == training] == []
+    assert events_roles == []
+    assert "ScheduledRetrainingRuleRole" not in resources
+
+
+def test_only_the_enabled_retraining_rule_of_this_account_may_invoke_the_drift_function(declared):
+    permission = declared["Resources"]["ScheduledRetrainingInvokePermission"]
+
+    assert permission["Condition"] == "IsRetrainingScheduleEnabled"
+    assert permission["Properties"] == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": {"Ref": "RetrainOnDriftFunction"},
+        "Principal": "events.amazonaws.com",
+        "SourceAccount": {"Ref": "AWS::AccountId"},
+        "SourceArn": {"Fn::GetAtt": ["ScheduledRetrainingRule", "Arn"]},
+    }
+
+
+def test_drift_function_recognises_the_retraining_rule_by_the_arn_it_is_deployed_with(declared):
+    rule_name = declared["Resources"]["ScheduledRetrainingRule"]["Properties"]["Name"]
+    variables = declared["Resources"]["RetrainOnDriftFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert rule_name == {"Fn::Sub": "${AWS::StackName}-scheduled-retraining"}
+    assert variables["RETRAINING_SCHEDULE_RULE_ARN"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/" + rule_name["Fn::Sub"]
+    }
