@@ -229,7 +229,11 @@ def _create_endpoint_step() -> steps.EndpointStep:
         tags=TAG_VALUES,
         result_path="$.endpoint_request",
     )
-    set_dynamic(step.fields["parameters"], "EndpointConfigName", ENDPOINT_CONFIG_NAME)
+    parameters = step.fields["parameters"]
+    set_dynamic(parameters, "EndpointConfigName", ENDPOINT_CONFIG_NAME)
+    # The management tag from the start, not only from TagEndpoint: a deploy that fails between the two still
+    # leaves an endpoint the reaper's `managed` scope recognises as this stack's.
+    parameters["Tags"].append({"Key": MODEL_PACKAGE_ARN_TAG, "Value.$": "$.ModelPackageArn"})
     return with_partition_placeholder(step)
 
 

@@ -172,6 +172,14 @@ def test_endpoint_is_tagged_with_the_model_package(deploy_definition: dict[str, 
     }
 
 
+def test_a_new_endpoint_carries_the_management_tag_from_its_creation(deploy_definition: dict[str, Any]) -> None:
+    # A deploy that fails between CreateEndpoint and TagEndpoint must still leave an endpoint the reaper's
+    # managed scope knows as this stack's.
+    tags = deploy_definition["States"]["CreateEndpoint"]["Parameters"]["Tags"]
+    assert {"Key": "mlops:model-package-arn", "Value.$": "$.ModelPackageArn"} in tags
+    assert {"Key": "Project", "Value": "${ProjectTag}"} in tags
+
+
 @pytest.mark.parametrize(
     ("state", "key", "suffix"),
     [("CreateModel", "ModelName.$", "model"), ("CreateEndpointConfig", "EndpointConfigName.$", "cfg")],
