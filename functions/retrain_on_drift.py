@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
 from aws_lambda_powertools.logging import correlation_paths
@@ -143,6 +143,8 @@ class DriftDecision:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+_Decision = TypeVar("_Decision", DriftDecision, ScheduleDecision)
 
 _METRIC_BY_ACTION = {
     "started": "RetrainStarted",
@@ -358,20 +360,20 @@ def recheck(
 
 
 def _record(decision: DriftDecision) -> DriftDecision:
-    count_decision("DuplicateDelivery" if decision.duplicate else _METRIC_BY_ACTION[decision.action])
-    if decision.action == "rejected":
-        logger.error(f"alarm event rejected: {decision.reason}", extra={"decision": decision.as_dict()})
-    else:
-        logger.info(f"alarm event {decision.action}", extra={"decision": decision.as_dict()})
-    return decision
+    return _logged_and_counted(decision, "alarm event", _METRIC_BY_ACTION)
 
 
 def _record_firing(decision: ScheduleDecision) -> ScheduleDecision:
-    count_decision("DuplicateDelivery" if decision.duplicate else METRIC_BY_SCHEDULE_ACTION[decision.action])
+    return _logged_and_counted(decision, "scheduled retraining", METRIC_BY_SCHEDULE_ACTION)
+
+
+def _logged_and_counted(decision: _Decision, subject: str, metric_by_action: dict[str, str]) -> _Decision:
+    """One metric and one structured log line per decision; a rejection is an error, so it is seen."""
+    count_decision("DuplicateDelivery" if decision.duplicate else metric_by_action[decision.action])
     if decision.action == "rejected":
-        logger.error(f"scheduled retraining rejected: {decision.reason}", extra={"decision": decision.as_dict()})
+        logger.error(f"{subject} rejected: {decision.reason}", extra={"decision": decision.as_dict()})
     else:
-        logger.info(f"scheduled retraining {decision.action}", extra={"decision": decision.as_dict()})
+        logger.info(f"{subject} {decision.action}", extra={"decision": decision.as_dict()})
     return decision
 
 
