@@ -25,6 +25,7 @@ from typing import Any, cast
 import boto3
 from moto import mock_aws
 from moto.stepfunctions.exceptions import AWSError
+from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
@@ -45,7 +46,8 @@ from emulator.stack_spec import DeployedStack
 DEFAULT_CLOCK_SPEED = 100.0
 DEFAULT_EXECUTION_TIMEOUT_SECONDS = 1800.0
 _HISTORY_POLL_SECONDS = 0.1
-_STOP_SETUP_WAIT_SECONDS = 5.0
+# Real seconds close() waits for stopped executions to leave their states (a `.sync` poll wakes within 0.3 s).
+_STOP_WAIT_SECONDS = 60.0
 _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -212,22 +214,37 @@ class LocalTwin:
         self._router.install()
 
     def close(self) -> None:
-        """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto."""
-        if self._stack is not None and self._integrations_installed:
-            self._stop_running_executions()
+        """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto.
+
+        Executions are stopped and waited for before anything is uninstalled: an engine thread left running would
+        go on against plain moto (uninstalled integrations, a States.ALL Catch matching States.Runtime again,
+        backends being reset), where its failures are swallowed. Every step runs even if one before it fails; the
+        first failure is raised at the end.
+        """
+        failures: list[BaseException] = []
+
+        def step(action: Callable[[], None]) -> None:
+            try:
+                action()
+            except Exception as error:
+                failures.append(error)
+
         if self._router is not None:
-            self._router.uninstall()
+            # First, so that no rule starts an execution while the running ones are being stopped.
+            step(self._router.uninstall)
             self._router = None
+        if self._stack is not None and self._integrations_installed:
+            step(self._stop_running_executions)
         if self._integrations_installed:
-            uninstall_local_integrations()
+            step(uninstall_local_integrations)
             self._integrations_installed = False
         if self._lambdas is not None:
-            self._lambdas.uninstall()
+            step(self._lambdas.uninstall)
         if self._sagemaker is not None:
-            self._sagemaker.close()
+            step(self._sagemaker.close)
             self._sagemaker = None
         if self._mock is not None:
-            self._mock.stop()
+            step(self._mock.stop)
             self._mock = None
         self._descriptions.clear()
         if self._owns_work_dir and self._work_dir is not None:
@@ -237,23 +254,31 @@ class LocalTwin:
             os.environ.pop("AWS_DEFAULT_REGION", None)
         else:
             os.environ["AWS_DEFAULT_REGION"] = self._saved_region
+        if failures:
+            raise failures[0]
 
     def _stop_running_executions(self) -> None:
-        # Their engine threads would otherwise go on against plain moto once the integrations are uninstalled.
+        """Stop every execution of moto's engine and wait until each one's engine thread has finished evaluating.
+
+        moto marks a stopped execution ABORTED only when its program returns, so RUNNING means the thread is still
+        in a state (a `.sync` poll, a Lambda, an SNS publish). An execution a running Lambda starts meanwhile is
+        stopped too. Raises `RuntimeError` naming the executions still running after `_STOP_WAIT_SECONDS`.
+        """
         client = boto3.client("stepfunctions")
-        for machine in self.stack.state_machines.values():
-            for page in client.get_paginator("list_executions").paginate(
-                stateMachineArn=machine.arn, statusFilter="RUNNING"
-            ):
-                for execution in page["executions"]:
-                    arn = execution["executionArn"]
-                    # moto can stop an execution only once its engine thread has set it up (its first event).
-                    deadline = time.monotonic() + _STOP_SETUP_WAIT_SECONDS
-                    while not client.get_execution_history(executionArn=arn, maxResults=1)["events"]:
-                        if time.monotonic() > deadline:
-                            break
-                        time.sleep(_HISTORY_POLL_SECONDS)
+        stopped: set[str] = set()
+        deadline = time.monotonic() + _STOP_WAIT_SECONDS
+        while running := _running_executions():
+            for arn, execution in running.items():
+                # moto can stop an execution only once its engine thread has set it up (its environment).
+                if arn not in stopped and execution.exec_worker is not None and execution.exec_worker.env is not None:
                     client.stop_execution(executionArn=arn, error="LocalTwin.Closed", cause="the local twin stopped")
+                    stopped.add(arn)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Executions still running {_STOP_WAIT_SECONDS:.0f} s after the local twin stopped them: "
+                    f"{sorted(running)}"
+                )
+            time.sleep(_HISTORY_POLL_SECONDS)
 
     # ---- the parts --------------------------------------------------------------------------------------------
 
@@ -445,6 +470,19 @@ def _create_local_network() -> tuple[list[str], list[str]]:
         GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
     )["GroupId"]
     return subnet_ids, [group_id]
+
+
+def _running_executions() -> dict[str, EngineExecution]:
+    """The executions moto's engine is running, of every state machine in every account and region, by ARN."""
+    running: dict[str, EngineExecution] = {}
+    regions = list(stepfunctions_parser_backends.values())
+    backends = [backend for region_backends in regions for backend in list(region_backends.values())]
+    for backend in backends:
+        for machine in list(backend.state_machines):
+            for execution in list(machine.executions):
+                if isinstance(execution, EngineExecution) and execution.exec_status == ExecutionStatus.RUNNING:
+                    running[execution.execution_arn] = execution
+    return running
 
 
 def _history_mark(execution_arn: str) -> tuple[str, int] | None:
