@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -150,6 +151,10 @@ class LocalTwin:
         self._saved_region: str | None = None
         # The last description of each execution, with the (status, history length) it was read at.
         self._descriptions: dict[str, tuple[tuple[str, int], ExecutionResult]] = {}
+        # Set by close() under the lock rules start executions under: once set, no rule starts one, so the
+        # executions close() waits for are all there will be.
+        self._closing = False
+        self._rule_start_lock = threading.Lock()
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -166,6 +171,7 @@ class LocalTwin:
         """Starts moto and the runtime services and deploys the stack; `close()` undoes all of it."""
         if self._mock is not None:
             raise RuntimeError("This LocalTwin is already started")
+        self._closing = False
         self._saved_region = os.environ.get("AWS_DEFAULT_REGION")
         os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
@@ -222,6 +228,8 @@ class LocalTwin:
         first failure is raised at the end.
         """
         failures: list[BaseException] = []
+        with self._rule_start_lock:
+            self._closing = True
 
         def step(action: Callable[[], None]) -> None:
             try:
@@ -440,16 +448,23 @@ class LocalTwin:
     # ---- routing callbacks ------------------------------------------------------------------------------------
 
     def _start_from_rule(self, state_machine_arn: str, input_text: str) -> str:
-        # EventBridge names the executions it starts with a UUID.
-        response = boto3.client("stepfunctions").start_execution(
-            stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=input_text
-        )
+        # A job thread's state-change event can reach a rule while close() runs: refused (the router records the
+        # delivery's error), never started behind the executions close() is stopping.
+        with self._rule_start_lock:
+            if self._closing:
+                raise RuntimeError(f"The local twin is closing: a rule did not start {state_machine_arn}")
+            # EventBridge names the executions it starts with a UUID.
+            response = boto3.client("stepfunctions").start_execution(
+                stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=input_text
+            )
         return str(response["executionArn"])
 
     def _route_service_event(self, event: dict[str, Any]) -> None:
         # SageMaker state changes can come before the stack (and so the router) exists: nothing listens yet then.
-        if self._router is not None:
-            self._router.route(event)
+        # Read once: close() sets it to None from another thread than the job's that emits here.
+        router = self._router
+        if router is not None:
+            router.route(event)
 
 
 def _started(part: Any) -> Any:

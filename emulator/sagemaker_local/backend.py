@@ -125,15 +125,20 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
         """
         with self._lock:
             self._closed = True
-            endpoints = list(self._endpoints.values())
+            servers = [server for endpoint in self._endpoints.values() for server in endpoint.servers.values()]
+            for endpoint in self._endpoints.values():
+                # Swapped under the lock, as a deploy thread swaps them; a deploy still running sees _closed and
+                # stops the servers it started.
+                endpoint.servers = {}
             records = [record for jobs in self._jobs.values() for record in jobs.values()]
             threads = list(self._threads)
-        for endpoint in endpoints:
-            for server in endpoint.servers.values():
-                server.stop()
-            endpoint.servers = {}
+            for record in records:
+                # A job sets record.container before it reads this flag, and this loop sets the flag before it
+                # reads record.container below: either the job sees the flag or the kill sees its process.
+                record.stop_requested = True
+        for server in servers:
+            server.stop()
         for record in records:
-            record.stop_requested = True
             if record.container is not None:
                 record.container.kill()
         deadline = time.monotonic() + JOIN_SECONDS
