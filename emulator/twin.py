@@ -47,8 +47,9 @@ from emulator.stack_spec import DeployedStack
 DEFAULT_CLOCK_SPEED = 100.0
 DEFAULT_EXECUTION_TIMEOUT_SECONDS = 1800.0
 _HISTORY_POLL_SECONDS = 0.1
-# Real seconds close() waits for stopped executions to leave their states (a `.sync` poll wakes within 0.3 s).
-_STOP_WAIT_SECONDS = 60.0
+# Real seconds close() waits for stopped executions to leave their states beyond the longest function timeout (an
+# in-process Lambda cannot be interrupted; a `.sync` poll or a Wait wakes at once).
+_STOP_WAIT_MARGIN_SECONDS = 30.0
 _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -270,11 +271,13 @@ class LocalTwin:
 
         moto marks a stopped execution ABORTED only when its program returns, so RUNNING means the thread is still
         in a state (a `.sync` poll, a Lambda, an SNS publish). An execution a running Lambda starts meanwhile is
-        stopped too. Raises `RuntimeError` naming the executions still running after `_STOP_WAIT_SECONDS`.
+        stopped too. Raises `RuntimeError` naming the executions still running after the longest function timeout
+        and `_STOP_WAIT_MARGIN_SECONDS`.
         """
         client = boto3.client("stepfunctions")
         stopped: set[str] = set()
-        deadline = time.monotonic() + _STOP_WAIT_SECONDS
+        wait_seconds = max((f.timeout for f in self.stack.functions.values()), default=0) + _STOP_WAIT_MARGIN_SECONDS
+        deadline = time.monotonic() + wait_seconds
         while running := _running_executions():
             for arn, execution in running.items():
                 # moto can stop an execution only once its engine thread has set it up (its environment).
@@ -283,7 +286,7 @@ class LocalTwin:
                     stopped.add(arn)
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"Executions still running {_STOP_WAIT_SECONDS:.0f} s after the local twin stopped them: "
+                    f"Executions still running {wait_seconds:.0f} s after the local twin stopped them: "
                     f"{sorted(running)}"
                 )
             time.sleep(_HISTORY_POLL_SECONDS)
