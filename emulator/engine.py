@@ -20,8 +20,9 @@ execution still builds its own state objects from it, so no per-execution state 
 
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
-unsupported feature cannot be swallowed by a Catch. These are moto internals: moto is pinned exactly
-and `tests/emulator/test_asl_battery.py` must pass before an upgrade.
+unsupported feature cannot be swallowed by a Catch; and a task of an execution stopped mid-state ends before
+its service call instead of running on the values moto's pruned evaluation never pushed. These are moto
+internals: moto is pinned exactly and `tests/emulator/test_asl_battery.py` must pass before an upgrade.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
@@ -418,6 +420,48 @@ class _SyntaxTreeCache:
         return tree
 
 
+class _ExecutionStopped(Exception):
+    """The execution was stopped before its task called its service: the call must not be made."""
+
+
+def _tasks_stop_with_their_execution(patches: MotoPatches) -> None:
+    """A task whose execution is stopped mid-state ends quietly instead of running on half-evaluated values.
+
+    moto prunes each component's `eval` once the execution is stopped, but a task's `_eval_execution` still pops
+    the values those components would have pushed: a stop that lands inside a task pops the state's input where
+    the resource's region belongs ("'dict' object has no attribute 'region'"), or calls the service with the
+    input as parameters. So a stopped task stops, before its service call, and an error raised only because
+    parts of it were pruned is not recorded against an execution that is already aborted. A running execution's
+    errors are untouched: they fail the state (an internal one as States.Runtime, which no States.ALL catches).
+    """
+    for task_class in (StateTaskService, StateTaskLambda):
+        original_execution = task_class.__dict__["_eval_execution"]
+
+        def execution_unless_stopped(self: StateTask, env: Environment, _original: Any = original_execution) -> None:
+            if env.is_running():
+                try:
+                    _original(self, env)
+                    return
+                except Exception:
+                    if env.is_running():
+                        raise
+            # The state that waits for this task pops its result even when stopped: leave it the input, unchanged.
+            env.stack.append(env.states.get_input())
+
+        patches.replace(task_class, "_eval_execution", execution_unless_stopped)
+
+    original_before = StateTaskService._before_eval_execution
+
+    def before_service_call(self: StateTaskService, env: Environment, *args: Any, **kwargs: Any) -> None:
+        # The last moment before the service call; the parameters were evaluated before it, so if the execution
+        # is still running here they are whole.
+        if not env.is_running():
+            raise _ExecutionStopped()
+        original_before(self, env, *args, **kwargs)
+
+    patches.replace(StateTaskService, "_before_eval_execution", before_service_call)
+
+
 class _ClockTime:
     """Stands in for the `time` module inside moto's retrier so that Retry intervals use the clock."""
 
@@ -500,6 +544,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
             original_choice(self, env)
 
         patches.replace(StateChoice, "_eval_state", choice_fails_as_on_aws)
+        _tasks_stop_with_their_execution(patches)
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
         previous_level = engine_logger.level

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,7 @@ from typing import Any, cast
 import boto3
 from moto import mock_aws
 from moto.stepfunctions.exceptions import AWSError
+from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
@@ -45,7 +47,9 @@ from emulator.stack_spec import DeployedStack
 DEFAULT_CLOCK_SPEED = 100.0
 DEFAULT_EXECUTION_TIMEOUT_SECONDS = 1800.0
 _HISTORY_POLL_SECONDS = 0.1
-_STOP_SETUP_WAIT_SECONDS = 5.0
+# Real seconds close() waits for stopped executions to leave their states beyond the longest function timeout (an
+# in-process Lambda cannot be interrupted; a `.sync` poll or a Wait wakes at once).
+_STOP_WAIT_MARGIN_SECONDS = 30.0
 _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -148,6 +152,10 @@ class LocalTwin:
         self._saved_region: str | None = None
         # The last description of each execution, with the (status, history length) it was read at.
         self._descriptions: dict[str, tuple[tuple[str, int], ExecutionResult]] = {}
+        # Set by close() under the lock rules start executions under: once set, no rule starts one, so the
+        # executions close() waits for are all there will be.
+        self._closing = False
+        self._rule_start_lock = threading.Lock()
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -164,6 +172,7 @@ class LocalTwin:
         """Starts moto and the runtime services and deploys the stack; `close()` undoes all of it."""
         if self._mock is not None:
             raise RuntimeError("This LocalTwin is already started")
+        self._closing = False
         self._saved_region = os.environ.get("AWS_DEFAULT_REGION")
         os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
@@ -212,22 +221,39 @@ class LocalTwin:
         self._router.install()
 
     def close(self) -> None:
-        """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto."""
-        if self._stack is not None and self._integrations_installed:
-            self._stop_running_executions()
+        """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto.
+
+        Executions are stopped and waited for before anything is uninstalled: an engine thread left running would
+        go on against plain moto (uninstalled integrations, a States.ALL Catch matching States.Runtime again,
+        backends being reset), where its failures are swallowed. Every step runs even if one before it fails; the
+        first failure is raised at the end.
+        """
+        failures: list[BaseException] = []
+        with self._rule_start_lock:
+            self._closing = True
+
+        def step(action: Callable[[], None]) -> None:
+            try:
+                action()
+            except Exception as error:
+                failures.append(error)
+
         if self._router is not None:
-            self._router.uninstall()
+            # First, so that no rule starts an execution while the running ones are being stopped.
+            step(self._router.uninstall)
             self._router = None
+        if self._stack is not None and self._integrations_installed:
+            step(self._stop_running_executions)
         if self._integrations_installed:
-            uninstall_local_integrations()
+            step(uninstall_local_integrations)
             self._integrations_installed = False
         if self._lambdas is not None:
-            self._lambdas.uninstall()
+            step(self._lambdas.uninstall)
         if self._sagemaker is not None:
-            self._sagemaker.close()
+            step(self._sagemaker.close)
             self._sagemaker = None
         if self._mock is not None:
-            self._mock.stop()
+            step(self._mock.stop)
             self._mock = None
         self._descriptions.clear()
         if self._owns_work_dir and self._work_dir is not None:
@@ -237,23 +263,33 @@ class LocalTwin:
             os.environ.pop("AWS_DEFAULT_REGION", None)
         else:
             os.environ["AWS_DEFAULT_REGION"] = self._saved_region
+        if failures:
+            raise failures[0]
 
     def _stop_running_executions(self) -> None:
-        # Their engine threads would otherwise go on against plain moto once the integrations are uninstalled.
+        """Stop every execution of moto's engine and wait until each one's engine thread has finished evaluating.
+
+        moto marks a stopped execution ABORTED only when its program returns, so RUNNING means the thread is still
+        in a state (a `.sync` poll, a Lambda, an SNS publish). An execution a running Lambda starts meanwhile is
+        stopped too. Raises `RuntimeError` naming the executions still running after the longest function timeout
+        and `_STOP_WAIT_MARGIN_SECONDS`.
+        """
         client = boto3.client("stepfunctions")
-        for machine in self.stack.state_machines.values():
-            for page in client.get_paginator("list_executions").paginate(
-                stateMachineArn=machine.arn, statusFilter="RUNNING"
-            ):
-                for execution in page["executions"]:
-                    arn = execution["executionArn"]
-                    # moto can stop an execution only once its engine thread has set it up (its first event).
-                    deadline = time.monotonic() + _STOP_SETUP_WAIT_SECONDS
-                    while not client.get_execution_history(executionArn=arn, maxResults=1)["events"]:
-                        if time.monotonic() > deadline:
-                            break
-                        time.sleep(_HISTORY_POLL_SECONDS)
+        stopped: set[str] = set()
+        wait_seconds = max((f.timeout for f in self.stack.functions.values()), default=0) + _STOP_WAIT_MARGIN_SECONDS
+        deadline = time.monotonic() + wait_seconds
+        while running := _running_executions():
+            for arn, execution in running.items():
+                # moto can stop an execution only once its engine thread has set it up (its environment).
+                if arn not in stopped and execution.exec_worker is not None and execution.exec_worker.env is not None:
                     client.stop_execution(executionArn=arn, error="LocalTwin.Closed", cause="the local twin stopped")
+                    stopped.add(arn)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Executions still running {wait_seconds:.0f} s after the local twin stopped them: "
+                    f"{sorted(running)}"
+                )
+            time.sleep(_HISTORY_POLL_SECONDS)
 
     # ---- the parts --------------------------------------------------------------------------------------------
 
@@ -415,16 +451,23 @@ class LocalTwin:
     # ---- routing callbacks ------------------------------------------------------------------------------------
 
     def _start_from_rule(self, state_machine_arn: str, input_text: str) -> str:
-        # EventBridge names the executions it starts with a UUID.
-        response = boto3.client("stepfunctions").start_execution(
-            stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=input_text
-        )
+        # A job thread's state-change event can reach a rule while close() runs: refused (the router records the
+        # delivery's error), never started behind the executions close() is stopping.
+        with self._rule_start_lock:
+            if self._closing:
+                raise RuntimeError(f"The local twin is closing: a rule did not start {state_machine_arn}")
+            # EventBridge names the executions it starts with a UUID.
+            response = boto3.client("stepfunctions").start_execution(
+                stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=input_text
+            )
         return str(response["executionArn"])
 
     def _route_service_event(self, event: dict[str, Any]) -> None:
         # SageMaker state changes can come before the stack (and so the router) exists: nothing listens yet then.
-        if self._router is not None:
-            self._router.route(event)
+        # Read once: close() sets it to None from another thread than the job's that emits here.
+        router = self._router
+        if router is not None:
+            router.route(event)
 
 
 def _started(part: Any) -> Any:
@@ -445,6 +488,19 @@ def _create_local_network() -> tuple[list[str], list[str]]:
         GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
     )["GroupId"]
     return subnet_ids, [group_id]
+
+
+def _running_executions() -> dict[str, EngineExecution]:
+    """The executions moto's engine is running, of every state machine in every account and region, by ARN."""
+    running: dict[str, EngineExecution] = {}
+    regions = list(stepfunctions_parser_backends.values())
+    backends = [backend for region_backends in regions for backend in list(region_backends.values())]
+    for backend in backends:
+        for machine in list(backend.state_machines):
+            for execution in list(machine.executions):
+                if isinstance(execution, EngineExecution) and execution.exec_status == ExecutionStatus.RUNNING:
+                    running[execution.execution_arn] = execution
+    return running
 
 
 def _history_mark(execution_arn: str) -> tuple[str, int] | None:

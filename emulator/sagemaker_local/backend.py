@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,9 @@ from emulator.sagemaker_local.errors import SageMakerError
 from emulator.sagemaker_local.hosting import HostingAPIs
 from emulator.sagemaker_local.jobs_api import JobAPIs
 from emulator.sagemaker_local.registry import ModelRegistryAPIs
+
+# Real seconds close() waits, in all, for the job and endpoint threads once their processes are killed.
+JOIN_SECONDS = 30.0
 
 
 def _snake(action: str) -> str:
@@ -67,8 +71,7 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
         if operation is None:
             raise SageMakerError("UnknownOperationException", f"The local SageMaker does not implement {action}")
         with self._lock:
-            if self._closed:
-                raise SageMakerError("ServiceUnavailable", "The local SageMaker is closed")
+            self._refuse_when_closed()
         result: dict[str, Any] = operation(copy.deepcopy(params))
         return copy.deepcopy(result)
 
@@ -114,19 +117,36 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
         self._patches.undo()
 
     def close(self) -> None:
-        """Stop endpoint servers, kill running jobs, restore moto's responses."""
+        """Stop endpoint servers, kill running jobs, wait for their threads, restore moto's responses.
+
+        Once the lock below is released no job record or thread can be added (`_refuse_when_closed`), so the
+        lists taken under it are all there will be; a request still in flight gets ServiceUnavailable.
+        Raises `RuntimeError` naming the threads still running after `JOIN_SECONDS`, after restoring moto.
+        """
         with self._lock:
             self._closed = True
-            endpoints = list(self._endpoints.values())
+            servers = [server for endpoint in self._endpoints.values() for server in endpoint.servers.values()]
+            for endpoint in self._endpoints.values():
+                # Swapped under the lock, as a deploy thread swaps them; a deploy still running sees _closed and
+                # stops the servers it started.
+                endpoint.servers = {}
             records = [record for jobs in self._jobs.values() for record in jobs.values()]
-        for endpoint in endpoints:
-            for server in endpoint.servers.values():
-                server.stop()
-            endpoint.servers = {}
+            threads = list(self._threads)
+            for record in records:
+                # A job sets record.container before it reads this flag, and this loop sets the flag before it
+                # reads record.container below: either the job sees the flag or the kill sees its process.
+                record.stop_requested = True
+        for server in servers:
+            server.stop()
         for record in records:
-            record.stop_requested = True
             if record.container is not None:
                 record.container.kill()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        deadline = time.monotonic() + JOIN_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.uninstall()
+        still_running = [thread.name for thread in threads if thread.is_alive()]
+        if still_running:
+            raise RuntimeError(
+                f"The local SageMaker closed with threads still running after {JOIN_SECONDS:.0f} s: {still_running}"
+            )

@@ -22,7 +22,7 @@ from typing import Any
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.clock import Clock
 from emulator.moto_patches import MotoPatches
-from emulator.sagemaker_local.errors import already_exists, not_found, validation_error
+from emulator.sagemaker_local.errors import SageMakerError, already_exists, not_found, validation_error
 from emulator.sagemaker_local.jobs import JobRecord
 from emulator.sagemaker_local.model_server import ModelServer
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball
@@ -193,8 +193,18 @@ class SageMakerStore:
             raise not_found(label, name)
         return record
 
+    def _refuse_when_closed(self) -> None:
+        """Raise SageMaker's ServiceUnavailable once `close()` has begun; call with `_lock` held.
+
+        `close()` stops what it finds under the lock; anything started after that would outlive it.
+        """
+        if self._closed:
+            raise SageMakerError("ServiceUnavailable", "The local SageMaker is closed")
+
     def _new_job(self, kind: str, name: str, label: str, description: dict[str, Any]) -> JobRecord:
         with self._lock:
+            # A tuning job's trainings come here from its own threads, not through call(): refused here too.
+            self._refuse_when_closed()
             if name in self._jobs[kind]:
                 raise already_exists(label, name)
             record = JobRecord(kind, description)
@@ -217,10 +227,16 @@ class SageMakerStore:
         return update
 
     def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        """Run `target` on a thread `close()` joins; refused once `close()` has begun.
+
+        The thread is started and registered under the lock `close()` takes to list them, so `close()` sees
+        every thread that will ever run, and each one already started (joining an unstarted one raises).
+        """
         thread = threading.Thread(target=target, name=name, daemon=True)
         with self._lock:
+            self._refuse_when_closed()
+            thread.start()
             self._threads.append(thread)
-        thread.start()
 
     def wait_for_job_change(self, kind: str, name: str, timeout: float) -> None:
         """Block until the job reaches a terminal status, or `timeout` real seconds pass."""
