@@ -21,14 +21,17 @@ Must run inside `moto.mock_aws()`: every call goes to moto's in-process backends
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import os
+import sys
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,7 @@ from samtranslator.translator.transform import transform as sam_transform
 
 from contract.definition_substitutions import substitute, unfilled
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from contract.project import ML_CODE_PUBLISHER_MODULE
 from contract.sam_offline import StaticManagedPolicyLoader
 from contract.template import read_template
 from emulator.stack_emulated import EMULATED_TYPES, LEFT_OUT_TYPES, EmulatedTypes, StateMachineRecord
@@ -61,7 +65,6 @@ DEFAULT_STACK_NAME = "mlops-local"
 STAGING_BUCKET = "mlops-local-deployment-staging"
 # Lambda zips and tarballs are byte-identical for identical sources: the timestamp zip format allows.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store"}
 
 
 def deploy_stack(
@@ -132,7 +135,7 @@ def deterministic_zip(directory: Path) -> bytes:
     """The files under `directory` as a zip whose bytes depend only on names and contents."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in _source_files(directory):
+        for path in _archive_files()(directory):
             info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -140,17 +143,18 @@ def deterministic_zip(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _source_files(directory: Path) -> list[Path]:
-    return sorted(
-        (
-            path
-            for path in directory.rglob("*")
-            if path.is_file()
-            and not any(part in _IGNORED_NAMES for part in path.relative_to(directory).parts)
-            and path.suffix != ".pyc"
-        ),
-        key=lambda path: path.relative_to(directory).as_posix(),
-    )
+@functools.cache
+def _archive_files() -> Callable[[Path], list[Path]]:
+    """The ML code publisher's `archive_files`: the project's one rule of what an archive of a code folder takes."""
+    spec = importlib.util.spec_from_file_location("_twin_archive_rule", ML_CODE_PUBLISHER_MODULE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {ML_CODE_PUBLISHER_MODULE}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running it: dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    archive_files: Callable[[Path], list[Path]] = module.archive_files
+    return archive_files
 
 
 @dataclass

@@ -34,9 +34,11 @@ BUNDLE_ROOT = Path(__file__).resolve().parent
 ML_DIR = BUNDLE_ROOT / "ml"
 IMAGE_URIS_FILE = BUNDLE_ROOT / "image-uris.json"
 
-# Files that a local run may leave in ml/ and that must not change the tarball's hash.
-_IGNORED_DIRECTORIES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache"})
-_IGNORED_SUFFIXES = frozenset({".pyc", ".pyo"})
+# Files that a local run, a tool or an editor may leave in a code folder: never archived, so they cannot change an
+# archive's hash. The one rule of the project: the local twin builds its Lambda zips with `archive_files` too.
+IGNORED_DIRECTORIES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+IGNORED_NAMES = frozenset({".DS_Store"})
+IGNORED_SUFFIXES = frozenset({".pyc", ".pyo"})
 # Any fixed value works; 0 (the epoch) is what reproducible-build tools use.
 _FIXED_MTIME = 0
 _RESPONSE_TIMEOUT_SECONDS = 30
@@ -54,20 +56,29 @@ class PublishedCode:
     image_uri: str
 
 
+def archive_files(directory: Path) -> list[Path]:
+    """The files under `directory` that belong in an archive of it, sorted by their path inside it."""
+    files = []
+    for path in directory.rglob("*"):
+        relative = path.relative_to(directory)
+        if (
+            path.is_file()
+            and not IGNORED_DIRECTORIES.intersection(relative.parts)
+            and path.name not in IGNORED_NAMES
+            and path.suffix not in IGNORED_SUFFIXES
+        ):
+            files.append(path)
+    return sorted(files, key=lambda path: path.relative_to(directory).as_posix())
+
+
 def sourcedir_files(ml_dir: Path) -> list[Path]:
     """The files of `ml_dir` that go into the tarball, sorted by their path inside it."""
     if not ml_dir.is_dir():
         raise FileNotFoundError(f"ml code folder not found: {ml_dir}; the bundle must carry ml/ (see the Makefile)")
-    files = [
-        path
-        for path in ml_dir.rglob("*")
-        if path.is_file()
-        and not _IGNORED_DIRECTORIES.intersection(path.relative_to(ml_dir).parts)
-        and path.suffix not in _IGNORED_SUFFIXES
-    ]
+    files = archive_files(ml_dir)
     if not files:
         raise FileNotFoundError(f"ml code folder {ml_dir} holds no files to publish")
-    return sorted(files, key=lambda path: path.relative_to(ml_dir).as_posix())
+    return files
 
 
 def build_sourcedir_tarball(ml_dir: Path) -> bytes:

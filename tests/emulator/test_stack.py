@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,13 @@ def test_function_code_packages_depend_only_on_file_names_and_contents(tmp_path:
     assert deterministic_zip(first) == deterministic_zip(second)
     (second / "a.py").write_text("# changed\n", encoding="utf-8")
     assert deterministic_zip(first) != deterministic_zip(second)
+
+
+def test_function_code_packages_leave_out_what_the_ml_code_tarball_leaves_out(tmp_path: Path) -> None:
+    # One rule of what an archive takes: the twin's Lambda zips and the publisher's sourcedir tarball.
+    (tmp_path / "handler.py").write_text("# code\n", encoding="utf-8")
+    for leftover in (".ruff_cache/x", ".mypy_cache/y", ".DS_Store", "stale.pyo", "__pycache__/h.cpython-311.pyc"):
+        (tmp_path / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / leftover).write_bytes(b"left by a tool")
+    with zipfile.ZipFile(io.BytesIO(deterministic_zip(tmp_path))) as archive:
+        assert archive.namelist() == ["handler.py"]
