@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,31 @@ def reaper_settings(topic_arn: str, **overrides: Any) -> ReaperSettings:
 def mark_value(hours_ago: float) -> str:
     """The mark tag's value for a mark set `hours_ago` before NOW."""
     return (NOW - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alter_metric_answers(cloudwatch: Any, alter: Callable[[dict[str, Any], dict[str, str]], None]) -> None:
+    """Let `alter(answer, query id -> endpoint)` change every GetMetricData answer before the reaper reads it."""
+    asked: dict[str, str] = {}
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        asked.clear()
+        for query in params["MetricDataQueries"]:
+            dimensions = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
+            asked[query["Id"]] = dimensions["EndpointName"]
+
+    def change(parsed: dict[str, Any], **_: Any) -> None:
+        alter(parsed, asked)
+
+    cloudwatch.meta.events.register("before-parameter-build.cloudwatch.GetMetricData", remember)
+    cloudwatch.meta.events.register("after-call.cloudwatch.GetMetricData", change)
+
+
+def emitted_metric_names(stdout: str) -> set[str]:
+    """The names of every metric a handler emitted in CloudWatch's embedded metric format on `stdout`."""
+    blobs = [json.loads(line) for line in stdout.splitlines() if '"_aws"' in line]
+    return {
+        metric["Name"]
+        for blob in blobs
+        for directive in blob["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }

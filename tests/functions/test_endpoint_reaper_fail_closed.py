@@ -37,6 +37,7 @@ from lambda_test_support import (
     NOW,
     OPT_OUT,
     EndpointFleet,
+    alter_metric_answers,
     load_event,
     mark_value,
     reaper_settings,
@@ -61,23 +62,6 @@ def _decision_for(report: ReaperReport, name: str) -> Decision:
     return decision
 
 
-def _alter_metric_answers(cloudwatch: Any, alter: Callable[[dict[str, Any], dict[str, str]], None]) -> None:
-    """Let `alter(answer, query id -> endpoint)` change every GetMetricData answer before the reaper reads it."""
-    asked: dict[str, str] = {}
-
-    def remember(params: dict[str, Any], **_: Any) -> None:
-        asked.clear()
-        for query in params["MetricDataQueries"]:
-            dimensions = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
-            asked[query["Id"]] = dimensions["EndpointName"]
-
-    def change(parsed: dict[str, Any], **_: Any) -> None:
-        alter(parsed, asked)
-
-    cloudwatch.meta.events.register("before-parameter-build.cloudwatch.GetMetricData", remember)
-    cloudwatch.meta.events.register("after-call.cloudwatch.GetMetricData", change)
-
-
 # --- 1. Fail closed on incomplete GetMetricData answers ---------------------------------------------------
 
 
@@ -90,7 +74,7 @@ def test_an_answer_leaving_out_a_busy_endpoints_result_keeps_it_as_metrics_faile
     def drop_busy(answer: dict[str, Any], asked: dict[str, str]) -> None:
         answer["MetricDataResults"] = [r for r in answer["MetricDataResults"] if asked[r["Id"]] != "busy"]
 
-    _alter_metric_answers(clients.cloudwatch, drop_busy)
+    alter_metric_answers(clients.cloudwatch, drop_busy)
 
     # WHEN the reaper runs
     report = reap(clients, reaper_settings(topic), NOW)

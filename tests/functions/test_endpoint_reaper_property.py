@@ -23,6 +23,7 @@ from lambda_test_support import (
     NOW,
     OPT_OUT,
     EndpointFleet,
+    alter_metric_answers,
     mark_value,
     reaper_settings,
 )
@@ -95,15 +96,8 @@ def _build(specs: list[dict[str, Any]]) -> None:
 
 def _break_metric_answers(cloudwatch: Any, specs: list[dict[str, Any]]) -> None:
     """Spoil every GetMetricData answer for the endpoints whose spec draws a metric fault (at the client boundary)."""
-    asked: dict[str, str] = {}
 
-    def remember(params: dict[str, Any], **_: Any) -> None:
-        asked.clear()
-        for query in params["MetricDataQueries"]:
-            dimensions = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
-            asked[query["Id"]] = dimensions["EndpointName"]
-
-    def spoil(parsed: dict[str, Any], **_: Any) -> None:
+    def spoil(parsed: dict[str, Any], asked: dict[str, str]) -> None:
         kept = []
         for result in parsed["MetricDataResults"]:
             fault = specs[int(asked[result["Id"]].removeprefix("e"))]["metric_fault"]
@@ -118,8 +112,7 @@ def _break_metric_answers(cloudwatch: Any, specs: list[dict[str, Any]]) -> None:
             kept.append(result)
         parsed["MetricDataResults"] = kept
 
-    cloudwatch.meta.events.register("before-parameter-build.cloudwatch.GetMetricData", remember)
-    cloudwatch.meta.events.register("after-call.cloudwatch.GetMetricData", spoil)
+    alter_metric_answers(cloudwatch, spoil)
 
 
 # Found by this test: traffic stamped exactly at the second run's moment fell outside an exclusive EndTime.

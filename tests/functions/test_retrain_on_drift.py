@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ from common.idempotency import persistence_layer
 from common.settings import DriftSettings, SettingsError
 from common.single_flight import START_GRACE_SECONDS, TrainingLease
 from common.training import MAX_EXECUTION_INPUT_BYTES, encoded_input_size, execution_arn
-from lambda_test_support import MODEL_NAME, executions, load_event, utc
+from lambda_test_support import MODEL_NAME, emitted_metric_names, executions, load_event, utc
 from trigger_support import DRIFT_PREFIX, BeforeReturning, FailingAfter
 
 DATA_URI = "s3://mlops-local-data-123456789012-us-east-1/incoming/"
@@ -444,13 +443,7 @@ def test_every_decision_is_a_metric(drift_env, lambda_context, capsys):
     retrain_on_drift.handler(load_event("retrain_on_drift/alarm.json"), lambda_context)
     retrain_on_drift.handler(load_event("retrain_on_drift/ok_transition.json"), lambda_context)
 
-    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    names = {
-        metric["Name"]
-        for blob in emitted
-        for directive in blob["_aws"]["CloudWatchMetrics"]
-        for metric in directive["Metrics"]
-    }
+    names = emitted_metric_names(capsys.readouterr().out)
     assert {"RetrainStarted", "AlarmIgnored"} <= names
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from common.idempotency import persistence_layer
 from common.scheduled_retraining import ScheduledFiring, handle_firing, start_scheduled_training
 from common.settings import DriftSettings, SettingsError
 from common.training import execution_arn
-from lambda_test_support import IDEMPOTENCY_TABLE, MODEL_NAME, executions, load_event
+from lambda_test_support import IDEMPOTENCY_TABLE, MODEL_NAME, emitted_metric_names, executions, load_event
 from trigger_support import DRIFT_PREFIX, RETRAINING_SCHEDULE_RULE_ARN, FailingAfter
 
 DATA_URI = "s3://mlops-local-data-123456789012-us-east-1/incoming/"
@@ -191,13 +190,7 @@ def test_every_scheduled_decision_is_a_metric(schedule_env, lambda_context, caps
     later_firing = {**load_event(FIRING_FILE), "time": "2024-05-20T06:00:00Z"}
     retrain_on_drift.handler(later_firing, lambda_context)
 
-    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    names = {
-        metric["Name"]
-        for blob in emitted
-        for directive in blob["_aws"]["CloudWatchMetrics"]
-        for metric in directive["Metrics"]
-    }
+    names = emitted_metric_names(capsys.readouterr().out)
     assert {"ScheduledRetrainingStarted", "ScheduledRetrainingSkipped"} <= names
 
 
