@@ -48,8 +48,8 @@ $(UV_STAMP):
 	$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	touch $(UV_STAMP)
 
-# The locks pin every package; the project itself installs editable (its build backend is pinned in run.lock) so `mlops`
-# is on the venv's PATH. uv installs additively: `make run` then `make test` only adds dev.lock's packages.
+# The locks pin every package; the project itself installs editable so `mlops` is on the venv's PATH (uv builds it with
+# its own build backend, pyproject.toml [build-system]: nothing to download, no build environment). uv installs additively: `make run` then `make test` only adds dev.lock's packages.
 $(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .

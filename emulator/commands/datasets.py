@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from contract.project import ML_DIR
 
+# pandas is imported where a user's CSV is read: the default data set and the twin need none of it, and it takes a
+# second to import.
+if TYPE_CHECKING:
+    import pandas as pd
+
 DEFAULT_LABEL_COLUMN = "target"
 DEFAULT_DATASET_FILE = "breast_cancer.csv"
+# scikit-learn's copy of the Wisconsin diagnostic breast-cancer data, which load_breast_cancer reads: a first line
+# "569,30,malignant,benign" (rows, features, class names), then each row's 30 features and its target.
+_BUNDLED_DATASET = ("datasets", "data", "breast_cancer.csv")
+# Its features, in load_breast_cancer's order: ten measurements of a cell nucleus, as the mean, the standard error
+# and the worst (largest) value over the nuclei of an image.
+_NUCLEUS_MEASUREMENTS = (
+    "radius",
+    "texture",
+    "perimeter",
+    "area",
+    "smoothness",
+    "compactness",
+    "concavity",
+    "concave points",
+    "symmetry",
+    "fractal dimension",
+)
+BREAST_CANCER_FEATURES = (
+    tuple(f"mean {m}" for m in _NUCLEUS_MEASUREMENTS)
+    + tuple(f"{m} error" for m in _NUCLEUS_MEASUREMENTS)
+    + tuple(f"worst {m}" for m in _NUCLEUS_MEASUREMENTS)
+)
 # How many bad values an error quotes: enough to see the pattern, short enough to read.
 _EXAMPLES_SHOWN = 3
 
@@ -33,14 +60,49 @@ class Dataset:
 
 
 def write_default_dataset(directory: Path) -> Dataset:
-    """Writes scikit-learn's bundled breast-cancer data set (569 rows, 30 features, label `target`) as a CSV."""
-    from sklearn.datasets import load_breast_cancer
+    """Writes scikit-learn's bundled breast-cancer data set (569 rows, 30 features, label `target`) as a CSV.
 
-    frame = load_breast_cancer(as_frame=True).frame
+    The rows are read from scikit-learn's data file with the standard library, not through load_breast_cancer:
+    importing scikit-learn takes seconds, before the twin can start (the first job imports it anyway).
+    """
+    source = _bundled_dataset_file()
+    with source.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        declared_rows, declared_features = (int(value) for value in next(reader)[:2])
+        rows = [row for row in reader if row]
+    width = len(BREAST_CANCER_FEATURES) + 1
+    if (
+        declared_features != len(BREAST_CANCER_FEATURES)
+        or len(rows) != declared_rows
+        or any(len(r) != width for r in rows)
+    ):
+        raise DatasetError(
+            f"{source} does not hold the breast-cancer data set this project expects ({declared_rows} rows of "
+            f"{declared_features} features declared, {len(rows)} rows read): reinstall requirements/run.lock."
+        )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DEFAULT_DATASET_FILE
-    frame.to_csv(path, index=False)
-    return _describe(path, frame, DEFAULT_LABEL_COLUMN)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([*BREAST_CANCER_FEATURES, DEFAULT_LABEL_COLUMN])
+        writer.writerows(rows)
+    return Dataset(
+        path=path, label_column=DEFAULT_LABEL_COLUMN, feature_columns=BREAST_CANCER_FEATURES, n_rows=len(rows)
+    )
+
+
+def _bundled_dataset_file() -> Path:
+    # find_spec of a top-level package locates it without importing it.
+    spec = importlib.util.find_spec("sklearn")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location).joinpath(*_BUNDLED_DATASET)
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(
+        "scikit-learn's breast-cancer data file is not installed (the default data set): install requirements/run.lock "
+        "(`make install-run`), or pass your own CSV with --data."
+    )
 
 
 def load_user_dataset(path: Path, label_column: str) -> Dataset:
@@ -76,6 +138,8 @@ def _ml_core() -> ModuleType:
 
 
 def _check_numeric_features(path: Path, frame: pd.DataFrame, label_column: str) -> None:
+    import pandas as pd
+
     problems = []
     for column in frame.columns.drop(label_column):
         values = frame[column]
@@ -92,6 +156,8 @@ def _check_numeric_features(path: Path, frame: pd.DataFrame, label_column: str) 
 
 
 def _check_label(path: Path, frame: pd.DataFrame, label_column: str) -> None:
+    import pandas as pd
+
     # The pipeline trains a binary classifier (pipeline.toml [model] problem_type); preprocess drops unlabelled rows.
     labels = frame[label_column].dropna()
     numeric = pd.to_numeric(labels, errors="coerce")
@@ -121,6 +187,8 @@ def with_pipeline_label(dataset: Dataset, pipeline_label: str, directory: Path) 
             f"{dataset.path}: the pipeline's label column is {pipeline_label!r} (pipeline.toml [model] label_column) "
             f"but that name is a feature column here while the label is {dataset.label_column!r}. Rename one of them."
         )
+    import pandas as pd
+
     frame = pd.read_csv(dataset.path, skipinitialspace=True, encoding=_ml_core().CSV_ENCODING).rename(
         columns={dataset.label_column: pipeline_label}
     )

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.stats import norm
 
 from emulator.sagemaker_local.errors import validation_error
 
@@ -231,6 +230,10 @@ class BayesianSearch:
         candidates = np.array([self.space.sample_unit(self.rng) for _ in range(BAYESIAN_CANDIDATES)])
         mean, deviation = process.predict(candidates)
         improvement = mean - float(np.max(targets)) - 0.01 * process.scale
+        # Imported here: scipy.stats takes about a second to import, and only a Bayesian tuning job needs it (every
+        # `mlops run` starts the twin, few tune).
+        from scipy.stats import norm
+
         z = improvement / deviation
         expected_improvement = improvement * norm.cdf(z) + deviation * norm.pdf(z)
         return self.space.decode(candidates[int(np.argmax(expected_improvement))])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from emulator.commands import datasets
 from emulator.commands.datasets import DatasetError, load_user_dataset, with_pipeline_label, write_default_dataset
 
 
@@ -16,6 +17,24 @@ def test_default_dataset_is_breast_cancer_with_target_label(tmp_path):
     assert dataset.n_rows == len(frame) == 569
     assert len(dataset.feature_columns) == 30
     assert set(frame["target"]) == {0, 1}
+
+
+def test_default_dataset_equals_what_scikit_learn_loads(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    expected = load_breast_cancer(as_frame=True).frame
+    written = pd.read_csv(write_default_dataset(tmp_path).path)
+
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+
+
+def test_default_dataset_refuses_a_data_file_of_another_shape(tmp_path, monkeypatch):
+    truncated = tmp_path / "breast_cancer.csv"
+    truncated.write_text("569,30,malignant,benign\n" + ",".join(["1.0"] * 30) + ",0\n")
+    monkeypatch.setattr(datasets, "_bundled_dataset_file", lambda: truncated)
+
+    with pytest.raises(DatasetError, match="569 rows of 30 features declared, 1 rows read"):
+        write_default_dataset(tmp_path / "out")
 
 
 def test_valid_user_csv_is_described(tmp_path):

@@ -1,0 +1,94 @@
+"""Compiles the job code's libraries in the background, while the twin starts, on a first run.
+
+A fresh virtualenv holds no bytecode: the first job of a first `mlops run` would compile pandas, scikit-learn and
+xgboost (seconds of CPU) while the lifecycle waits for it. Importing them once in a separate, low-priority process
+as the twin starts writes that bytecode on the machine's other core instead. Only bytecode files are written: the
+jobs themselves still start as fresh processes that import everything they use.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Below the twin's own start-up on a machine with a single free core.
+_NICENESS = 10
+
+
+def third_party_imports(code_dir: Path) -> list[str]:
+    """The modules the job scripts in `code_dir` import that are neither the standard library nor the scripts."""
+    local = {path.stem for path in code_dir.glob("*.py")}
+    found: set[str] = set()
+    for script in sorted(code_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"), filename=str(script))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from sklearn import metrics` imports a submodule; `from numpy import array` names an attribute,
+                # which the warm-up skips as it fails to import.
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    top_level = {name.partition(".")[0] for name in found}
+    keep = top_level - local - set(sys.stdlib_module_names) - {"__future__"}
+    return sorted(name for name in found if name.partition(".")[0] in keep)
+
+
+def needs_compiling(modules: list[str]) -> list[str]:
+    """The modules whose package has no bytecode of this interpreter yet (a package compiled once is left alone)."""
+    pending = []
+    for module in modules:
+        spec = importlib.util.find_spec(module.partition(".")[0])
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue  # not installed (the job will say so) or not pure Python
+        if not Path(importlib.util.cache_from_source(spec.origin)).exists():
+            pending.append(module)
+    return pending
+
+
+@contextmanager
+def job_library_warmup(code_dir: Path) -> Iterator[None]:
+    """Imports the job code's uncompiled libraries in a background process for as long as the block runs.
+
+    Nothing is started when this interpreter writes no bytecode (PYTHONDONTWRITEBYTECODE, as the tests run) or when
+    everything is compiled already. A warm-up still running at the end of the block is stopped; the bytecode it
+    wrote so far is kept (each file is written whole).
+    """
+    process = _start_warmup(code_dir)
+    try:
+        yield
+    finally:
+        _stop_warmup(process)
+
+
+def _start_warmup(code_dir: Path) -> subprocess.Popen[bytes] | None:
+    if sys.dont_write_bytecode:
+        return None
+    modules = needs_compiling(third_party_imports(code_dir))
+    if not modules:
+        return None
+    program = (
+        f"import importlib, os\nos.nice({_NICENESS})\nfor module in {modules!r}:\n"
+        "    try:\n        importlib.import_module(module)\n    except ImportError:\n        pass\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_warmup(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

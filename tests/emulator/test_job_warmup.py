@@ -1,0 +1,77 @@
+"""The first-run warm-up imports exactly the job scripts' third-party libraries, and only when bytecode is written."""
+
+from __future__ import annotations
+
+import sys
+
+from contract.project import ML_DIR
+from emulator.sagemaker_local import job_warmup
+
+
+def test_third_party_imports_leave_out_the_standard_library_and_the_scripts_themselves(tmp_path):
+    (tmp_path / "helpers.py").write_text("import json\n")
+    (tmp_path / "job.py").write_text(
+        "from __future__ import annotations\nimport os, numpy as np\nfrom helpers import thing\n"
+        "from sklearn import metrics\nfrom . import sibling\nimport xgboost.core\n"
+    )
+
+    assert job_warmup.third_party_imports(tmp_path) == ["numpy", "sklearn", "sklearn.metrics", "xgboost.core"]
+
+
+def test_the_project_job_code_needs_its_frameworks():
+    modules = job_warmup.third_party_imports(ML_DIR)
+
+    assert {"pandas", "xgboost", "sklearn.metrics", "sklearn.model_selection"} <= set(modules)
+    assert not {name for name in modules if name.partition(".")[0] in {"mlcore", "json", "sys"}}
+
+
+def test_a_compiled_or_missing_package_needs_no_compiling(monkeypatch, tmp_path):
+    package = tmp_path / "freshpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert job_warmup.needs_compiling(["freshpkg.sub", "no_such_package_here"]) == ["freshpkg.sub"]
+
+    import freshpkg  # noqa: F401  (compiles it, unless this interpreter writes no bytecode)
+
+    expected = ["freshpkg.sub"] if sys.dont_write_bytecode else []
+    assert job_warmup.needs_compiling(["freshpkg.sub"]) == expected
+
+
+def test_no_warmup_when_no_bytecode_is_written(monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    started = []
+    monkeypatch.setattr(job_warmup.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+
+    with job_warmup.job_library_warmup(ML_DIR):
+        pass
+
+    assert started == []
+
+
+def test_a_warmup_still_running_is_stopped_with_the_block(monkeypatch, tmp_path):
+    slow = job_warmup.subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(job_warmup, "_start_warmup", lambda code_dir: slow)
+
+    with job_warmup.job_library_warmup(tmp_path):
+        assert slow.poll() is None
+
+    assert slow.poll() is not None
+
+
+def test_nothing_starts_when_everything_is_compiled(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(job_warmup, "needs_compiling", lambda modules: [])
+
+    assert job_warmup._start_warmup(tmp_path) is None
+
+
+def test_warmup_program_survives_a_name_that_is_not_a_module(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(job_warmup, "needs_compiling", lambda modules: ["not_a_module_at_all", "json"])
+
+    process = job_warmup._start_warmup(tmp_path)
+
+    assert process is not None
+    assert process.wait(timeout=30) == 0
