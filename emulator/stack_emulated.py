@@ -15,9 +15,11 @@ from typing import Any
 import boto3
 from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.cloudformation.models import Stack as MotoStack
 
 from contract.local_account import LOCAL_ACCOUNT_ID
 from contract.project import IMAGE_URIS_FILE
+from emulator.moto_patches import MotoPatches
 from emulator.stack_spec import ResourceNote, StackDeployError
 
 
@@ -163,11 +165,24 @@ class EmulatedTypes:
                 return None
             return original(resource_type)
 
-        cfn_parsing.resource_class_from_type = resource_class_from_type
+        moto_parse_template = MotoStack.parse_template
+
+        def parse_template(template: str) -> dict[str, Any]:
+            # CloudFormation reads a JSON body as JSON; moto reads every body with PyYAML's pure-Python loader first,
+            # which takes over a second for this stack's transformed template.
+            try:
+                parsed = json.loads(template)
+            except ValueError:
+                return moto_parse_template(template)
+            return parsed if isinstance(parsed, dict) else moto_parse_template(template)
+
+        patches = MotoPatches()
+        patches.replace(cfn_parsing, "resource_class_from_type", resource_class_from_type)
+        patches.replace(MotoStack, "parse_template", staticmethod(parse_template))
         try:
             yield
         finally:
-            cfn_parsing.resource_class_from_type = original
+            patches.undo()
 
     def _note(self, logical_id: str, resource_type: str, note: str) -> None:
         self.emulated.append(ResourceNote(logical_id, resource_type, note))
