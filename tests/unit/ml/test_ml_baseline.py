@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+from contract.pipeline_config import MonitoringConfig, load_pipeline_config
+
 BaselineRun = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -155,6 +157,7 @@ def test_critical_feature_count_sets_how_many_and_zero_gives_none(
     assert five_critical == used[:5]
     assert no_critical == []
     # A feature the model never uses (zero attribution) is not critical, however many are asked for.
+    assert len(used) < len(attributions), "the trained model leaves some features unused"
     assert every_critical == used
 
 
@@ -189,3 +192,13 @@ def test_bad_baseline_argument_is_named(
     assert process.returncode == 1
     assert process.stderr == f"ERROR: {message}\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_script_defaults_are_the_pipeline_config_defaults(ml_module: Callable[[str], ModuleType]) -> None:
+    # The workflow always passes pipeline.toml's values; a bare run of the script must mean the same thing.
+    evaluate = ml_module("evaluate")
+    defaults = evaluate.parse_args([])
+
+    assert defaults.critical_feature_count == MonitoringConfig().critical_feature_count
+    assert defaults.baseline_sample_rows == MonitoringConfig().baseline_sample_rows
+    assert defaults.seed == load_pipeline_config().data.split_seed
