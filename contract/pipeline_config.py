@@ -120,6 +120,15 @@ class DriftConfig:
     recheck_expression: str
 
 
+@dataclass(frozen=True)
+class MonitoringConfig:
+    # The drift baseline `training` registers with each model package (docs/interfaces.md, Baseline).
+    # How many of the model's top features by mean |SHAP| are critical: one of them drifting is dataset drift.
+    critical_feature_count: int = 3
+    # Rows of the training split in baseline.csv, the reference the drift tests compare a window with.
+    baseline_sample_rows: int = 10_000
+
+
 # Receives of a new-data record that fail for a reason other than waiting for a training before it goes to the
 # dead-letter queue.
 NEW_DATA_FAILED_RECEIVES = 5
@@ -164,6 +173,7 @@ class PipelineConfig:
     new_data: NewDataConfig
     reaper: ReaperConfig
     retry: RetryConfig
+    monitoring: MonitoringConfig
     source: Path = field(default=DEFAULT_CONFIG_PATH, compare=False)
 
     @property
@@ -314,6 +324,15 @@ def _validate(cfg: PipelineConfig) -> None:
     )
     _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")
     _check(cfg.retry.max_attempts >= 1, "[retry] max_attempts must be >= 1")
+    _check(
+        cfg.monitoring.critical_feature_count >= 0,
+        "[monitoring] critical_feature_count must be >= 0 (0: no critical features, dataset drift only by the "
+        f"drifted share), got {cfg.monitoring.critical_feature_count}",
+    )
+    _check(
+        cfg.monitoring.baseline_sample_rows >= 1,
+        f"[monitoring] baseline_sample_rows must be >= 1, got {cfg.monitoring.baseline_sample_rows}",
+    )
 
 
 def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PATH) -> PipelineConfig:
@@ -339,6 +358,7 @@ def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PAT
         new_data=_build(NewDataConfig, _section(raw, "new_data"), "new_data"),
         reaper=_build(ReaperConfig, _section(raw, "reaper"), "reaper"),
         retry=_build(RetryConfig, _section(raw, "retry"), "retry"),
+        monitoring=_build(MonitoringConfig, _section(raw, "monitoring"), "monitoring"),
         source=source,
     )
     _validate(cfg)

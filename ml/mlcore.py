@@ -30,8 +30,8 @@ DECISION_THRESHOLD = 0.5
 BINARY_LABELS = (0, 1)
 # How many offending values an error message quotes.
 _EXAMPLES_SHOWN = 3
-# XGBoost stores features as 32-bit floats: a larger magnitude becomes infinite there, and its squares overflow the
-# baseline statistics. The largest finite float32 is the bound every feature value must respect.
+# XGBoost stores features as 32-bit floats, and so does the drift baseline (monitor.py): a larger magnitude becomes
+# infinite there. The largest finite float32 is the bound every feature value must respect.
 FEATURE_VALUE_LIMIT = float(np.finfo(np.float32).max)
 # Data files are read in pieces of this size to find where a non-UTF-8 byte is without holding the file twice.
 _DECODE_CHUNK_BYTES = 1 << 20

@@ -1,9 +1,10 @@
-"""Processing job: check and clean new labelled CSV data, split it, and record the baseline for drift.
+"""Processing job: check and clean new labelled CSV data, split it, and record what a valid request looks like.
 
 Reads every CSV under --input-dir (a header row, a 0/1 label column, numeric features), fails early with a message
 that says what to fix, drops rows without a label and exact duplicate rows, splits stratified by label into train,
-validation and test (label first), and writes baseline statistics and constraints of the training split plus a few
-feature rows for the endpoint's smoke test. Exit code 1 and `ERROR: ...` on stderr is how a processing job fails.
+validation and test (label first), and writes the constraints of the training split plus a few feature rows for the
+endpoint's smoke test. (The drift baseline is evaluate.py's: it needs the trained model's feature attributions.)
+Exit code 1 and `ERROR: ...` on stderr is how a processing job fails.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import pandas as pd
 from mlcore import MlInputError, encode_binary_labels, fail_processing_job, find_csv_files, read_csv_files, write_json
 from sklearn.model_selection import train_test_split
 
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-HISTOGRAM_BINS = 10
 DEFAULT_SAMPLE_ROWS = 5
 _EXAMPLES_SHOWN = 3
 
@@ -108,41 +107,6 @@ def split(
     return splits
 
 
-def baseline_statistics(train: pd.DataFrame, label_column: str) -> dict[str, Any]:
-    """Per-feature summary of the training data: the reference a drift monitor compares live requests with."""
-    features = []
-    for name in train.columns.drop(label_column):
-        column = train[name]
-        present = column.dropna().to_numpy(dtype=float)
-        entry: dict[str, Any] = {
-            "name": name,
-            "inferred_type": _inferred_type(present),
-            "num_present": len(present),
-            "num_missing": int(column.isna().sum()),
-            "missing_share": float(column.isna().mean()),
-        }
-        if len(present):
-            counts, edges = np.histogram(present, bins=HISTOGRAM_BINS)
-            entry.update(
-                mean=float(present.mean()),
-                std_dev=float(present.std()),
-                min=float(present.min()),
-                max=float(present.max()),
-                quantiles={f"p{round(q * 100):02d}": float(np.quantile(present, q)) for q in QUANTILES},
-                histogram={"bin_edges": edges.tolist(), "counts": counts.tolist()},
-            )
-        features.append(entry)
-    label_counts = train[label_column].value_counts().sort_index()
-    return {
-        "dataset": {
-            "item_count": len(train),
-            "label_column": label_column,
-            "label_counts": {str(label): int(count) for label, count in label_counts.items()},
-        },
-        "features": features,
-    }
-
-
 def baseline_constraints(data: pd.DataFrame, label_column: str) -> dict[str, Any]:
     """What a valid request looks like: feature order, types, completeness and sign, and the label set."""
     features = []
@@ -164,12 +128,11 @@ def baseline_constraints(data: pd.DataFrame, label_column: str) -> dict[str, Any
 
 
 def write_outputs(output_dir: Path, splits: dict[str, pd.DataFrame], label_column: str, sample_rows: int) -> None:
-    """The split CSVs, the baseline JSON files and the smoke test's sample rows, in the layout of docs/interfaces.md."""
+    """The split CSVs, the constraints and the smoke test's sample rows, in the layout of docs/interfaces.md."""
     for name, part in splits.items():
         (output_dir / name).mkdir(parents=True, exist_ok=True)
         part.to_csv(output_dir / name / f"{name}.csv", index=False)
     train = splits["train"]
-    write_json(output_dir / "baseline" / "statistics.json", baseline_statistics(train, label_column))
     write_json(output_dir / "baseline" / "constraints.json", baseline_constraints(train, label_column))
     (output_dir / "sample").mkdir(parents=True, exist_ok=True)
     sample = splits["test"].drop(columns=[label_column]).head(sample_rows)

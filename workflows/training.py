@@ -65,6 +65,7 @@ PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
 PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
 PROCESSING_MODEL_DIR = "/opt/ml/processing/model"
 PROCESSING_TEST_DIR = "/opt/ml/processing/test"
+PROCESSING_TRAIN_DIR = "/opt/ml/processing/train"
 PROCESSING_EVALUATION_DIR = "/opt/ml/processing/evaluation"
 PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline", "sample")
 # With network isolation the training container cannot fetch its code from S3: it arrives as the `code` channel.
@@ -78,7 +79,8 @@ TRAINING_RESULT = "$.training"
 TRAINED_MODEL_ARTIFACT = "$.training.ModelArtifacts.S3ModelArtifacts"
 EVALUATION_URI = run_uri("evaluation/evaluation.json")
 SAMPLE_URI = run_uri("preprocess/sample/sample.csv")
-BASELINE_STATISTICS_URI = run_uri("preprocess/baseline/statistics.json")
+# The drift baseline Evaluate writes (ml/evaluate.py); baseline.csv, its reference sample, is in the same folder.
+BASELINE_STATISTICS_URI = run_uri("evaluation/baseline/baseline.json")
 BASELINE_CONSTRAINTS_URI = run_uri("preprocess/baseline/constraints.json")
 # Stand-in S3 URIs the SDK needs to build a request; each is then replaced by a per-execution `S3Uri.$`.
 _STAND_IN_URI = f"s3://{ARTIFACT_BUCKET}/runs/"
@@ -441,6 +443,8 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
             _code_input(),
             ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_MODEL_DIR, input_name="model"),
             ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_TEST_DIR, input_name="test"),
+            # The drift baseline's reference sample comes from the training split.
+            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_TRAIN_DIR, input_name="train"),
         ],
         outputs=[
             ProcessingOutput(source=PROCESSING_EVALUATION_DIR, destination=_STAND_IN_URI, output_name="evaluation")
@@ -449,7 +453,11 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
             {
                 "--model-dir": PROCESSING_MODEL_DIR,
                 "--test-dir": PROCESSING_TEST_DIR,
+                "--train-dir": PROCESSING_TRAIN_DIR,
                 "--output-dir": PROCESSING_EVALUATION_DIR,
+                "--critical-feature-count": config.monitoring.critical_feature_count,
+                "--baseline-sample-rows": config.monitoring.baseline_sample_rows,
+                "--seed": config.data.split_seed,
             }
         ),
         job_suffix="eval",
@@ -458,6 +466,7 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
     parameters = step.fields["parameters"]
     _set_processing_uri(parameters, "input", "model", TRAINED_MODEL_ARTIFACT)
     _set_processing_uri(parameters, "input", "test", run_uri("preprocess/test/"))
+    _set_processing_uri(parameters, "input", "train", run_uri("preprocess/train/"))
     _set_processing_uri(parameters, "output", "evaluation", run_uri("evaluation/"))
     return step
 

@@ -6,9 +6,13 @@ import copy
 from typing import Any
 
 from emulator.sagemaker_local.errors import SageMakerError, not_found, validation_error
+from emulator.sagemaker_local.request_shapes import check_request_member
 from emulator.sagemaker_local.store import SageMakerStore, paginate, sort_summaries
 
 _APPROVAL_STATUSES = {"Approved", "Rejected", "PendingManualApproval"}
+# Members stored and returned by DescribeModelPackage as given, so checked against the API's shapes first: the
+# monitoring of a deployed package reads its baseline from DriftCheckBaselines.
+_CHECKED_PACKAGE_MEMBERS = ("ModelMetrics", "DriftCheckBaselines")
 
 
 class ModelRegistryAPIs(SageMakerStore):
@@ -68,6 +72,8 @@ class ModelRegistryAPIs(SageMakerStore):
             raise validation_error(f"ModelApprovalStatus {status!r} is not one of {sorted(_APPROVAL_STATUSES)}")
         if not (params.get("InferenceSpecification") or {}).get("Containers"):
             raise validation_error("InferenceSpecification.Containers is required for a model package")
+        for member in _CHECKED_PACKAGE_MEMBERS:
+            check_request_member("CreateModelPackage", member, params)
         with self._lock:
             version = 1 + sum(
                 1 for p in self._packages.values() if p["ModelPackageGroupName"] == group["ModelPackageGroupName"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -125,6 +126,36 @@ def test_model_package_carries_its_lineage(default_run: LifecycleRun) -> None:
     assert set(metadata) >= LINEAGE_KEYS
     assert metadata["execution_arn"] == default_run.execution("training").result.execution_arn
     assert metadata["trigger_type"] == "manual"
+
+
+def test_registered_drift_check_baseline_is_the_payload_features_of_the_training_split(
+    default_run: LifecycleRun,
+) -> None:
+    package = default_run.outcome.model_package
+    assert package is not None, default_run.printed
+    statistics_source = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]
+    # docs/interfaces.md, Baseline: baseline.csv is always the sibling of the registered baseline.json.
+    baseline_prefix = statistics_source["S3Uri"].rsplit("/", 1)[0]
+    statistics = json.loads(read_s3(statistics_source["S3Uri"]))
+    header = next(csv.reader(io.StringIO(read_s3(f"{baseline_prefix}/baseline.csv").decode())))
+    payload_row = next(csv.reader(io.StringIO(read_s3(package["CustomerMetadataProperties"]["sample_uri"]).decode())))
+    execution = default_run.execution("training").result.name
+    artifacts = default_run.twin.stack.outputs["ArtifactBucketName"]
+    train_uri = f"s3://{artifacts}/runs/{execution}/preprocess/train/train.csv"
+    training_header = next(csv.reader(io.StringIO(read_s3(train_uri).decode())))
+    evaluation = json.loads(read_s3(package["CustomerMetadataProperties"]["evaluation_uri"]))
+
+    assert statistics_source["ContentType"] == "application/json"
+    assert baseline_prefix == f"s3://{artifacts}/runs/{execution}/evaluation/baseline"
+    assert [feature["name"] for feature in statistics["features"]] == header
+    # Features only, in payload order: the training columns after the label, as many as a request row holds.
+    assert header == training_header[1:]
+    assert training_header[0] == load_pipeline_config().model.label_column
+    assert len(header) == len(payload_row)
+    expected_critical = list(evaluation["feature_attributions"])[
+        : load_pipeline_config().monitoring.critical_feature_count
+    ]
+    assert statistics["critical_features"] == expected_critical
 
 
 def test_summary_lists_every_state_metrics_package_and_endpoint(default_run: LifecycleRun) -> None:

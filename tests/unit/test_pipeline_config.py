@@ -102,3 +102,31 @@ def test_boolean_is_not_accepted_as_a_count(raw_config: dict[str, Any]) -> None:
 
     with pytest.raises(PipelineConfigError, match=r"\[tuning\] max_jobs must be <class 'int'>"):
         parse_pipeline_config(raw_config)
+
+
+def test_baseline_settings_default_when_the_monitoring_table_leaves_them_out(raw_config: dict[str, Any]) -> None:
+    raw_config["monitoring"] = {
+        key: value
+        for key, value in raw_config["monitoring"].items()
+        if key not in ("critical_feature_count", "baseline_sample_rows")
+    }
+
+    monitoring = parse_pipeline_config(raw_config).monitoring
+
+    assert monitoring.critical_feature_count == 3
+    assert monitoring.baseline_sample_rows == 10_000
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("critical_feature_count", -1, r"\[monitoring\] critical_feature_count must be >= 0 .*got -1"),
+        ("baseline_sample_rows", 0, r"\[monitoring\] baseline_sample_rows must be >= 1, got 0"),
+        ("critical_feature_count", 2.5, r"\[monitoring\] critical_feature_count must be <class 'int'>, got 2.5"),
+    ],
+)
+def test_bad_baseline_setting_is_named(raw_config: dict[str, Any], key: str, value: Any, message: str) -> None:
+    raw_config["monitoring"][key] = value
+
+    with pytest.raises(PipelineConfigError, match=message):
+        parse_pipeline_config(raw_config)

@@ -337,6 +337,40 @@ def test_registered_package_carries_lineage_and_isolated_inference_code(
     )
 
 
+def test_evaluate_writes_the_drift_baseline_from_the_training_split_with_config_settings(config_with: Any) -> None:
+    config = config_with(monitoring={"critical_feature_count": 5, "baseline_sample_rows": 250})
+    parameters = build_training_definition(config)["States"]["Evaluate"]["Parameters"]
+    inputs = {i["InputName"]: i["S3Input"] for i in parameters["ProcessingInputs"]}
+    app = parameters["AppSpecification"]
+    arguments = dict(zip(app["ContainerArguments"][::2], app["ContainerArguments"][1::2], strict=True))
+
+    assert inputs["train"]["LocalPath"] == "/opt/ml/processing/train"
+    assert inputs["train"]["S3Uri.$"] == (
+        "States.Format('s3://${ArtifactBucket}/runs/{}/preprocess/train/', $$.Execution.Name)"
+    )
+    assert arguments["--train-dir"] == "/opt/ml/processing/train"
+    assert arguments["--critical-feature-count"] == "5"
+    assert arguments["--baseline-sample-rows"] == "250"
+    assert arguments["--seed"] == str(config.data.split_seed)
+
+
+def test_registered_package_drift_check_baseline_is_the_baseline_json_evaluate_wrote(
+    training_definition: dict[str, Any],
+) -> None:
+    states = training_definition["States"]
+    [evaluation_output] = states["Evaluate"]["Parameters"]["ProcessingOutputConfig"]["Outputs"]
+    output_prefix = evaluation_output["S3Output"]["S3Uri.$"]
+    drift_check = states["RegisterModelPackage"]["Parameters"]["DriftCheckBaselines"]["ModelDataQuality"]
+
+    # docs/interfaces.md, Baseline: baseline.json under the Evaluate job's output; baseline.csv is its sibling.
+    assert drift_check["Statistics"] == {
+        "ContentType": "application/json",
+        "S3Uri.$": output_prefix.replace("/evaluation/'", "/evaluation/baseline/baseline.json'"),
+    }
+    assert output_prefix == "States.Format('s3://${ArtifactBucket}/runs/{}/evaluation/', $$.Execution.Name)"
+    assert "statistics.json" not in json.dumps(training_definition)
+
+
 def test_job_names_are_execution_scoped_and_valid_sagemaker_names(training_definition: dict[str, Any]) -> None:
     name_keys = {"Preprocess": "ProcessingJobName.$", "Train": "TrainingJobName.$", "Evaluate": "ProcessingJobName.$"}
     for state, key in name_keys.items():

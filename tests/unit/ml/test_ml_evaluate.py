@@ -22,8 +22,10 @@ def run_evaluate(
     """evaluate.py's `main` in this process; returns the exit code and what it printed."""
     main = ml_module("evaluate").main
 
-    def run(model_dir: Path, test_dir: Path) -> subprocess.CompletedProcess[str]:
-        args = ["--model-dir", str(model_dir), "--test-dir", str(test_dir), "--output-dir", str(tmp_path / "report")]
+    def run(model_dir: Path, test_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        train_dir = test_dir.parent / "train"
+        args = ["--model-dir", str(model_dir), "--test-dir", str(test_dir), "--train-dir", str(train_dir)]
+        args += ["--output-dir", str(tmp_path / "report"), *extra]
         exit_code = main(args)
         printed = capsys.readouterr()
         return subprocess.CompletedProcess(args, exit_code, printed.out, printed.err)

@@ -1,0 +1,92 @@
+"""SageMaker's own request validation for members the local backend stores as given, from botocore's service model.
+
+A request that reaches the backend without passing through boto3 (the ASL engine's optimized `sagemaker:` tasks,
+a direct `LocalSageMaker.call`) is checked as botocore would check it (unknown members, wrong types) and as the
+service then does (required members, lengths, patterns), with the messages each of them gives, so the twin refuses
+what AWS refuses instead of storing it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import botocore.session
+from botocore.model import Shape, StructureShape
+
+from emulator.sagemaker_local.errors import validation_error
+
+
+@functools.cache
+def _input_shape(operation: str) -> StructureShape:
+    # Loading SageMaker's model takes about half a second: once per process, on the first request that needs it.
+    shape = botocore.session.Session().get_service_model("sagemaker").operation_model(operation).input_shape
+    assert shape is not None, operation
+    return shape
+
+
+def check_request_member(operation: str, member: str, params: dict[str, Any]) -> None:
+    """Raises SageMaker's ValidationException when `params[member]` (if present) does not fit the API's shape."""
+    if member not in params:
+        return
+    shape = _input_shape(operation).members[member]
+    problems: list[str] = []
+    _check(params[member], shape, [member], problems)
+    if problems:
+        count = "1 validation error" if len(problems) == 1 else f"{len(problems)} validation errors"
+        raise validation_error(f"{count} detected: {'; '.join(problems)}")
+
+
+def _check(value: Any, shape: Shape, path: list[str], problems: list[str]) -> None:
+    if shape.type_name == "structure":
+        assert isinstance(shape, StructureShape)
+        _check_structure(value, shape, path, problems)
+    elif shape.type_name == "string":
+        _check_string(value, shape, path, problems)
+    else:
+        # Only the shapes of the members this module is asked to check are implemented; a new one must add its type.
+        raise NotImplementedError(f"request_shapes does not check {shape.type_name} members ({'.'.join(path)})")
+
+
+def _check_structure(value: Any, shape: StructureShape, path: list[str], problems: list[str]) -> None:
+    if not isinstance(value, dict):
+        problems.append(_invalid_type(path, value, dict))
+        return
+    for key in value:
+        if key not in shape.members:
+            problems.append(
+                f'Unknown parameter in {".".join(path)}: "{key}", must be one of: {", ".join(shape.members)}'
+            )
+    for key in shape.required_members:
+        if value.get(key) is None:
+            where = _service_path([*path, key])
+            problems.append(f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
+    for key, member_value in value.items():
+        if key in shape.members and member_value is not None:
+            _check(member_value, shape.members[key], [*path, key], problems)
+
+
+def _check_string(value: Any, shape: Shape, path: list[str], problems: list[str]) -> None:
+    if not isinstance(value, str):
+        problems.append(_invalid_type(path, value, str))
+        return
+    where = f"Value '{value}' at '{_service_path(path)}' failed to satisfy constraint: Member must"
+    metadata = shape.metadata
+    if "min" in metadata and len(value) < metadata["min"]:
+        problems.append(f"{where} have length greater than or equal to {metadata['min']}")
+    if "max" in metadata and len(value) > metadata["max"]:
+        problems.append(f"{where} have length less than or equal to {metadata['max']}")
+    # The service matches the whole value (Java's Pattern.matches), not a part of it.
+    if "pattern" in metadata and re.fullmatch(metadata["pattern"], value) is None:
+        problems.append(f"{where} satisfy regular expression pattern: {metadata['pattern']}")
+
+
+def _invalid_type(path: list[str], value: Any, valid: type) -> str:
+    # botocore's wording: its client refuses such a request before sending it.
+    return f"Invalid type for parameter {'.'.join(path)}, value: {value!r}, type: {type(value)}, valid types: {valid}"
+
+
+def _service_path(path: list[str]) -> str:
+    # The service names members in lowerCamelCase: driftCheckBaselines.modelDataQuality.statistics.s3Uri.
+    return ".".join(part[:1].lower() + part[1:] for part in path)
