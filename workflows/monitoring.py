@@ -84,6 +84,8 @@ def build_monitoring_definition(config: PipelineConfig) -> dict[str, Any]:
 
 def _input_defaults() -> tuple[steps.Pass, steps.Pass]:
     """The execution input merged over `WindowEnd` = the execution's start (docs/interfaces.md, monitoring input)."""
+    # The twin's engine (moto 5.2.5) holds StartTime as a datetime, which no Pass can serialize: local runs pass
+    # WindowEnd, as the schedule always does (docs/interfaces.md, monitoring input).
     apply_defaults = steps.Pass(
         "ApplyInputDefaults", parameters={"defaults": {"WindowEnd.$": "$$.Execution.StartTime"}, "request.$": "$"}
     )
