@@ -120,15 +120,6 @@ class DriftConfig:
     recheck_expression: str
 
 
-@dataclass(frozen=True)
-class MonitoringConfig:
-    # The drift baseline `training` registers with each model package (docs/interfaces.md, Baseline).
-    # How many of the model's top features by mean |SHAP| are critical: one of them drifting is dataset drift.
-    critical_feature_count: int = 3
-    # Rows of the training split in baseline.csv, the reference the drift tests compare a window with.
-    baseline_sample_rows: int = 10_000
-
-
 # Receives of a new-data record that fail for a reason other than waiting for a training before it goes to the
 # dead-letter queue.
 NEW_DATA_FAILED_RECEIVES = 5
@@ -149,6 +140,27 @@ class ReaperConfig:
     max_deletions_per_run: int
     opt_out_tag: str
     mark_tag: str
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """The `monitoring` state machine, its schedule and the drift alarms (docs/interfaces.md, Monitoring)."""
+
+    # The drift baseline `training` registers with each model package (docs/interfaces.md, Baseline).
+    # How many of the model's top features by mean |SHAP| are critical: one of them drifting is dataset drift.
+    critical_feature_count: int = 3
+    # Rows of the training split in baseline.csv, the reference the drift tests compare a window with.
+    baseline_sample_rows: int = 10_000
+    schedule_expression: str = "rate(1 hour)"
+    # Each run looks at the capture of this many minutes before its WindowEnd; also the alarms' Period.
+    window_minutes: int = 60
+    # Dataset drift (and the drift-feature-share alarm) when at least this share of tested features drifted.
+    drift_share_threshold: float = 0.5
+    # Fewest non-missing current values a feature's drift test needs (ml/monitor.py --min-records).
+    min_records: int = 30
+    # The drift alarms: ALARM after `datapoints_to_alarm` breaching runs out of the last `evaluation_periods`.
+    evaluation_periods: int = 1
+    datapoints_to_alarm: int = 1
 
 
 @dataclass(frozen=True)
@@ -324,14 +336,41 @@ def _validate(cfg: PipelineConfig) -> None:
     )
     _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")
     _check(cfg.retry.max_attempts >= 1, "[retry] max_attempts must be >= 1")
+    _validate_monitoring(cfg.monitoring)
+
+
+# CloudWatch alarm periods of a minute or more are multiples of 60 seconds; a day is the longest period this
+# stack alarms on, and the analyzer needs a window at least as long as one capture hour folder is wide.
+MAX_WINDOW_MINUTES = 24 * 60
+
+
+def _validate_monitoring(monitoring: MonitoringConfig) -> None:
     _check(
-        cfg.monitoring.critical_feature_count >= 0,
+        monitoring.critical_feature_count >= 0,
         "[monitoring] critical_feature_count must be >= 0 (0: no critical features, dataset drift only by the "
-        f"drifted share), got {cfg.monitoring.critical_feature_count}",
+        f"drifted share), got {monitoring.critical_feature_count}",
     )
     _check(
-        cfg.monitoring.baseline_sample_rows >= 1,
-        f"[monitoring] baseline_sample_rows must be >= 1, got {cfg.monitoring.baseline_sample_rows}",
+        monitoring.baseline_sample_rows >= 1,
+        f"[monitoring] baseline_sample_rows must be >= 1, got {monitoring.baseline_sample_rows}",
+    )
+    _check(
+        1 <= monitoring.window_minutes <= MAX_WINDOW_MINUTES,
+        f"[monitoring] window_minutes must be 1..{MAX_WINDOW_MINUTES}, got {monitoring.window_minutes}",
+    )
+    _check(
+        0 < monitoring.drift_share_threshold <= 1,
+        f"[monitoring] drift_share_threshold must be in (0, 1], got {monitoring.drift_share_threshold}",
+    )
+    _check(monitoring.min_records >= 1, f"[monitoring] min_records must be >= 1, got {monitoring.min_records}")
+    _check(
+        1 <= monitoring.datapoints_to_alarm <= monitoring.evaluation_periods,
+        "[monitoring] need 1 <= datapoints_to_alarm <= evaluation_periods, got "
+        f"{monitoring.datapoints_to_alarm} and {monitoring.evaluation_periods}",
+    )
+    _check(
+        monitoring.schedule_expression.startswith(("rate(", "cron(")),
+        f"[monitoring] schedule_expression must be rate(...) or cron(...), got {monitoring.schedule_expression!r}",
     )
 
 

@@ -19,6 +19,9 @@ PLACEHOLDER_NAMES: tuple[str, ...] = (
     "ModelApprovalStatus",
     "EvaluationReportFunctionArn",
     "SmokeTestFunctionArn",
+    "MonitoringWindowFunctionArn",
+    "PublishMonitoringMetricsFunctionArn",
+    "DriftShareThreshold",
     "TrainingInstanceType",
     "ProcessingInstanceType",
     "EndpointInstanceType",
@@ -55,6 +58,9 @@ MODEL_PACKAGE_GROUP_NAME = placeholder("ModelPackageGroupName")
 MODEL_APPROVAL_STATUS = placeholder("ModelApprovalStatus")
 EVALUATION_REPORT_FUNCTION_ARN = placeholder("EvaluationReportFunctionArn")
 SMOKE_TEST_FUNCTION_ARN = placeholder("SmokeTestFunctionArn")
+MONITORING_WINDOW_FUNCTION_ARN = placeholder("MonitoringWindowFunctionArn")
+PUBLISH_MONITORING_METRICS_FUNCTION_ARN = placeholder("PublishMonitoringMetricsFunctionArn")
+DRIFT_SHARE_THRESHOLD = placeholder("DriftShareThreshold")
 TRAINING_INSTANCE_TYPE = placeholder("TrainingInstanceType")
 PROCESSING_INSTANCE_TYPE = placeholder("ProcessingInstanceType")
 ENDPOINT_INSTANCE_TYPE = placeholder("EndpointInstanceType")
@@ -85,6 +91,11 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "ModelApprovalStatus": "PendingManualApproval",
     "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
     "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
+    "MonitoringWindowFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-MonitoringWindow",
+    "PublishMonitoringMetricsFunctionArn": (
+        "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-PublishMonitoringMetrics"
+    ),
+    "DriftShareThreshold": "0.5",
     "TrainingInstanceType": "ml.m5.xlarge",
     "ProcessingInstanceType": "ml.m5.large",
     "EndpointInstanceType": "ml.m5.large",

@@ -24,7 +24,8 @@ Decisions, each logged with its reason and counted as a metric:
 - `covered`: a training started after the alarm entered ALARM;
 - `skipped_running`: a training of the model runs or holds the lease (common.single_flight);
 - `skipped_cooldown`: the newest execution started or stopped less than `RETRAIN_COOLDOWN_MINUTES` ago;
-- `started`: `training` started, its input recording the alarm, metric, time and (bounded) reason;
+- `started`: `training` started, its input recording the alarm, metric, breaching value and threshold (from
+  the alarm's reasonData), time and (bounded) reason;
 - `DuplicateDelivery` (metric only): a redelivered transition; the first delivery's decision is returned;
 - `rejected`: a malformed event, or one from another account, region or alarm ARN: one logged error
   and a normal return, because raising would make EventBridge's asynchronous invocation retry an
@@ -39,6 +40,8 @@ it from DescribeAlarms, so the event and the re-check of one transition name one
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,9 +71,36 @@ MAX_ALARM_NAME_LENGTH = 255
 
 
 class AlarmState(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
     reason: str = ""
+    # CloudWatch's machine-readable reason (a JSON text): the data points that crossed and the threshold.
+    reason_data: str = Field(default="", alias="reasonData")
     timestamp: AwareDatetime
+
+
+def breaching_value(reason_data: str) -> tuple[float | None, float | None]:
+    """(the newest data point, the threshold) an alarm's reasonData names; None for what it does not say.
+
+    CloudWatch lists `recentDatapoints` oldest first. A composite alarm, or a reason that is not a metric
+    alarm's JSON, has neither.
+    """
+    try:
+        data = json.loads(reason_data) if reason_data else {}
+    except json.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    points = data.get("recentDatapoints")
+    value = points[-1] if isinstance(points, list) and points else None
+    threshold = data.get("threshold")
+
+    def number(candidate: Any) -> float | None:
+        finite = isinstance(candidate, int | float) and not isinstance(candidate, bool) and math.isfinite(candidate)
+        return float(candidate) if finite else None
+
+    return number(value), number(threshold)
 
 
 class AlarmMetric(BaseModel):
@@ -168,18 +198,23 @@ class AlarmTransition:
     reason: str
     metric: str
     found_by: Literal["alarm_event", "recheck"]
+    # The alarm's machine-readable reason (CloudWatch's reasonData / StateReasonData), for the breaching value.
+    reason_data: str = ""
 
     @property
     def key(self) -> str:
         """The transition's identity: the alarm and the instant (UTC, milliseconds) it entered ALARM."""
         return f"{self.alarm_name}|{self.entered_at.astimezone(UTC).isoformat(timespec='milliseconds')}"
 
-    def detail(self) -> dict[str, str]:
-        """The `training` input's `trigger.detail`; free text bounded so the input stays under its limit."""
+    def detail(self) -> dict[str, str | float | None]:
+        """The `training` input's `trigger.detail`: which alarm, metric and value caused it; free text bounded."""
+        value, threshold = breaching_value(self.reason_data)
         return {
             "alarm_name": self.alarm_name,
             "alarm_arn": self.alarm_arn,
             "metric": bounded_text(self.metric),
+            "value": value,
+            "threshold": threshold,
             "state_change_time": self.entered_at.astimezone(UTC).isoformat(timespec="milliseconds"),
             "reason": bounded_text(self.reason),
             "found_by": self.found_by,
@@ -296,6 +331,7 @@ def handle_alarm(
         reason=detail.state.reason,
         metric=detail.metric,
         found_by="alarm_event",
+        reason_data=detail.state.reason_data,
     )
 
     @idempotent_function(
@@ -337,6 +373,7 @@ def _transition_of(alarm: dict[str, Any]) -> AlarmTransition:
         reason=alarm.get("StateReason", ""),
         metric=metric,
         found_by="recheck",
+        reason_data=alarm.get("StateReasonData", ""),
     )
 
 

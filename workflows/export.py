@@ -15,11 +15,13 @@ from sagemaker import image_uris
 from contract.pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
 from contract.project import IMAGE_URIS_FILE
 from workflows.deploy import build_deploy_definition
+from workflows.monitoring import build_monitoring_definition
 from workflows.training import build_training_definition
 
 WORKFLOW_BUILDERS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
     "training": build_training_definition,
     "deploy": build_deploy_definition,
+    "monitoring": build_monitoring_definition,
 }
 IMAGE_FRAMEWORK = "xgboost"
 # The stack deploys to the commercial and GovCloud (US) partitions. China and the isolated partitions need

@@ -316,6 +316,26 @@ class TrainingRunner(JobRunner):
         update(TrainingJobStatus=job_status, **fields)
 
 
+# What the twin stages of a ProcessingInput's S3Input; SageMaker's other values are refused by name, never staged
+# as something else. File mode only: Pipe streams through a FIFO the twin does not provide.
+_STAGED_S3_DATA_TYPES = ("S3Prefix", "ManifestFile")
+_STAGED_S3_INPUT_MODES = ("File",)
+_STAGED_COMPRESSION_TYPES = ("None",)
+
+
+def _refuse_unsupported_staging(name: Any, s3_input: dict[str, Any]) -> None:
+    for setting, value, supported in (
+        ("S3DataType", s3_input.get("S3DataType", "S3Prefix"), _STAGED_S3_DATA_TYPES),
+        ("S3InputMode", s3_input.get("S3InputMode", "File"), _STAGED_S3_INPUT_MODES),
+        ("S3CompressionType", s3_input.get("S3CompressionType", "None"), _STAGED_COMPRESSION_TYPES),
+    ):
+        if value not in supported:
+            raise JobSetupError(
+                f"ProcessingInput {name!r}: {setting} {value!r} is not supported by the local twin "
+                f"(it stages {', '.join(supported)}); change the input or run the job on AWS"
+            )
+
+
 class ProcessingRunner(JobRunner):
     """Processing: stage ProcessingInputs, run ContainerEntrypoint + ContainerArguments, upload ProcessingOutputs."""
 
@@ -361,13 +381,18 @@ class ProcessingRunner(JobRunner):
             s3_input = processing_input.get("S3Input")
             if s3_input is None:
                 raise JobSetupError(f"ProcessingInput {processing_input.get('InputName')!r}: only S3Input runs locally")
+            name = processing_input.get("InputName")
+            _refuse_unsupported_staging(name, s3_input)
             local_path = inside_destination(
                 root, Path(rewrite_container_paths(s3_input["LocalPath"], root)), f"LocalPath {s3_input['LocalPath']!r}"
             )
             try:
-                self.stager.download(s3_input["S3Uri"], local_path)
+                if s3_input.get("S3DataType", "S3Prefix") == "ManifestFile":
+                    self.stager.download_manifest(s3_input["S3Uri"], local_path)
+                else:
+                    self.stager.download(s3_input["S3Uri"], local_path)
             except FileNotFoundError as error:
-                raise JobSetupError(f"ProcessingInput {processing_input.get('InputName')!r}: {error}") from error
+                raise JobSetupError(f"ProcessingInput {name!r}: {error}") from error
         for output in description.get("ProcessingOutputConfig", {}).get("Outputs", []):
             local = output["S3Output"]["LocalPath"]
             inside_destination(root, Path(rewrite_container_paths(local, root)), f"LocalPath {local!r}").mkdir(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import shutil
 import tarfile
@@ -71,6 +72,58 @@ class S3Stager:
         if not written:
             raise FileNotFoundError(f"No S3 object found at {uri}")
         return written
+
+    def download_manifest(self, manifest_uri: str, destination: Path) -> list[Path]:
+        """Stage the objects a SageMaker ManifestFile lists, each under `destination` by its key relative to the prefix.
+
+        The manifest is `[{"prefix": "s3://bucket/prefix/"}, "relative/key", ...]`, as SageMaker reads it for
+        `S3DataType: ManifestFile`. A manifest that is not that shape, or lists an object that does not exist,
+        fails the job with the reason (StagingRefused, FileNotFoundError).
+        """
+        entries = self._manifest_entries(manifest_uri)
+        prefix_uri = entries[0]["prefix"]
+        bucket, prefix = split_s3_uri(prefix_uri)
+        destination.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for relative in entries[1:]:
+            target = inside_destination(destination, destination / relative, f"manifest entry {relative!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                body = self._client.get_object(Bucket=bucket, Key=prefix + relative)["Body"]
+            except self._client.exceptions.NoSuchKey:
+                raise FileNotFoundError(
+                    f"manifest {manifest_uri} lists s3://{bucket}/{prefix}{relative}, which does not exist"
+                ) from None
+            with target.open("wb") as local_file:
+                shutil.copyfileobj(body, local_file)
+            written.append(target)
+        return written
+
+    def _manifest_entries(self, manifest_uri: str) -> list[Any]:
+        bucket, key = split_s3_uri(manifest_uri)
+        try:
+            text = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self._client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"No manifest file found at {manifest_uri}") from None
+        try:
+            entries = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise StagingRefused(f"manifest {manifest_uri} is not JSON: {error}") from None
+        if (
+            not isinstance(entries, list)
+            or not entries
+            or not isinstance(entries[0], dict)
+            or not str(entries[0].get("prefix", "")).startswith("s3://")
+        ):
+            raise StagingRefused(
+                f'manifest {manifest_uri} must be a JSON list starting with {{"prefix": "s3://bucket/prefix/"}}'
+            )
+        if len(entries) == 1:
+            raise StagingRefused(f"manifest {manifest_uri} lists no object")
+        bad = [entry for entry in entries[1:] if not isinstance(entry, str) or not entry]
+        if bad:
+            raise StagingRefused(f"manifest {manifest_uri}: entries after the prefix must be keys, got {bad[:3]!r}")
+        return entries
 
     def upload_directory(self, source: Path, uri: str, kms_key_id: str | None = None) -> list[str]:
         """Upload every file under `source` to the prefix `uri`; returns the object URIs."""

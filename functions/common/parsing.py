@@ -1,6 +1,8 @@
-"""Reading what callers send: validation errors as one readable line, the glue payload error, S3 URIs."""
+"""Reading what callers send: validation errors as one readable line, the glue payload error, S3 URIs, times."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -31,3 +33,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://") or not bucket or not key:
         raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
     return bucket, key
+
+
+def iso_utc(instant: datetime) -> str:
+    """The one text form of instants in glue payloads: ISO-8601 UTC to the second, with a Z."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -41,7 +41,8 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
     statemachines = tmp_path_factory.mktemp("statemachines")
     (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
     (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
-    shutil.copy(PROJECT_ROOT / "statemachines" / "image-uris.json", statemachines)
+    for name in ("monitoring.asl.json", "image-uris.json"):
+        shutil.copy(PROJECT_ROOT / "statemachines" / name, statemachines)
     with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
         yield started
 
@@ -137,9 +138,11 @@ def test_the_reapers_schedule_fires_on_the_twins_clock(twin: LocalTwin) -> None:
     deliveries = twin.fire_schedules()
     reaper = twin.stack.functions["EndpointReaperFunction"].function_arn
     drift_recheck = twin.stack.functions["RetrainOnDriftFunction"].function_arn
-    assert len(deliveries) >= 2
-    # the reaper and the drift re-check: the retraining schedule is off by default (RetrainingScheduleEnabled)
-    assert {d.target_arn for d in deliveries} == {reaper, drift_recheck}
+    monitoring = twin.stack.state_machine("monitoring").arn
+    assert len(deliveries) >= 3
+    # the reaper, the drift re-check and monitoring: the retraining schedule is off by default
+    # (RetrainingScheduleEnabled)
+    assert {d.target_arn for d in deliveries} == {reaper, drift_recheck, monitoring}
     assert [d.error for d in deliveries] == [None] * len(deliveries)
 
 
@@ -160,3 +163,18 @@ def test_describing_an_unchanged_execution_again_does_not_read_its_history_throu
     assert (again.status, again.output, again.states_entered()) == (first.status, first.output, ["RecordInput"])
     assert again.history == first.history
     assert again.runs is not first.runs, "each caller gets lists of its own"
+
+
+def test_the_monitoring_schedule_starts_a_run_for_the_window_ending_at_its_time(twin: LocalTwin) -> None:
+    twin.fire_schedules()
+    twin.clock.advance(3600)
+    [delivery] = [d for d in twin.fire_schedules() if d.target_arn == twin.stack.state_machine("monitoring").arn]
+    assert delivery.error is None
+
+    [newest, *_] = twin.list_executions("monitoring")
+    result = twin.wait_for_execution(newest["executionArn"], timeout=120)
+    # No endpoint is deployed in this twin: the run ends quietly.
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.states_entered()[-1] == "NoEndpoint"
+    assert set(result.input) == {"EndpointName", "WindowEnd"}
+    assert result.input["EndpointName"] == f"{twin.stack.stack_name}-endpoint"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import time
@@ -164,3 +165,139 @@ def test_a_processing_local_path_outside_the_job_is_refused(runtime: Any, bucket
     described = _wait_for_job(client, name)
     assert described["ProcessingJobStatus"] == "Failed"
     assert f"LocalPath {local_path!r}" in described["FailureReason"]
+
+
+# ---------------------------------------------------------------- ManifestFile inputs, and what the twin refuses
+
+
+def _manifest(bucket: str, entries: list[Any], key: str = "runs/x/capture.manifest") -> str:
+    _put(bucket, key, json.dumps(entries).encode())
+    return f"s3://{bucket}/{key}"
+
+
+def test_a_manifest_stages_each_listed_object_by_its_key_relative_to_the_prefix(bucket: str, tmp_path: Path) -> None:
+    _put(bucket, "capture/ep/AllTraffic/2026/12/01/11/00-01-000-a.jsonl", b"a\n")
+    _put(bucket, "capture/ep/Blue/2026/12/01/11/30-00-000-b.jsonl", b"b\n")
+    _put(bucket, "capture/ep/AllTraffic/2026/12/01/11/59-00-000-not-listed.jsonl", b"c\n")
+    manifest = _manifest(
+        bucket,
+        [
+            {"prefix": f"s3://{bucket}/capture/"},
+            "ep/AllTraffic/2026/12/01/11/00-01-000-a.jsonl",
+            "ep/Blue/2026/12/01/11/30-00-000-b.jsonl",
+        ],
+    )
+
+    written = S3Stager(REGION).download_manifest(manifest, tmp_path / "in")
+
+    assert sorted(p.relative_to(tmp_path / "in").as_posix() for p in written) == [
+        "ep/AllTraffic/2026/12/01/11/00-01-000-a.jsonl",
+        "ep/Blue/2026/12/01/11/30-00-000-b.jsonl",
+    ]
+    assert (tmp_path / "in" / "ep/Blue/2026/12/01/11/30-00-000-b.jsonl").read_bytes() == b"b\n"
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"prefix": "s3://b/"}, "must be a JSON list starting with"),
+        (["capture/a.jsonl"], "must be a JSON list starting with"),
+        ([{"prefix": "s3://b/capture/"}], "lists no object"),
+        ([{"prefix": "s3://b/capture/"}, 3], "entries after the prefix must be keys"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_naming_it(bucket: str, tmp_path: Path, entries: Any, message: str) -> None:
+    with pytest.raises(StagingRefused, match=message):
+        S3Stager(REGION).download_manifest(_manifest(bucket, entries), tmp_path / "in")
+
+
+def test_a_manifest_entry_escaping_the_destination_is_refused(bucket: str, tmp_path: Path) -> None:
+    _put(bucket, "escaped.jsonl")
+    manifest = _manifest(bucket, [{"prefix": f"s3://{bucket}/capture/"}, "../escaped.jsonl"])
+
+    with pytest.raises(StagingRefused, match=r"manifest entry '\.\./escaped\.jsonl'"):
+        S3Stager(REGION).download_manifest(manifest, tmp_path / "job" / "in")
+    assert not list(tmp_path.rglob("escaped.jsonl"))
+
+
+def test_a_manifest_listing_a_missing_object_names_it(bucket: str, tmp_path: Path) -> None:
+    manifest = _manifest(bucket, [{"prefix": f"s3://{bucket}/capture/"}, "gone.jsonl"])
+
+    with pytest.raises(FileNotFoundError, match=f"s3://{bucket}/capture/gone.jsonl, which does not exist"):
+        S3Stager(REGION).download_manifest(manifest, tmp_path / "in")
+
+
+def test_a_processing_job_with_a_manifest_input_sees_the_listed_files(runtime: Any, bucket: str) -> None:
+    _put(bucket, "capture/ep/v/2026/12/01/11/00-01-000-a.jsonl", b"a\n")
+    manifest = _manifest(bucket, [{"prefix": f"s3://{bucket}/capture/"}, "ep/v/2026/12/01/11/00-01-000-a.jsonl"])
+    client = boto3.client("sagemaker", region_name=REGION)
+    capture_input = {
+        "S3Uri": manifest,
+        "LocalPath": "/opt/ml/processing/input/capture",
+        "S3DataType": "ManifestFile",
+        "S3InputMode": "File",
+    }
+    output = {
+        "OutputName": "out",
+        "S3Output": {
+            "S3Uri": f"s3://{bucket}/out/",
+            "LocalPath": "/opt/ml/processing/output",
+            "S3UploadMode": "EndOfJob",
+        },
+    }
+    client.create_processing_job(
+        ProcessingJobName="manifest-input",
+        RoleArn=ROLE_ARN,
+        AppSpecification={
+            "ImageUri": "local",
+            "ContainerEntrypoint": [
+                "/bin/sh",
+                "-c",
+                "cd /opt/ml/processing/input/capture && find . -type f | sort > /opt/ml/processing/output/files.txt",
+            ],
+        },
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}},
+        ProcessingInputs=[{"InputName": "capture", "S3Input": capture_input}],
+        ProcessingOutputConfig={"Outputs": [output]},
+    )
+
+    described = _wait_for_job(client, "manifest-input")
+
+    assert described["ProcessingJobStatus"] == "Completed", described.get("FailureReason")
+    listed = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key="out/files.txt")["Body"].read()
+    assert listed.decode().splitlines() == ["./ep/v/2026/12/01/11/00-01-000-a.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "staged"),
+    [
+        ("S3DataType", "AugmentedManifestFile", "S3Prefix, ManifestFile"),
+        ("S3DataType", "S3Directory", "S3Prefix, ManifestFile"),
+        ("S3InputMode", "Pipe", "File"),
+        ("S3CompressionType", "Gzip", "None"),
+    ],
+)
+def test_a_processing_input_the_twin_cannot_stage_fails_the_job_naming_it(
+    runtime: Any, bucket: str, field: str, value: str, staged: str
+) -> None:
+    _put(bucket, "data/good.csv")
+    client = boto3.client("sagemaker", region_name=REGION)
+    data_input = {
+        "S3Uri": f"s3://{bucket}/data/",
+        "LocalPath": "/opt/ml/processing/input/data",
+        "S3DataType": "S3Prefix",
+        "S3InputMode": "File",
+        field: value,
+    }
+    name = f"refused-{field}-{value}".lower()
+    _processing_job(client, name, [{"InputName": "data", "S3Input": data_input}], [])
+
+    described = _wait_for_job(client, name)
+
+    assert described["ProcessingJobStatus"] == "Failed"
+    assert described["FailureReason"] == (
+        f"ClientError: ProcessingInput 'data': {field} {value!r} is not supported by the local twin "
+        f"(it stages {staged}); "
+        "change the input or run the job on AWS"
+    )
+    assert not list(runtime.work_dir.rglob("good.csv"))

@@ -48,6 +48,11 @@ EXPECTED = {
     "evaluation_report/missing_metric.json": "InvalidPayloadError",
     "smoke_test/payload.json": "answered",
     "smoke_test/missing_sample_uri.json": "InvalidPayloadError",
+    # The stack's endpoint is not deployed here: monitoring ends quietly.
+    "monitoring_window/scheduled_window.json": "NoEndpoint",
+    "monitoring_window/missing_window_end.json": "InvalidPayloadError",
+    "publish_monitoring_metrics/report_not_written.json": "MonitoringReportError",
+    "publish_monitoring_metrics/missing_report_uri.json": "InvalidPayloadError",
 }
 
 
@@ -109,6 +114,8 @@ def _outcome(function: str, result: Any, state_machine_arn: str) -> str:
         return f"{len(executions(state_machine_arn))} execution"
     if function == "endpoint_reaper":
         return "rejected" if "rejected" in result else "ran"
+    if function == "monitoring_window":
+        return str(result["Status"])
     return "answered"
 
 

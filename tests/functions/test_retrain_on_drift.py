@@ -107,6 +107,9 @@ def test_drift_alarm_entering_alarm_starts_training_with_the_reason_in_its_input
                 "alarm_name": ALARM,
                 "alarm_arn": f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{ALARM}",
                 "metric": "aws/sagemaker/Endpoints/data-metrics/feature_baseline_drift_mean_radius",
+                # The newest breaching data point and the threshold of the event's reasonData.
+                "value": 0.31,
+                "threshold": 0.2,
                 "state_change_time": "2024-05-14T09:21:45.125+00:00",
                 "reason": load_event("retrain_on_drift/alarm.json")["detail"]["state"]["reason"],
                 "found_by": "alarm_event",
@@ -453,3 +456,55 @@ def test_missing_setting_is_an_error_naming_the_variable(drift_env, lambda_conte
 
     with pytest.raises(SettingsError, match="TRAINING_DATA_URI is not set"):
         retrain_on_drift.handler(load_event("retrain_on_drift/alarm.json"), lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("reason_data", "expected"),
+    [
+        ('{"recentDatapoints": [0.1, 0.62], "threshold": 0.5}', (0.62, 0.5)),
+        ('{"recentDatapoints": [], "threshold": 1}', (None, 1.0)),
+        ("", (None, None)),
+        ("not json", (None, None)),
+        ('["a list"]', (None, None)),
+        ('{"recentDatapoints": ["NaN?"], "threshold": true}', (None, None)),
+    ],
+)
+def test_breaching_value_reads_the_newest_data_point_and_the_threshold(reason_data, expected):
+    assert retrain_on_drift.breaching_value(reason_data) == expected
+
+
+def test_the_recheck_records_the_breaching_value_of_the_monitoring_alarm(drift_env):
+    # GIVEN the stack's drift-feature-share alarm in ALARM with CloudWatch's reasonData
+    name = f"{DRIFT_PREFIX}feature-share"
+    cloudwatch = boto3.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="mlops",
+        MetricName="DriftedFeatureShare",
+        Dimensions=[{"Name": "Endpoint", "Value": "mlops-local-endpoint"}],
+        Statistic="Maximum",
+        Period=3600,
+        EvaluationPeriods=1,
+        Threshold=0.5,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cloudwatch.set_alarm_state(
+        AlarmName=name,
+        StateValue="ALARM",
+        StateReason="Threshold Crossed: 1 datapoint [0.67] was greater than or equal to the threshold (0.5).",
+        StateReasonData='{"version": "1.0", "recentDatapoints": [0.67], "threshold": 0.5}',
+    )
+
+    # WHEN the re-check runs
+    decision = _recheck(datetime.now(UTC))
+
+    # THEN training starts, its input naming the alarm, the metric and the value that crossed
+    assert decision.action == "started"
+    [execution] = executions(drift_env)
+    detail = execution["input"]["trigger"]["detail"]
+    assert (detail["alarm_name"], detail["metric"], detail["value"], detail["threshold"]) == (
+        name,
+        "mlops/DriftedFeatureShare",
+        0.67,
+        0.5,
+    )

@@ -319,7 +319,11 @@ def _passed_roles(template: dict[str, Any], state_machine: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("state_machine", "role"),
-    [("TrainingStateMachine", "SageMakerJobRole"), ("DeployStateMachine", "SageMakerModelRole")],
+    [
+        ("TrainingStateMachine", "SageMakerJobRole"),
+        ("DeployStateMachine", "SageMakerModelRole"),
+        ("MonitoringStateMachine", "SageMakerJobRole"),
+    ],
 )
 def test_each_state_machine_passes_one_role_and_may_pass_only_it_to_sagemaker(
     declared: dict[str, Any], state_machine: str, role: str

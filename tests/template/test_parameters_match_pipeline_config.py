@@ -35,6 +35,9 @@ def _expected_parameter_defaults(cfg: PipelineConfig) -> dict[str, str]:
         "ReaperMinAgeHours": str(cfg.reaper.min_age_hours),
         "ReaperMaxDeletionsPerRun": str(cfg.reaper.max_deletions_per_run),
         "RetrainingScheduleEnabled": str(cfg.schedule.retraining_enabled).lower(),
+        "DriftShareThreshold": str(cfg.monitoring.drift_share_threshold),
+        "DriftAlarmEvaluationPeriods": str(cfg.monitoring.evaluation_periods),
+        "DriftAlarmDatapointsToAlarm": str(cfg.monitoring.datapoints_to_alarm),
     }
 
 
@@ -52,6 +55,10 @@ def _expected_mapping(cfg: PipelineConfig) -> dict[str, dict[str, str]]:
             "MaxReceiveCount": str(cfg.new_data.max_receive_count),
         },
         "Schedule": {"RetrainingExpression": cfg.schedule.retraining_expression},
+        "Monitoring": {
+            "ScheduleExpression": cfg.monitoring.schedule_expression,
+            "WindowSeconds": str(cfg.monitoring.window_minutes * 60),
+        },
         "Reaper": {
             "ScheduleExpression": cfg.reaper.schedule_expression,
             "OptOutTag": cfg.reaper.opt_out_tag,

@@ -197,7 +197,7 @@ def test_a_missing_substitution_is_reported(declared: dict[str, Any]) -> None:
     assert stack_rules.missing_substitutions(mutated, PROJECT_ROOT) == {"DeployStateMachine": ["EndpointName"]}
 
 
-@pytest.mark.parametrize("state_machine", ["TrainingStateMachine", "DeployStateMachine"])
+@pytest.mark.parametrize("state_machine", ["TrainingStateMachine", "DeployStateMachine", "MonitoringStateMachine"])
 def test_substitutions_are_exactly_the_contract_placeholders(declared: dict[str, Any], state_machine: str) -> None:
     substitutions = declared["Resources"][state_machine]["Properties"]["DefinitionSubstitutions"]
 
@@ -205,10 +205,10 @@ def test_substitutions_are_exactly_the_contract_placeholders(declared: dict[str,
 
 
 def test_contract_table_parses_to_the_documented_placeholders() -> None:
-    # Guards the parser above: the table lists 23 names, some rows holding several.
+    # Guards the parser above: the table lists 26 names, some rows holding several.
     names = _contract_placeholders()
 
-    assert len(names) == 23
+    assert len(names) == 26
     assert {"Partition", "EndpointInstanceType", "EnvironmentTag"} <= names
 
 

@@ -15,11 +15,12 @@ from contract.placeholders import PLACEHOLDER_NAMES
 from contract.project import PROJECT_ROOT
 from workflows.deploy import build_deploy_definition
 from workflows.export import export_command, image_uris_document, render_statemachines, stale_files
+from workflows.monitoring import build_monitoring_definition
 from workflows.training import build_training_definition
 
 STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
 INTERFACES = PROJECT_ROOT / "docs" / "interfaces.md"
-GENERATED = ["training.asl.json", "deploy.asl.json", "image-uris.json"]
+GENERATED = ["training.asl.json", "deploy.asl.json", "monitoring.asl.json", "image-uris.json"]
 
 
 def test_committed_statemachines_are_what_the_code_exports(config: PipelineConfig) -> None:
@@ -42,7 +43,7 @@ def test_export_writes_every_file_indented_with_a_trailing_newline(tmp_path: Pat
 def test_export_check_passes_on_a_fresh_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     export_command(out_dir=tmp_path, check=False, config_path=None)
     assert export_command(out_dir=tmp_path, check=True, config_path=None) == 0
-    assert "3 files up to date" in capsys.readouterr().out
+    assert "4 files up to date" in capsys.readouterr().out
 
 
 def test_export_check_reports_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,11 +119,15 @@ def _interfaces_placeholders() -> set[str]:
 
 
 def test_placeholders_used_are_exactly_the_interfaces_table(config: PipelineConfig) -> None:
-    used = placeholders(build_training_definition(config)) | placeholders(build_deploy_definition(config))
+    used = (
+        placeholders(build_training_definition(config))
+        | placeholders(build_deploy_definition(config))
+        | placeholders(build_monitoring_definition(config))
+    )
     assert used == _interfaces_placeholders() == set(PLACEHOLDER_NAMES)
 
 
 def test_exported_definitions_are_valid_json_objects() -> None:
-    for name in ("training.asl.json", "deploy.asl.json"):
+    for name in ("training.asl.json", "deploy.asl.json", "monitoring.asl.json"):
         definition = json.loads((STATEMACHINES_DIR / name).read_text(encoding="utf-8"))
         assert definition["StartAt"] in definition["States"], name

@@ -1,0 +1,320 @@
+"""The monitoring state machine end to end in the twin, on records its endpoint captured: no endpoint, no data,
+a window analyzed and published, a failing job, and the idle endpoint reaper's view of a monitored endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import tarfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from common.settings import ReaperSettings
+from endpoint_reaper import ReaperClients, reap
+
+from contract.project import PROJECT_ROOT
+from emulator.twin import ExecutionResult, LocalTwin
+
+pytestmark = pytest.mark.e2e
+
+# Stand-ins for the two workflows monitoring does not use; monitoring.asl.json is the exported one.
+TRAINING_ASL = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+DEPLOY_ASL = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+FEATURES = ("f0", "f1")
+ROWS_PER_REQUEST = 10
+REQUESTS = 5
+MODEL_PACKAGE_ARN_TAG = "mlops:model-package-arn"
+# Answers every CSV request with one score per row; monitoring reads only the captured input.
+INFERENCE = """
+import json
+def model_fn(model_dir):
+    return None
+def input_fn(body, content_type):
+    return body.decode() if isinstance(body, bytes) else body
+def predict_fn(data, model):
+    return [0.5 for line in data.splitlines() if line.strip()]
+def output_fn(prediction, accept):
+    return json.dumps({"predictions": [{"score": s, "label": 0} for s in prediction]})
+"""
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
+    statemachines = tmp_path_factory.mktemp("statemachines")
+    (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
+    (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
+    for name in ("monitoring.asl.json", "image-uris.json"):
+        shutil.copy(PROJECT_ROOT / "statemachines" / name, statemachines)
+    with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
+        yield started
+
+
+def _endpoint_name(twin: LocalTwin) -> str:
+    return f"{twin.stack.stack_name}-endpoint"
+
+
+def _bucket(twin: LocalTwin) -> str:
+    return twin.stack.resources["ArtifactBucket"]
+
+
+def _put(bucket: str, key: str, body: bytes) -> str:
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}"
+
+
+def _baseline(bucket: str, prefix: str) -> str:
+    """baseline.csv and baseline.json as training writes them (docs/interfaces.md); returns baseline.json's URI."""
+    reference = np.random.default_rng(7).normal(size=(300, len(FEATURES)))
+    csv = ",".join(FEATURES) + "\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in reference) + "\n"
+    _put(bucket, f"{prefix}baseline.csv", csv.encode())
+    statistics = {
+        "format_version": 1,
+        "features": [
+            {
+                "name": name,
+                "type": "numerical",
+                "min": float(reference[:, i].min()),
+                "max": float(reference[:, i].max()),
+            }
+            for i, name in enumerate(FEATURES)
+        ],
+        "critical_features": ["f0"],
+    }
+    return _put(bucket, f"{prefix}baseline.json", json.dumps(statistics).encode())
+
+
+def _model_archive(bucket: str) -> str:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = INFERENCE.encode()
+        info = tarfile.TarInfo("code/inference.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return _put(bucket, "models/monitoring-test/output/model.tar.gz", archive.getvalue())
+
+
+@pytest.fixture
+def served(twin: LocalTwin) -> Iterator[dict[str, str]]:
+    """The stack endpoint serving a package with a baseline, capturing its input as deploy configures it."""
+    sagemaker = boto3.client("sagemaker")
+    bucket = _bucket(twin)
+    group = f"{twin.stack.stack_name}-breast-cancer"
+    statistics_uri = _baseline(bucket, "runs/training-monitoring-test/evaluation/baseline/")
+    package = sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        InferenceSpecification={
+            "Containers": [{"Image": "xgboost:local", "ModelDataUrl": _model_archive(bucket)}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        DriftCheckBaselines={
+            "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": statistics_uri}}
+        },
+    )["ModelPackageArn"]
+    suffix = package.rsplit("/", 1)[-1]
+    sagemaker.create_model(
+        ModelName=f"monitoring-test-model-{suffix}",
+        PrimaryContainer={
+            "Image": "xgboost:local",
+            "ModelDataUrl": f"s3://{bucket}/models/monitoring-test/output/model.tar.gz",
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+        },
+        ExecutionRoleArn=twin.stack.outputs.get("SageMakerModelRoleArn", "arn:aws:iam::123456789012:role/model"),
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=f"monitoring-test-cfg-{suffix}",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"monitoring-test-model-{suffix}",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+        DataCaptureConfig={
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{bucket}/data-capture/",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        },
+    )
+    name = _endpoint_name(twin)
+    sagemaker.create_endpoint(
+        EndpointName=name,
+        EndpointConfigName=f"monitoring-test-cfg-{suffix}",
+        Tags=[{"Key": MODEL_PACKAGE_ARN_TAG, "Value": package}],
+    )
+    for _ in range(600):
+        if sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService":
+            break
+        twin.clock.sleep(1)
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    yield {"endpoint": name, "package": package, "statistics": statistics_uri}
+    # The reaper test deletes it itself.
+    with contextlib.suppress(sagemaker.exceptions.ClientError):
+        sagemaker.delete_endpoint(EndpointName=name)
+
+
+def _send_traffic(endpoint: str, shift: float = 0.0, seed: int = 5) -> None:
+    # Seed 5 draws an unshifted sample whose KS p-values against the baseline (0.69, 0.58) are far from 0.05.
+    runtime = boto3.client("sagemaker-runtime")
+    rows = np.random.default_rng(seed).normal(size=(REQUESTS * ROWS_PER_REQUEST, len(FEATURES))) + shift
+    for first in range(0, len(rows), ROWS_PER_REQUEST):
+        body = "\n".join(",".join(f"{v:.6f}" for v in row) for row in rows[first : first + ROWS_PER_REQUEST])
+        runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=body.encode())
+
+
+def _monitor(twin: LocalTwin, window_end: datetime) -> ExecutionResult:
+    arn = twin.start_execution(
+        "monitoring",
+        {"EndpointName": _endpoint_name(twin), "WindowEnd": window_end.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    )
+    return twin.wait_for_execution(arn, timeout=300)
+
+
+def _window_end_after_traffic(twin: LocalTwin) -> datetime:
+    # Capture file times are whole seconds; the window's end is exclusive.
+    return twin.clock.now() + timedelta(seconds=2)
+
+
+def _stack_metrics(twin: LocalTwin) -> list[dict[str, Any]]:
+    namespace = twin.stack.parameters.get("ProjectName", "mlops")
+    return boto3.client("cloudwatch").list_metrics(Namespace=namespace)["Metrics"]
+
+
+def _invocation_count(endpoint: str, start: datetime, end: datetime) -> float:
+    points = boto3.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        StartTime=start,
+        EndTime=end,
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return sum(point["Sum"] for point in points)
+
+
+def test_without_an_endpoint_monitoring_ends_in_no_endpoint(twin: LocalTwin) -> None:
+    result = _monitor(twin, twin.clock.now())
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.states_entered()[-1] == "NoEndpoint"
+
+
+def test_a_window_without_captured_records_ends_in_no_data_and_publishes_nothing(
+    twin: LocalTwin, served: dict[str, str]
+) -> None:
+    before = _stack_metrics(twin)
+
+    result = _monitor(twin, twin.clock.now())
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.states_entered()[-1] == "NoData"
+    assert "MonitorDrift" not in result.states_entered()
+    assert _stack_metrics(twin) == before
+
+
+def test_captured_records_are_analyzed_against_the_served_baseline_and_published(
+    twin: LocalTwin, served: dict[str, str]
+) -> None:
+    _send_traffic(served["endpoint"])
+
+    result = _monitor(twin, _window_end_after_traffic(twin))
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.states_entered()[-3:] == ["MonitorDrift", "PublishMonitoringMetrics", "Monitored"]
+    summary = result.output["published"]["Payload"]
+    assert summary["status"] == "ok"
+    assert summary["records"] == REQUESTS
+    assert summary["rows_analyzed"] == REQUESTS * ROWS_PER_REQUEST
+    assert summary["dataset_drift"] is False
+    assert summary["metrics_published"] == 2 + len(FEATURES)
+    names = {metric["MetricName"] for metric in _stack_metrics(twin)}
+    assert {"DriftedFeatureShare", "CriticalFeatureDrift", "FeatureDriftScore"} <= names
+
+
+def test_shifted_traffic_is_reported_as_dataset_drift(twin: LocalTwin, served: dict[str, str]) -> None:
+    twin.clock.advance(2 * 3600)  # past the windows of the other tests' traffic
+    _send_traffic(served["endpoint"], shift=3.0)
+
+    result = _monitor(twin, _window_end_after_traffic(twin))
+
+    summary = result.output["published"]["Payload"]
+    assert (summary["dataset_drift"], summary["drifted_share"]) == (True, 1.0)
+    assert summary["critical_features_drifted"] == ["f0"]
+
+
+def test_a_failing_job_ends_in_monitoring_failed_notified_and_publishes_nothing(
+    twin: LocalTwin, served: dict[str, str]
+) -> None:
+    twin.clock.advance(2 * 3600)
+    _send_traffic(served["endpoint"])
+    bucket, key = served["statistics"].removeprefix("s3://").split("/", 1)
+    boto3.client("s3").delete_object(Bucket=bucket, Key=key.replace("baseline.json", "baseline.csv"))
+    before = _stack_metrics(twin)
+
+    result = _monitor(twin, _window_end_after_traffic(twin))
+
+    assert (result.status, result.error) == ("FAILED", "MonitoringFailed")
+    entered = result.states_entered()
+    assert "MonitorDrift" in entered
+    assert "NotifyMonitoringFailed" in entered
+    assert "PublishMonitoringMetrics" not in entered
+    assert _stack_metrics(twin) == before
+
+
+def test_a_monitoring_run_never_invokes_the_endpoint(twin: LocalTwin, served: dict[str, str]) -> None:
+    twin.clock.advance(2 * 3600)
+    start = twin.clock.now()
+    _send_traffic(served["endpoint"])
+    sent = _invocation_count(served["endpoint"], start - timedelta(minutes=5), twin.clock.now() + timedelta(hours=1))
+
+    result = _monitor(twin, _window_end_after_traffic(twin))
+
+    assert result.status == "SUCCEEDED", result.cause
+    after = _invocation_count(served["endpoint"], start - timedelta(minutes=5), twin.clock.now() + timedelta(hours=1))
+    assert (sent, after) == (REQUESTS, REQUESTS)
+
+
+def test_after_the_reaper_deletes_the_endpoint_the_next_run_ends_no_endpoint(
+    twin: LocalTwin, served: dict[str, str]
+) -> None:
+    # GIVEN a monitored endpoint whose only activity is monitoring after its traffic stopped
+    twin.clock.advance(2 * 3600)
+    _send_traffic(served["endpoint"])
+    assert _monitor(twin, _window_end_after_traffic(twin)).status == "SUCCEEDED"
+    settings = ReaperSettings(
+        idle_window_hours=1,
+        min_age_hours=0,
+        dry_run=False,
+        opt_out_tag="mlops:reaper-opt-out",
+        mark_tag="mlops:idle-since",
+        max_deletions_per_run=5,
+        report_topic_arn=twin.stack.resources["NotificationTopic"],
+        audit_event_bus_name="default",
+        scope="account",
+        management_tag=MODEL_PACKAGE_ARN_TAG,
+        managed_tag_value_prefix="",
+    )
+    clients = ReaperClients.default()
+
+    # WHEN the reaper marks it idle, monitoring runs again, and the reaper comes back after its idle window
+    twin.clock.advance(2 * 3600)
+    marked = reap(clients, settings, twin.clock.now())
+    assert [(d.endpoint, d.action) for d in marked.decisions] == [(served["endpoint"], "marked")]
+    assert _monitor(twin, twin.clock.now()).states_entered()[-1] == "NoData"
+    twin.clock.advance(2 * 3600)
+    deleted = reap(clients, settings, twin.clock.now())
+
+    # THEN monitoring did not keep it busy, and the next run ends quietly
+    assert [(d.endpoint, d.action) for d in deleted.decisions] == [(served["endpoint"], "deleted")]
+    result = _monitor(twin, twin.clock.now())
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.states_entered()[-1] == "NoEndpoint"
