@@ -1,0 +1,414 @@
+"""The twin's CloudWatch alarms: evaluated on the twin's clock, with a "CloudWatch Alarm State Change" event per change.
+
+moto 5.2.5 stores alarms and metric data but never evaluates an alarm, starts a new one in `OK` (CloudWatch starts it
+in `INSUFFICIENT_DATA`), resets the state when PutMetricAlarm updates an alarm (CloudWatch keeps it), stamps
+datapoints without a timestamp with the wall clock (the twin's clock runs ahead of it), and sends no event, not even
+for SetAlarmState. `AlarmEvaluator.install()` fixes those four while the twin runs, and `evaluate(now)` evaluates
+every metric alarm of the twin's account and region once, as CloudWatch does every minute.
+
+What is evaluated as CloudWatch does: one metric (Namespace, MetricName, the exact Dimensions set, Unit when given)
+with Statistic SampleCount, Average, Sum, Minimum or Maximum; the four threshold ComparisonOperators; "M out of N"
+over the last EvaluationPeriods periods (DatapointsToAlarm M, default N); TreatMissingData missing (the default),
+notBreaching, breaching and ignore. Periods are whole minutes ending at the evaluation time. When some datapoints of
+the range are missing, the present ones are all used and, for notBreaching/breaching, the missing ones count as not
+breaching/breaching; with missing/ignore they are left out; when all are missing the state goes to INSUFFICIENT_DATA
+(missing), stays (ignore), ALARM (breaching) or OK (notBreaching). CloudWatch also looks a few periods beyond the
+range for a "missing" alarm; the twin does not.
+
+Refused, with one logged warning per alarm (its state stays as it is; `refusals` lists them): metric math and
+`Metrics` queries, ExtendedStatistic (percentiles), anomaly detection (ThresholdMetricId and the band operators),
+composite alarms, and alarms on an `AWS/` metric the twin does not publish (nothing would ever reach them, so
+evaluating them would report a calm that is only the twin's silence).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from moto.cloudwatch.models import Alarm, CloudWatchBackend, MetricAggregatedDatum, MetricDatum, cloudwatch_backends
+
+from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.clock import Clock
+from emulator.moto_patches import MotoPatches
+
+logger = logging.getLogger(__name__)
+
+OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
+STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
+TREATMENTS = ("missing", "ignore", "breaching", "notBreaching")
+_COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    "GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
+    "GreaterThanThreshold": (operator.gt, "greater than"),
+    "LessThanThreshold": (operator.lt, "less than"),
+    "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
+}
+# The AWS/ metrics the twin's services publish (emulator/sagemaker_local/hosting.py); an alarm on any other AWS/
+# metric would never see a datapoint here.
+PUBLISHED_AWS_METRICS = frozenset(
+    {
+        ("AWS/SageMaker", "Invocations"),
+        ("AWS/SageMaker", "Invocation4XXErrors"),
+        ("AWS/SageMaker", "Invocation5XXErrors"),
+    }
+)
+INITIAL_REASON = "Unchecked: Initial alarm creation"
+
+EmitEvent = Callable[[dict[str, Any]], object]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one evaluation of an alarm concluded: the state, CloudWatch's reason text and reason data."""
+
+    state: str | None  # None: keep the current state (ignore with no data)
+    reason: str
+    reason_data: str
+
+
+class AlarmEvaluator:
+    """Evaluates moto's metric alarms for one account and region and emits their state change events."""
+
+    def __init__(
+        self, clock: Clock, emit: EmitEvent, *, account_id: str = LOCAL_ACCOUNT_ID, region: str = LOCAL_REGION
+    ) -> None:
+        self.clock = clock
+        self.account_id = account_id
+        self.region = region
+        self._emit = emit
+        # One evaluation or SetAlarmState at a time, so each transition is decided, recorded and emitted once.
+        self._lock = threading.RLock()
+        self._changes: list[dict[str, str]] = []
+        self._refusals: dict[str, str] = {}
+        self._metric_ids: dict[str, str] = {}
+        self._patches = MotoPatches()
+
+    # ---- what happened -----------------------------------------------------------------------------------------
+
+    @property
+    def changes(self) -> list[dict[str, str]]:
+        """Every state change so far, oldest first: `{"alarm", "from", "to", "time"}` (time ISO-8601 UTC)."""
+        with self._lock:
+            return [dict(change) for change in self._changes]
+
+    @property
+    def refusals(self) -> dict[str, str]:
+        """Alarms the twin does not evaluate, by name, with the reason."""
+        with self._lock:
+            return dict(self._refusals)
+
+    # ---- evaluation ---------------------------------------------------------------------------------------------
+
+    def evaluate(self, now: datetime | None = None) -> list[dict[str, str]]:
+        """Evaluate every metric alarm once at `now` (default the clock's now); returns the state changes."""
+        now = _utc(now or self.clock.now())
+        events: list[dict[str, Any]] = []
+        changes: list[dict[str, str]] = []
+        with self._lock:
+            backend = self._backend()
+            for alarm in list(backend.alarms.values()):
+                refusal = refusal_reason(alarm)
+                if refusal is not None:
+                    self._refuse(alarm.name, refusal)
+                    continue
+                verdict = evaluate_alarm(alarm, list(backend.metric_data), now)
+                if verdict.state is None or verdict.state == alarm.state_value:
+                    continue
+                change, event = self._transition(alarm, verdict, now)
+                changes.append(change)
+                events.append(event)
+        for event in events:
+            self._emit(event)
+        return changes
+
+    def _refuse(self, alarm_name: str, reason: str) -> None:
+        if self._refusals.get(alarm_name) != reason:
+            self._refusals[alarm_name] = reason
+            logger.warning(
+                "The local twin does not evaluate alarm %s: %s. Its state stays as it is.", alarm_name, reason
+            )
+
+    def _transition(self, alarm: Alarm, verdict: Verdict, now: datetime) -> tuple[dict[str, str], dict[str, Any]]:
+        previous = _state_of(alarm)
+        alarm.update_state(verdict.reason, verdict.reason_data, str(verdict.state))
+        alarm.state_updated_timestamp = _naive(now)
+        return self._record(alarm, previous, now)
+
+    def _record(self, alarm: Alarm, previous: dict[str, Any], now: datetime) -> tuple[dict[str, str], dict[str, Any]]:
+        change = {"alarm": alarm.name, "from": previous["value"], "to": alarm.state_value, "time": _iso_seconds(now)}
+        self._changes.append(change)
+        logger.info("Alarm %s: %s -> %s (%s)", alarm.name, change["from"], change["to"], alarm.state_reason)
+        return dict(change), self._state_change_event(alarm, previous, now)
+
+    def _state_change_event(self, alarm: Alarm, previous: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """The event CloudWatch puts on the default bus (CloudWatch User Guide, "Alarm events and EventBridge")."""
+        configuration: dict[str, Any] = {"metrics": [self._metric_configuration(alarm)]}
+        if alarm.description:
+            configuration = {"description": alarm.description, **configuration}
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "CloudWatch Alarm State Change",
+            "source": "aws.cloudwatch",
+            "account": self.account_id,
+            "time": _iso_seconds(now),
+            "region": self.region,
+            "resources": [alarm.alarm_arn],
+            "detail": {
+                "alarmName": alarm.name,
+                "state": _state_of(alarm),
+                "previousState": previous,
+                "configuration": configuration,
+            },
+        }
+
+    def _metric_configuration(self, alarm: Alarm) -> dict[str, Any]:
+        metric_id = self._metric_ids.setdefault(alarm.name, str(uuid.uuid4()))
+        metric_stat: dict[str, Any] = {
+            "metric": {
+                "dimensions": {str(d.name): str(d.value) for d in alarm.dimensions},
+                "name": alarm.metric_name,
+                "namespace": alarm.namespace,
+            },
+            "period": int(alarm.period),
+            "stat": alarm.statistic,
+        }
+        if alarm.unit:
+            metric_stat["unit"] = alarm.unit
+        return {"id": metric_id, "metricStat": metric_stat, "returnData": True}
+
+    # ---- moto hooks ---------------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Patch moto's CloudWatch as the module docstring says, until `uninstall()`."""
+        if self._patches.active:
+            return
+        evaluator = self
+        original_put_alarm = CloudWatchBackend.put_metric_alarm
+        original_set_state = CloudWatchBackend.set_alarm_state
+        original_put_data = CloudWatchBackend.put_metric_data
+
+        def put_metric_alarm(backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Alarm:
+            name = kwargs.get("name", args[0] if args else None)
+            with evaluator._lock:
+                previous = backend.alarms.get(str(name))
+                alarm = original_put_alarm(backend, *args, **kwargs)
+                evaluator._adopt(alarm, previous)
+            return alarm
+
+        def set_alarm_state(
+            backend: CloudWatchBackend, alarm_name: str, reason: str, reason_data: str, state_value: str
+        ) -> None:
+            event = None
+            with evaluator._lock:
+                alarm = backend.alarms.get(alarm_name)
+                previous = _state_of(alarm) if alarm is not None else None
+                original_set_state(backend, alarm_name, reason, reason_data, state_value)
+                alarm = backend.alarms[alarm_name]
+                now = _utc(evaluator.clock.now())
+                alarm.state_updated_timestamp = _naive(now)
+                # CloudWatch acts (and sends the event) only when the state set differs from the one it had.
+                if previous is not None and previous["value"] != state_value:
+                    _, event = evaluator._record(alarm, previous, now)
+            if event is not None:
+                evaluator._emit(event)
+
+        def put_metric_data(backend: CloudWatchBackend, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+            stamped = _naive(_utc(evaluator.clock.now()))
+            dated = [datum if datum.get("Timestamp") else {**datum, "Timestamp": stamped} for datum in metric_data]
+            original_put_data(backend, namespace, dated)
+
+        self._patches.replace(CloudWatchBackend, "put_metric_alarm", put_metric_alarm)
+        self._patches.replace(CloudWatchBackend, "set_alarm_state", set_alarm_state)
+        self._patches.replace(CloudWatchBackend, "put_metric_data", put_metric_data)
+
+    def uninstall(self) -> None:
+        """Give moto its own CloudWatch back."""
+        self._patches.undo()
+
+    def _adopt(self, alarm: Alarm, previous: Alarm | None) -> None:
+        """A new alarm starts INSUFFICIENT_DATA; an updated one keeps its state and history (PutMetricAlarm)."""
+        now = _naive(_utc(self.clock.now()))
+        alarm.configuration_updated_timestamp = now
+        self._refusals.pop(alarm.name, None)
+        if previous is None:
+            alarm.state_value, alarm.state_reason, alarm.state_updated_timestamp = (
+                INSUFFICIENT_DATA,
+                INITIAL_REASON,
+                now,
+            )
+            return
+        alarm.state_value = previous.state_value
+        alarm.state_reason = previous.state_reason
+        alarm.state_reason_data = previous.state_reason_data
+        alarm.state_updated_timestamp = previous.state_updated_timestamp
+        alarm.history = previous.history
+
+    def _backend(self) -> CloudWatchBackend:
+        return cloudwatch_backends[self.account_id][self.region]
+
+
+# ---- one alarm ------------------------------------------------------------------------------------------------------
+
+
+def refusal_reason(alarm: Alarm) -> str | None:
+    """Why the twin does not evaluate `alarm` (named, for the log), or None when it does."""
+    if alarm.rule is not None:
+        return "it is a composite alarm"
+    if alarm.metric_data_queries:
+        return "it alarms on metric math or Metrics queries"
+    if alarm.threshold_metric_id or alarm.comparison_operator not in _COMPARISONS:
+        return f"it uses anomaly detection or ComparisonOperator {alarm.comparison_operator!r}"
+    if alarm.extended_statistic:
+        return f"it uses ExtendedStatistic {alarm.extended_statistic!r} (percentiles)"
+    if alarm.statistic not in STATISTICS:
+        return f"Statistic {alarm.statistic!r} is not one of {', '.join(STATISTICS)}"
+    if (alarm.treat_missing_data or "missing") not in TREATMENTS:
+        return f"TreatMissingData {alarm.treat_missing_data!r} is not one of {', '.join(TREATMENTS)}"
+    if not alarm.period or int(alarm.period) % 60 or not alarm.evaluation_periods:
+        return f"Period {alarm.period!r} is not a whole number of minutes (high-resolution alarms are not evaluated)"
+    if str(alarm.namespace).startswith("AWS/") and (alarm.namespace, alarm.metric_name) not in PUBLISHED_AWS_METRICS:
+        return f"the twin does not publish metric {alarm.metric_name} of namespace {alarm.namespace}"
+    return None
+
+
+def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
+    """CloudWatch's verdict on a supported metric alarm at `now`, from moto's datapoints `data`."""
+    period = timedelta(seconds=int(alarm.period))
+    periods = int(alarm.evaluation_periods)
+    required = int(alarm.datapoints_to_alarm or periods)
+    end = now.replace(second=0, microsecond=0)
+    start = end - period * periods
+    values: list[float | None] = [None] * periods  # oldest first
+    buckets: list[list[Any]] = [[] for _ in range(periods)]
+    for datum in data:
+        if not _same_metric(alarm, datum):
+            continue
+        moment = _utc(datum.timestamp)
+        if start <= moment < end:
+            buckets[int((moment - start) / period)].append(datum)
+    for index, bucket in enumerate(buckets):
+        values[index] = _statistic(alarm.statistic, bucket)
+    compare, wording = _COMPARISONS[alarm.comparison_operator]
+    threshold = float(alarm.threshold)
+    treatment = alarm.treat_missing_data or "missing"
+    present = [(start + period * index, value) for index, value in enumerate(values) if value is not None]
+    reason_data = json.dumps(
+        {
+            "version": "1.0",
+            "queryDate": _iso_millis(now),
+            "startDate": _iso_millis(start),
+            "statistic": alarm.statistic,
+            "period": int(alarm.period),
+            "recentDatapoints": [value for _, value in present],
+            "threshold": threshold,
+        },
+        separators=(",", ":"),
+    )
+    missing = periods - len(present)
+    if not present:
+        return _all_missing(treatment, periods, reason_data)
+    breaching = sum(1 for _, value in present if compare(value, threshold))
+    if treatment == "breaching":
+        breaching += missing
+    state = ALARM if breaching >= required else OK
+    counted = (
+        breaching if state == ALARM else len(present) - breaching + (missing if treatment == "notBreaching" else 0)
+    )
+    minimum = required if state == ALARM else periods - required + 1
+    shown = ", ".join(f"{_number(value)} ({moment:%d/%m/%y %H:%M:%S})" for moment, value in reversed(present))
+    plural = len(present) != 1 or counted != 1
+    verb = ("were" if plural else "was") + ("" if state == ALARM else " not")
+    transition = f"{'OK' if state == ALARM else 'ALARM'} -> {state}"
+    reason = (
+        f"Threshold Crossed: {counted} out of the last {periods} datapoints [{shown}] "
+        f"{verb} {wording} the threshold ({_number(threshold)}) (minimum {minimum} "
+        f"datapoint{'s' if minimum != 1 else ''} for {transition} transition)."
+    )
+    return Verdict(state, reason, reason_data)
+
+
+def _all_missing(treatment: str, periods: int, reason_data: str) -> Verdict:
+    noun = "datapoint" if periods == 1 else "datapoints"
+    if treatment == "ignore":
+        return Verdict(None, "", reason_data)
+    if treatment == "missing":
+        return Verdict(
+            INSUFFICIENT_DATA,
+            f"Insufficient Data: {periods} {noun} {'was' if periods == 1 else 'were'} unknown.",
+            reason_data,
+        )
+    treated = "Breaching" if treatment == "breaching" else "NonBreaching"
+    reason = (
+        f"Threshold Crossed: no datapoints were received for {periods} period{'s' if periods != 1 else ''} and "
+        f"{periods} missing {noun} {'was' if periods == 1 else 'were'} treated as [{treated}]."
+    )
+    return Verdict(ALARM if treatment == "breaching" else OK, reason, reason_data)
+
+
+def _same_metric(alarm: Alarm, datum: Any) -> bool:
+    if datum.namespace != alarm.namespace or datum.name != alarm.metric_name:
+        return False
+    if alarm.unit and datum.unit and datum.unit != alarm.unit:
+        return False
+    wanted = {(d.name, d.value) for d in alarm.dimensions}
+    return {(d.name, d.value) for d in datum.dimensions} == wanted
+
+
+def _statistic(statistic: str, bucket: list[Any]) -> float | None:
+    if not bucket:
+        return None
+    values = [d.value for d in bucket if isinstance(d, MetricDatum)]
+    sets = [d for d in bucket if isinstance(d, MetricAggregatedDatum)]
+    count = len(values) + sum(s.sample_count for s in sets)
+    total = sum(values) + sum(s.sum for s in sets)
+    if statistic == "SampleCount":
+        return float(count)
+    if statistic == "Sum":
+        return float(total)
+    if statistic == "Average":
+        return float(total / count) if count else None
+    if statistic == "Minimum":
+        return float(min(values + [s.min for s in sets]))
+    return float(max(values + [s.max for s in sets]))
+
+
+def _state_of(alarm: Alarm) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "value": alarm.state_value,
+        "reason": alarm.state_reason,
+        "timestamp": _iso_millis(_utc(alarm.state_updated_timestamp)),
+    }
+    if alarm.state_reason_data and alarm.state_reason_data != "{}":
+        state["reasonData"] = alarm.state_reason_data
+    return state
+
+
+def _number(value: float) -> str:
+    """A double as CloudWatch's reasons print it (Java's Double.toString for everyday magnitudes)."""
+    return repr(float(value))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _naive(moment: datetime) -> datetime:
+    """moto keeps its timestamps as naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _iso_seconds(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso_millis(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
