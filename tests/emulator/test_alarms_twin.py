@@ -96,3 +96,12 @@ def test_a_drift_alarm_going_to_alarm_starts_retraining_through_the_stacks_rule(
     assert delivery.error is None
     assert json.loads(delivery.input)["detail"]["alarmName"] == name
     assert delivery.result["action"] == "started", delivery.result
+
+
+def test_the_functions_embedded_metrics_reach_cloudwatch(twin: LocalTwin) -> None:
+    function = twin.stack.functions["RetrainOnDriftFunction"]
+    namespace = function.environment["POWERTOOLS_METRICS_NAMESPACE"]
+    twin.invoke_function("RetrainOnDriftFunction", {"not": "an alarm event"})  # rejected, and counted
+
+    metrics = boto3.client("cloudwatch").list_metrics(Namespace=namespace)["Metrics"]
+    assert "EventRejected" in {metric["MetricName"] for metric in metrics}
