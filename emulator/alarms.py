@@ -15,6 +15,9 @@ breaching/breaching; with missing/ignore they are left out; when all are missing
 (missing), stays (ignore), ALARM (breaching) or OK (notBreaching). CloudWatch also looks a few periods beyond the
 range for a "missing" alarm; the twin does not.
 
+An SNS alarm action of the state entered publishes CloudWatch's notification (emulator/alarm_messages.py); any
+other action is not run and says so in a warning.
+
 Refused, with one logged warning per alarm (its state stays as it is; `refusals` lists them): metric math and
 `Metrics` queries, ExtendedStatistic (percentiles), anomaly detection (ThresholdMetricId and the band operators),
 composite alarms, and alarms on an `AWS/` metric the twin does not publish (nothing would ever reach them, so
@@ -33,9 +36,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 from moto.cloudwatch.models import Alarm, CloudWatchBackend, MetricAggregatedDatum, MetricDatum, cloudwatch_backends
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.alarm_messages import (
+    actions_for,
+    iso_millis,
+    iso_seconds,
+    sns_notification,
+    state_change_event,
+    state_of,
+    utc,
+)
 from emulator.clock import Clock
 from emulator.moto_patches import MotoPatches
 
@@ -62,6 +75,14 @@ PUBLISHED_AWS_METRICS = frozenset(
 INITIAL_REASON = "Unchecked: Initial alarm creation"
 
 EmitEvent = Callable[[dict[str, Any]], object]
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What one state change sends: the EventBridge event and, per SNS action, (topic ARN, subject, message)."""
+
+    event: dict[str, Any]
+    notifications: list[tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -108,8 +129,8 @@ class AlarmEvaluator:
 
     def evaluate(self, now: datetime | None = None) -> list[dict[str, str]]:
         """Evaluate every metric alarm once at `now` (default the clock's now); returns the state changes."""
-        now = _utc(now or self.clock.now())
-        events: list[dict[str, Any]] = []
+        now = utc(now or self.clock.now())
+        announcements: list[Announcement] = []
         changes: list[dict[str, str]] = []
         with self._lock:
             backend = self._backend()
@@ -121,11 +142,11 @@ class AlarmEvaluator:
                 verdict = evaluate_alarm(alarm, list(backend.metric_data), now)
                 if verdict.state is None or verdict.state == alarm.state_value:
                     continue
-                change, event = self._transition(alarm, verdict, now)
+                change, announcement = self._transition(alarm, verdict, now)
                 changes.append(change)
-                events.append(event)
-        for event in events:
-            self._emit(event)
+                announcements.append(announcement)
+        for announcement in announcements:
+            self._announce(announcement)
         return changes
 
     def _refuse(self, alarm_name: str, reason: str) -> None:
@@ -135,54 +156,40 @@ class AlarmEvaluator:
                 "The local twin does not evaluate alarm %s: %s. Its state stays as it is.", alarm_name, reason
             )
 
-    def _transition(self, alarm: Alarm, verdict: Verdict, now: datetime) -> tuple[dict[str, str], dict[str, Any]]:
-        previous = _state_of(alarm)
+    def _transition(self, alarm: Alarm, verdict: Verdict, now: datetime) -> tuple[dict[str, str], Announcement]:
+        previous = state_of(alarm)
         alarm.update_state(verdict.reason, verdict.reason_data, str(verdict.state))
         alarm.state_updated_timestamp = _naive(now)
         return self._record(alarm, previous, now)
 
-    def _record(self, alarm: Alarm, previous: dict[str, Any], now: datetime) -> tuple[dict[str, str], dict[str, Any]]:
-        change = {"alarm": alarm.name, "from": previous["value"], "to": alarm.state_value, "time": _iso_seconds(now)}
+    def _record(self, alarm: Alarm, previous: dict[str, Any], now: datetime) -> tuple[dict[str, str], Announcement]:
+        change = {"alarm": alarm.name, "from": previous["value"], "to": alarm.state_value, "time": iso_seconds(now)}
         self._changes.append(change)
         logger.info("Alarm %s: %s -> %s (%s)", alarm.name, change["from"], change["to"], alarm.state_reason)
-        return dict(change), self._state_change_event(alarm, previous, now)
-
-    def _state_change_event(self, alarm: Alarm, previous: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """The event CloudWatch puts on the default bus (CloudWatch User Guide, "Alarm events and EventBridge")."""
-        configuration: dict[str, Any] = {"metrics": [self._metric_configuration(alarm)]}
-        if alarm.description:
-            configuration = {"description": alarm.description, **configuration}
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "CloudWatch Alarm State Change",
-            "source": "aws.cloudwatch",
-            "account": self.account_id,
-            "time": _iso_seconds(now),
-            "region": self.region,
-            "resources": [alarm.alarm_arn],
-            "detail": {
-                "alarmName": alarm.name,
-                "state": _state_of(alarm),
-                "previousState": previous,
-                "configuration": configuration,
-            },
-        }
-
-    def _metric_configuration(self, alarm: Alarm) -> dict[str, Any]:
+        where = {"account_id": self.account_id, "region": self.region}
         metric_id = self._metric_ids.setdefault(alarm.name, str(uuid.uuid4()))
-        metric_stat: dict[str, Any] = {
-            "metric": {
-                "dimensions": {str(d.name): str(d.value) for d in alarm.dimensions},
-                "name": alarm.metric_name,
-                "namespace": alarm.namespace,
-            },
-            "period": int(alarm.period),
-            "stat": alarm.statistic,
-        }
-        if alarm.unit:
-            metric_stat["unit"] = alarm.unit
-        return {"id": metric_id, "metricStat": metric_stat, "returnData": True}
+        event = state_change_event(alarm, previous, now, metric_id=metric_id, **where)
+        notifications = []
+        for action in actions_for(alarm):
+            if action.startswith("arn:aws:sns:"):
+                notifications.append((action, *sns_notification(alarm, previous, now, **where)))
+            else:
+                logger.warning(
+                    "The local twin performs only SNS alarm actions; alarm %s did not run %s", alarm.name, action
+                )
+        return dict(change), Announcement(event, notifications)
+
+    def _announce(self, announcement: Announcement) -> None:
+        """Put the event on the bus and publish the SNS actions' notifications (outside the lock: routing runs
+        functions, which may read alarms)."""
+        self._emit(announcement.event)
+        for topic_arn, subject, message in announcement.notifications:
+            try:
+                boto3.client("sns", region_name=self.region).publish(
+                    TopicArn=topic_arn, Subject=subject, Message=message
+                )
+            except Exception as error:  # an action that fails never fails the evaluation, as on AWS
+                logger.warning("Alarm action %s could not be published: %s", topic_arn, error)
 
     # ---- moto hooks ---------------------------------------------------------------------------------------------
 
@@ -206,22 +213,22 @@ class AlarmEvaluator:
         def set_alarm_state(
             backend: CloudWatchBackend, alarm_name: str, reason: str, reason_data: str, state_value: str
         ) -> None:
-            event = None
+            announcement = None
             with evaluator._lock:
                 alarm = backend.alarms.get(alarm_name)
-                previous = _state_of(alarm) if alarm is not None else None
+                previous = state_of(alarm) if alarm is not None else None
                 original_set_state(backend, alarm_name, reason, reason_data, state_value)
                 alarm = backend.alarms[alarm_name]
-                now = _utc(evaluator.clock.now())
+                now = utc(evaluator.clock.now())
                 alarm.state_updated_timestamp = _naive(now)
                 # CloudWatch acts (and sends the event) only when the state set differs from the one it had.
                 if previous is not None and previous["value"] != state_value:
-                    _, event = evaluator._record(alarm, previous, now)
-            if event is not None:
-                evaluator._emit(event)
+                    _, announcement = evaluator._record(alarm, previous, now)
+            if announcement is not None:
+                evaluator._announce(announcement)
 
         def put_metric_data(backend: CloudWatchBackend, namespace: str, metric_data: list[dict[str, Any]]) -> None:
-            stamped = _naive(_utc(evaluator.clock.now()))
+            stamped = _naive(utc(evaluator.clock.now()))
             dated = [datum if datum.get("Timestamp") else {**datum, "Timestamp": stamped} for datum in metric_data]
             original_put_data(backend, namespace, dated)
 
@@ -235,7 +242,7 @@ class AlarmEvaluator:
 
     def _adopt(self, alarm: Alarm, previous: Alarm | None) -> None:
         """A new alarm starts INSUFFICIENT_DATA; an updated one keeps its state and history (PutMetricAlarm)."""
-        now = _naive(_utc(self.clock.now()))
+        now = _naive(utc(self.clock.now()))
         alarm.configuration_updated_timestamp = now
         self._refusals.pop(alarm.name, None)
         if previous is None:
@@ -291,7 +298,7 @@ def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
     for datum in data:
         if not _same_metric(alarm, datum):
             continue
-        moment = _utc(datum.timestamp)
+        moment = utc(datum.timestamp)
         if start <= moment < end:
             buckets[int((moment - start) / period)].append(datum)
     for index, bucket in enumerate(buckets):
@@ -303,8 +310,8 @@ def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
     reason_data = json.dumps(
         {
             "version": "1.0",
-            "queryDate": _iso_millis(now),
-            "startDate": _iso_millis(start),
+            "queryDate": iso_millis(now),
+            "startDate": iso_millis(start),
             "statistic": alarm.statistic,
             "period": int(alarm.period),
             "recentDatapoints": [value for _, value in present],
@@ -380,35 +387,11 @@ def _statistic(statistic: str, bucket: list[Any]) -> float | None:
     return float(max(values + [s.max for s in sets]))
 
 
-def _state_of(alarm: Alarm) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "value": alarm.state_value,
-        "reason": alarm.state_reason,
-        "timestamp": _iso_millis(_utc(alarm.state_updated_timestamp)),
-    }
-    if alarm.state_reason_data and alarm.state_reason_data != "{}":
-        state["reasonData"] = alarm.state_reason_data
-    return state
-
-
 def _number(value: float) -> str:
     """A double as CloudWatch's reasons print it (Java's Double.toString for everyday magnitudes)."""
     return repr(float(value))
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _naive(moment: datetime) -> datetime:
     """moto keeps its timestamps as naive UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _iso_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _iso_millis(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"

@@ -408,3 +408,30 @@ def test_the_twin_wires_evaluation_to_its_clock(cw: Harness, tmp_path: Path) -> 
         stop()
     assert cw.state(name)["StateValue"] == "ALARM"
     assert [c["to"] for c in cw.evaluator.changes] == ["OK", "ALARM"]
+
+
+def test_an_sns_alarm_action_publishes_cloudwatchs_notification(cw: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="notifications")["TopicArn"]
+    queue = sqs.create_queue(QueueName="notified")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    autoscaling = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:scalingPolicy:x:autoScalingGroupName/g:policyName/p"
+    name = cw.alarm(AlarmActions=[topic, autoscaling], TreatMissingData="notBreaching")
+    cw.evaluate(0)  # -> OK: no OK actions
+    cw.put(1, 0.9)
+    with caplog.at_level(logging.WARNING, logger="emulator.alarms"):
+        cw.evaluate(1)
+
+    [received] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    envelope = json.loads(received["Body"])
+    assert envelope["Subject"] == f'ALARM: "{name}" in US East (N. Virginia)'
+    message = json.loads(envelope["Message"])
+    assert message["AlarmName"] == name
+    assert message["NewStateValue"] == "ALARM"
+    assert message["OldStateValue"] == "OK"
+    assert message["Trigger"]["MetricName"] == "DriftedFeatureShare"
+    assert message["Trigger"]["Statistic"] == "MAXIMUM"
+    assert message["Trigger"]["TreatMissingData"] == "notBreaching"
+    assert "performs only SNS alarm actions" in caplog.text
