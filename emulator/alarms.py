@@ -109,6 +109,11 @@ class AlarmEvaluator:
         self._changes: list[dict[str, str]] = []
         self._refusals: dict[str, str] = {}
         self._metric_ids: dict[str, str] = {}
+        # moto only appends to a backend's metric_data: the datapoints by (namespace, metric name), indexed up to
+        # `_indexed_count` of the list `_indexed_list`, so an evaluation reads the new ones only.
+        self._index: dict[tuple[str, str], list[Any]] = {}
+        self._indexed_list: list[Any] | None = None
+        self._indexed_count = 0
         self._patches = MotoPatches()
 
     # ---- what happened -----------------------------------------------------------------------------------------
@@ -139,7 +144,7 @@ class AlarmEvaluator:
                 if refusal is not None:
                     self._refuse(alarm.name, refusal)
                     continue
-                verdict = evaluate_alarm(alarm, list(backend.metric_data), now)
+                verdict = evaluate_alarm(alarm, self._datapoints(backend, alarm), now)
                 if verdict.state is None or verdict.state == alarm.state_value:
                     continue
                 change, announcement = self._transition(alarm, verdict, now)
@@ -148,6 +153,16 @@ class AlarmEvaluator:
         for announcement in announcements:
             self._announce(announcement)
         return changes
+
+    def _datapoints(self, backend: CloudWatchBackend, alarm: Alarm) -> list[Any]:
+        data = backend.metric_data
+        if self._indexed_list is not data or self._indexed_count > len(data):
+            self._index, self._indexed_list, self._indexed_count = {}, data, 0
+        end = len(data)
+        for datum in data[self._indexed_count : end]:
+            self._index.setdefault((datum.namespace, datum.name), []).append(datum)
+        self._indexed_count = end
+        return self._index.get((alarm.namespace, alarm.metric_name), [])
 
     def _refuse(self, alarm_name: str, reason: str) -> None:
         if self._refusals.get(alarm_name) != reason:
