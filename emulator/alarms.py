@@ -6,22 +6,23 @@ datapoints without a timestamp with the wall clock (the twin's clock runs ahead 
 for SetAlarmState. `AlarmEvaluator.install()` fixes those four while the twin runs, and `evaluate(now)` evaluates
 every metric alarm of the twin's account and region once, as CloudWatch does every minute.
 
-What is evaluated as CloudWatch does: one metric (Namespace, MetricName, the exact Dimensions set, Unit when given)
-with Statistic SampleCount, Average, Sum, Minimum or Maximum; the four threshold ComparisonOperators; "M out of N"
-over the last EvaluationPeriods periods (DatapointsToAlarm M, default N); TreatMissingData missing (the default),
-notBreaching, breaching and ignore. Periods are whole minutes ending at the evaluation time. When some datapoints of
-the range are missing, the present ones are all used and, for notBreaching/breaching, the missing ones count as not
-breaching/breaching; with missing/ignore they are left out; when all are missing the state goes to INSUFFICIENT_DATA
-(missing), stays (ignore), ALARM (breaching) or OK (notBreaching). CloudWatch also looks a few periods beyond the
-range for a "missing" alarm; the twin does not.
+What is evaluated as CloudWatch does: one metric (Namespace, MetricName, the exact Dimensions set; with Unit, the
+datapoints of that unit) with Statistic SampleCount, Average, Sum, Minimum or Maximum; the four threshold
+ComparisonOperators; "M out of N" over the last EvaluationPeriods periods (DatapointsToAlarm M, default N);
+TreatMissingData missing (the default), notBreaching, breaching and ignore. Periods are whole minutes ending at the
+evaluation time. When some datapoints of the range are missing, the present ones are all used and, for
+notBreaching/breaching, the missing ones count as not breaching/breaching; with missing/ignore they are left out;
+when all are missing the state goes to INSUFFICIENT_DATA (missing), stays (ignore), ALARM (breaching) or OK
+(notBreaching). CloudWatch also looks a few periods beyond the range for a "missing" alarm; the twin does not.
 
 An SNS alarm action of the state entered publishes CloudWatch's notification (emulator/alarm_messages.py); any
 other action is not run and says so in a warning.
 
 Refused, with one logged warning per alarm (its state stays as it is; `refusals` lists them): metric math and
 `Metrics` queries, ExtendedStatistic (percentiles), anomaly detection (ThresholdMetricId and the band operators),
-composite alarms, and alarms on an `AWS/` metric the twin does not publish (nothing would ever reach them, so
-evaluating them would report a calm that is only the twin's silence).
+composite alarms, periods that are not whole minutes, a DatapointsToAlarm above EvaluationPeriods, and alarms on
+an `AWS/` metric the twin does not publish (nothing would ever reach them, so evaluating them would report a calm
+that is only the twin's silence).
 """
 
 from __future__ import annotations
@@ -296,6 +297,10 @@ def refusal_reason(alarm: Alarm) -> str | None:
         return f"TreatMissingData {alarm.treat_missing_data!r} is not one of {', '.join(TREATMENTS)}"
     if not alarm.period or int(alarm.period) % 60 or not alarm.evaluation_periods:
         return f"Period {alarm.period!r} is not a whole number of minutes (high-resolution alarms are not evaluated)"
+    if alarm.datapoints_to_alarm and int(alarm.datapoints_to_alarm) > int(alarm.evaluation_periods):
+        return (
+            f"DatapointsToAlarm {alarm.datapoints_to_alarm} is more than EvaluationPeriods {alarm.evaluation_periods}"
+        )
     if str(alarm.namespace).startswith("AWS/") and (alarm.namespace, alarm.metric_name) not in PUBLISHED_AWS_METRICS:
         return f"the twin does not publish metric {alarm.metric_name} of namespace {alarm.namespace}"
     return None
@@ -378,7 +383,8 @@ def _all_missing(treatment: str, periods: int, reason_data: str) -> Verdict:
 def _same_metric(alarm: Alarm, datum: Any) -> bool:
     if datum.namespace != alarm.namespace or datum.name != alarm.metric_name:
         return False
-    if alarm.unit and datum.unit and datum.unit != alarm.unit:
+    # A datapoint put without a unit has unit None in CloudWatch, which an alarm with another Unit does not match.
+    if alarm.unit and (datum.unit or "None") != alarm.unit:
         return False
     wanted = {(d.name, d.value) for d in alarm.dimensions}
     return {(d.name, d.value) for d in datum.dimensions} == wanted

@@ -332,6 +332,7 @@ def test_a_flapping_alarm_sends_each_transition_once(cw: Harness) -> None:
         ({"ComparisonOperator": "GreaterThanUpperThreshold"}, "anomaly detection"),
         ({"Namespace": "AWS/States", "MetricName": "ExecutionsFailed"}, "does not publish metric ExecutionsFailed"),
         ({"Period": 10}, "high-resolution"),
+        ({"EvaluationPeriods": 2, "DatapointsToAlarm": 3}, "DatapointsToAlarm 3 is more than EvaluationPeriods 2"),
     ],
 )
 def test_unsupported_alarms_are_refused_once_and_keep_their_state(
@@ -435,3 +436,25 @@ def test_an_sns_alarm_action_publishes_cloudwatchs_notification(cw: Harness, cap
     assert message["Trigger"]["Statistic"] == "MAXIMUM"
     assert message["Trigger"]["TreatMissingData"] == "notBreaching"
     assert "performs only SNS alarm actions" in caplog.text
+
+
+def test_an_alarm_with_a_unit_counts_only_datapoints_of_that_unit(cw: Harness) -> None:
+    name = cw.alarm(Unit="Count")
+    cw.put(0, 0.9)  # no unit: CloudWatch's "None", not Count
+    cw.evaluate(0)
+    assert cw.state(name)["StateValue"] == "INSUFFICIENT_DATA"
+
+    cw.client.put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": "DriftedFeatureShare",
+                "Dimensions": DIMENSIONS,
+                "Value": 0.9,
+                "Unit": "Count",
+                "Timestamp": cw.t0 + timedelta(minutes=1, seconds=5),
+            }
+        ],
+    )
+    cw.evaluate(1)
+    assert cw.state(name)["StateValue"] == "ALARM"
