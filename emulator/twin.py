@@ -33,6 +33,7 @@ from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 from contract.local_account import LOCAL_REGION
 from contract.project import TEMPLATE_PATH
 from contract.template import template_parameters
+from emulator.alarm_evaluation import PUBLISHED_AWS_METRICS
 from emulator.alarms import AlarmEvaluator
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
@@ -40,6 +41,8 @@ from emulator.eventbridge import Delivery, EventRouter
 from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
 from emulator.sagemaker_local import LocalSageMaker
+from emulator.service_metrics import PUBLISHED_METRICS as SERVICE_METRICS
+from emulator.service_metrics import ServiceMetrics
 from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
 from emulator.stack_spec import DeployedStack
 
@@ -150,6 +153,7 @@ class LocalTwin:
         self._lambdas: LocalLambdaRunner | None = None
         self._router: EventRouter | None = None
         self._alarms: AlarmEvaluator | None = None
+        self._service_metrics: ServiceMetrics | None = None
         self._stop_alarm_clock: Callable[[], None] | None = None
         self._integrations_installed = False
         self._saved_region: str | None = None
@@ -193,7 +197,13 @@ class LocalTwin:
         self._sagemaker = LocalSageMaker(self._work_dir / "sagemaker", self.clock, events=self._route_service_event)
         self._sagemaker.install()
         # Before the stack deploys, so its alarms start INSUFFICIENT_DATA as on AWS; state changes go to the bus.
-        self._alarms = AlarmEvaluator(self.clock, self._route_service_event, region=LOCAL_REGION)
+        self._alarms = AlarmEvaluator(
+            self.clock,
+            self._route_service_event,
+            region=LOCAL_REGION,
+            published_aws_metrics=PUBLISHED_AWS_METRICS | SERVICE_METRICS,
+        )
+        self._service_metrics = ServiceMetrics(region=LOCAL_REGION)
         self._alarms.install()
         subnet_ids, security_group_ids = _create_local_network()
         overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
@@ -226,7 +236,7 @@ class LocalTwin:
         )
         self._router.install()
         # CloudWatch evaluates every minute: so does the twin, at each minute its clock passes while something waits.
-        self._stop_alarm_clock = self.clock.on_minute(self._alarms.evaluate)
+        self._stop_alarm_clock = self.clock.on_minute(self._evaluate_alarms_at)
 
     def close(self) -> None:
         """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto.
@@ -458,7 +468,12 @@ class LocalTwin:
 
     def evaluate_alarms(self) -> list[dict[str, str]]:
         """Evaluates every CloudWatch alarm once at the clock's now; returns the state changes (see `alarm_changes`)."""
-        return self.alarms.evaluate(self.clock.now())
+        return self._evaluate_alarms_at(self.clock.now())
+
+    def _evaluate_alarms_at(self, moment: datetime) -> list[dict[str, str]]:
+        # The services' minute of metrics first (AWS/States, AWS/SQS), then the evaluation that reads them.
+        _started(self._service_metrics).publish(moment)
+        return self.alarms.evaluate(moment)
 
     @property
     def alarm_changes(self) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from moto.sns.models import sns_backends
 
 from contract.project import PROJECT_ROOT
 from emulator.twin import LocalTwin
@@ -17,7 +18,18 @@ pytestmark = pytest.mark.e2e
 
 # Stand-ins with the real file names (as tests/e2e/test_twin.py): routing is what is checked here.
 TRAINING_ASL = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
-DEPLOY_ASL = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+DEPLOY_ASL = {
+    "StartAt": "ShouldFail",
+    "States": {
+        "ShouldFail": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.fail", "IsPresent": True, "Next": "Failed"}],
+            "Default": "Done",
+        },
+        "Failed": {"Type": "Fail", "Error": "Local.Failed", "Cause": "asked to fail"},
+        "Done": {"Type": "Pass", "End": True},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +47,22 @@ def _states(prefix: str) -> dict[str, str]:
     return {alarm["AlarmName"]: alarm["StateValue"] for alarm in alarms}
 
 
-def test_the_stacks_alarms_start_insufficient_data_and_those_the_twin_cannot_feed_are_refused(twin: LocalTwin) -> None:
+def test_the_stacks_alarms_start_insufficient_data_and_all_of_them_are_evaluated(twin: LocalTwin) -> None:
     stack = twin.stack_name
-    endpoint_alarm = f"{stack}-endpoint-5xx"
     before = _states(stack)
-    assert before, "the template defines alarms"
+    assert len(before) >= 6, "the template defines the stack's alarms"
     if not twin.alarm_changes:
         assert set(before.values()) == {"INSUFFICIENT_DATA"}
 
     twin.evaluate_alarms()
     after = _states(stack)
 
-    # The rollback alarm's metric is published by the local SageMaker: no data, notBreaching -> OK.
-    assert after[endpoint_alarm] == "OK"
-    refused = twin.alarms.refusals
-    for name in (f"{stack}-training-executions-failed", f"{stack}-new-data-dlq"):
-        assert after[name] == "INSUFFICIENT_DATA"
-        assert "does not publish metric" in refused[name]
+    # Their metrics are published by the twin (SageMaker, Step Functions, SQS), so every one is evaluated: no
+    # errors and empty dead-letter queues, notBreaching -> OK.
+    assert "INSUFFICIENT_DATA" not in after.values(), after
+    assert twin.alarms.refusals == {}
+    for name in ("endpoint-5xx", "new-data-dlq", "event-delivery-dlq", "function-failures"):
+        assert after[f"{stack}-{name}"] == "OK"
 
 
 def test_a_drift_alarm_going_to_alarm_starts_retraining_through_the_stacks_rule(twin: LocalTwin) -> None:
@@ -105,3 +116,33 @@ def test_the_functions_embedded_metrics_reach_cloudwatch(twin: LocalTwin) -> Non
 
     metrics = boto3.client("cloudwatch").list_metrics(Namespace=namespace)["Metrics"]
     assert "EventRejected" in {metric["MetricName"] for metric in metrics}
+
+
+def test_a_failed_deploy_execution_sets_off_the_stacks_failure_alarm_and_notifies_its_topic(twin: LocalTwin) -> None:
+    stack = twin.stack_name
+    name = f"{stack}-deploy-executions-failed"
+    twin.evaluate_alarms()
+    assert _states(name)[name] == "OK"
+    arn = twin.start_execution("deploy", {"fail": True})
+    assert twin.wait_for_execution(arn, timeout=60).status == "FAILED"
+    twin.clock.advance(60)
+
+    assert _states(name)[name] == "ALARM"
+    topic_arn = twin.stack.resources["NotificationTopic"]
+    notifications = sns_backends["123456789012"]["us-east-1"].topics[topic_arn].sent_notifications
+    alarm_messages = [json.loads(n[1]) for n in notifications if n[2] and n[2].startswith("ALARM:")]
+    assert [m["AlarmName"] for m in alarm_messages] == [name]
+
+
+def test_a_message_in_a_dead_letter_queue_sets_off_its_alarm_until_the_queue_is_empty(twin: LocalTwin) -> None:
+    stack = twin.stack_name
+    name = f"{stack}-new-data-dlq"
+    sqs = boto3.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=twin.stack.resources["NewDataDeadLetterQueue"].rsplit("/", 1)[-1])
+    sqs.send_message(QueueUrl=queue_url["QueueUrl"], MessageBody="{}")
+    twin.clock.advance(60)
+    assert _states(name)[name] == "ALARM"
+
+    sqs.purge_queue(QueueUrl=queue_url["QueueUrl"])
+    twin.clock.advance(6 * 60)  # the alarm's five-minute period no longer holds the sample with the message
+    assert _states(name)[name] == "OK"
