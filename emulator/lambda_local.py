@@ -193,7 +193,9 @@ class LocalLambdaRunner:
                 sys.stdout = saved
             self._metric_tee = None
             try:
-                publish(boto3.client("cloudwatch", region_name=self.region), tee.metric_data())
+                metric_data = tee.metric_data()
+                if metric_data:
+                    publish(boto3.client("cloudwatch", region_name=self.region), metric_data)
             except Exception:
                 # CloudWatch Logs extracting metrics never fails the invocation that logged them.
                 logging.getLogger(__name__).exception("The embedded metrics of an invocation could not be published")

@@ -15,6 +15,7 @@ A datapoint is stamped with the start of the minute it describes, as CloudWatch'
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,15 +51,22 @@ class ServiceMetrics:
         self.region = region
         self._counted: set[tuple[str, str]] = set()  # (execution ARN, "STARTED" or its end status)
         self._sampled_minute: datetime | None = None
+        # Made at the first publish (inside the twin's moto); one client for every minute boundary.
+        self._cloudwatch: Any = None
+        # A minute boundary's thread and a caller of LocalTwin.evaluate_alarms may publish at once: count once.
+        self._lock = threading.Lock()
 
     def publish(self, now: datetime) -> None:
         """Publish what happened since the last call, for the minute before `now`'s minute."""
         minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-        datums = self._execution_datums(minute)
-        if self._sampled_minute != minute:
-            self._sampled_minute = minute
-            datums.append(("AWS/SQS", self._queue_datums(minute)))
-        cloudwatch = boto3.client("cloudwatch", region_name=self.region)
+        with self._lock:
+            datums = self._execution_datums(minute)
+            if self._sampled_minute != minute:
+                self._sampled_minute = minute
+                datums.append(("AWS/SQS", self._queue_datums(minute)))
+            if self._cloudwatch is None:
+                self._cloudwatch = boto3.client("cloudwatch", region_name=self.region)
+            cloudwatch = self._cloudwatch
         for namespace, metric_data in [(namespace, data) for namespace, data in datums if data]:
             for start in range(0, len(metric_data), 1000):
                 cloudwatch.put_metric_data(Namespace=namespace, MetricData=metric_data[start : start + 1000])
