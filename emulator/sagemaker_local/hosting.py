@@ -46,6 +46,8 @@ class HostedEndpoint(EndpointState):
 
     green: dict[str, ModelServer] = field(default_factory=dict)
     green_share: float = 0.0
+    # The new endpoint config's DataCaptureConfig: the traffic the green fleet serves is captured by its rules.
+    green_capture: dict[str, Any] | None = None
 
 
 class HostingAPIs(SageMakerStore):
@@ -278,7 +280,7 @@ class HostingAPIs(SageMakerStore):
                 server.stop()
             with self._lock:
                 if isinstance(endpoint, HostedEndpoint):
-                    endpoint.green, endpoint.green_share = {}, 0.0
+                    endpoint.green, endpoint.green_share, endpoint.green_capture = {}, 0.0, None
                 # A failed update rolls back: the old variants keep serving, as with SageMaker's blue/green.
                 endpoint.description.update(
                     EndpointStatus="Failed" if creating else "InService",
@@ -289,7 +291,7 @@ class HostingAPIs(SageMakerStore):
             return
         with self._lock:
             if isinstance(endpoint, HostedEndpoint):
-                endpoint.green, endpoint.green_share = {}, 0.0
+                endpoint.green, endpoint.green_share, endpoint.green_capture = {}, 0.0, None
             if firing_alarm is not None:
                 retired = servers
                 endpoint.description.update(
@@ -332,6 +334,7 @@ class HostingAPIs(SageMakerStore):
                     return None
                 if isinstance(endpoint, HostedEndpoint):
                     endpoint.green, endpoint.green_share = green, share
+                    endpoint.green_capture = copy.deepcopy(config.get("DataCaptureConfig"))
             tripped = self._bake(alarms, bake)
             if tripped is not None:
                 return tripped
@@ -413,7 +416,7 @@ class HostingAPIs(SageMakerStore):
             }
             if isinstance(endpoint, HostedEndpoint) and endpoint.green and random.random() < endpoint.green_share:
                 # This request is part of the traffic a blue/green update has moved to the new fleet.
-                servers = dict(endpoint.green)
+                servers, capture = dict(endpoint.green), copy.deepcopy(endpoint.green_capture)
         if not servers:
             raise validation_error(
                 f"Endpoint {endpoint_name} is {endpoint.description['EndpointStatus']}: it cannot be invoked yet"

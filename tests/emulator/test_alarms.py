@@ -458,3 +458,22 @@ def test_an_alarm_with_a_unit_counts_only_datapoints_of_that_unit(cw: Harness) -
     )
     cw.evaluate(1)
     assert cw.state(name)["StateValue"] == "ALARM"
+
+
+def test_uninstall_gives_moto_its_own_cloudwatch_back(cw: Harness) -> None:
+    cw.evaluator.uninstall()
+    cw.client.put_metric_alarm(
+        AlarmName="plain-moto",
+        Namespace=NAMESPACE,
+        MetricName="M",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cw.client.set_alarm_state(AlarmName="plain-moto", StateValue="ALARM", StateReason="moto's own")
+
+    assert cw.events == []  # moto sends nothing
+    assert cw.evaluator.changes == []
+    cw.evaluator.install()  # for the fixture's uninstall

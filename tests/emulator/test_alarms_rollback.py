@@ -36,7 +36,7 @@ def output_fn(prediction, accept):
 ROLLBACK_ALARM = "blue-green-5xx"
 
 
-def _config(client: Any, bucket: str, version: int, broken: bool = False) -> str:
+def _config(client: Any, bucket: str, version: int, broken: bool = False, capture: dict[str, Any] | None = None) -> str:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         files = {"model.json": json.dumps({"version": version, "broken": broken}), "code/inference.py": SERVING}
@@ -61,6 +61,7 @@ def _config(client: Any, bucket: str, version: int, broken: bool = False) -> str
                 "InstanceType": "ml.m5.large",
             }
         ],
+        **({"DataCaptureConfig": capture} if capture else {}),
     )
     return f"rollback-cfg-v{version}"
 
@@ -200,3 +201,30 @@ def test_traffic_moves_to_the_new_fleet_in_the_routing_configurations_steps(
     deployment = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing}}
     assert traffic_steps(deployment, config) == pytest.approx(steps)
     assert traffic_steps(None, config) == [1.0]
+
+
+def test_traffic_the_new_fleet_serves_while_baking_is_captured_by_the_new_configs_rules(
+    runtime: Any, bucket: str, evaluated: AlarmEvaluator
+) -> None:
+    client = boto3.client("sagemaker", region_name=REGION)
+    client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=_config(client, bucket, 1))
+    _settled(client)
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
+    client.update_endpoint(
+        EndpointName=ENDPOINT,
+        EndpointConfigName=_config(client, bucket, 2, capture=capture),
+        DeploymentConfig=_deployment(1800),
+    )
+    answers = []
+    while client.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Updating":
+        answers.append(_invoke()["version"])
+        time.sleep(0.01)
+
+    assert 2 in answers, "the new fleet took no traffic while baking"
+    listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=bucket, Prefix=f"capture/{ENDPOINT}/")
+    assert listed.get("KeyCount", 0) >= answers.count(2)
