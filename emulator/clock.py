@@ -7,9 +7,14 @@ stay in real seconds, so a fast clock can never kill a job that would have finis
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+MinuteListener = Callable[[datetime], object]
+logger = logging.getLogger(__name__)
 
 
 class Clock:
@@ -18,6 +23,11 @@ class Clock:
     `now()` starts at the real time of construction; `sleep(s)` really sleeps `s / speed` seconds,
     which is also how much virtual time passes meanwhile, so the two stay consistent across threads.
     `advance(s)` jumps virtual time forward without sleeping (for schedules and idle windows in tests).
+
+    `on_minute(listener)` calls `listener(boundary)` once for every whole minute of virtual time that passes while
+    something waits on the clock (`sleep`, `wait`, `advance`), in order, with the boundary's time: CloudWatch
+    evaluates alarms every minute, and the twin evaluates them at the same instants of its own time. `advance`
+    returns only once the listeners have caught up with it, so a test that advances the clock sees the result.
     """
 
     def __init__(self, speed: float = 1.0) -> None:
@@ -28,6 +38,11 @@ class Clock:
         self._origin_monotonic = time.monotonic()
         self._jumped = timedelta(0)
         self._lock = threading.Lock()
+        self._listeners: list[MinuteListener] = []
+        self._notified_minute: datetime | None = None
+        # One thread calls the listeners at a time; a listener that waits on the clock itself is not re-entered.
+        self._notify_lock = threading.Lock()
+        self._notifying = threading.local()
 
     def now(self) -> datetime:
         """The current virtual time (timezone-aware, UTC)."""
@@ -45,10 +60,13 @@ class Clock:
         real = self.real_seconds(seconds)
         if real > 0:
             time.sleep(real)
+        self._notify(wait_for_others=False)
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         """Wait for `event` at most `seconds` of virtual time; True when it was set."""
-        return event.wait(self.real_seconds(seconds))
+        was_set = event.wait(self.real_seconds(seconds))
+        self._notify(wait_for_others=False)
+        return was_set
 
     def advance(self, seconds: float) -> None:
         """Jump virtual time forward by `seconds` without sleeping."""
@@ -56,3 +74,64 @@ class Clock:
             raise ValueError(f"A clock only moves forward; cannot advance by {seconds!r} seconds")
         with self._lock:
             self._jumped += timedelta(seconds=seconds)
+        self._notify(wait_for_others=True)
+
+    def on_minute(self, listener: MinuteListener) -> Callable[[], None]:
+        """Call `listener(boundary)` for each minute boundary passed from now on; returns what unsubscribes it."""
+        with self._lock:
+            if self._notified_minute is None:
+                self._notified_minute = _minute_floor(self._origin_virtual + self._elapsed() + self._jumped)
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _elapsed(self) -> timedelta:
+        return timedelta(seconds=(time.monotonic() - self._origin_monotonic) * self.speed)
+
+    def _next_boundary(self) -> tuple[datetime, list[MinuteListener]] | None:
+        """The next minute boundary not yet announced, if the clock has passed it, and the listeners to tell."""
+        with self._lock:
+            if self._notified_minute is None or not self._listeners:
+                return None
+            now = self._origin_virtual + self._elapsed() + self._jumped
+            if self._notified_minute + _MINUTE > now:
+                return None
+            self._notified_minute += _MINUTE
+            return self._notified_minute, list(self._listeners)
+
+    def _notify(self, *, wait_for_others: bool) -> None:
+        if getattr(self._notifying, "active", False) or not self._listeners:
+            return
+        while True:
+            if not self._notify_lock.acquire(blocking=wait_for_others):
+                return  # the thread announcing boundaries checks again after it lets go, so this one is not lost
+            try:
+                self._notifying.active = True
+                while (boundary := self._next_boundary()) is not None:
+                    for listener in boundary[1]:
+                        try:
+                            listener(boundary[0])
+                        except Exception:
+                            # The thread that happened to wait must not fail for a listener's error (a Wait state).
+                            logger.exception("A minute listener of the clock failed at %s", boundary[0].isoformat())
+            finally:
+                self._notifying.active = False
+                self._notify_lock.release()
+            with self._lock:
+                caught_up = self._notified_minute is None or self._notified_minute + _MINUTE > (
+                    self._origin_virtual + self._elapsed() + self._jumped
+                )
+            if caught_up:
+                return
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+def _minute_floor(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)

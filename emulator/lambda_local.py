@@ -6,6 +6,10 @@ moto's docker-less Lambda backend only echoes the payload. `LocalLambdaRunner.in
 `errorType`/`errorMessage`/`stackTrace` payload AWS returns, so `Retry`/`Catch` on error names behave
 as on AWS. Functions that are not registered keep moto's behaviour.
 
+While installed, what a function prints to stdout during an invocation passes through `EmbeddedMetricTee`, and
+its embedded metric format lines become CloudWatch metrics, as CloudWatch Logs makes them from the function's log
+group on AWS (emulator/embedded_metrics.py).
+
 `init_functions()` runs each function's init phase (importing its handler module, with its own environment)
 ahead of the first invocation, as Lambda does before it counts an invocation's duration; the twin calls it
 at start-up. A function whose init fails is imported again by its first invoke, which raises the error there.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -28,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.embedded_metrics import EmbeddedMetricTee, publish
 from emulator.moto_patches import MotoPatches
 
 
@@ -98,6 +105,8 @@ class LocalLambdaRunner:
         # Re-entrant because a handler may invoke another function.
         self._environment_lock = threading.RLock()
         self._patches = MotoPatches()
+        # The stdout tee of the invocation running now (a function invoked by another shares its caller's).
+        self._metric_tee: EmbeddedMetricTee | None = None
 
     def register(
         self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
@@ -141,7 +150,7 @@ class LocalLambdaRunner:
             invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
             timeout_seconds=registered.timeout,
         )
-        with self._environment_lock, self._function_environment(registered):
+        with self._environment_lock, self._function_environment(registered), self._embedded_metrics():
             handler = self._load_handler(registered)
             started = time.monotonic()
             try:
@@ -167,6 +176,29 @@ class LocalLambdaRunner:
                 },
             )
         return result
+
+    @contextmanager
+    def _embedded_metrics(self) -> Iterator[None]:
+        """Tee stdout for the invocation and publish its EMF metrics afterwards (only while installed into moto)."""
+        if self._metric_tee is not None or not self._patches.active:
+            yield
+            return
+        saved = sys.stdout
+        tee = EmbeddedMetricTee(saved)
+        sys.stdout = self._metric_tee = tee
+        try:
+            yield
+        finally:
+            if sys.stdout is tee:
+                sys.stdout = saved
+            self._metric_tee = None
+            try:
+                metric_data = tee.metric_data()
+                if metric_data:
+                    publish(boto3.client("cloudwatch", region_name=self.region), metric_data)
+            except Exception:
+                # CloudWatch Logs extracting metrics never fails the invocation that logged them.
+                logging.getLogger(__name__).exception("The embedded metrics of an invocation could not be published")
 
     @contextmanager
     def _function_environment(self, registered: RegisteredFunction) -> Iterator[None]:

@@ -33,12 +33,16 @@ from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 from contract.local_account import LOCAL_REGION
 from contract.project import TEMPLATE_PATH
 from contract.template import template_parameters
+from emulator.alarm_evaluation import PUBLISHED_AWS_METRICS
+from emulator.alarms import AlarmEvaluator
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.eventbridge import Delivery, EventRouter
 from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
 from emulator.sagemaker_local import LocalSageMaker
+from emulator.service_metrics import PUBLISHED_METRICS as SERVICE_METRICS
+from emulator.service_metrics import ServiceMetrics
 from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
 from emulator.stack_spec import DeployedStack
 
@@ -148,6 +152,9 @@ class LocalTwin:
         self._sagemaker: LocalSageMaker | None = None
         self._lambdas: LocalLambdaRunner | None = None
         self._router: EventRouter | None = None
+        self._alarms: AlarmEvaluator | None = None
+        self._service_metrics: ServiceMetrics | None = None
+        self._stop_alarm_clock: Callable[[], None] | None = None
         self._integrations_installed = False
         self._saved_region: str | None = None
         # The last description of each execution, with the (status, history length) it was read at.
@@ -189,6 +196,15 @@ class LocalTwin:
         self._work_dir.mkdir(parents=True, exist_ok=True)
         self._sagemaker = LocalSageMaker(self._work_dir / "sagemaker", self.clock, events=self._route_service_event)
         self._sagemaker.install()
+        # Before the stack deploys, so its alarms start INSUFFICIENT_DATA as on AWS; state changes go to the bus.
+        self._alarms = AlarmEvaluator(
+            self.clock,
+            self._route_service_event,
+            region=LOCAL_REGION,
+            published_aws_metrics=PUBLISHED_AWS_METRICS | SERVICE_METRICS,
+        )
+        self._service_metrics = ServiceMetrics(region=LOCAL_REGION)
+        self._alarms.install()
         subnet_ids, security_group_ids = _create_local_network()
         overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
         overrides.update(self.parameter_overrides)
@@ -219,6 +235,8 @@ class LocalTwin:
             region=LOCAL_REGION,
         )
         self._router.install()
+        # CloudWatch evaluates every minute: so does the twin, at each minute its clock passes while something waits.
+        self._stop_alarm_clock = self.clock.on_minute(self._evaluate_alarms_at)
 
     def close(self) -> None:
         """Stops running executions, endpoint servers and jobs, gives moto its own behaviour back, and stops moto.
@@ -238,6 +256,9 @@ class LocalTwin:
             except Exception as error:
                 failures.append(error)
 
+        if self._stop_alarm_clock is not None:
+            self._stop_alarm_clock()
+            self._stop_alarm_clock = None
         if self._router is not None:
             # First, so that no rule starts an execution while the running ones are being stopped.
             step(self._router.uninstall)
@@ -247,6 +268,8 @@ class LocalTwin:
         if self._integrations_installed:
             step(uninstall_local_integrations)
             self._integrations_installed = False
+        if self._alarms is not None:
+            step(self._alarms.uninstall)
         if self._lambdas is not None:
             step(self._lambdas.uninstall)
         if self._sagemaker is not None:
@@ -308,6 +331,10 @@ class LocalTwin:
     @property
     def router(self) -> EventRouter:
         return _started(self._router)
+
+    @property
+    def alarms(self) -> AlarmEvaluator:
+        return _started(self._alarms)
 
     @property
     def work_dir(self) -> Path:
@@ -438,6 +465,20 @@ class LocalTwin:
     def fire_schedules(self) -> list[Delivery]:
         """Fires the schedule rules whose period has passed on the twin's clock."""
         return self.router.fire_schedules(self.clock.now())
+
+    def evaluate_alarms(self) -> list[dict[str, str]]:
+        """Evaluates every CloudWatch alarm once at the clock's now; returns the state changes (see `alarm_changes`)."""
+        return self._evaluate_alarms_at(self.clock.now())
+
+    def _evaluate_alarms_at(self, moment: datetime) -> list[dict[str, str]]:
+        # The services' minute of metrics first (AWS/States, AWS/SQS), then the evaluation that reads them.
+        _started(self._service_metrics).publish(moment)
+        return self.alarms.evaluate(moment)
+
+    @property
+    def alarm_changes(self) -> list[dict[str, str]]:
+        """Every alarm state change so far, oldest first: `{"alarm", "from", "to", "time"}` (ISO-8601 UTC)."""
+        return self.alarms.changes
 
     def upload(self, local_path: Path, bucket_logical_id: str, key: str) -> str:
         """Uploads a file into one of the stack's buckets (as S3 would, with its notifications); returns its URI."""

@@ -78,3 +78,34 @@ def _check_step_size(size_field: str, size: dict[str, Any], fleet: int, variant:
             f"LinearStepSize {size['Value']} {size['Type']} is {instances} of the {fleet} instance(s) of variant "
             f"{variant!r}: the value must be 10-50% of the variant's total instance count."
         )
+
+
+def traffic_steps(deployment_config: dict[str, Any] | None, endpoint_config: dict[str, Any]) -> list[float]:
+    """The shares of traffic a blue/green update moves to the new fleet, one per step, each followed by a baking
+    period of `WaitIntervalInSeconds`: ALL_AT_ONCE all of it; CANARY the canary's instances, then the rest; LINEAR
+    one step size more each time. Without a BlueGreenUpdatePolicy SageMaker shifts all at once, with no baking."""
+    routing = ((deployment_config or {}).get("BlueGreenUpdatePolicy") or {}).get("TrafficRoutingConfiguration") or {}
+    size_field = _STEP_SIZE_FIELDS.get(str(routing.get("Type")))
+    if size_field is None:
+        return [1.0]
+    fleet = sum(
+        int(variant.get("InitialInstanceCount", 1)) for variant in endpoint_config.get("ProductionVariants", [])
+    )
+    fleet = max(1, fleet)
+    step = min(1.0, _instances(routing[size_field], size_field, fleet) / fleet)
+    if size_field == "CanarySize":
+        return [step, 1.0]
+    shares = [min(1.0, step * count) for count in range(1, math.ceil(1.0 / step) + 1)]
+    return shares if shares[-1] == 1.0 else [*shares, 1.0]
+
+
+def baking_seconds(deployment_config: dict[str, Any] | None) -> float:
+    """The baking period after each traffic shift (`WaitIntervalInSeconds`; none without a BlueGreenUpdatePolicy)."""
+    routing = ((deployment_config or {}).get("BlueGreenUpdatePolicy") or {}).get("TrafficRoutingConfiguration") or {}
+    return float(routing.get("WaitIntervalInSeconds") or 0)
+
+
+def rollback_alarms(deployment_config: dict[str, Any] | None) -> list[str]:
+    """The alarm names of the AutoRollbackConfiguration."""
+    alarms = ((deployment_config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms") or []
+    return [str(alarm["AlarmName"]) for alarm in alarms]

@@ -1,7 +1,16 @@
 """The local SageMaker's hosting: models, endpoint configs, endpoints (deploy, rollback), invoke and capture.
 
-An invocation also publishes the `Invocations` metric SageMaker publishes, and writes a data capture record
-when the endpoint config asks for one.
+An invocation also publishes the metrics SageMaker publishes per invocation (`Invocations`, and
+`Invocation4XXErrors`/`Invocation5XXErrors`, 1 for an error response and 0 otherwise), and writes a data capture
+record when the endpoint config asks for one.
+
+UpdateEndpoint is a blue/green deployment as SageMaker's deployment guardrails describe it: the new (green) fleet
+starts beside the old (blue) one, traffic moves to it in the steps of the TrafficRoutingConfiguration (all at once,
+canary then the rest, or linear), and after each step a baking period of WaitIntervalInSeconds watches the
+AutoRollbackConfiguration alarms. An alarm in ALARM at any check of a baking period (every `BAKE_CHECK_SECONDS`)
+rolls the update back: all traffic returns to the blue fleet, the green one stops, and the endpoint is InService on
+its old endpoint config with a FailureReason naming the alarm (SageMaker's wording is not published; this one names
+the alarm). The blue fleet stops as soon as the update completes (TerminationWaitInSeconds only delays that on AWS).
 """
 
 from __future__ import annotations
@@ -11,14 +20,34 @@ import copy
 import json
 import random
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 
-from emulator.sagemaker_local.deployment_config import check_deployment_config
+from emulator.sagemaker_local.deployment_config import (
+    baking_seconds,
+    check_deployment_config,
+    rollback_alarms,
+    traffic_steps,
+)
 from emulator.sagemaker_local.errors import SageMakerError, not_found, validation_error
 from emulator.sagemaker_local.model_server import ModelServer, ModelServerError
 from emulator.sagemaker_local.store import EndpointState, SageMakerStore, paginate, sort_summaries
+
+# Virtual seconds between two looks at the rollback alarms during a baking period: alarms change at most once a
+# minute by evaluation, so no ALARM is missed.
+BAKE_CHECK_SECONDS = 10.0
+
+
+@dataclass
+class HostedEndpoint(EndpointState):
+    """An endpoint, and while a blue/green update shifts traffic the green fleet and the share of traffic it gets."""
+
+    green: dict[str, ModelServer] = field(default_factory=dict)
+    green_share: float = 0.0
+    # The new endpoint config's DataCaptureConfig: the traffic the green fleet serves is captured by its rules.
+    green_capture: dict[str, Any] | None = None
 
 
 class HostingAPIs(SageMakerStore):
@@ -196,7 +225,7 @@ class HostingAPIs(SageMakerStore):
                 "CreationTime": now,
                 "LastModifiedTime": now,
             }
-            endpoint = EndpointState(description, {})
+            endpoint = HostedEndpoint(description, {})
             self._endpoints[name] = endpoint
         self._record_tags(description["EndpointArn"], params.get("Tags"))
         self._emit_endpoint(endpoint)
@@ -217,12 +246,9 @@ class HostingAPIs(SageMakerStore):
             if params.get("DeploymentConfig"):
                 endpoint.description["LastDeploymentConfig"] = params["DeploymentConfig"]
         self._emit_endpoint(endpoint)
-        rollback_alarms = [
-            alarm["AlarmName"]
-            for alarm in (params.get("DeploymentConfig") or {}).get("AutoRollbackConfiguration", {}).get("Alarms", [])
-        ]
+        deployment = copy.deepcopy(params.get("DeploymentConfig") or {})
         self._start_thread(
-            lambda: self._deploy(endpoint, config, creating=False, rollback_alarms=rollback_alarms),
+            lambda: self._deploy(endpoint, config, creating=False, deployment=deployment),
             f"endpoint-{params['EndpointName']}",
         )
         return {"EndpointArn": endpoint.description["EndpointArn"]}
@@ -235,12 +261,11 @@ class HostingAPIs(SageMakerStore):
         return firing[0] if firing else None
 
     def _deploy(
-        self, endpoint: EndpointState, config: dict[str, Any], creating: bool, rollback_alarms: list[str] | None = None
+        self, endpoint: EndpointState, config: dict[str, Any], creating: bool, deployment: dict[str, Any] | None = None
     ) -> None:
         """Start the new variants' servers, keep the transition visible for a while, then swap and go InService.
 
-        An update whose AutoRollbackConfiguration alarm is in ALARM at the end of the transition rolls back,
-        as a blue/green deployment does: the old variants keep serving and the endpoint keeps its old config.
+        An update shifts traffic and bakes as the module docstring says, and rolls back when a rollback alarm trips.
         """
         with self._lock:
             endpoint.generation += 1
@@ -249,11 +274,13 @@ class HostingAPIs(SageMakerStore):
         try:
             servers = self._start_servers(endpoint.description["EndpointName"], config, generation)
             self.clock.sleep(self.endpoint_transition_seconds)
-            firing_alarm = self._alarm_firing(rollback_alarms or [])
+            firing_alarm = None if creating else self._shift_and_bake(endpoint, servers, config, deployment or {})
         except Exception as error:  # whatever kept the model from serving is the endpoint's FailureReason
             for server in servers.values():
                 server.stop()
             with self._lock:
+                if isinstance(endpoint, HostedEndpoint):
+                    endpoint.green, endpoint.green_share, endpoint.green_capture = {}, 0.0, None
                 # A failed update rolls back: the old variants keep serving, as with SageMaker's blue/green.
                 endpoint.description.update(
                     EndpointStatus="Failed" if creating else "InService",
@@ -263,9 +290,18 @@ class HostingAPIs(SageMakerStore):
             self._emit_endpoint(endpoint)
             return
         with self._lock:
+            if isinstance(endpoint, HostedEndpoint):
+                endpoint.green, endpoint.green_share, endpoint.green_capture = {}, 0.0, None
             if firing_alarm is not None:
                 retired = servers
-                endpoint.description.update(EndpointStatus="InService", LastModifiedTime=self.clock.now())
+                endpoint.description.update(
+                    EndpointStatus="InService",
+                    FailureReason=(
+                        f"The update to endpoint config {config['EndpointConfigName']} was rolled back: "
+                        f"alarm {firing_alarm} went to ALARM during the deployment."
+                    ),
+                    LastModifiedTime=self.clock.now(),
+                )
             elif self._closed or self._endpoints.get(endpoint.description["EndpointName"]) is not endpoint:
                 retired = servers
             else:
@@ -285,6 +321,35 @@ class HostingAPIs(SageMakerStore):
         for server in retired.values():
             server.stop()
         self._emit_endpoint(endpoint)
+
+    def _shift_and_bake(
+        self, endpoint: EndpointState, green: dict[str, ModelServer], config: dict[str, Any], deployment: dict[str, Any]
+    ) -> str | None:
+        """Move traffic to `green` step by step, baking after each; returns the alarm that tripped, if one did."""
+        alarms = rollback_alarms(deployment)
+        bake = baking_seconds(deployment)
+        for share in traffic_steps(deployment, config):
+            with self._lock:
+                if self._closed:
+                    return None
+                if isinstance(endpoint, HostedEndpoint):
+                    endpoint.green, endpoint.green_share = green, share
+                    endpoint.green_capture = copy.deepcopy(config.get("DataCaptureConfig"))
+            tripped = self._bake(alarms, bake)
+            if tripped is not None:
+                return tripped
+        return None
+
+    def _bake(self, alarms: list[str], seconds: float) -> str | None:
+        """Watch `alarms` for `seconds` of virtual time; the first found in ALARM, or None."""
+        remaining = seconds
+        while True:
+            tripped = self._alarm_firing(alarms)
+            if tripped is not None or remaining <= 0 or self._closed:
+                return tripped
+            step = min(BAKE_CHECK_SECONDS, remaining)
+            self.clock.sleep(step)
+            remaining -= step
 
     def _emit_endpoint(self, endpoint: EndpointState) -> None:
         with self._lock:
@@ -349,16 +414,22 @@ class HostingAPIs(SageMakerStore):
                 v["VariantName"]: v.get("CurrentWeight", 1.0)
                 for v in endpoint.description.get("ProductionVariants", [])
             }
+            if isinstance(endpoint, HostedEndpoint) and endpoint.green and random.random() < endpoint.green_share:
+                # This request is part of the traffic a blue/green update has moved to the new fleet.
+                servers, capture = dict(endpoint.green), copy.deepcopy(endpoint.green_capture)
         if not servers:
             raise validation_error(
                 f"Endpoint {endpoint_name} is {endpoint.description['EndpointStatus']}: it cannot be invoked yet"
             )
         variant = target_variant or max(servers, key=lambda v: weights.get(v, 0.0))
+        if target_variant is None and variant not in servers:
+            variant = next(iter(servers))
         if variant not in servers:
             raise validation_error(f"Endpoint {endpoint_name} has no variant {variant!r}; it has {sorted(servers)}")
         try:
             result, result_type = servers[variant].invoke(body, content_type, accept)
         except ModelServerError as error:
+            self._record_invocation(endpoint_name, variant, server_error=True)
             raise SageMakerError(
                 "ModelError", f'Received server error (500) from primary with message "{error}"'
             ) from error
@@ -410,20 +481,16 @@ class HostingAPIs(SageMakerStore):
         )
         self.stager.put_bytes((json.dumps(record) + "\n").encode(), uri, capture.get("KmsKeyId") or None)
 
-    def _record_invocation(self, endpoint_name: str, variant: str) -> None:
-        """Publish the `Invocations` metric SageMaker publishes, which the idle endpoint reaper reads."""
+    def _record_invocation(self, endpoint_name: str, variant: str, server_error: bool = False) -> None:
+        """Publish SageMaker's per-invocation metrics: `Invocations` (the idle endpoint reaper reads it) and the
+        error counts (1 for an error response of that class, else 0; the rollback alarm watches the 5XX one)."""
+        dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant}]
+        now = self.clock.now()
+        values = {"Invocations": 1.0, "Invocation4XXErrors": 0.0, "Invocation5XXErrors": 1.0 if server_error else 0.0}
         boto3.client("cloudwatch", region_name=self.region).put_metric_data(
             Namespace="AWS/SageMaker",
             MetricData=[
-                {
-                    "MetricName": "Invocations",
-                    "Dimensions": [
-                        {"Name": "EndpointName", "Value": endpoint_name},
-                        {"Name": "VariantName", "Value": variant},
-                    ],
-                    "Timestamp": self.clock.now(),
-                    "Value": 1.0,
-                    "Unit": "None",
-                }
+                {"MetricName": name, "Dimensions": dimensions, "Timestamp": now, "Value": value, "Unit": "None"}
+                for name, value in values.items()
             ],
         )
