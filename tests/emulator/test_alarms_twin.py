@@ -37,7 +37,8 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
     statemachines = tmp_path_factory.mktemp("statemachines")
     (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
     (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
-    shutil.copy(PROJECT_ROOT / "statemachines" / "image-uris.json", statemachines)
+    for name in ("monitoring.asl.json", "image-uris.json"):
+        shutil.copy(PROJECT_ROOT / "statemachines" / name, statemachines)
     with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
         yield started
 
