@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -344,7 +344,7 @@ class DriftLoop:
         raise LifecycleError(f"retrain_on_drift did not start training for the drift alarm: {'; '.join(decisions)}")
 
     def _link(self, text: str) -> None:
-        clock = self._clock.now() if self._clock is not None else datetime.now()
+        clock = self._clock.now() if self._clock is not None else datetime.now(UTC)
         link = ChainLink(text, clock, time.monotonic() - self._wall_start)
         self.chain.append(link)
         print(f"[twin {clock:%H:%M:%S} | wall +{format_duration(link.wall)}] {text}", file=self._out)
@@ -485,16 +485,19 @@ def print_chain_timings(chain: Sequence[ChainLink], out: TextIO) -> None:
     """Each link's time since the loop began, on the twin's clock and on the wall clock."""
     if not chain:
         return
-    print("\n== drift chain timings (twin clock | wall) ==", file=out)
+    print("\n== drift chain timings (since the loop began: twin clock, wall) ==", file=out)
     first = chain[0]
     for link in chain:
-        virtual = format_duration((link.clock - first.clock).total_seconds())
-        print(f"  +{virtual:>9} | +{format_duration(link.wall):>8}  {link.text}", file=out)
-    total_virtual = (chain[-1].clock - first.clock).total_seconds()
-    print(
-        f"  chain: {format_duration(total_virtual)} on the twin's clock, {format_duration(chain[-1].wall)} wall",
-        file=out,
-    )
+        virtual = clock_offset((link.clock - first.clock).total_seconds())
+        print(f"  twin +{virtual:<9} wall +{format_duration(link.wall):<8} {link.text}", file=out)
+    total_virtual = clock_offset((chain[-1].clock - first.clock).total_seconds())
+    print(f"  chain: {total_virtual} on the twin's clock, {format_duration(chain[-1].wall)} wall", file=out)
+
+
+def clock_offset(seconds: float) -> str:
+    """Twin-clock time as `2h05m00s`: the clock runs fast, so its spans are hours where the wall's are seconds."""
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s"
 
 
 def _verdict(report: Mapping[str, Any]) -> str:
