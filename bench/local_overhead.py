@@ -14,6 +14,15 @@ How it is measured, in one run of this script (three rounds by default, `--round
    endpoint start) is printed too, for context: it does work the direct scripts do not.
 3. A chain of 200 Pass states on the twin's engine (local integrations installed): milliseconds per state from
    the execution's start and stop times; target <= 5 ms.
+
+With `--drift`, the drift chain instead (issue 10): each round runs what `mlops run --drift` runs (twin start-up,
+the lifecycle, then `DriftLoop`: unshifted traffic and its monitoring run, shifted traffic and its monitoring run,
+the alarm, the retraining and its deploy) and takes its wall time; then every job of the chain runs bare, as plain
+subprocesses with the arguments the twin's jobs got: preprocess, train, evaluate of both trainings and
+`ml/monitor.py` of both monitoring runs, over local copies of the baseline and of the capture files the run's
+manifest listed (copied before the clock starts). Ratio = chain wall time / sum of the bare jobs; target <= 1.15.
+The figure includes everything the chain does beyond its jobs (twin start-up, Lambdas, the endpoint starting and
+its blue/green baking wait, InvokeEndpoint traffic), so the split printed beside it says where the time goes.
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ from typing import Any
 
 import boto3
 
+from contract.local_account import LOCAL_REGION
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
 from emulator.commands.datasets import write_default_dataset
-from emulator.commands.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
-from emulator.sagemaker_local.s3io import tar_directory
+from emulator.commands.drift import MONITORING, DriftLoop, monitoring_window_minutes
+from emulator.commands.drift_summary import DEFAULT_SHIFT, parse_shift
+from emulator.commands.lifecycle import TRAINING, LifecycleOutcome, run_lifecycle, started_twin
+from emulator.sagemaker_local.s3io import S3Stager, split_s3_uri, tar_directory
 from emulator.twin import ExecutionResult, LocalTwin
 
 ML_DIR = PROJECT_ROOT / "ml"
@@ -70,9 +82,13 @@ def _one_round(work: Path) -> tuple[float, float, float, ExecutionResult, float]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="twin/direct pairs, alternated; the median ratio counts")
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--drift", action="store_true", help="measure the drift chain of `mlops run --drift` instead")
+    arguments = parser.parse_args()
+    rounds = arguments.rounds
     if rounds < 1:
         parser.error(f"--rounds must be at least 1, got {rounds}")
+    if arguments.drift:
+        return _drift_main(rounds)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for number in range(rounds):
@@ -92,6 +108,80 @@ def main() -> int:
     # Other processes on the machine skew both sides of a ratio: say how busy it was.
     print(f"load average over the last minute when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0 if ratio <= TARGET_RATIO and ms_per_state <= TARGET_MS_PER_STATE else 1
+
+
+def _drift_main(rounds: int) -> int:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        for number in range(rounds):
+            chain_seconds, bare = _drift_round(Path(tmp) / str(number))
+            bare_seconds = sum(bare.values())
+            results.append((chain_seconds / bare_seconds, chain_seconds, bare))
+            print(
+                f"round {number + 1}: mlops run --drift {chain_seconds:.1f} s wall, its {len(bare)} jobs run bare "
+                f"{bare_seconds:.1f} s, ratio {chain_seconds / bare_seconds:.2f}"
+            )
+    ratio, chain_seconds, bare = sorted(results, key=lambda r: r[0])[len(results) // 2]
+    print(f"median ratio: {ratio:.2f} (target <= {TARGET_RATIO}) from {rounds} round(s)")
+    print("  the bare jobs: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in bare.items()))
+    print(f"load average over the last minute when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+def _drift_round(work: Path) -> tuple[float, dict[str, float]]:
+    """(wall seconds of the drift chain as `mlops run --drift` runs it, each of its jobs' bare seconds)."""
+    dataset = write_default_dataset(work / "data")
+    outcome = LifecycleOutcome()
+    loop = DriftLoop(parse_shift(DEFAULT_SHIFT), monitoring_window_minutes(), summary_json=None)
+    started = time.monotonic()
+    with redirect_stdout(io.StringIO()), started_twin(work / "twin", io.StringIO()) as twin:
+        loop.check_twin(twin)
+        run_lifecycle(twin, dataset.path, load_pipeline_config(), tune=False, outcome=outcome, out=io.StringIO())
+        loop.run(twin, outcome, io.StringIO())
+        chain_seconds = time.monotonic() - started
+        trainings = [e.result for e in outcome.executions if e.label == TRAINING]
+        monitor_jobs = [
+            _staged_monitor_job(run.execution.result, work / f"monitor-{index}")
+            for index, run in enumerate(loop.monitoring_runs)
+        ]
+    bare: dict[str, float] = {}
+    for index, training in enumerate(trainings, start=1):
+        bare[f"training {index} jobs"] = _run_scripts_directly(
+            _scheduled_jobs(training.history), dataset.path, work / f"direct-{index}"
+        )
+    for index, arguments in enumerate(monitor_jobs, start=1):
+        job_started = time.monotonic()
+        _python("monitor.py", arguments)
+        bare[f"monitor.py {index}"] = time.monotonic() - job_started
+    return chain_seconds, bare
+
+
+def _staged_monitor_job(monitoring: ExecutionResult, root: Path) -> list[str]:
+    """The monitoring job's arguments, with its baseline and the manifest's capture files copied under `root`."""
+    parameters = next(
+        json.loads(details.get("parameters") or "{}")
+        for event in monitoring.history
+        if (details := event.get("taskScheduledEventDetails") or {})
+        .get("resource", "")
+        .startswith("createProcessingJob")
+    )
+    if "monitor.py" not in " ".join(parameters["AppSpecification"]["ContainerEntrypoint"]):
+        raise SystemExit(f"the {MONITORING} execution's processing job does not run monitor.py: nothing to compare")
+    stager = S3Stager(LOCAL_REGION)
+    for job_input in parameters["ProcessingInputs"]:
+        source = job_input["S3Input"]
+        local = _local(source["LocalPath"], root)
+        if source.get("S3DataType") == "ManifestFile":
+            bucket, key = split_s3_uri(source["S3Uri"])
+            manifest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+            prefix = manifest[0]["prefix"]
+            for relative in manifest[1:]:
+                stager.download(f"{prefix}{relative}", (local / relative).parent)
+        else:
+            stager.download(source["S3Uri"], local)
+    for output in parameters["ProcessingOutputConfig"]["Outputs"]:
+        _local(output["S3Output"]["LocalPath"], root).mkdir(parents=True, exist_ok=True)
+    return _container_arguments(parameters, root)
 
 
 def _time_split(training: ExecutionResult) -> dict[str, float]:

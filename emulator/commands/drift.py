@@ -2,8 +2,8 @@
 
 After `run_lifecycle` (training -> approval -> deploy), on the twin's clock:
 
-1. unshifted held-out rows (the test split) go through `sagemaker-runtime` InvokeEndpoint, one row per request,
-   so the endpoint captures them; the clock moves on to the end of one monitoring window
+1. unshifted held-out rows (the test split) go through `sagemaker-runtime` InvokeEndpoint, `ROWS_PER_REQUEST`
+   rows per request, so the endpoint captures them; the clock moves on to the end of one monitoring window
    (`pipeline.toml [monitoring] window_minutes`) and the `monitoring` state machine runs over that window: it must
    read the records and find no dataset drift, the twin's alarms stay out of ALARM, and no training starts;
 2. the same rows, shifted (`--shift`, default `critical=+3sd`: see `drift_summary.parse_shift`), go through the
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
 import numpy as np
+from botocore.exceptions import ClientError
 
 from contract.pipeline_config import load_pipeline_config
 from emulator.commands.console import format_duration
@@ -76,6 +77,9 @@ if TYPE_CHECKING:
     from emulator.twin import LocalTwin
 
 MONITORING = "monitoring"
+# Rows per InvokeEndpoint request: a client sending small batches. Each request costs the twin about 0.1 s (model
+# server, capture record, metric), so one row per request would make the traffic most of the loop's wall time.
+ROWS_PER_REQUEST = 10
 REPORT_FILE_NAME = "monitoring_report.json"  # ml/monitor.py's REPORT_FILE_NAME
 ALARM = "ALARM"
 
@@ -184,12 +188,13 @@ class DriftLoop:
     def run(self, twin: LocalTwin, outcome: LifecycleOutcome, out: TextIO) -> None:
         self._out, self._clock, self._wall_start = out, twin.clock, time.monotonic()
         print("\n== drift loop ==", file=out)
-        try:
-            self._loop(twin, outcome)
-        finally:
-            # Whatever happened, the summary describes every execution and alarm change there was.
-            self.executions = execution_records(twin)
-            self.alarm_changes = list(twin.alarm_changes)
+        self._loop(twin, outcome)
+
+    def record(self, twin: LocalTwin) -> None:
+        # Whatever happened, the summary describes every execution and alarm change there was (a twin without the
+        # alarm evaluator, refused by check_twin, has none).
+        self.executions = execution_records(twin)
+        self.alarm_changes = list(getattr(twin, "alarm_changes", []))
 
     def finish(self, report: LifecycleReport, out: TextIO) -> None:
         report.monitoring = self.monitoring_view()
@@ -220,7 +225,7 @@ class DriftLoop:
             raise LifecycleError(str(error)) from None
         shifted = apply_shift(unshifted, resolved, self.baseline.deviations())
         endpoint = twin.stack.outputs["EndpointName"]
-        moved = ", ".join(f"{self.baseline.features[c]} {s.describe().split(' ', 1)[-1]}" for c, s in resolved.items())
+        moved = ", ".join(f"{self.baseline.features[c]} {s.change()}" for c, s in resolved.items())
         self._link(
             f"baseline of the served package: {len(self.baseline.features)} features, critical "
             f"{self.baseline.critical}; shift: {moved}"
@@ -275,9 +280,12 @@ class DriftLoop:
     def _monitored_window(self, twin: LocalTwin, endpoint: str, rows: list[list[float]], phase: str) -> MonitoringRun:
         """Sends `rows` to the endpoint, lets one window pass on the clock, runs `monitoring`, reads its report."""
         window_start = twin.clock.now()
-        for row in rows:
-            invoke_csv(endpoint, [[_cell(value) for value in row]])
-        self._link(f"{phase} traffic: {len(rows)} held-out rows sent to {endpoint} through InvokeEndpoint")
+        requests = range(0, len(rows), ROWS_PER_REQUEST)
+        for first in requests:
+            invoke_csv(endpoint, [[_cell(value) for value in row] for row in rows[first : first + ROWS_PER_REQUEST]])
+        self._link(
+            f"{phase} traffic: {len(rows)} held-out rows sent to {endpoint} in {len(requests)} InvokeEndpoint requests"
+        )
         window_end = window_start + timedelta(minutes=self.window_minutes)
         ahead = (window_end - twin.clock.now()).total_seconds()
         if ahead > 0:
@@ -296,7 +304,12 @@ class DriftLoop:
                 f"monitoring {name} found nothing to analyse after {len(rows)} rows were sent in its window: "
                 f"{json.dumps(execution.result.output)[:400]}"
             )
-        report = json.loads(read_s3(report_uri(str(window["ReportS3Uri"]))))
+        try:
+            report = json.loads(read_s3(report_uri(str(window["ReportS3Uri"]))))
+        except (ClientError, ValueError) as error:
+            raise LifecycleError(
+                f"monitoring {name}'s report at {window['ReportS3Uri']} cannot be read: {error}"
+            ) from None
         run = MonitoringRun(phase, execution, window, report, rows)
         self.monitoring_runs.append(run)
         self._link(f"monitoring {name}: {report.get('records', {}).get('read')} records, {_verdict(report)}")

@@ -42,8 +42,12 @@ class FeatureShift:
     kind: Literal["sd", "scale"]
     amount: float
 
+    def change(self) -> str:
+        """The change as the spec writes it: `+3sd`, `x1.5`."""
+        return f"{self.amount:+g}sd" if self.kind == "sd" else f"x{self.amount:g}"
+
     def describe(self) -> str:
-        return f"{self.target} {self.amount:+g} sd" if self.kind == "sd" else f"{self.target} x{self.amount:g}"
+        return f"{self.target}={self.change()}"
 
 
 def parse_shift(spec: str) -> list[FeatureShift]:

@@ -126,6 +126,9 @@ class FollowUp(Protocol):
     def run(self, twin: LocalTwin, outcome: LifecycleOutcome, out: TextIO) -> None:
         """After a successful lifecycle, on the same twin; raises LifecycleError naming the step that failed."""
 
+    def record(self, twin: LocalTwin) -> None:
+        """Before the twin closes, whatever happened: keeps what `finish` needs from it."""
+
     def finish(self, report: LifecycleReport, out: TextIO) -> None:
         """After the twin closed, whatever happened: adds to the report and prints or writes its own results."""
 
@@ -173,11 +176,15 @@ def run_command(
             redirect_stdout(log),
             started_twin(work / "twin", out) as twin,
         ):
-            if follow_up is not None:
-                follow_up.check_twin(twin)
-            run_lifecycle(twin, upload, config, tune=tune, outcome=outcome, out=out)
-            if follow_up is not None:
-                follow_up.run(twin, outcome, out)
+            try:
+                if follow_up is not None:
+                    follow_up.check_twin(twin)
+                run_lifecycle(twin, upload, config, tune=tune, outcome=outcome, out=out)
+                if follow_up is not None:
+                    follow_up.run(twin, outcome, out)
+            finally:
+                if follow_up is not None:
+                    follow_up.record(twin)
     except LifecycleError as exc:
         outcome.failure = str(exc)
     except Exception as exc:  # any failure of the twin still ends in a summary and a report
