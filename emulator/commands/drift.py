@@ -232,12 +232,13 @@ class DriftLoop:
         )
 
         trainings_before = set(_arns(twin, TRAINING))
+        alarm_mark = len(twin.alarm_changes)
         first = self._monitored_window(twin, endpoint, unshifted, "unshifted")
         if first.report.get("dataset_drift"):
             raise LifecycleError(
                 f"the monitoring run over UNSHIFTED held-out traffic found dataset drift: {_verdict(first.report)}"
             )
-        alarmed = self._evaluate_alarms(twin)
+        alarmed = self._alarms_since(twin, alarm_mark)
         if alarmed:
             raise LifecycleError(f"unshifted traffic set drift alarms to ALARM: {', '.join(alarmed)}")
         started = set(_arns(twin, TRAINING)) - trainings_before
@@ -247,6 +248,7 @@ class DriftLoop:
 
         deploys_before = deploy_executions(twin)
         deliveries_before = len(twin.router.deliveries)
+        alarm_mark = len(twin.alarm_changes)
         windows = max(1, drift_alarm_datapoints(twin.stack.stack_name))
         for attempt in range(1, windows + 1):
             run = self._monitored_window(
@@ -257,8 +259,9 @@ class DriftLoop:
                     f"the monitoring run over SHIFTED traffic found no dataset drift ({_verdict(run.report)}): "
                     "shift further with --shift"
                 )
-            if self._evaluate_alarms(twin):
+            if self._alarms_since(twin, alarm_mark):
                 break
+            alarm_mark = len(twin.alarm_changes)
         else:
             raise LifecycleError(
                 f"no drift alarm went to ALARM after {windows} drifted window(s); the stack's drift alarms: "
@@ -279,7 +282,11 @@ class DriftLoop:
 
     def _monitored_window(self, twin: LocalTwin, endpoint: str, rows: list[list[float]], phase: str) -> MonitoringRun:
         """Sends `rows` to the endpoint, lets one window pass on the clock, runs `monitoring`, reads its report."""
-        window_start = twin.clock.now()
+        # Capture files are named after the second they were written in: the window starts on a whole second after
+        # everything captured so far, so it holds exactly this phase's traffic.
+        before = twin.clock.now()
+        twin.clock.advance(1.0)
+        window_start = (before + timedelta(seconds=1)).replace(microsecond=0)
         requests = range(0, len(rows), ROWS_PER_REQUEST)
         for first in requests:
             invoke_csv(endpoint, [[_cell(value) for value in row] for row in rows[first : first + ROWS_PER_REQUEST]])
@@ -321,17 +328,21 @@ class DriftLoop:
             )
         return run
 
-    def _evaluate_alarms(self, twin: LocalTwin) -> list[str]:
-        """One alarm evaluation on the twin's clock; the drift alarms it moved to ALARM."""
-        changes = twin.evaluate_alarms()
-        for change in changes:
-            entry = alarm_change_entry(change)
-            self._link(f"alarm {entry['alarm']}: {entry['from']} -> {entry['to']}")
+    def _alarms_since(self, twin: LocalTwin, mark: int) -> list[str]:
+        """The alarm changes since the `mark`-th, printed; the drift alarms among them that went to ALARM.
+
+        The twin evaluates its alarms at every minute its clock passes, so a change may have happened (and its event
+        been routed) while the monitoring run published its metrics; one more evaluation at the clock's now comes
+        first, as CloudWatch's next one would.
+        """
+        twin.evaluate_alarms()
+        changes = [alarm_change_entry(change) for change in list(twin.alarm_changes)[mark:]]
+        for entry in changes:
+            self._link(f"alarm {entry['alarm']}: {entry['from']} -> {entry['to']} at {entry['time']}")
         if not changes:
-            self._link("alarms evaluated: no state changed")
+            self._link("alarms evaluated: no alarm changed state")
         prefix = f"{twin.stack.stack_name}-drift-"
-        entries = [alarm_change_entry(change) for change in changes]
-        return [e["alarm"] for e in entries if e["to"] == ALARM and e["alarm"].startswith(prefix)]
+        return [e["alarm"] for e in changes if e["to"] == ALARM and e["alarm"].startswith(prefix)]
 
     def _retraining_started(self, twin: LocalTwin, deliveries_before: int) -> str:
         """The training `retrain_on_drift` started for the alarm event; LifecycleError with its decision if none."""

@@ -380,14 +380,20 @@ class _FakeClock:
 
 @dataclass
 class _FakeTwin:
-    """Evaluating the alarms moves one drift alarm to ALARM and delivers its event to retrain_on_drift."""
+    """A drift alarm went to ALARM at a minute boundary and its event reached retrain_on_drift; the explicit
+    evaluation afterwards changes nothing more."""
 
     decision: dict[str, Any]
     stack: _FakeStack = field(default_factory=_FakeStack)
     router: _FakeRouter = field(default_factory=_FakeRouter)
     clock: _FakeClock = field(default_factory=_FakeClock)
+    alarm_changes: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: int = 0
 
-    def evaluate_alarms(self) -> list[dict[str, Any]]:
+    def minute_boundary_passes(self) -> None:
+        self.alarm_changes.append(
+            {"alarm": "mlops-dev-drift-critical-feature", "from": "OK", "to": "ALARM", "time": "2026-12-01T12:00:00Z"}
+        )
         self.router.deliveries.append(
             Delivery(
                 rule="mlops-dev-drift-alarm",
@@ -397,7 +403,10 @@ class _FakeTwin:
                 result=self.decision,
             )
         )
-        return [{"alarm": "mlops-dev-drift-critical-feature", "from": "OK", "to": "ALARM", "time": START}]
+
+    def evaluate_alarms(self) -> list[dict[str, Any]]:
+        self.evaluations += 1
+        return []
 
 
 def _loop() -> DriftLoop:
@@ -409,9 +418,13 @@ def _loop() -> DriftLoop:
 def test_the_training_retrain_on_drift_started_is_followed() -> None:
     arn = "arn:aws:states:us-east-1:123456789012:execution:mlops-dev-training:breast-cancer-drift-1"
     twin = _FakeTwin({"action": "started", "reason": "drift alarm in ALARM", "execution_arn": arn})
+    twin.alarm_changes.append({"alarm": "mlops-dev-endpoint-5xx", "from": "INSUFFICIENT_DATA", "to": "OK", "time": "t"})
     loop = _loop()
+    twin.minute_boundary_passes()
 
-    assert loop._evaluate_alarms(twin) == ["mlops-dev-drift-critical-feature"]  # type: ignore[arg-type]
+    # The change before the mark (the lifecycle's) is not this phase's; the one at the minute boundary is.
+    assert loop._alarms_since(twin, mark=1) == ["mlops-dev-drift-critical-feature"]  # type: ignore[arg-type]
+    assert twin.evaluations == 1
     assert loop._retraining_started(twin, deliveries_before=0) == arn  # type: ignore[arg-type]
     assert "retrain_on_drift: started (drift alarm in ALARM)" in loop.chain[-1].text
 
@@ -419,10 +432,19 @@ def test_the_training_retrain_on_drift_started_is_followed() -> None:
 def test_a_retraining_the_function_skipped_fails_the_run_with_its_reason() -> None:
     twin = _FakeTwin({"action": "skipped_cooldown", "reason": "within the 6:00:00 cooldown"})
     loop = _loop()
-    loop._evaluate_alarms(twin)  # type: ignore[arg-type]
+    twin.minute_boundary_passes()
+    loop._alarms_since(twin, mark=0)  # type: ignore[arg-type]
 
     with pytest.raises(LifecycleError, match=r"did not start training .*skipped_cooldown .*6:00:00 cooldown"):
         loop._retraining_started(twin, deliveries_before=0)  # type: ignore[arg-type]
+
+
+def test_no_drift_alarm_change_is_said_and_returns_none() -> None:
+    twin = _FakeTwin({})
+    loop = _loop()
+
+    assert loop._alarms_since(twin, mark=0) == []  # type: ignore[arg-type]
+    assert loop.chain[-1].text == "alarms evaluated: no alarm changed state"
 
 
 def test_the_chain_timings_show_twin_clock_and_wall_offsets() -> None:
