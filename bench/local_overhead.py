@@ -47,8 +47,8 @@ from contract.local_account import LOCAL_REGION
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
 from emulator.commands.datasets import write_default_dataset
-from emulator.commands.drift import MONITORING, DriftLoop, monitoring_window_minutes
-from emulator.commands.drift_summary import DEFAULT_SHIFT, parse_shift
+from emulator.commands.drift import MONITORING, drift_loop
+from emulator.commands.drift_summary import DEFAULT_SHIFT
 from emulator.commands.lifecycle import TRAINING, LifecycleOutcome, run_lifecycle, started_twin
 from emulator.sagemaker_local.s3io import S3Stager, split_s3_uri, tar_directory
 from emulator.twin import ExecutionResult, LocalTwin
@@ -132,7 +132,7 @@ def _drift_round(work: Path) -> tuple[float, dict[str, float]]:
     """(wall seconds of the drift chain as `mlops run --drift` runs it, each of its jobs' bare seconds)."""
     dataset = write_default_dataset(work / "data")
     outcome = LifecycleOutcome()
-    loop = DriftLoop(parse_shift(DEFAULT_SHIFT), monitoring_window_minutes(), summary_json=None)
+    loop = drift_loop(DEFAULT_SHIFT, summary_json=None)
     started = time.monotonic()
     with redirect_stdout(io.StringIO()), started_twin(work / "twin", io.StringIO()) as twin:
         loop.check_twin(twin)

@@ -6,7 +6,9 @@ After `run_lifecycle` (training -> approval -> deploy), on the twin's clock:
    rows per request, so the endpoint captures them; the clock moves on to the end of one monitoring window
    (`pipeline.toml [monitoring] window_minutes`) and the `monitoring` state machine runs over that window: it must
    read the records and find no dataset drift, the twin's alarms stay out of ALARM, and no training starts;
-2. the same rows, shifted (`--shift`, default `critical=+3sd`: see `drift_summary.parse_shift`), go through the
+2. the clock moves past the retraining cooldown (`[drift] cooldown_minutes` from the lifecycle's end), within
+   which `retrain_on_drift` would defer the drift alarm to its re-check, as on AWS;
+3. the same rows, shifted (`--shift`, default `critical=+3sd`: see `drift_summary.parse_shift`), go through the
    endpoint; the next window's run must find dataset drift; the twin evaluates its alarms, a drift alarm goes to
    ALARM, its "CloudWatch Alarm State Change" event reaches `retrain_on_drift` through the stack's rule, which
    starts `training` (trigger `drift`), whose package the approval rule deploys.
@@ -33,7 +35,7 @@ import boto3
 import numpy as np
 from botocore.exceptions import ClientError
 
-from contract.pipeline_config import load_pipeline_config
+from contract.pipeline_config import PipelineConfig, load_pipeline_config
 from emulator.commands.console import format_duration
 from emulator.commands.datasets import Dataset, DatasetError
 from emulator.commands.drift_summary import (
@@ -94,18 +96,22 @@ def drift_command(
 ) -> int:
     """`mlops run --drift`: exit 0 when every link of the chain happened; a bad `--shift` exits 2 before any twin."""
     try:
-        shifts = parse_shift(shift)
-        window_minutes = monitoring_window_minutes()
+        loop = drift_loop(shift, summary_json)
     except (ShiftSpecError, LifecycleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    loop = DriftLoop(shifts, window_minutes, summary_json)
     return run_command(data, label_column, tune=False, report=report, work_dir=work_dir, follow_up=loop)
 
 
-def monitoring_window_minutes() -> int:
+def drift_loop(shift: str, summary_json: Path | None) -> DriftLoop:
+    """The loop for a `--shift` spec, with the monitoring window and retraining cooldown of pipeline.toml."""
+    config = load_pipeline_config()
+    return DriftLoop(parse_shift(shift), monitoring_window_minutes(config), config.drift.cooldown_minutes, summary_json)
+
+
+def monitoring_window_minutes(config: PipelineConfig) -> int:
     """The monitoring window, `pipeline.toml [monitoring] window_minutes` (the DRIFT_CONTRACT names it so)."""
-    monitoring = getattr(load_pipeline_config(), "monitoring", None)
+    monitoring = getattr(config, "monitoring", None)
     minutes = getattr(monitoring, "window_minutes", None)
     if not isinstance(minutes, int) or minutes < 1:
         raise LifecycleError(
@@ -153,6 +159,7 @@ class DriftLoop:
 
     shifts: list[FeatureShift]
     window_minutes: int
+    cooldown_minutes: int
     summary_json: Path | None
     title: str = "drift loop"
     chain: list[ChainLink] = field(default_factory=list)
@@ -163,6 +170,7 @@ class DriftLoop:
     _out: TextIO = field(default_factory=io.StringIO)
     _clock: Any = None
     _wall_start: float = field(default_factory=time.monotonic)
+    _loop_began: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     # ---- FollowUp ---------------------------------------------------------------------------------------------
 
@@ -187,6 +195,7 @@ class DriftLoop:
 
     def run(self, twin: LocalTwin, outcome: LifecycleOutcome, out: TextIO) -> None:
         self._out, self._clock, self._wall_start = out, twin.clock, time.monotonic()
+        self._loop_began = twin.clock.now()
         print("\n== drift loop ==", file=out)
         self._loop(twin, outcome)
 
@@ -245,6 +254,7 @@ class DriftLoop:
         if started:
             raise LifecycleError(f"unshifted traffic started training: {sorted(started)}")
         self._link("unshifted traffic: no drift, no alarm, no retraining")
+        self._let_cooldown_pass(twin)
 
         deploys_before = deploy_executions(twin)
         deliveries_before = len(twin.router.deliveries)
@@ -279,6 +289,22 @@ class DriftLoop:
         extra = set(_arns(twin, TRAINING)) - trainings_before - {arn}
         if extra:
             raise LifecycleError(f"the drift alarm started more than one training: {sorted({arn, *extra})}")
+
+    def _let_cooldown_pass(self, twin: LocalTwin) -> None:
+        """Moves the clock past the retraining cooldown counted from the lifecycle's end, before the drift.
+
+        retrain_on_drift defers a drift alarm that comes within `[drift] cooldown_minutes` of the last training (the
+        re-check answers it later): on AWS, a drift episode right after a training waits that long. The loop lets the
+        cooldown pass on the twin's clock so that the alarm's own event starts the retraining.
+        """
+        cooldown_end = self._loop_began + timedelta(minutes=self.cooldown_minutes)
+        ahead = (cooldown_end - twin.clock.now()).total_seconds()
+        if ahead > 0:
+            twin.clock.advance(ahead)
+            self._link(
+                f"clock moved {clock_offset(ahead)} on: the retraining cooldown ([drift] cooldown_minutes="
+                f"{self.cooldown_minutes}) since the lifecycle's training has passed"
+            )
 
     def _monitored_window(self, twin: LocalTwin, endpoint: str, rows: list[list[float]], phase: str) -> MonitoringRun:
         """Sends `rows` to the endpoint, lets one window pass on the clock, runs `monitoring`, reads its report."""
@@ -365,7 +391,16 @@ class DriftLoop:
             self._link(f"alarm event -> rule {delivery.rule} -> retrain_on_drift: {said}")
             if decision.get("action") == "started" and decision.get("execution_arn"):
                 return str(decision["execution_arn"])
-        raise LifecycleError(f"retrain_on_drift did not start training for the drift alarm: {'; '.join(decisions)}")
+        hint = ""
+        if any(d.result.get("action") == "skipped_cooldown" for d in deliveries if isinstance(d.result, Mapping)):
+            hint = (
+                f". The loop let the {self.cooldown_minutes}-minute cooldown pass on the twin's clock: a function that "
+                "still sees it measures time on another clock (the wall clock of datetime.now and of moto's "
+                "execution dates)"
+            )
+        raise LifecycleError(
+            f"retrain_on_drift did not start training for the drift alarm: {'; '.join(decisions)}{hint}"
+        )
 
     def _link(self, text: str) -> None:
         clock = self._clock.now() if self._clock is not None else datetime.now(UTC)

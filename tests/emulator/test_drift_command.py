@@ -122,7 +122,7 @@ def test_the_shift_moves_only_its_columns_and_keeps_missing_values_missing() -> 
 
 
 def test_a_feature_the_data_set_lacks_is_refused_before_the_twin(tmp_path: Path) -> None:
-    loop = DriftLoop(parse_shift("critical=+3sd,radius=x2"), window_minutes=60, summary_json=None)
+    loop = DriftLoop(parse_shift("critical=+3sd,radius=x2"), window_minutes=60, cooldown_minutes=360, summary_json=None)
     dataset = Dataset(path=tmp_path / "d.csv", n_rows=3, label_column="target", feature_columns=tuple(FEATURES))
 
     with pytest.raises(DatasetError, match=r"'radius', which are not features of d.csv"):
@@ -410,7 +410,7 @@ class _FakeTwin:
 
 
 def _loop() -> DriftLoop:
-    loop = DriftLoop(parse_shift(DEFAULT_SHIFT), window_minutes=60, summary_json=None)
+    loop = DriftLoop(parse_shift(DEFAULT_SHIFT), window_minutes=60, cooldown_minutes=360, summary_json=None)
     loop._clock = _FakeClock()
     return loop
 
@@ -435,7 +435,9 @@ def test_a_retraining_the_function_skipped_fails_the_run_with_its_reason() -> No
     twin.minute_boundary_passes()
     loop._alarms_since(twin, mark=0)  # type: ignore[arg-type]
 
-    with pytest.raises(LifecycleError, match=r"did not start training .*skipped_cooldown .*6:00:00 cooldown"):
+    with pytest.raises(
+        LifecycleError, match=r"did not start training .*skipped_cooldown .*6:00:00 cooldown.*measures time on another"
+    ):
         loop._retraining_started(twin, deliveries_before=0)  # type: ignore[arg-type]
 
 
