@@ -242,7 +242,7 @@ class DriftLoop:
 
         trainings_before = set(_arns(twin, TRAINING))
         alarm_mark = len(twin.alarm_changes)
-        first = self._monitored_window(twin, endpoint, unshifted, "unshifted")
+        first = self._monitored_window(twin, outcome, endpoint, unshifted, "unshifted")
         if first.report.get("dataset_drift"):
             raise LifecycleError(
                 f"the monitoring run over UNSHIFTED held-out traffic found dataset drift: {_verdict(first.report)}"
@@ -262,7 +262,7 @@ class DriftLoop:
         windows = max(1, drift_alarm_datapoints(twin.stack.stack_name))
         for attempt in range(1, windows + 1):
             run = self._monitored_window(
-                twin, endpoint, shifted, f"shifted {attempt}/{windows}" if windows > 1 else "shifted"
+                twin, outcome, endpoint, shifted, f"shifted {attempt}/{windows}" if windows > 1 else "shifted"
             )
             if not run.report.get("dataset_drift"):
                 raise LifecycleError(
@@ -306,7 +306,9 @@ class DriftLoop:
                 f"{self.cooldown_minutes}) since the lifecycle's training has passed"
             )
 
-    def _monitored_window(self, twin: LocalTwin, endpoint: str, rows: list[list[float]], phase: str) -> MonitoringRun:
+    def _monitored_window(
+        self, twin: LocalTwin, outcome: LifecycleOutcome, endpoint: str, rows: list[list[float]], phase: str
+    ) -> MonitoringRun:
         """Sends `rows` to the endpoint, lets one window pass on the clock, runs `monitoring`, reads its report."""
         # Capture files are named after the second they were written in: the window starts on a whole second after
         # everything captured so far, so it holds exactly this phase's traffic.
@@ -329,6 +331,7 @@ class DriftLoop:
         execution = follow_execution(
             twin, twin.start_execution(MONITORING, execution_input, name=name), MONITORING, self._out
         )
+        outcome.executions.append(execution)
         if not execution.succeeded:
             raise LifecycleError(execution.failure())
         window = monitoring_window_result(execution.result.runs, execution.result.output)

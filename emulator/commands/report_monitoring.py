@@ -109,8 +109,10 @@ def _run_block(run: MonitoringRunView) -> str:
         f"{_e(', '.join(report.get('critical_features_drifted', [])) or 'none')}</p>"
     )
     rows = "".join(_feature_row(feature) for feature in report.get("features", []))
+    # A drifted run shows its scores at once; a calm one keeps them folded.
     table = (
-        "<details><summary>Each feature's drift score against its threshold</summary><table><tr><th>feature</th>"
+        f"<details{' open' if drift else ''}><summary>Each feature's drift score against its threshold</summary>"
+        "<table><tr><th>feature</th>"
         "<th>test</th><th>score</th><th>threshold</th><th>against the threshold (line = threshold)</th>"
         f"<th>drifted</th></tr>{rows}</table></details>"
     )

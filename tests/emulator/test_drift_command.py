@@ -495,6 +495,7 @@ def test_the_report_shows_scores_against_thresholds_distributions_and_the_alarm_
     assert "<h2>Monitoring</h2>" in page
     assert page.count('badge ok">no drift') == 1
     assert page.count('badge bad">dataset drift') == 1
+    assert page.count("<details open>") == 1, "the drifted run's scores are shown unfolded"
     assert "<td>mean texture</td><td>ks</td><td>0.43</td><td>0.05</td>" in page
     assert "mean radius: <span style='color:#777'>baseline (n=4)</span>" in page
     assert 'aria-label="alarm states over time"' in page
