@@ -21,6 +21,7 @@ summary of docs/interfaces.md, built by the pure functions of `emulator.commands
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import sys
@@ -461,11 +462,10 @@ def served_baseline(model_package: Mapping[str, Any]) -> Baseline:
     folder = str(statistics).rsplit("/", 1)[0]
     document = json.loads(read_s3(str(statistics)))
     features = [str(feature["name"]) for feature in document.get("features", [])]
-    sample_text = read_s3(f"{folder}/baseline.csv").decode("utf-8")
-    header, *lines = sample_text.splitlines()
-    if header.split(",") != features:
+    header, *lines = list(csv.reader(io.StringIO(read_s3(f"{folder}/baseline.csv").decode("utf-8"))))
+    if header != features:
         raise LifecycleError(f"{folder}/baseline.csv's header is not {statistics}'s features {features}")
-    sample = np.array([[_number(cell) for cell in line.split(",")] for line in lines if line], dtype=float)
+    sample = np.array([[_number(cell) for cell in line] for line in lines if line], dtype=float)
     return Baseline(features, [str(name) for name in document.get("critical_features", [])], sample)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import uuid
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from emulator.commands.datasets import Dataset, DatasetError
@@ -20,6 +22,7 @@ from emulator.commands.drift import (
     monitoring_window_result,
     print_chain_timings,
     report_uri,
+    served_baseline,
 )
 from emulator.commands.drift_summary import (
     DEFAULT_SHIFT,
@@ -348,6 +351,38 @@ def test_the_monitoring_window_is_found_wherever_the_asl_put_it() -> None:
 def test_the_report_object_is_the_uri_or_monitoring_report_json_under_the_prefix() -> None:
     assert report_uri("s3://b/reports/run/") == "s3://b/reports/run/monitoring_report.json"
     assert report_uri("s3://b/reports/run/monitoring_report.json") == "s3://b/reports/run/monitoring_report.json"
+
+
+def _package_with_baseline(bucket: str) -> dict[str, Any]:
+    s3 = boto3.client("s3")
+    statistics = {
+        "format_version": 1,
+        "features": [{"name": name, "type": "numerical", "min": 0.0, "max": 9.0} for name in FEATURES],
+        "critical_features": ["worst area"],
+    }
+    s3.put_object(Bucket=bucket, Key="runs/x/evaluation/baseline/baseline.json", Body=json.dumps(statistics))
+    sample = '"mean radius","mean texture","worst area"\n1,2,3\n3,2,\n'
+    s3.put_object(Bucket=bucket, Key="runs/x/evaluation/baseline/baseline.csv", Body=sample)
+    uri = f"s3://{bucket}/runs/x/evaluation/baseline/baseline.json"
+    return {
+        "ModelPackageArn": "arn:p/1",
+        "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": uri}}},
+    }
+
+
+def test_the_served_packages_baseline_is_read_from_its_drift_check_statistics_folder(bucket: str) -> None:
+    baseline = served_baseline(_package_with_baseline(bucket))
+
+    assert baseline.features == FEATURES
+    assert baseline.critical == ["worst area"]
+    assert baseline.sample.shape == (2, 3)
+    assert math.isnan(baseline.sample[1, 2]), "an empty cell is a missing value"
+    assert baseline.deviations()[0] == pytest.approx(1.0)
+
+
+def test_a_package_without_a_baseline_is_named() -> None:
+    with pytest.raises(LifecycleError, match=r"arn:p/1 has no DriftCheckBaselines\.ModelDataQuality"):
+        served_baseline({"ModelPackageArn": "arn:p/1", "DriftCheckBaselines": {}})
 
 
 # ---- the alarm -> retraining link on a fake twin -----------------------------------------------------------------
