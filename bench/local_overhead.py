@@ -14,6 +14,15 @@ How it is measured, in one run of this script (three rounds by default, `--round
    endpoint start) is printed too, for context: it does work the direct scripts do not.
 3. A chain of 200 Pass states on the twin's engine (local integrations installed): milliseconds per state from
    the execution's start and stop times; target <= 5 ms.
+4. The drift chain of issue 10 (`--part drift` runs only it, `--part lifecycle` only 1-3): each round runs what
+   `mlops run --drift` runs (twin start-up, the lifecycle, then `DriftLoop`: unshifted traffic and its monitoring
+   run, the cooldown on the clock, shifted traffic and its monitoring run, the alarm, the retraining and its
+   deploy) and takes its wall time; then every job of the chain runs bare, as plain subprocesses with the arguments
+   the twin's jobs got: preprocess, train and evaluate of both trainings and `ml/monitor.py` of both monitoring
+   runs, over local copies of the baseline and of the capture files the run's manifest listed (copied before its
+   clock starts). Ratio = chain wall time / sum of the bare jobs; target <= 1.15. The chain's time includes what it
+   does besides its jobs (twin start-up, Lambdas, endpoints starting, blue/green baking, InvokeEndpoint traffic);
+   each bare job's time is printed.
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ from typing import Any
 
 import boto3
 
+from contract.local_account import LOCAL_REGION
 from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
 from emulator.commands.datasets import write_default_dataset
-from emulator.commands.lifecycle import LifecycleOutcome, run_lifecycle, started_twin
-from emulator.sagemaker_local.s3io import tar_directory
+from emulator.commands.drift import MONITORING, drift_loop
+from emulator.commands.drift_summary import DEFAULT_SHIFT
+from emulator.commands.lifecycle import TRAINING, LifecycleOutcome, run_lifecycle, started_twin
+from emulator.sagemaker_local.s3io import S3Stager, split_s3_uri, tar_directory
 from emulator.twin import ExecutionResult, LocalTwin
 
 ML_DIR = PROJECT_ROOT / "ml"
@@ -70,9 +82,26 @@ def _one_round(work: Path) -> tuple[float, float, float, ExecutionResult, float]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="twin/direct pairs, alternated; the median ratio counts")
-    rounds = parser.parse_args().rounds
+    parser.add_argument(
+        "--part",
+        choices=("all", "lifecycle", "drift"),
+        default="all",
+        help="`lifecycle` (1-3 above), `drift` (the drift chain), or both (default)",
+    )
+    arguments = parser.parse_args()
+    rounds = arguments.rounds
     if rounds < 1:
         parser.error(f"--rounds must be at least 1, got {rounds}")
+    met = True
+    if arguments.part in ("all", "lifecycle"):
+        met = _lifecycle_main(rounds) and met
+    if arguments.part in ("all", "drift"):
+        met = _drift_main(rounds) and met
+    return 0 if met else 1
+
+
+def _lifecycle_main(rounds: int) -> bool:
+    """The lifecycle's figures (1-3 of the module docstring); True when both targets are met."""
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for number in range(rounds):
@@ -91,7 +120,82 @@ def main() -> int:
     print(f"{PASS_CHAIN_LENGTH}-state Pass chain: {ms_per_state:.2f} ms per state (target <= {TARGET_MS_PER_STATE})")
     # Other processes on the machine skew both sides of a ratio: say how busy it was.
     print(f"load average over the last minute when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    return 0 if ratio <= TARGET_RATIO and ms_per_state <= TARGET_MS_PER_STATE else 1
+    return ratio <= TARGET_RATIO and ms_per_state <= TARGET_MS_PER_STATE
+
+
+def _drift_main(rounds: int) -> bool:
+    """The drift chain's figure (the module docstring's last paragraph); True when the target is met."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        for number in range(rounds):
+            chain_seconds, bare = _drift_round(Path(tmp) / str(number))
+            bare_seconds = sum(bare.values())
+            results.append((chain_seconds / bare_seconds, chain_seconds, bare))
+            print(
+                f"round {number + 1}: mlops run --drift {chain_seconds:.1f} s wall, its {len(bare)} jobs run bare "
+                f"{bare_seconds:.1f} s, ratio {chain_seconds / bare_seconds:.2f}"
+            )
+    ratio, chain_seconds, bare = sorted(results, key=lambda r: r[0])[len(results) // 2]
+    print(f"drift chain median ratio: {ratio:.2f} (target <= {TARGET_RATIO}) from {rounds} round(s)")
+    print("  the bare jobs: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in bare.items()))
+    print(f"load average over the last minute when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return ratio <= TARGET_RATIO
+
+
+def _drift_round(work: Path) -> tuple[float, dict[str, float]]:
+    """(wall seconds of the drift chain as `mlops run --drift` runs it, each of its jobs' bare seconds)."""
+    dataset = write_default_dataset(work / "data")
+    outcome = LifecycleOutcome()
+    loop = drift_loop(DEFAULT_SHIFT, summary_json=None)
+    started = time.monotonic()
+    with redirect_stdout(io.StringIO()), started_twin(work / "twin", io.StringIO()) as twin:
+        loop.check_twin(twin)
+        run_lifecycle(twin, dataset.path, load_pipeline_config(), tune=False, outcome=outcome, out=io.StringIO())
+        loop.run(twin, outcome, io.StringIO())
+        chain_seconds = time.monotonic() - started
+        trainings = [e.result for e in outcome.executions if e.label == TRAINING]
+        monitor_jobs = [
+            _staged_monitor_job(run.execution.result, work / f"monitor-{index}")
+            for index, run in enumerate(loop.monitoring_runs)
+        ]
+    bare: dict[str, float] = {}
+    for index, training in enumerate(trainings, start=1):
+        bare[f"training {index} jobs"] = _run_scripts_directly(
+            _scheduled_jobs(training.history), dataset.path, work / f"direct-{index}"
+        )
+    for index, arguments in enumerate(monitor_jobs, start=1):
+        job_started = time.monotonic()
+        _python("monitor.py", arguments)
+        bare[f"monitor.py {index}"] = time.monotonic() - job_started
+    return chain_seconds, bare
+
+
+def _staged_monitor_job(monitoring: ExecutionResult, root: Path) -> list[str]:
+    """The monitoring job's arguments, with its baseline and the manifest's capture files copied under `root`."""
+    parameters = next(
+        json.loads(details.get("parameters") or "{}")
+        for event in monitoring.history
+        if (details := event.get("taskScheduledEventDetails") or {})
+        .get("resource", "")
+        .startswith("createProcessingJob")
+    )
+    if "monitor.py" not in " ".join(parameters["AppSpecification"]["ContainerEntrypoint"]):
+        raise SystemExit(f"the {MONITORING} execution's processing job does not run monitor.py: nothing to compare")
+    stager = S3Stager(LOCAL_REGION)
+    for job_input in parameters["ProcessingInputs"]:
+        source = job_input["S3Input"]
+        local = _local(source["LocalPath"], root)
+        if source.get("S3DataType") == "ManifestFile":
+            bucket, key = split_s3_uri(source["S3Uri"])
+            manifest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+            prefix = manifest[0]["prefix"]
+            for relative in manifest[1:]:
+                stager.download(f"{prefix}{relative}", (local / relative).parent)
+        else:
+            stager.download(source["S3Uri"], local)
+    for output in parameters["ProcessingOutputConfig"]["Outputs"]:
+        _local(output["S3Output"]["LocalPath"], root).mkdir(parents=True, exist_ok=True)
+    return _container_arguments(parameters, root)
 
 
 def _time_split(training: ExecutionResult) -> dict[str, float]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from contract.project import PROJECT_ROOT
+from emulator.commands.drift_summary import DEFAULT_SHIFT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tune", action="store_true", help="run the hyperparameter tuning branch")
     run.add_argument("--report", type=Path, default=PROJECT_ROOT / "out" / "report.html", help="HTML report path")
     run.add_argument("--work-dir", type=Path, default=None, help="where jobs keep their files (default: a temp dir)")
+    run.add_argument(
+        "--drift",
+        action="store_true",
+        help="after the lifecycle, show the drift loop: traffic, monitoring, alarm, retraining, redeploy",
+    )
+    run.add_argument(
+        "--shift",
+        default=None,
+        metavar="SPEC",
+        help=f"--drift: how the drifted traffic is shifted, comma-separated TARGET=CHANGE with TARGET 'critical', "
+        f"'all' or a feature and CHANGE +Nsd, -Nsd (baseline standard deviations) or xF (default: {DEFAULT_SHIFT})",
+    )
+    run.add_argument("--summary-json", type=Path, default=None, help="--drift: write the loop's summary JSON here")
 
     invoke = sub.add_parser("invoke", help="invoke one Lambda function against the local twin")
     invoke.add_argument("function", help="function logical id or handler module, e.g. RetrainOnDriftFunction")
@@ -47,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "export":
@@ -58,7 +73,23 @@ def main(argv: list[str] | None = None) -> int:
             from mlops.checks import check_command
 
             return check_command(only=args.only, list_only=args.list)
+        if args.command == "run" and args.drift:
+            if args.tune:
+                parser.error("--drift runs the lifecycle without tuning: leave out --tune")
+            from emulator.commands.drift import drift_command
+
+            return drift_command(
+                data=args.data,
+                label_column=args.label_column,
+                shift=args.shift or DEFAULT_SHIFT,
+                summary_json=args.summary_json,
+                report=args.report,
+                work_dir=args.work_dir,
+            )
         if args.command == "run":
+            for flag, value in (("--shift", args.shift), ("--summary-json", args.summary_json)):
+                if value is not None:
+                    parser.error(f"{flag} belongs to the drift loop: add --drift")
             from emulator.commands.lifecycle import run_command
 
             return run_command(

@@ -15,7 +15,7 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -113,8 +113,39 @@ class LifecycleOutcome:
     failure: str | None = None
 
 
-def run_command(data: Path | None, label_column: str | None, tune: bool, report: Path, work_dir: Path | None) -> int:
-    """Runs the lifecycle on the twin, prints a summary and writes the HTML report; 0 when every step succeeded."""
+class FollowUp(Protocol):
+    """What a command adds after the lifecycle on the same twin (`mlops run --drift`: emulator.commands.drift)."""
+
+    title: str
+
+    def check_input(self, dataset: Dataset) -> None:
+        """Before any twin starts: raises DatasetError when the command's own input does not fit the data set."""
+
+    def check_twin(self, twin: LocalTwin) -> None:
+        """Right after the twin starts: raises LifecycleError when the twin lacks what `run` needs."""
+
+    def run(self, twin: LocalTwin, outcome: LifecycleOutcome, out: TextIO) -> None:
+        """After a successful lifecycle, on the same twin; raises LifecycleError naming the step that failed."""
+
+    def record(self, twin: LocalTwin) -> None:
+        """Before the twin closes, whatever happened: keeps what `finish` needs from it."""
+
+    def finish(self, report: LifecycleReport, out: TextIO) -> None:
+        """After the twin closed, whatever happened: adds to the report and prints or writes its own results."""
+
+
+def run_command(
+    data: Path | None,
+    label_column: str | None,
+    tune: bool,
+    report: Path,
+    work_dir: Path | None,
+    follow_up: FollowUp | None = None,
+) -> int:
+    """Runs the lifecycle on the twin, prints a summary and writes the HTML report; 0 when every step succeeded.
+
+    `follow_up` runs on the same twin after the lifecycle (see `FollowUp`).
+    """
     out = sys.stdout
     started = time.monotonic()
     config = load_pipeline_config()
@@ -123,6 +154,8 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
     work.mkdir(parents=True, exist_ok=True)
     try:
         dataset = _dataset(data, label_column, config, work)
+        if follow_up is not None:
+            follow_up.check_input(dataset)
         upload = with_pipeline_label(dataset, config.model.label_column, work / "upload")
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -144,14 +177,27 @@ def run_command(data: Path | None, label_column: str | None, tune: bool, report:
             redirect_stdout(log),
             started_twin(work / "twin", out) as twin,
         ):
-            run_lifecycle(twin, upload, config, tune=tune, outcome=outcome, out=out)
+            try:
+                if follow_up is not None:
+                    follow_up.check_twin(twin)
+                run_lifecycle(twin, upload, config, tune=tune, outcome=outcome, out=out)
+                if follow_up is not None:
+                    follow_up.run(twin, outcome, out)
+            finally:
+                if follow_up is not None:
+                    follow_up.record(twin)
     except LifecycleError as exc:
         outcome.failure = str(exc)
     except Exception as exc:  # any failure of the twin still ends in a summary and a report
         outcome.failure = f"the local twin failed: {type(exc).__name__}: {exc}"
     print_summary(outcome, out)
     title = f"mlops run: {dataset.path.name}" + (" (tuning)" if tune else "")
-    write_report(lifecycle_report(title, outcome), report)
+    if follow_up is not None:
+        title += f" ({follow_up.title})"
+    report_view = lifecycle_report(title, outcome)
+    if follow_up is not None:
+        follow_up.finish(report_view, out)
+    write_report(report_view, report)
     print(f"report: {report}", file=out)
     print(f"total: {format_duration(time.monotonic() - started)}", file=out)
     if outcome.failure:
@@ -217,12 +263,38 @@ def run_lifecycle(
         "trigger": {"type": "manual", "detail": {"source": "mlops run"}},
         "objects": [{"bucket": data_bucket, "key": key}],
     }
+    deploys_before = deploy_executions(twin)
     arn = twin.start_execution(TRAINING, execution_input, name=_execution_name(upload, tune))
     training = follow_execution(twin, arn, TRAINING, out)
     outcome.executions.append(training)
     if not training.succeeded:
         raise LifecycleError(training.failure())
 
+    deploy_registered_model(twin, training, deploys_before, outcome, out)
+
+    endpoint_name = twin.stack.outputs["EndpointName"]
+    outcome.endpoint_url = f"{twin.sagemaker.endpoint_url(endpoint_name)}/invocations"
+    outcome.predictions = query_endpoint(endpoint_name, outcome.endpoint_url, held_out_split_uri(training), out)
+
+
+def deploy_executions(twin: LocalTwin) -> frozenset[str]:
+    """The ARNs of every `deploy` execution so far: taken before a training starts, for `deploy_registered_model`."""
+    return frozenset(str(execution["executionArn"]) for execution in twin.list_executions(DEPLOY))
+
+
+def deploy_registered_model(
+    twin: LocalTwin,
+    training: FollowedExecution,
+    deploys_before: frozenset[str],
+    outcome: LifecycleOutcome,
+    out: TextIO,
+) -> FollowedExecution:
+    """After a successful `training`: the package it registered must be approved; follows the `deploy` it started.
+
+    The approval rule starts `deploy` while `training` registers the package, so `deploys_before` (taken before the
+    training started) tells the new one from a redeployed endpoint's earlier deploys. Raises LifecycleError naming
+    the failure.
+    """
     outcome.model_package = _registered_package(training)
     outcome.evaluation = _evaluation(outcome.model_package)
     status = outcome.model_package.get("ModelApprovalStatus")
@@ -231,15 +303,14 @@ def run_lifecycle(
             f"model package {outcome.model_package['ModelPackageArn']} is {status}: only an approved package "
             "is deployed. The twin sets the stack's ApprovalMode to auto; check its parameter overrides."
         )
-    deploy_arn = wait_for_deploy_start(lambda: twin.list_executions(DEPLOY))
+    deploy_arn = wait_for_deploy_start(
+        lambda: [e for e in twin.list_executions(DEPLOY) if str(e["executionArn"]) not in deploys_before]
+    )
     deploy = follow_execution(twin, deploy_arn, DEPLOY, out)
     outcome.executions.append(deploy)
     if not deploy.succeeded:
         raise LifecycleError(deploy.failure())
-
-    endpoint_name = twin.stack.outputs["EndpointName"]
-    outcome.endpoint_url = f"{twin.sagemaker.endpoint_url(endpoint_name)}/invocations"
-    outcome.predictions = query_endpoint(endpoint_name, outcome.endpoint_url, _test_split_uri(training), out)
+    return deploy
 
 
 def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> FollowedExecution:
@@ -300,7 +371,8 @@ def read_s3(uri: str) -> bytes:
     return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def _test_split_uri(training: FollowedExecution) -> str:
+def held_out_split_uri(training: FollowedExecution) -> str:
+    """The held-out test split the training's preprocessing wrote (a header, then the label first in every row)."""
     # Preprocess's ResultPath: the output carries the processing job's description at $.preprocess, with the
     # `test` output as the execution resolved it (placeholders and paths filled in).
     preprocess = (training.result.output or {}).get("preprocess") or {}
@@ -317,22 +389,8 @@ def query_endpoint(endpoint_name: str, url: str, test_split_uri: str, out: TextI
     publishes the `Invocations` metric, which the drift loop and the idle endpoint reaper read. `url` is where the
     endpoint's model server listens, for the printed line.
     """
-    lines = list(csv.reader(io.StringIO(read_s3(test_split_uri).decode("utf-8"))))
-    rows = lines[1 : SAMPLE_ROWS + 1]  # a header, then the label first in every row (preprocess.py)
-    body = "\n".join(",".join(row[1:]) for row in rows).encode("utf-8")
-    runtime = boto3.client("sagemaker-runtime")
-    try:
-        response = runtime.invoke_endpoint(
-            EndpointName=endpoint_name, Body=body, ContentType="text/csv", Accept="application/json"
-        )
-        answer = json.loads(response["Body"].read())
-    except (BotoCoreError, ClientError, ValueError) as exc:
-        raise LifecycleError(f"endpoint {endpoint_name} did not answer with JSON predictions: {exc}") from exc
-    answered = answer.get("predictions", []) if isinstance(answer, dict) else []
-    if len(answered) != len(rows):
-        raise LifecycleError(
-            f"endpoint {endpoint_name} answered {len(answered)} predictions for {len(rows)} rows: {answer}"
-        )
+    rows = read_held_out_rows(test_split_uri)[1][:SAMPLE_ROWS]
+    answered = invoke_csv(endpoint_name, [row[1:] for row in rows])
     predictions = [
         Prediction(score=p.get("score"), predicted=p.get("label"), actual=_as_label(row[0]))
         for p, row in zip(answered, rows, strict=True)
@@ -346,6 +404,32 @@ def query_endpoint(endpoint_name: str, url: str, test_split_uri: str, out: TextI
             file=out,
         )
     return predictions
+
+
+def read_held_out_rows(split_uri: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a split preprocessing wrote: the label first, then the features in payload order."""
+    lines = list(csv.reader(io.StringIO(read_s3(split_uri).decode("utf-8"))))
+    if len(lines) < 2:
+        raise LifecycleError(f"{split_uri} has no rows after its header: no held-out rows to send")
+    return lines[0], lines[1:]
+
+
+def invoke_csv(endpoint_name: str, feature_rows: list[list[str]]) -> list[dict[str, Any]]:
+    """One `sagemaker-runtime` InvokeEndpoint of `feature_rows` as CSV; the predictions, one per row, in order."""
+    body = "\n".join(",".join(row) for row in feature_rows).encode("utf-8")
+    try:
+        response = boto3.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=endpoint_name, Body=body, ContentType="text/csv", Accept="application/json"
+        )
+        answer = json.loads(response["Body"].read())
+    except (BotoCoreError, ClientError, ValueError) as exc:
+        raise LifecycleError(f"endpoint {endpoint_name} did not answer with JSON predictions: {exc}") from exc
+    answered = answer.get("predictions", []) if isinstance(answer, dict) else []
+    if len(answered) != len(feature_rows):
+        raise LifecycleError(
+            f"endpoint {endpoint_name} answered {len(answered)} predictions for {len(feature_rows)} rows: {answer}"
+        )
+    return list(answered)
 
 
 def _as_label(text: str) -> Any:

@@ -1,4 +1,7 @@
-"""Writes the self-contained HTML report of a lifecycle run: state graphs, timelines, metrics, lineage, predictions."""
+"""Writes the self-contained HTML report of a lifecycle run: state graphs, timelines, metrics, lineage, predictions.
+
+A drift run (`mlops run --drift`) adds the monitoring section of `emulator.commands.report_monitoring`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.commands.console import format_duration
+from emulator.commands.report_monitoring import MonitoringView, render_monitoring_section
 from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
 STATUS_COLOURS = {
@@ -65,6 +69,7 @@ class LifecycleReport:
     endpoint_url: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     failure: str | None = None
+    monitoring: MonitoringView | None = None
 
 
 def write_report(report: LifecycleReport, path: Path) -> Path:
@@ -87,6 +92,8 @@ def render_report(report: LifecycleReport) -> str:
         sections.append(_lineage_section(report.model_package))
     if report.endpoint_url or report.predictions:
         sections.append(_endpoint_section(report.endpoint_url, report.predictions))
+    if report.monitoring is not None:
+        sections.append(render_monitoring_section(report.monitoring))
     return _PAGE.format(title=_e(report.title), body="\n".join(sections))
 
 
