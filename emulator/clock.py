@@ -7,11 +7,16 @@ stay in real seconds, so a fast clock can never kill a job that would have finis
 
 from __future__ import annotations
 
+import datetime as datetime_module
 import logging
 import threading
 import time
+import types
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from emulator.moto_patches import MotoPatches
 
 MinuteListener = Callable[[datetime], object]
 logger = logging.getLogger(__name__)
@@ -135,3 +140,51 @@ _MINUTE = timedelta(minutes=1)
 
 def _minute_floor(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
+
+
+class _RealDatetimeInstances(type):
+    # A stand-in class is what `datetime.datetime` names in a patched module: `isinstance(value, datetime.datetime)`
+    # there must still hold for every real datetime, which the stand-in's own `now()` returns too.
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, datetime)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, datetime)
+
+
+def clock_datetime_class(clock: Clock) -> type[datetime]:
+    """A `datetime` class whose `now()`/`utcnow()` read `clock`; everything else is the real class's."""
+
+    class ClockDatetime(datetime, metaclass=_RealDatetimeInstances):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            current = clock.now()
+            return current.astimezone(tz) if tz is not None else current.astimezone().replace(tzinfo=None)
+
+        @classmethod
+        def utcnow(cls) -> datetime:  # type: ignore[override]
+            return clock.now().replace(tzinfo=None)
+
+    return ClockDatetime
+
+
+def clock_datetime_module(clock: Clock) -> types.ModuleType:
+    """The `datetime` module with its `datetime` class reading `clock` (for code that does `import datetime`)."""
+    module = types.ModuleType("datetime", "The datetime module, its `datetime.now()` on the twin's clock.")
+    module.__dict__.update({name: value for name, value in vars(datetime_module).items() if not name.startswith("__")})
+    module.datetime = clock_datetime_class(clock)  # type: ignore[attr-defined]
+    return module
+
+
+def read_time_from(clock: Clock, module: types.ModuleType, patches: MotoPatches) -> None:
+    """Make `module`'s own `datetime` name (the module or the class, however it was imported) read `clock`.
+
+    The twin runs everything that stamps or compares times (Step Functions dates, in-process Lambdas) on its one
+    clock, which runs ahead of the wall clock: a Lambda comparing the wall clock with an execution's stopDate would
+    see a different timeline than on AWS, where both are the same real time.
+    """
+    bound = module.__dict__.get("datetime")
+    if bound is datetime_module:
+        patches.replace(module, "datetime", clock_datetime_module(clock))
+    elif bound is datetime:
+        patches.replace(module, "datetime", clock_datetime_class(clock))

@@ -27,6 +27,7 @@ internals: moto is pinned exactly and `tests/emulator/test_asl_battery.py` must 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import threading
@@ -79,7 +80,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import (
     SyntaxErrorListener,
 )
 
-from emulator.clock import Clock
+from emulator.clock import Clock, read_time_from
 from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 
@@ -462,6 +463,21 @@ def _tasks_stop_with_their_execution(patches: MotoPatches) -> None:
     patches.replace(StateTaskService, "_before_eval_execution", before_service_call)
 
 
+# moto's Step Functions modules that stamp times (execution start and stop dates, history event timestamps, a
+# state's EnteredTime, map runs, versions): on the twin's clock, as the Lambdas and the alarms are.
+_MODULES_STAMPING_TIMES = (
+    "moto.stepfunctions.parser.models",
+    "moto.stepfunctions.parser.backend.execution",
+    "moto.stepfunctions.parser.backend.state_machine",
+    "moto.stepfunctions.parser.backend.alias",
+    "moto.stepfunctions.parser.backend.activity",
+    "moto.stepfunctions.parser.asl.eval.event.event_manager",
+    "moto.stepfunctions.parser.asl.component.state.state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.map_run_record",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branches_decl",
+)
+
+
 class _ClockTime:
     """Stands in for the `time` module inside moto's retrier so that Retry intervals use the clock."""
 
@@ -508,6 +524,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
 
         patches.replace(Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
         patches.replace(retrier_decl, "time", _ClockTime(clock))
+        for module_name in _MODULES_STAMPING_TIMES:
+            read_time_from(clock, importlib.import_module(module_name), patches)
 
         original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
 

@@ -33,6 +33,9 @@ class StateRun:
     cause: str | None = None
     failed_attempts: int = 0
     task_output: Any = None
+    # How many times faster than the wall clock the history's timestamps run: the twin stamps them on its fast
+    # clock, and a duration is shown in the seconds a person waited.
+    clock_speed: float = 1.0
 
     @property
     def depth(self) -> int:
@@ -40,7 +43,7 @@ class StateRun:
 
     @property
     def duration_seconds(self) -> float | None:
-        return None if self.exited is None else (self.exited - self.entered).total_seconds()
+        return None if self.exited is None else (self.exited - self.entered).total_seconds() / self.clock_speed
 
 
 @dataclass
@@ -137,12 +140,18 @@ def _parse_json(text: Any) -> Any:
         return text
 
 
-def state_runs(events: Iterable[Mapping[str, Any]]) -> list[StateRun]:
-    """The state runs of a history (GetExecutionHistory events, oldest first), with each run's outcome."""
+def state_runs(events: Iterable[Mapping[str, Any]], clock_speed: float = 1.0) -> list[StateRun]:
+    """The state runs of a history (GetExecutionHistory events, oldest first), with each run's outcome.
+
+    `clock_speed`: how many times faster than the wall clock the events' timestamps ran (StateRun.clock_speed).
+    """
     reader = _HistoryReader()
     for event in events:
         reader.read(event)
-    return reader.finish()
+    runs = reader.finish()
+    for run in runs:
+        run.clock_speed = clock_speed
+    return runs
 
 
 @dataclass

@@ -37,6 +37,7 @@ import boto3
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.clock import Clock, read_time_from
 from emulator.embedded_metrics import EmbeddedMetricTee, publish
 from emulator.moto_patches import MotoPatches
 
@@ -95,9 +96,15 @@ def _function_name_of(function_name_or_arn: str) -> str:
 class LocalLambdaRunner:
     """In-process Lambda: `register` the stack's functions, `install` into moto, `invoke` by name or ARN."""
 
-    def __init__(self, region: str = LOCAL_REGION, account_id: str = LOCAL_ACCOUNT_ID) -> None:
+    def __init__(
+        self, region: str = LOCAL_REGION, account_id: str = LOCAL_ACCOUNT_ID, clock: Clock | None = None
+    ) -> None:
         self.region = region
         self.account_id = account_id
+        # The twin's clock, which the functions' own `datetime.now()` reads (clock.read_time_from says why). Those
+        # rebindings are kept apart from the invoke patch, which `install()` must still find absent.
+        self.clock = clock
+        self._function_clock_patches = MotoPatches()
         self._functions: dict[str, RegisteredFunction] = {}
         # Each handler with the registration it was loaded for: a function registered again loads afresh.
         self._handlers: dict[str, tuple[RegisteredFunction, Callable[[Any, Any], Any]]] = {}
@@ -242,6 +249,10 @@ class LocalLambdaRunner:
                 f"Handler module {module_name!r} of {registered.function_name} resolved to {module_file}, "
                 f"outside its code directory {registered.code_dir}: rename one of the modules"
             )
+        if self.clock is not None:
+            for loaded_module in list(sys.modules.values()):
+                if registered.code_dir in Path(getattr(loaded_module, "__file__", None) or "/").resolve().parents:
+                    read_time_from(self.clock, loaded_module, self._function_clock_patches)
         handler = getattr(module, function, None)
         if not callable(handler):
             raise AttributeError(f"Handler {registered.handler!r} of {registered.function_name} is not a function")
@@ -276,5 +287,6 @@ class LocalLambdaRunner:
         self._patches.replace(LambdaSimpleBackend, "invoke", invoke_in_process)
 
     def uninstall(self) -> None:
-        """Give moto its own Lambda `invoke` back."""
+        """Give moto its own Lambda `invoke` back, and the functions' modules the real `datetime`."""
         self._patches.undo()
+        self._function_clock_patches.undo()

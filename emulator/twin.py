@@ -98,10 +98,17 @@ class ExecutionResult:
     stopped: datetime | None
     runs: list[StateRun] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Its dates are on the twin's clock, this many times faster than the wall clock (StateRun.clock_speed).
+    clock_speed: float = 1.0
 
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCEEDED"
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran in real seconds; None while it runs."""
+        return None if self.stopped is None else (self.stopped - self.started).total_seconds() / self.clock_speed
 
     def states_entered(self) -> list[str]:
         """Names of the states the execution entered, in order (a state in a loop appears once per visit)."""
@@ -211,7 +218,7 @@ class LocalTwin:
         self._stack = deploy_stack(
             self.template, overrides, stack_name=self.stack_name, statemachines_dir=self.statemachines_dir
         )
-        self._lambdas = LocalLambdaRunner(region=LOCAL_REGION)
+        self._lambdas = LocalLambdaRunner(region=LOCAL_REGION, clock=self.clock)
         for function in self._stack.functions.values():
             self._lambdas.register(
                 function.function_name, function.handler, function.code_dir, function.environment, function.timeout
@@ -395,8 +402,9 @@ class LocalTwin:
             cause=cause,
             started=description["startDate"],
             stopped=description.get("stopDate"),
-            runs=state_runs(history),
+            runs=state_runs(history, self.clock.speed),
             history=history,
+            clock_speed=self.clock.speed,
         )
         if mark is not None:
             self._descriptions[execution_arn] = (mark, result)

@@ -124,7 +124,7 @@ def runtime(executing_aws: None, tmp_path: Path) -> Iterator[Runtime]:
     clock = Clock(speed=TEST_CLOCK_SPEED)
     events: list[dict[str, Any]] = []
     sagemaker = LocalSageMaker(tmp_path / "sagemaker", clock, max_parallel=2, events=events.append)
-    lambdas = LocalLambdaRunner()
+    lambdas = LocalLambdaRunner(clock=clock)
     # As the twin does: its services answer moto's APIs, and the engine calls them.
     sagemaker.install()
     lambdas.install()

@@ -83,6 +83,7 @@ class FollowedExecution:
             stopped=self.result.stopped,
             error=self.result.error,
             cause=self.result.cause,
+            seconds=self.result.seconds,
         )
 
     def failure(self) -> str:
@@ -445,7 +446,7 @@ def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
     print("\n== summary ==", file=out)
     for execution in outcome.executions:
         result = execution.result
-        took = format_duration((result.stopped - result.started).total_seconds()) if result.stopped else "-"
+        took = format_duration(result.seconds) if result.seconds is not None else "-"
         print(f"{execution.label}: {result.status} in {took}  {result.execution_arn}", file=out)
         totals = state_totals(result.runs)
         width = max((len(total.name) + 2 * total.depth for total in totals), default=0)

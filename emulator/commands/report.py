@@ -47,6 +47,8 @@ class ExecutionView:
     stopped: datetime | None = None
     error: str | None = None
     cause: str | None = None
+    # How long it ran in real seconds (its dates are on the twin's fast clock).
+    seconds: float | None = None
 
 
 @dataclass
@@ -347,8 +349,8 @@ def _execution_section(execution: ExecutionView) -> str:
         f'<h2>{_e(execution.label)} <span class="badge {status_class}">{_e(execution.status)}</span></h2>'
         f'<p class="muted">{_e(execution.execution_arn)}'
     )
-    if execution.started and execution.stopped:
-        header += f" · {_e(format_duration((execution.stopped - execution.started).total_seconds()))}"
+    if execution.seconds is not None:
+        header += f" · {_e(format_duration(execution.seconds))}"
     header += "</p>"
     if execution.error:
         header += f'<p class="failure">{_e(execution.error)}: {_e(execution.cause or "")}</p>'
