@@ -5,8 +5,8 @@ execution's `runs/<execution>/monitoring/` folder). The window is the `WindowMin
 Returns `{"Status": "NoEndpoint"}` when the endpoint does not exist or is being deleted (never deployed, or
 reaped: monitoring ends quietly), `{"Status": "NoData"}` when it is still being created or no capture file of any
 variant falls in the window (not drift, not a failure), else writes a SageMaker ManifestFile of those files at
-`<RunS3Uri>capture.manifest` and returns `{"Status": "Ready", "BaselineS3Uri", "CaptureManifestS3Uri", "ReportS3Uri", "ModelPackageArn", "WindowStart",
-"WindowEnd", "CaptureFiles"}`.
+`<RunS3Uri>capture.manifest` and returns `{"Status": "Ready", "BaselineS3Uri", "CaptureManifestS3Uri",
+"ReportS3Uri", "ModelPackageArn", "WindowStart", "WindowEnd", "CaptureFiles"}`.
 
 The package is the one the endpoint serves, by its tag `mlops:model-package-arn` (the deploy state machine sets
 it), so a redeploy switches to the new package's baseline; the baseline is the S3 folder of the package's
