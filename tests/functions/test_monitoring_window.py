@@ -215,7 +215,7 @@ class _EndpointIn:
     def __init__(self, status: str) -> None:
         self.status = status
 
-    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803 (boto3's argument name)
+    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:
         return {"EndpointName": EndpointName, "EndpointArn": f"arn:{EndpointName}", "EndpointStatus": self.status}
 
 
