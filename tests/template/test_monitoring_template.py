@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import stack_rules
+from publish_monitoring_metrics import CRITICAL_FEATURE_DRIFT, DRIFTED_FEATURE_SHARE
 from samtranslator.yaml_helper import yaml_parse
 
 from contract.project import PROJECT_ROOT
 from mlops.iam_policy import sam_transformed_template
-from publish_monitoring_metrics import CRITICAL_FEATURE_DRIFT, DRIFTED_FEATURE_SHARE
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 ARTIFACTS = f"arn:aws:s3:::{stack_rules.STAND_IN_BUCKETS['ArtifactBucket']}"
