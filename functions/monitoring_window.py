@@ -2,11 +2,11 @@
 
 Called by a `LambdaStep` with `{"EndpointName", "WindowEnd" (ISO-8601 UTC), "WindowMinutes", "RunS3Uri"}` (the
 execution's `runs/<execution>/monitoring/` folder). The window is the `WindowMinutes` before `WindowEnd`.
-Returns `{"Status": "NoEndpoint"}` when the endpoint does not exist (never deployed, or reaped: monitoring ends
-quietly), `{"Status": "NoData"}` when no capture file of any variant falls in the window (not drift, not a
-failure), else writes a SageMaker ManifestFile of those files at `<RunS3Uri>capture.manifest` and returns
-`{"Status": "Ready", "BaselineS3Uri", "CaptureManifestS3Uri", "ReportS3Uri", "ModelPackageArn", "WindowStart",
-"WindowEnd", "CaptureFiles"}`.
+Returns `{"Status": "NoEndpoint"}` when the endpoint does not exist or is being deleted (never deployed, or
+reaped: monitoring ends quietly), `{"Status": "NoData"}` when it is still being created or no capture file of any
+variant falls in the window (not drift, not a failure), else writes a SageMaker ManifestFile of those files at
+`<RunS3Uri>capture.manifest` and returns `{"Status": "Ready", "BaselineS3Uri", "CaptureManifestS3Uri",
+"ReportS3Uri", "ModelPackageArn", "WindowStart", "WindowEnd", "CaptureFiles"}`.
 
 The package is the one the endpoint serves, by its tag `mlops:model-package-arn` (the deploy state machine sets
 it), so a redeploy switches to the new package's baseline; the baseline is the S3 folder of the package's
@@ -183,8 +183,12 @@ def find_window(request: MonitoringWindowRequest, sagemaker_client: Any, s3_clie
     start, end = request.window
     window = {"EndpointName": request.endpoint_name, "WindowStart": iso_utc(start), "WindowEnd": iso_utc(end)}
     endpoint = describe_endpoint(sagemaker_client, request.endpoint_name)
-    if endpoint is None:
+    if endpoint is None or endpoint.get("EndpointStatus") == "Deleting":
+        # Never deployed, reaped, or being reaped: nothing serves, so nothing is monitored.
         return {"Status": "NoEndpoint", **window}
+    if endpoint.get("EndpointStatus") == "Creating":
+        # A first deployment still starting has served nothing yet.
+        return {"Status": "NoData", **window}
     package_arn = served_package_arn(sagemaker_client, endpoint)
     baseline = baseline_prefix(sagemaker_client, package_arn)
     destination = capture_destination(endpoint)

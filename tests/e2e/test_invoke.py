@@ -18,7 +18,7 @@ STAND_IN_ASL = {"StartAt": "Started", "States": {"Started": {"Type": "Pass", "Re
 
 @pytest.fixture
 def stand_in_statemachines(tmp_path: Path) -> Path:
-    for name in ("training", "deploy"):
+    for name in ("training", "deploy", "monitoring"):
         (tmp_path / f"{name}.asl.json").write_text(json.dumps(STAND_IN_ASL), encoding="utf-8")
     shutil.copy(PROJECT_ROOT / "statemachines" / "image-uris.json", tmp_path)
     return tmp_path

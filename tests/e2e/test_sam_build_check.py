@@ -19,6 +19,8 @@ def test_sam_build_check_reports_every_function_under_the_size_limit() -> None:
         "EndpointReaperFunction",
         "EvaluationReportFunction",
         "SmokeTestFunction",
+        "MonitoringWindowFunction",
+        "PublishMonitoringMetricsFunction",
     ):
         assert f"{function}: " in report
 

@@ -79,7 +79,7 @@ def test_every_template_function_is_deployed_with_its_handler_and_resolved_envir
 
 
 def test_state_machine_definitions_have_every_placeholder_resolved(stack: DeployedStack) -> None:
-    assert set(stack.state_machines) == {"TrainingStateMachine", "DeployStateMachine"}
+    assert set(stack.state_machines) == {"TrainingStateMachine", "DeployStateMachine", "MonitoringStateMachine"}
     for machine in stack.state_machines.values():
         assert "${" not in machine.definition, machine.logical_id
         json.loads(machine.definition)

@@ -207,3 +207,20 @@ def test_handler_rejects_a_bad_payload_naming_the_field(aws: None, lambda_contex
 
     with pytest.raises(InvalidPayloadError, match=field):
         handler(payload, lambda_context)
+
+
+class _EndpointIn:
+    """A SageMaker client whose endpoint is in `status`: moto's endpoints are InService at once."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:
+        return {"EndpointName": EndpointName, "EndpointArn": f"arn:{EndpointName}", "EndpointStatus": self.status}
+
+
+@pytest.mark.parametrize(("status", "expected"), [("Deleting", "NoEndpoint"), ("Creating", "NoData")])
+def test_an_endpoint_being_deleted_or_created_is_not_monitored(status: str, expected: str) -> None:
+    result = find_window(_request(), _EndpointIn(status), s3_client=None)
+
+    assert result["Status"] == expected

@@ -18,7 +18,7 @@ def test_cfn_lint_check_passes() -> None:
 
 
 def test_asl_check_validates_every_exported_definition() -> None:
-    assert checks.check_asl() == "2 definitions valid: deploy.asl.json, training.asl.json"
+    assert checks.check_asl() == "3 definitions valid: deploy.asl.json, monitoring.asl.json, training.asl.json"
 
 
 def test_asl_policy_check_passes() -> None:
@@ -109,7 +109,8 @@ def test_function_handlers_read_every_function_of_the_template() -> None:
 
     assert handlers["RetrainOnDriftFunction"] == "retrain_on_drift.handler"
     assert handlers["MlCodePublisherFunction"] == "publisher.handler"
-    assert len(handlers) == 6
+    assert handlers["MonitoringWindowFunction"] == "monitoring_window.handler"
+    assert len(handlers) == 8
 
 
 def _package(build_dir: Path, logical_id: str, source: str) -> None:
