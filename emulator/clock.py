@@ -177,14 +177,14 @@ def clock_datetime_module(clock: Clock) -> types.ModuleType:
 
 
 def read_time_from(clock: Clock, module: types.ModuleType, patches: MotoPatches) -> None:
-    """Make `module`'s own `datetime` name (the module or the class, however it was imported) read `clock`.
+    """Make every name of `module` bound to the `datetime` module or class (however imported) read `clock`.
 
     The twin runs everything that stamps or compares times (Step Functions dates, in-process Lambdas) on its one
     clock, which runs ahead of the wall clock: a Lambda comparing the wall clock with an execution's stopDate would
     see a different timeline than on AWS, where both are the same real time.
     """
-    bound = module.__dict__.get("datetime")
-    if bound is datetime_module:
-        patches.replace(module, "datetime", clock_datetime_module(clock))
-    elif bound is datetime:
-        patches.replace(module, "datetime", clock_datetime_class(clock))
+    for name, bound in list(module.__dict__.items()):
+        if bound is datetime_module:
+            patches.replace(module, name, clock_datetime_module(clock))
+        elif bound is datetime:
+            patches.replace(module, name, clock_datetime_class(clock))

@@ -444,3 +444,15 @@ def test_sqs_send_message_reaches_moto(runtime: Any) -> None:
     assert outcome.status == "SUCCEEDED", outcome.cause
     message = sqs.receive_message(QueueUrl=queue)["Messages"][0]
     assert json.loads(message["Body"]) == {"object": "incoming/a.csv"}
+
+
+def test_execution_dates_and_history_timestamps_are_on_the_twins_clock(runtime: Any) -> None:
+    # One timeline, as on AWS: the functions and the alarms read the same clock (a fast one, here advanced a day).
+    runtime.clock.advance(24 * 3600)
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+    outcome = runtime.run(definition, {})
+
+    stamps = [event["timestamp"] for event in outcome.events]
+    assert stamps
+    assert all(abs((stamp - runtime.clock.now()).total_seconds()) < 120 for stamp in stamps)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as datetime_module
 import threading
 import time
+import types
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emulator.clock import Clock
+from emulator.clock import Clock, clock_datetime_class, read_time_from
+from emulator.moto_patches import MotoPatches
 
 
 def test_sleep_takes_one_speedth_of_the_virtual_time_in_real_time() -> None:
@@ -57,3 +60,33 @@ def test_a_non_positive_speed_is_refused_naming_the_value(speed: float) -> None:
 def test_the_clock_cannot_go_backwards() -> None:
     with pytest.raises(ValueError, match="-5"):
         Clock().advance(-5)
+
+
+def test_the_clock_datetime_class_reads_the_clock_and_still_knows_real_datetimes() -> None:
+    clock = Clock(speed=1)
+    clock.advance(3600)
+    clock_datetime = clock_datetime_class(clock)
+
+    assert abs((clock_datetime.now(UTC) - clock.now()).total_seconds()) < 1
+    assert abs((clock_datetime.utcnow() - clock.now().replace(tzinfo=None)).total_seconds()) < 1
+    assert isinstance(datetime.now(UTC), clock_datetime)
+    assert clock_datetime.fromisoformat("2026-01-02T03:04:05+00:00") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_a_module_reads_the_clock_however_it_imported_datetime_until_undone() -> None:
+    clock = Clock(speed=1)
+    clock.advance(3600)
+    as_module = types.ModuleType("as_module")
+    as_module.datetime = datetime_module  # type: ignore[attr-defined]
+    as_class = types.ModuleType("as_class")
+    as_class.datetime = datetime  # type: ignore[attr-defined]
+    patches = MotoPatches()
+
+    for module in (as_module, as_class):
+        read_time_from(clock, module, patches)
+    reading = (as_module.datetime.datetime.now(UTC), as_class.datetime.now(UTC))  # type: ignore[attr-defined]
+    patches.undo()
+
+    assert all(abs((seen - clock.now()).total_seconds()) < 1 for seen in reading)
+    assert as_module.datetime is datetime_module  # type: ignore[attr-defined]
+    assert as_class.datetime is datetime  # type: ignore[attr-defined]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from emulator.clock import Clock
 from emulator.lambda_local import LambdaFunctionNotRegistered, LambdaInvocationError, LocalLambdaRunner
 
 HANDLERS = """
@@ -155,3 +157,34 @@ def test_a_function_registered_again_runs_its_new_handler(tmp_path: Path) -> Non
     runner.register("versioned-fn", "versioned.second", code_dir, {}, 30)
 
     assert runner.invoke("versioned-fn", {}) == 2
+
+
+CLOCK_READERS = """
+import datetime as datetime_module
+from datetime import UTC, datetime
+
+def now_both_ways(event, context):
+    return {"class": datetime.now(UTC).isoformat(), "module": datetime_module.datetime.now(UTC).isoformat()}
+"""
+
+
+def test_a_function_reads_the_twins_clock_and_gets_the_real_datetime_back_after(tmp_path: Path) -> None:
+    code_dir = tmp_path / "clock_code"
+    code_dir.mkdir()
+    (code_dir / "clock_readers.py").write_text(CLOCK_READERS)
+    clock = Clock(speed=1)
+    clock.advance(6 * 3600)
+    runner = LocalLambdaRunner(clock=clock)
+    runner.register("clock-fn", "clock_readers.now_both_ways", code_dir, {}, 30)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        runner.install()
+        try:
+            result = runner.invoke("clock-fn", {})
+        finally:
+            runner.uninstall()
+
+    for seen in result.values():
+        assert abs((datetime.fromisoformat(seen) - clock.now()).total_seconds()) < 5
+    import clock_readers
+
+    assert clock_readers.datetime is datetime
