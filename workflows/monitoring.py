@@ -28,17 +28,15 @@ from workflows.policies import (
     guard,
     with_partition_placeholder,
 )
+from workflows.processing_jobs import (
+    STAND_IN_URI,
+    code_input,
+    container_arguments,
+    processing_step,
+    set_processing_uri,
+)
 from workflows.sagemaker_params import run_uri
 from workflows.sdk import steps
-
-# The processing helpers of training's jobs: one way to build a secured processing job of the framework image.
-from workflows.training import (
-    _STAND_IN_URI,
-    _code_input,
-    _processing_step,
-    _set_processing_uri,
-    container_arguments,
-)
 
 WORKFLOW = "monitoring"
 PROCESSING_BASELINE_DIR = "/opt/ml/processing/input/baseline"
@@ -117,23 +115,23 @@ def _window_step(config: PipelineConfig) -> steps.LambdaStep:
 
 
 def _monitor_step(config: PipelineConfig) -> steps.ProcessingStep:
-    step = _processing_step(
+    step = processing_step(
         "MonitorDrift",
         config,
         script="monitor.py",
         inputs=[
-            _code_input(),
-            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_BASELINE_DIR, input_name="baseline"),
+            code_input(),
+            ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_BASELINE_DIR, input_name="baseline"),
             # The window's capture objects, listed by the window Lambda: SageMaker stages each under its key
             # relative to the manifest's prefix, so the analyzer sees <endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl.
             ProcessingInput(
-                source=_STAND_IN_URI,
+                source=STAND_IN_URI,
                 destination=PROCESSING_CAPTURE_DIR,
                 input_name="capture",
                 s3_data_type="ManifestFile",
             ),
         ],
-        outputs=[ProcessingOutput(source=PROCESSING_REPORT_DIR, destination=_STAND_IN_URI, output_name="report")],
+        outputs=[ProcessingOutput(source=PROCESSING_REPORT_DIR, destination=STAND_IN_URI, output_name="report")],
         arguments=container_arguments(
             {
                 "--baseline-dir": PROCESSING_BASELINE_DIR,
@@ -148,9 +146,9 @@ def _monitor_step(config: PipelineConfig) -> steps.ProcessingStep:
         result_path="$.monitor",
     )
     parameters = step.fields["parameters"]
-    _set_processing_uri(parameters, "input", "baseline", f"{WINDOW}.BaselineS3Uri")
-    _set_processing_uri(parameters, "input", "capture", f"{WINDOW}.CaptureManifestS3Uri")
-    _set_processing_uri(parameters, "output", "report", f"{WINDOW}.ReportS3Uri")
+    set_processing_uri(parameters, "input", "baseline", f"{WINDOW}.BaselineS3Uri")
+    set_processing_uri(parameters, "input", "capture", f"{WINDOW}.CaptureManifestS3Uri")
+    set_processing_uri(parameters, "output", "report", f"{WINDOW}.ReportS3Uri")
     return step
 
 

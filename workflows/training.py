@@ -7,8 +7,7 @@ from typing import Any
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
-from sagemaker.network import NetworkConfig
-from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.tuner import (
     CategoricalParameter,
     ContinuousParameter,
@@ -28,7 +27,6 @@ from contract.placeholders import (
     KMS_KEY_ARN,
     MODEL_APPROVAL_STATUS,
     MODEL_PACKAGE_GROUP_NAME,
-    PROCESSING_INSTANCE_TYPE,
     SAGEMAKER_JOB_ROLE_ARN,
     SOURCE_DIR_URI,
     TRAINING_INSTANCE_TYPE,
@@ -44,13 +42,19 @@ from workflows.policies import (
     notify_task,
     with_partition_placeholder,
 )
+from workflows.processing_jobs import (
+    STAND_IN_URI,
+    code_input,
+    container_arguments,
+    processing_step,
+    set_processing_uri,
+)
 from workflows.sagemaker_params import (
     TAG_VALUES,
     TAGS,
     execution_scoped_name,
     offline_session,
     run_uri,
-    secure_processing_job,
     secure_training_job_definition,
     set_dynamic,
     tuning_job_name,
@@ -60,7 +64,6 @@ from workflows.sdk import steps
 WORKFLOW = "training"
 
 # docs/interfaces.md, ml/ scripts: the sourcedir tarball is staged here and unpacked by the entrypoint.
-PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
 PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
 PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
 PROCESSING_MODEL_DIR = "/opt/ml/processing/model"
@@ -83,21 +86,9 @@ SAMPLE_URI = run_uri("preprocess/sample/sample.csv")
 BASELINE_STATISTICS_URI = run_uri("evaluation/baseline/baseline.json")
 BASELINE_CONSTRAINTS_URI = run_uri("preprocess/baseline/constraints.json")
 # Stand-in S3 URIs the SDK needs to build a request; each is then replaced by a per-execution `S3Uri.$`.
-_STAND_IN_URI = f"s3://{ARTIFACT_BUCKET}/runs/"
 # Why the quality gate failed, one sentence: the Fail state's CausePath and the notification's reason.
 QUALITY_GATE_RESULT = "$.quality_gate"
 QUALITY_GATE_REASON = f"{QUALITY_GATE_RESULT}.reason"
-
-
-def processing_entrypoint(script: str) -> list[str]:
-    """ContainerEntrypoint that unpacks the staged sourcedir and runs `script` with the container arguments."""
-    command = f'cd {PROCESSING_CODE_DIR} && tar -xzf sourcedir.tar.gz && exec python3 {script} "$@"'
-    return ["/bin/sh", "-c", command, "sh"]
-
-
-def container_arguments(options: dict[str, object]) -> list[str]:
-    """`--name value` pairs for ContainerArguments (docs/interfaces.md passes every path explicitly)."""
-    return [part for name, value in options.items() for part in (name, str(value))]
 
 
 def metric_definitions() -> list[dict[str, Any]]:
@@ -217,79 +208,19 @@ def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
     return apply_defaults, merge_defaults
 
 
-def _processor(config: PipelineConfig) -> Processor:
-    processing = config.processing
-    return Processor(
-        role=SAGEMAKER_JOB_ROLE_ARN,
-        image_uri=IMAGE_URI,
-        instance_count=processing.instance_count,
-        # The SDK validates instance types, so it gets pipeline.toml's; the request then takes the placeholder.
-        instance_type=processing.instance_type,
-        volume_size_in_gb=processing.volume_size_gb,
-        volume_kms_key=KMS_KEY_ARN,
-        output_kms_key=KMS_KEY_ARN,
-        max_runtime_in_seconds=processing.max_runtime_seconds,
-        network_config=NetworkConfig(enable_network_isolation=True, encrypt_inter_container_traffic=True),
-        sagemaker_session=offline_session(),
-    )
-
-
-def _code_input() -> ProcessingInput:
-    return ProcessingInput(source=SOURCE_DIR_URI, destination=PROCESSING_CODE_DIR, input_name="code")
-
-
-def _processing_step(
-    state_id: str,
-    config: PipelineConfig,
-    script: str,
-    inputs: list[ProcessingInput],
-    outputs: list[ProcessingOutput],
-    arguments: list[str],
-    job_suffix: str,
-    result_path: str,
-) -> steps.ProcessingStep:
-    step = steps.ProcessingStep(
-        state_id,
-        processor=_processor(config),
-        job_name=f"stand-in-{job_suffix}",
-        inputs=inputs,
-        outputs=outputs,
-        container_arguments=arguments,
-        container_entrypoint=processing_entrypoint(script),
-        kms_key_id=KMS_KEY_ARN,
-        tags=TAG_VALUES,
-        result_path=result_path,
-    )
-    parameters = step.fields["parameters"]
-    set_dynamic(parameters, "ProcessingJobName", execution_scoped_name(job_suffix))
-    parameters["ProcessingResources"]["ClusterConfig"]["InstanceType"] = PROCESSING_INSTANCE_TYPE
-    secure_processing_job(parameters)
-    return with_partition_placeholder(step)
-
-
-def _set_processing_uri(parameters: dict[str, Any], section: str, name: str, expression: str) -> None:
-    """Points the named ProcessingInput (section "input") or ProcessingOutput ("output") at a per-execution URI."""
-    if section == "input":
-        entries, name_key, s3_key = parameters["ProcessingInputs"], "InputName", "S3Input"
-    else:
-        entries, name_key, s3_key = parameters["ProcessingOutputConfig"]["Outputs"], "OutputName", "S3Output"
-    [entry] = [e for e in entries if e[name_key] == name]
-    set_dynamic(entry[s3_key], "S3Uri", expression)
-
-
 def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:
     data = config.data
     outputs = [
-        ProcessingOutput(source=f"{PROCESSING_OUTPUT_DIR}/{name}", destination=_STAND_IN_URI, output_name=name)
+        ProcessingOutput(source=f"{PROCESSING_OUTPUT_DIR}/{name}", destination=STAND_IN_URI, output_name=name)
         for name in PREPROCESS_OUTPUTS
     ]
-    step = _processing_step(
+    step = processing_step(
         "Preprocess",
         config,
         script="preprocess.py",
         inputs=[
-            _code_input(),
-            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_DATA_DIR, input_name="data"),
+            code_input(),
+            ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_DATA_DIR, input_name="data"),
         ],
         outputs=outputs,
         arguments=container_arguments(
@@ -306,9 +237,9 @@ def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:
         result_path="$.preprocess",
     )
     parameters = step.fields["parameters"]
-    _set_processing_uri(parameters, "input", "data", "$.data_uri")
+    set_processing_uri(parameters, "input", "data", "$.data_uri")
     for name in PREPROCESS_OUTPUTS:
-        _set_processing_uri(parameters, "output", name, run_uri(f"preprocess/{name}/"))
+        set_processing_uri(parameters, "output", name, run_uri(f"preprocess/{name}/"))
     return step
 
 
@@ -336,7 +267,7 @@ def _estimator(config: PipelineConfig) -> Estimator:
 
 
 def _training_channels() -> dict[str, TrainingInput]:
-    channels = {name: TrainingInput(_STAND_IN_URI, content_type="text/csv") for name in ("train", "validation")}
+    channels = {name: TrainingInput(STAND_IN_URI, content_type="text/csv") for name in ("train", "validation")}
     channels["code"] = TrainingInput(SOURCE_DIR_URI, input_mode="File")
     return channels
 
@@ -435,19 +366,19 @@ def _tuning_branch(config: PipelineConfig, failed: FailurePath, then: steps.Stat
 
 
 def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
-    step = _processing_step(
+    step = processing_step(
         "Evaluate",
         config,
         script="evaluate.py",
         inputs=[
-            _code_input(),
-            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_MODEL_DIR, input_name="model"),
-            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_TEST_DIR, input_name="test"),
+            code_input(),
+            ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_MODEL_DIR, input_name="model"),
+            ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_TEST_DIR, input_name="test"),
             # The drift baseline's reference sample comes from the training split.
-            ProcessingInput(source=_STAND_IN_URI, destination=PROCESSING_TRAIN_DIR, input_name="train"),
+            ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_TRAIN_DIR, input_name="train"),
         ],
         outputs=[
-            ProcessingOutput(source=PROCESSING_EVALUATION_DIR, destination=_STAND_IN_URI, output_name="evaluation")
+            ProcessingOutput(source=PROCESSING_EVALUATION_DIR, destination=STAND_IN_URI, output_name="evaluation")
         ],
         arguments=container_arguments(
             {
@@ -464,10 +395,10 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
         result_path="$.evaluation",
     )
     parameters = step.fields["parameters"]
-    _set_processing_uri(parameters, "input", "model", TRAINED_MODEL_ARTIFACT)
-    _set_processing_uri(parameters, "input", "test", run_uri("preprocess/test/"))
-    _set_processing_uri(parameters, "input", "train", run_uri("preprocess/train/"))
-    _set_processing_uri(parameters, "output", "evaluation", run_uri("evaluation/"))
+    set_processing_uri(parameters, "input", "model", TRAINED_MODEL_ARTIFACT)
+    set_processing_uri(parameters, "input", "test", run_uri("preprocess/test/"))
+    set_processing_uri(parameters, "input", "train", run_uri("preprocess/train/"))
+    set_processing_uri(parameters, "output", "evaluation", run_uri("evaluation/"))
     return step
 
 
