@@ -21,8 +21,16 @@ def test_the_committed_monitoring_section_is_the_documented_default(raw_config: 
     assert MonitoringConfig().window_minutes == 60
 
 
-def test_without_a_monitoring_section_the_defaults_apply(raw_config: dict[str, Any]) -> None:
+def test_a_missing_monitoring_section_is_named_like_any_other(raw_config: dict[str, Any]) -> None:
+    # Every section of pipeline.toml is required; within [monitoring] a missing key takes its default.
     del raw_config["monitoring"]
+
+    with pytest.raises(PipelineConfigError, match=r"missing section \[monitoring\]"):
+        parse_pipeline_config(raw_config)
+
+
+def test_an_empty_monitoring_section_takes_the_defaults(raw_config: dict[str, Any]) -> None:
+    raw_config["monitoring"] = {}
 
     assert parse_pipeline_config(raw_config).monitoring == MonitoringConfig()
 
