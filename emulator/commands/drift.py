@@ -395,16 +395,7 @@ class DriftLoop:
             self._link(f"alarm event -> rule {delivery.rule} -> retrain_on_drift: {said}")
             if decision.get("action") == "started" and decision.get("execution_arn"):
                 return str(decision["execution_arn"])
-        hint = ""
-        if any(d.result.get("action") == "skipped_cooldown" for d in deliveries if isinstance(d.result, Mapping)):
-            hint = (
-                f". The loop let the {self.cooldown_minutes}-minute cooldown pass on the twin's clock: a function that "
-                "still sees it measures time on another clock (the wall clock of datetime.now and of moto's "
-                "execution dates)"
-            )
-        raise LifecycleError(
-            f"retrain_on_drift did not start training for the drift alarm: {'; '.join(decisions)}{hint}"
-        )
+        raise LifecycleError(f"retrain_on_drift did not start training for the drift alarm: {'; '.join(decisions)}")
 
     def _link(self, text: str) -> None:
         clock = self._clock.now() if self._clock is not None else datetime.now(UTC)
