@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 import time
 import uuid
@@ -19,10 +20,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from contract.project import STATEMACHINES_DIR, TEMPLATE_PATH
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.lambda_local import LocalLambdaRunner
 from emulator.sagemaker_local import LocalSageMaker
+from emulator.twin import LocalTwin
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -142,3 +145,15 @@ def bucket(executing_aws: None) -> str:
     name = "twin-test-artifacts"
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
     return name
+
+
+def stand_in_twin(directory: Path, training: dict[str, Any], deploy: dict[str, Any]) -> LocalTwin:
+    """The whole stack's twin, not started, whose training and deploy definitions are stand-ins (routing tests).
+
+    The stack's monitoring definition and the image table are the real ones: the template deploys all three.
+    """
+    (directory / "training.asl.json").write_text(json.dumps(training), encoding="utf-8")
+    (directory / "deploy.asl.json").write_text(json.dumps(deploy), encoding="utf-8")
+    for name in ("monitoring.asl.json", "image-uris.json"):
+        shutil.copy(STATEMACHINES_DIR / name, directory)
+    return LocalTwin(template=TEMPLATE_PATH, statemachines_dir=directory)

@@ -26,6 +26,7 @@ from workflows.policies import (
     FailurePath,
     failure_path,
     guard,
+    input_defaults,
     with_partition_placeholder,
 )
 from workflows.processing_jobs import (
@@ -84,15 +85,7 @@ def _input_defaults() -> tuple[steps.Pass, steps.Pass]:
     """The execution input merged over `WindowEnd` = the execution's start (docs/interfaces.md, monitoring input)."""
     # The twin's engine (moto 5.2.5) holds StartTime as a datetime, which no Pass can serialize: local runs pass
     # WindowEnd, as the schedule always does (docs/interfaces.md, monitoring input).
-    apply_defaults = steps.Pass(
-        "ApplyInputDefaults", parameters={"defaults": {"WindowEnd.$": "$$.Execution.StartTime"}, "request.$": "$"}
-    )
-    merge_defaults = steps.Pass(
-        "MergeInputDefaults",
-        parameters={"request.$": "States.JsonMerge($.defaults, $.request, false)"},
-        output_path="$.request",
-    )
-    return apply_defaults, merge_defaults
+    return input_defaults({"WindowEnd.$": "$$.Execution.StartTime"})
 
 
 def _window_step(config: PipelineConfig) -> steps.LambdaStep:

@@ -224,3 +224,18 @@ def aws_sdk_task(state_id: str, service_action: str, parameters: dict[str, Any],
         result_path=result_path,
         timeout_seconds=API_CALL_TIMEOUT_SECONDS,
     )
+
+
+def input_defaults(defaults: dict[str, Any]) -> tuple[steps.Pass, steps.Pass]:
+    """Two Pass states that merge the execution input over `defaults` (a `.$` key takes a path's value).
+
+    The merged input lands in `$`, not in a context path, because Choice rules on `$$` paths do not run on the
+    local engine. The first state is the machine's StartAt; chain the second after it.
+    """
+    apply_defaults = steps.Pass("ApplyInputDefaults", parameters={"defaults": defaults, "request.$": "$"})
+    merge_defaults = steps.Pass(
+        "MergeInputDefaults",
+        parameters={"request.$": "States.JsonMerge($.defaults, $.request, false)"},
+        output_path="$.request",
+    )
+    return apply_defaults, merge_defaults

@@ -38,6 +38,7 @@ from workflows.policies import (
     failure_path,
     format_literal,
     guard,
+    input_defaults,
     notification_message,
     notify_task,
     with_partition_placeholder,
@@ -188,10 +189,7 @@ def _comment(config: PipelineConfig) -> str:
 
 
 def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
-    """Two Pass states that merge the execution input over its defaults (docs/interfaces.md, training input).
-
-    The merged values land in `$` because Choice rules on `$$` context paths do not run on the local engine.
-    """
+    """Two Pass states that merge the execution input over its defaults (docs/interfaces.md, training input)."""
     defaults = {
         "data_uri": f"s3://{DATA_BUCKET}/{config.data.prefix}",
         "tune": False,
@@ -199,13 +197,7 @@ def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
         "objects": [],
         "warm_start_tuning_job": None,
     }
-    apply_defaults = steps.Pass("ApplyInputDefaults", parameters={"defaults": defaults, "request.$": "$"})
-    merge_defaults = steps.Pass(
-        "MergeInputDefaults",
-        parameters={"request.$": "States.JsonMerge($.defaults, $.request, false)"},
-        output_path="$.request",
-    )
-    return apply_defaults, merge_defaults
+    return input_defaults(defaults)
 
 
 def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import tarfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,8 +16,8 @@ import numpy as np
 import pytest
 from common.settings import ReaperSettings
 from endpoint_reaper import ReaperClients, reap
+from twin_runtime import stand_in_twin
 
-from contract.project import PROJECT_ROOT
 from emulator.twin import ExecutionResult, LocalTwin
 
 pytestmark = pytest.mark.e2e
@@ -46,12 +45,7 @@ def output_fn(prediction, accept):
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
-    statemachines = tmp_path_factory.mktemp("statemachines")
-    (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
-    (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
-    for name in ("monitoring.asl.json", "image-uris.json"):
-        shutil.copy(PROJECT_ROOT / "statemachines" / name, statemachines)
-    with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
+    with stand_in_twin(tmp_path_factory.mktemp("statemachines"), TRAINING_ASL, DEPLOY_ASL) as started:
         yield started
 
 

@@ -4,14 +4,13 @@ execution results and progress are checked in seconds (the real workflows run in
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
+from twin_runtime import stand_in_twin
 
-from contract.project import PROJECT_ROOT
 from emulator.twin import LocalTwin, ProgressEvent
 
 pytestmark = pytest.mark.e2e
@@ -38,12 +37,7 @@ DEPLOY_ASL = {
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
-    statemachines = tmp_path_factory.mktemp("statemachines")
-    (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
-    (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
-    for name in ("monitoring.asl.json", "image-uris.json"):
-        shutil.copy(PROJECT_ROOT / "statemachines" / name, statemachines)
-    with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
+    with stand_in_twin(tmp_path_factory.mktemp("statemachines"), TRAINING_ASL, DEPLOY_ASL) as started:
         yield started
 
 

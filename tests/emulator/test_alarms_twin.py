@@ -4,14 +4,13 @@ state change reaches retrain_on_drift through the stack's own rule."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from moto.sns.models import sns_backends
+from twin_runtime import stand_in_twin
 
-from contract.project import PROJECT_ROOT
 from emulator.twin import LocalTwin
 
 pytestmark = pytest.mark.e2e
@@ -34,12 +33,7 @@ DEPLOY_ASL = {
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTwin]:
-    statemachines = tmp_path_factory.mktemp("statemachines")
-    (statemachines / "training.asl.json").write_text(json.dumps(TRAINING_ASL), encoding="utf-8")
-    (statemachines / "deploy.asl.json").write_text(json.dumps(DEPLOY_ASL), encoding="utf-8")
-    for name in ("monitoring.asl.json", "image-uris.json"):
-        shutil.copy(PROJECT_ROOT / "statemachines" / name, statemachines)
-    with LocalTwin(template=PROJECT_ROOT / "template.yaml", statemachines_dir=statemachines) as started:
+    with stand_in_twin(tmp_path_factory.mktemp("statemachines"), TRAINING_ASL, DEPLOY_ASL) as started:
         yield started
 
 
