@@ -14,7 +14,7 @@ How it is measured, in one run of this script (three rounds by default, `--round
    endpoint start) is printed too, for context: it does work the direct scripts do not.
 3. A chain of 200 Pass states on the twin's engine (local integrations installed): milliseconds per state from
    the execution's start and stop times; target <= 5 ms.
-4. The drift chain of issue 10 (`--part drift` runs only it, `--part lifecycle` only 1-3): each round runs what
+4. The drift chain (`--part drift` runs only it, `--part lifecycle` only 1-3): each round runs what
    `mlops run --drift` runs (twin start-up, the lifecycle, then `DriftLoop`: unshifted traffic and its monitoring
    run, the cooldown on the clock, shifted traffic and its monitoring run, the alarm, the retraining and its
    deploy) and takes its wall time; then every job of the chain runs bare, as plain subprocesses with the arguments

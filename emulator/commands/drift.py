@@ -36,7 +36,7 @@ import boto3
 import numpy as np
 from botocore.exceptions import ClientError
 
-from contract.pipeline_config import PipelineConfig, load_pipeline_config
+from contract.pipeline_config import load_pipeline_config
 from emulator.commands.console import format_duration
 from emulator.commands.datasets import Dataset, DatasetError
 from emulator.commands.drift_summary import (
@@ -107,19 +107,7 @@ def drift_command(
 def drift_loop(shift: str, summary_json: Path | None) -> DriftLoop:
     """The loop for a `--shift` spec, with the monitoring window and retraining cooldown of pipeline.toml."""
     config = load_pipeline_config()
-    return DriftLoop(parse_shift(shift), monitoring_window_minutes(config), config.drift.cooldown_minutes, summary_json)
-
-
-def monitoring_window_minutes(config: PipelineConfig) -> int:
-    """The monitoring window, `pipeline.toml [monitoring] window_minutes` (the DRIFT_CONTRACT names it so)."""
-    monitoring = getattr(config, "monitoring", None)
-    minutes = getattr(monitoring, "window_minutes", None)
-    if not isinstance(minutes, int) or minutes < 1:
-        raise LifecycleError(
-            "pipeline.toml has no [monitoring] window_minutes (a positive number of minutes): the drift loop needs "
-            "the monitoring window the state machine uses (issue 10)"
-        )
-    return minutes
+    return DriftLoop(parse_shift(shift), config.monitoring.window_minutes, config.drift.cooldown_minutes, summary_json)
 
 
 @dataclass(frozen=True)
@@ -184,15 +172,13 @@ class DriftLoop:
             )
 
     def check_twin(self, twin: LocalTwin) -> None:
-        missing = []
         try:
             twin.stack.state_machine(MONITORING)
         except KeyError:
-            missing.append("the stack's monitoring state machine (statemachines/monitoring.asl.json)")
-        if not callable(getattr(twin, "evaluate_alarms", None)) or not hasattr(twin, "alarm_changes"):
-            missing.append("the twin's alarm evaluation (LocalTwin.evaluate_alarms and alarm_changes)")
-        if missing:
-            raise LifecycleError(f"the drift loop needs {' and '.join(missing)}, which this twin lacks (issue 10)")
+            raise LifecycleError(
+                "the drift loop needs the stack's monitoring state machine (statemachines/monitoring.asl.json), "
+                "which this twin did not deploy: run `mlops export`"
+            ) from None
 
     def run(self, twin: LocalTwin, outcome: LifecycleOutcome, out: TextIO) -> None:
         self._out, self._clock, self._wall_start = out, twin.clock, time.monotonic()
@@ -448,7 +434,7 @@ def served_baseline(model_package: Mapping[str, Any]) -> Baseline:
     if not statistics:
         raise LifecycleError(
             f"model package {model_package.get('ModelPackageArn')} has no DriftCheckBaselines.ModelDataQuality."
-            "Statistics.S3Uri: training registered no baseline to monitor against (issue 10 item 1)"
+            "Statistics.S3Uri: training registered no baseline to monitor against"
         )
     folder = str(statistics).rsplit("/", 1)[0]
     document = json.loads(read_s3(str(statistics)))

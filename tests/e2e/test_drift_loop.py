@@ -1,4 +1,4 @@
-"""End to end on the local twin: `mlops run --drift` closes the loop (issue 10's "Done when").
+"""End to end on the local twin: `mlops run --drift` closes the loop: capture, monitoring, alarm, retraining, deploy.
 
 One run of the command for the module: the lifecycle, unshifted held-out traffic through InvokeEndpoint with a
 monitoring run over its window (records, no drift, no alarm, no retraining), then shifted traffic whose monitoring
