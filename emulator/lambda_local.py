@@ -285,8 +285,29 @@ class LocalLambdaRunner:
             return json.dumps(result).encode()
 
         self._patches.replace(LambdaSimpleBackend, "invoke", invoke_in_process)
+        _read_the_environment_whole(self._patches)
 
     def uninstall(self) -> None:
         """Give moto its own Lambda `invoke` back, and the functions' modules the real `datetime`."""
         self._patches.undo()
         self._function_clock_patches.undo()
+
+
+def _read_the_environment_whole(patches: MotoPatches) -> None:
+    """`os.environ.items()`, `values()` and `copy()` read one copy of the environment, taken at once.
+
+    An invocation sets its function's variables in the process's one environment and removes them after, while
+    the twin's other threads go on (a client reading its proxy settings iterates `os.environ.items()`). The
+    standard mapping view reads each key's value after listing the keys, so a variable removed in between raised
+    KeyError in that other thread. A copy of the environment's dict is taken in one step, so a reader sees the
+    environment from before or after a change, never half of it.
+    """
+    environ_class = type(os.environ)
+
+    def snapshot(environ: Any) -> dict[str, str]:
+        data = environ._data.copy()
+        return {environ.decodekey(key): environ.decodevalue(value) for key, value in data.items()}
+
+    patches.replace(environ_class, "items", lambda environ: snapshot(environ).items())
+    patches.replace(environ_class, "values", lambda environ: snapshot(environ).values())
+    patches.replace(environ_class, "copy", snapshot)

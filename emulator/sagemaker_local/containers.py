@@ -37,7 +37,7 @@ class ContainerProcess:
     def __init__(self, command: list[str], cwd: Path, environment: dict[str, str], log_path: Path) -> None:
         self.command = command
         self.cwd = cwd
-        self.environment = {**os.environ, **container_path_environment(), "PYTHONUNBUFFERED": "1", **environment}
+        self.environment = {**os.environ.copy(), **container_path_environment(), "PYTHONUNBUFFERED": "1", **environment}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()

@@ -28,7 +28,7 @@ class ModelServer:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        env = {**os.environ, **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ.copy(), **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(
             [sys.executable, str(SERVING_SCRIPT), "--model-dir", str(model_dir)],
             stdout=subprocess.PIPE,

@@ -188,3 +188,19 @@ def test_a_function_reads_the_twins_clock_and_gets_the_real_datetime_back_after(
     import clock_readers
 
     assert clock_readers.datetime is datetime
+
+
+def test_a_variable_removed_while_another_thread_reads_the_environment_is_no_error(runner: LocalLambdaRunner) -> None:
+    # An invocation removes its function's variables afterwards while other threads of the twin read os.environ.
+    os.environ["TWIN_TEST_REMOVED_MIDWAY"] = "1"
+    try:
+        items = iter(os.environ.items())
+        next(items)
+        del os.environ["TWIN_TEST_REMOVED_MIDWAY"]
+
+        rest = dict(items)
+    finally:
+        os.environ.pop("TWIN_TEST_REMOVED_MIDWAY", None)
+
+    assert rest.get("TWIN_TEST_REMOVED_MIDWAY") == "1"  # read from the copy taken when iteration began
+    assert "TWIN_TEST_REMOVED_MIDWAY" not in os.environ.copy()
