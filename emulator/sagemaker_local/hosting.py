@@ -32,7 +32,7 @@ from emulator.sagemaker_local.deployment_config import (
     traffic_steps,
 )
 from emulator.sagemaker_local.errors import SageMakerError, not_found, validation_error
-from emulator.sagemaker_local.model_server import ModelServer, ModelServerError
+from emulator.sagemaker_local.model_server import ModelServer, ModelServerError, ModelServerUnreachable
 from emulator.sagemaker_local.store import EndpointState, SageMakerStore, paginate, sort_summaries
 
 # Virtual seconds between two looks at the rollback alarms during a baking period: alarms change at most once a
@@ -276,8 +276,6 @@ class HostingAPIs(SageMakerStore):
             self.clock.sleep(self.endpoint_transition_seconds)
             firing_alarm = None if creating else self._shift_and_bake(endpoint, servers, config, deployment or {})
         except Exception as error:  # whatever kept the model from serving is the endpoint's FailureReason
-            for server in servers.values():
-                server.stop()
             with self._lock:
                 if isinstance(endpoint, HostedEndpoint):
                     endpoint.green, endpoint.green_share, endpoint.green_capture = {}, 0.0, None
@@ -287,6 +285,10 @@ class HostingAPIs(SageMakerStore):
                     FailureReason=f"{type(error).__name__}: {error}"[:1024],
                     LastModifiedTime=self.clock.now(),
                 )
+            # Stopped once no request is routed to them any more (a request in flight is served again, see
+            # invoke_endpoint).
+            for server in servers.values():
+                server.stop()
             self._emit_endpoint(endpoint)
             return
         with self._lock:
@@ -432,6 +434,18 @@ class HostingAPIs(SageMakerStore):
             self._record_invocation(endpoint_name, variant, server_error=True)
             raise SageMakerError(
                 "ModelError", f'Received server error (500) from primary with message "{error}"'
+            ) from error
+        except ModelServerUnreachable as error:
+            server = servers[variant]
+            with self._lock:
+                serving = [*endpoint.servers.values(), *(getattr(endpoint, "green", None) or {}).values()]
+            if all(current is not server for current in serving):
+                # An update or rollback stopped that fleet meanwhile: SageMaker drains a replaced fleet, so the
+                # request is served by the fleet that serves now.
+                return self.invoke_endpoint(endpoint_name, body, content_type, accept, target_variant)
+            self._record_invocation(endpoint_name, variant, server_error=True)
+            raise SageMakerError(
+                "ServiceUnavailable", f"Variant {variant} of endpoint {endpoint_name} could not serve: {error}"
             ) from error
         self._record_invocation(endpoint_name, variant)
         if capture and capture.get("EnableCapture", True):

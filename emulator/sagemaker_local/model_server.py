@@ -20,6 +20,10 @@ class ModelServerError(RuntimeError):
     """The model server could not start, or answered an invocation with an error."""
 
 
+class ModelServerUnreachable(RuntimeError):
+    """The model server's process could not be reached or dropped the connection (stopped mid-request)."""
+
+
 class ModelServer:
     """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1."""
 
@@ -69,9 +73,13 @@ class ModelServer:
         """POST `/invocations`; raises `ModelServerError` with the model's traceback on an error status."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         headers = {"Content-Type": content_type, "Accept": accept or content_type}
-        connection.request("POST", "/invocations", body=body, headers=headers)
-        response = connection.getresponse()
-        payload = response.read()
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            # A fleet being replaced (an update, a rollback) stops its servers while requests may be in flight.
+            raise ModelServerUnreachable(f"{type(error).__name__}: {error}") from error
         if response.status != 200:
             raise ModelServerError(payload.decode(errors="replace"))
         return payload, response.getheader("Content-Type") or headers["Accept"]
