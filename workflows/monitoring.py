@@ -30,6 +30,7 @@ from workflows.policies import (
     with_partition_placeholder,
 )
 from workflows.processing_jobs import (
+    PROCESSING_OUTPUT_DIR,
     STAND_IN_URI,
     code_input,
     container_arguments,
@@ -42,7 +43,6 @@ from workflows.sdk import steps
 WORKFLOW = "monitoring"
 PROCESSING_BASELINE_DIR = "/opt/ml/processing/input/baseline"
 PROCESSING_CAPTURE_DIR = "/opt/ml/processing/input/capture"
-PROCESSING_REPORT_DIR = "/opt/ml/processing/output"
 # Where the window Lambda's answer lands; the Choice and the job read its Payload.
 WINDOW = "$.window.Payload"
 # The window's statuses (functions/monitoring_window.py): each but Ready ends the run in a Succeed of its name.
@@ -124,12 +124,12 @@ def _monitor_step(config: PipelineConfig) -> steps.ProcessingStep:
                 s3_data_type="ManifestFile",
             ),
         ],
-        outputs=[ProcessingOutput(source=PROCESSING_REPORT_DIR, destination=STAND_IN_URI, output_name="report")],
+        outputs=[ProcessingOutput(source=PROCESSING_OUTPUT_DIR, destination=STAND_IN_URI, output_name="report")],
         arguments=container_arguments(
             {
                 "--baseline-dir": PROCESSING_BASELINE_DIR,
                 "--capture-dir": PROCESSING_CAPTURE_DIR,
-                "--output-dir": PROCESSING_REPORT_DIR,
+                "--output-dir": PROCESSING_OUTPUT_DIR,
                 # The stack's value (template Parameter DriftShareThreshold), which its drift alarm uses too.
                 "--drift-share": DRIFT_SHARE_THRESHOLD,
                 "--min-records": config.monitoring.min_records,

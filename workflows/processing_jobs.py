@@ -32,6 +32,8 @@ from workflows.sagemaker_params import (
 from workflows.sdk import steps
 
 PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
+# A job's output folder, uploaded when it ends.
+PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
 # The SDK needs an S3 URI where the request then takes a per-execution one (set_processing_uri).
 STAND_IN_URI = f"s3://{ARTIFACT_BUCKET}/runs/"
 

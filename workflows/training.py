@@ -44,6 +44,7 @@ from workflows.policies import (
     with_partition_placeholder,
 )
 from workflows.processing_jobs import (
+    PROCESSING_OUTPUT_DIR,
     STAND_IN_URI,
     code_input,
     container_arguments,
@@ -66,7 +67,6 @@ WORKFLOW = "training"
 
 # docs/interfaces.md, ml/ scripts: the sourcedir tarball is staged here and unpacked by the entrypoint.
 PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
-PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
 PROCESSING_MODEL_DIR = "/opt/ml/processing/model"
 PROCESSING_TEST_DIR = "/opt/ml/processing/test"
 PROCESSING_TRAIN_DIR = "/opt/ml/processing/train"
