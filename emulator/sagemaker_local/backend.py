@@ -107,7 +107,11 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
                     response.headers.get("X-Amzn-SageMaker-Target-Variant"),
                 )
             except SageMakerError as error:
-                raise _ServiceError(error.code, error.message) from error
+                service_error = _ServiceError(error.code, error.message)
+                for member, value in error.fields.items():
+                    # moto serialises an error's attributes named after its shape's members (ModelError's).
+                    setattr(service_error, member, value)
+                raise service_error from error
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}, result
 
         self._patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)

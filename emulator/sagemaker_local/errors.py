@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SageMakerError(Exception):
-    """An error the SageMaker API would return: `code` is AWS's error code (e.g. `ValidationException`)."""
+    """An error the SageMaker API would return: `code` is AWS's error code (e.g. `ValidationException`).
 
-    def __init__(self, code: str, message: str) -> None:
+    `fields` are the error shape's members besides the message (a runtime `ModelError`'s `OriginalStatusCode`,
+    `OriginalMessage`, `LogStreamArn`), serialised beside it.
+    """
+
+    def __init__(self, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.fields = dict(fields or {})
 
 
 def validation_error(message: str) -> SageMakerError:
@@ -23,3 +30,7 @@ def not_found(kind: str, name: str) -> SageMakerError:
 
 def already_exists(kind: str, name: str) -> SageMakerError:
     return SageMakerError("ResourceInUse", f"{kind} '{name}' already exists.")
+
+
+class InferenceCodeUnavailable(ValueError):
+    """A model's inference code cannot reach its container, so the container would fail at start-up on SageMaker."""

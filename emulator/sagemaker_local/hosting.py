@@ -31,13 +31,26 @@ from emulator.sagemaker_local.deployment_config import (
     rollback_alarms,
     traffic_steps,
 )
-from emulator.sagemaker_local.errors import SageMakerError, not_found, validation_error
-from emulator.sagemaker_local.model_server import ModelServer, ModelServerError, ModelServerUnreachable
+from emulator.sagemaker_local.errors import InferenceCodeUnavailable, SageMakerError, not_found, validation_error
+from emulator.sagemaker_local.model_server import (
+    ModelServer,
+    ModelServerError,
+    ModelServerTimeout,
+    ModelServerUnreachable,
+)
 from emulator.sagemaker_local.store import EndpointState, SageMakerStore, paginate, sort_summaries
 
 # Virtual seconds between two looks at the rollback alarms during a baking period: alarms change at most once a
 # minute by evaluation, so no ALARM is missed.
 BAKE_CHECK_SECONDS = 10.0
+# A real-time endpoint's limits (InvokeEndpoint's reference): a request and a response body of at most 6 MB, and at
+# most 60 s for the container to answer.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MODEL_LATENCY_LIMIT_SECONDS = 60.0
+
+
+class ContainerStartFailed(RuntimeError):
+    """A variant's container would not start on SageMaker; the message is the FailureReason in SageMaker's words."""
 
 
 @dataclass
@@ -52,6 +65,9 @@ class HostedEndpoint(EndpointState):
 
 class HostingAPIs(SageMakerStore):
     """Models, endpoint configs and endpoints; endpoints serve from `ModelServer` processes on 127.0.0.1."""
+
+    # Real seconds a container has to answer an invocation; SageMaker's limit, lowered only by tests.
+    model_latency_limit_seconds = MODEL_LATENCY_LIMIT_SECONDS
 
     def _op_CreateModel(self, params: dict[str, Any]) -> dict[str, Any]:
         name = self._check_name(params.get("ModelName"), "ModelName")
@@ -162,7 +178,13 @@ class HostingAPIs(SageMakerStore):
             for variant in config["ProductionVariants"]:
                 model = self._model(variant["ModelName"])
                 variant_dir = self.work_dir / "endpoints" / endpoint_name / f"{generation}-{variant['VariantName']}"
-                model_dir, environment = self._extract_model(model, variant_dir / "model")
+                try:
+                    model_dir, environment = self._extract_model(model, variant_dir / "model", variant_dir / "code")
+                except InferenceCodeUnavailable as error:
+                    raise ContainerStartFailed(
+                        f"The primary container for production variant {variant['VariantName']} did not pass the "
+                        f"ping health check. Please check CloudWatch logs for this endpoint. (Local twin: {error}.)"
+                    ) from error
                 servers[variant["VariantName"]] = ModelServer(model_dir, environment, variant_dir / "server.log")
         except Exception:
             for server in servers.values():
@@ -280,9 +302,10 @@ class HostingAPIs(SageMakerStore):
                 if isinstance(endpoint, HostedEndpoint):
                     endpoint.green, endpoint.green_share, endpoint.green_capture = {}, 0.0, None
                 # A failed update rolls back: the old variants keep serving, as with SageMaker's blue/green.
+                reason = str(error) if isinstance(error, ContainerStartFailed) else f"{type(error).__name__}: {error}"
                 endpoint.description.update(
                     EndpointStatus="Failed" if creating else "InService",
-                    FailureReason=f"{type(error).__name__}: {error}"[:1024],
+                    FailureReason=reason[:1024],
                     LastModifiedTime=self.clock.now(),
                 )
             # Stopped once no request is routed to them any more (a request in flight is served again, see
@@ -428,12 +451,24 @@ class HostingAPIs(SageMakerStore):
             variant = next(iter(servers))
         if variant not in servers:
             raise validation_error(f"Endpoint {endpoint_name} has no variant {variant!r}; it has {sorted(servers)}")
+        if len(body) > MAX_PAYLOAD_BYTES:
+            # The runtime's front end refuses it before any container sees it (SageMaker's wording).
+            raise SageMakerError("ValidationError", f"Request {uuid.uuid4()} has oversize body.")
         try:
-            result, result_type = servers[variant].invoke(body, content_type, accept)
+            result, result_type = servers[variant].invoke(
+                body, content_type, accept, timeout_seconds=self.model_latency_limit_seconds
+            )
         except ModelServerError as error:
-            self._record_invocation(endpoint_name, variant, server_error=True)
-            raise SageMakerError(
-                "ModelError", f'Received server error (500) from primary with message "{error}"'
+            status = error.status_code or 500
+            self._record_invocation(endpoint_name, variant, error_status=status)
+            raise self._model_error(endpoint_name, status, str(error)) from error
+        except ModelServerTimeout as error:
+            self._record_invocation(endpoint_name, variant, error_status=500)
+            raise self._model_error(
+                endpoint_name,
+                0,
+                "Your invocation timed out while waiting for a response from container primary. Review the latency "
+                "metrics for each container in Amazon CloudWatch, resolve the issue, and try again.",
             ) from error
         except ModelServerUnreachable as error:
             server = servers[variant]
@@ -443,14 +478,38 @@ class HostingAPIs(SageMakerStore):
                 # An update or rollback stopped that fleet meanwhile: SageMaker drains a replaced fleet, so the
                 # request is served by the fleet that serves now.
                 return self.invoke_endpoint(endpoint_name, body, content_type, accept, target_variant)
-            self._record_invocation(endpoint_name, variant, server_error=True)
+            self._record_invocation(endpoint_name, variant, error_status=500)
             raise SageMakerError(
                 "ServiceUnavailable", f"Variant {variant} of endpoint {endpoint_name} could not serve: {error}"
             ) from error
+        if len(result) > MAX_PAYLOAD_BYTES:
+            self._record_invocation(endpoint_name, variant, error_status=500)
+            raise self._model_error(
+                endpoint_name,
+                0,
+                f"The response from container primary is {len(result)} bytes: a real-time endpoint returns at most "
+                f"{MAX_PAYLOAD_BYTES} bytes (6 MB).",
+            )
         self._record_invocation(endpoint_name, variant)
         if capture and capture.get("EnableCapture", True):
             self._capture(endpoint_name, variant, capture, (body, content_type), (result, result_type))
         return result, result_type, variant
+
+    def _model_error(self, endpoint_name: str, status: int, original_message: str) -> SageMakerError:
+        """SageMaker Runtime's ModelError for a container's non-2xx answer (`status` 0: no answer at all)."""
+        kind = "client" if 400 <= status < 500 else "server"
+        log_group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+        return SageMakerError(
+            "ModelError",
+            f'Received {kind} error ({status}) from primary with message "{original_message}". See '
+            f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+            f"#logEventViewer:group={log_group} in account {self.account_id} for more information.",
+            {
+                "OriginalStatusCode": status,
+                "OriginalMessage": original_message,
+                "LogStreamArn": f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{log_group}",
+            },
+        )
 
     def _capture(
         self,
@@ -495,12 +554,17 @@ class HostingAPIs(SageMakerStore):
         )
         self.stager.put_bytes((json.dumps(record) + "\n").encode(), uri, capture.get("KmsKeyId") or None)
 
-    def _record_invocation(self, endpoint_name: str, variant: str, server_error: bool = False) -> None:
+    def _record_invocation(self, endpoint_name: str, variant: str, error_status: int | None = None) -> None:
         """Publish SageMaker's per-invocation metrics: `Invocations` (the idle endpoint reaper reads it) and the
         error counts (1 for an error response of that class, else 0; the rollback alarm watches the 5XX one)."""
         dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant}]
         now = self.clock.now()
-        values = {"Invocations": 1.0, "Invocation4XXErrors": 0.0, "Invocation5XXErrors": 1.0 if server_error else 0.0}
+        client_error = error_status is not None and 400 <= error_status < 500
+        values = {
+            "Invocations": 1.0,
+            "Invocation4XXErrors": 1.0 if client_error else 0.0,
+            "Invocation5XXErrors": 1.0 if error_status is not None and not client_error else 0.0,
+        }
         boto3.client("cloudwatch", region_name=self.region).put_metric_data(
             Namespace="AWS/SageMaker",
             MetricData=[

@@ -7,6 +7,7 @@ from typing import Any
 
 from emulator.sagemaker_local.errors import SageMakerError, validation_error
 from emulator.sagemaker_local.jobs import JobRecord, ProcessingRunner, TrainingRunner, TransformRunner
+from emulator.sagemaker_local.request_shapes import refuse_pipe_mode_inputs
 from emulator.sagemaker_local.store import (
     TUNING_NAME_PATTERN,
     SageMakerStore,
@@ -57,6 +58,7 @@ class JobAPIs(SageMakerStore):
         )
 
     def _op_CreateTrainingJob(self, params: dict[str, Any]) -> dict[str, Any]:
+        refuse_pipe_mode_inputs("CreateTrainingJob", params)
         description = self._training_description(params)
         record = self._new_job("training", description["TrainingJobName"], "training job", description)
         self._record_tags(description["TrainingJobArn"], params.get("Tags"))
@@ -92,6 +94,7 @@ class JobAPIs(SageMakerStore):
         for required in ("AppSpecification", "ProcessingResources", "RoleArn"):
             if required not in params:
                 raise validation_error(f"CreateProcessingJob {name}: {required} is required")
+        refuse_pipe_mode_inputs("CreateProcessingJob", params)
         now = self.clock.now()
         description = {
             **{key: value for key, value in params.items() if key != "Tags"},
@@ -150,7 +153,9 @@ class JobAPIs(SageMakerStore):
 
         def run() -> None:
             try:
-                model_dir, environment = self._extract_model(model, self.work_dir / "transform" / f"{name}-model")
+                model_dir, environment = self._extract_model(
+                    model, self.work_dir / "transform" / f"{name}-model", self.work_dir / "transform" / f"{name}-code"
+                )
             except (OSError, ValueError, SageMakerError) as error:
                 update(
                     TransformJobStatus="Failed",
@@ -182,6 +187,7 @@ class JobAPIs(SageMakerStore):
             raise validation_error(
                 f"Tuning job {name}: only TrainingJobDefinition (not TrainingJobDefinitions) runs locally"
             )
+        refuse_pipe_mode_inputs("CreateHyperParameterTuningJob", params)
         objective = config.get("HyperParameterTuningJobObjective") or {}
         metric_names = [m["Name"] for m in definition.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])]
         if objective.get("MetricName") not in metric_names:

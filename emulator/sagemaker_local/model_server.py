@@ -17,7 +17,15 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 
 
 class ModelServerError(RuntimeError):
-    """The model server could not start, or answered an invocation with an error."""
+    """The model server could not start, or answered an invocation with an error status (`status_code`)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ModelServerTimeout(RuntimeError):
+    """The model server did not answer an invocation within its time limit."""
 
 
 class ModelServerUnreachable(RuntimeError):
@@ -69,19 +77,25 @@ class ModelServer:
         except OSError:
             return False
 
-    def invoke(self, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
-        """POST `/invocations`; raises `ModelServerError` with the model's traceback on an error status."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+    def invoke(
+        self, body: bytes, content_type: str, accept: str | None, timeout_seconds: float = 60.0
+    ) -> tuple[bytes, str]:
+        """POST `/invocations`; raises `ModelServerError` with the status and the model's message on an error status,
+        `ModelServerTimeout` when no answer comes within `timeout_seconds`."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_seconds)
         headers = {"Content-Type": content_type, "Accept": accept or content_type}
         try:
             connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
             payload = response.read()
+        except TimeoutError as error:
+            connection.close()
+            raise ModelServerTimeout(f"no answer within {timeout_seconds:g} s") from error
         except (OSError, http.client.HTTPException) as error:
             # A fleet being replaced (an update, a rollback) stops its servers while requests may be in flight.
             raise ModelServerUnreachable(f"{type(error).__name__}: {error}") from error
         if response.status != 200:
-            raise ModelServerError(payload.decode(errors="replace"))
+            raise ModelServerError(payload.decode(errors="replace"), response.status)
         return payload, response.getheader("Content-Type") or headers["Accept"]
 
     def stop(self) -> None:

@@ -4,6 +4,9 @@ A request that reaches the backend without passing through boto3 (the ASL engine
 a direct `LocalSageMaker.call`) is checked as botocore would check it (unknown members, wrong types) and as the
 service then does (required members, lengths, patterns), with the messages each of them gives, so the twin refuses
 what AWS refuses instead of storing it.
+
+It also refuses, at Create*, what AWS accepts but the twin cannot run as AWS would (`refuse_pipe_mode_inputs`),
+rather than run it as something else.
 """
 
 from __future__ import annotations
@@ -90,3 +93,38 @@ def _invalid_type(path: list[str], value: Any, valid: type) -> str:
 def _service_path(path: list[str]) -> str:
     # The service names members in lowerCamelCase: driftCheckBaselines.modelDataQuality.statistics.s3Uri.
     return ".".join(part[:1].lower() + part[1:] for part in path)
+
+
+# SageMaker streams a Pipe-mode input through a FIFO per channel and epoch (`/opt/ml/input/data/<channel>_<epoch>`);
+# the twin stages files only, and a File-mode script would then pass here and fail on AWS.
+_PIPE_MODE_REFUSAL = (
+    "is not supported by the local twin: SageMaker streams such an input through a FIFO ({fifo}), which the twin "
+    "does not emulate; use {instead} or run the job on AWS"
+)
+
+
+def refuse_pipe_mode_inputs(operation: str, params: dict[str, Any]) -> None:
+    """Raises ValidationException naming the channel (or processing input) and the mode when a request asks for
+    Pipe mode: CreateTrainingJob's TrainingInputMode or a channel's InputMode, a tuning job's TrainingJobDefinition,
+    CreateProcessingJob's S3InputMode."""
+    if operation == "CreateProcessingJob":
+        for processing_input in params.get("ProcessingInputs") or []:
+            mode = (processing_input.get("S3Input") or {}).get("S3InputMode", "File")
+            if mode == "Pipe":
+                name = processing_input.get("InputName")
+                raise validation_error(
+                    f"ProcessingInput {name!r}: S3InputMode 'Pipe' "
+                    + _PIPE_MODE_REFUSAL.format(fifo="at the input's LocalPath", instead="File")
+                )
+        return
+    training = params.get("TrainingJobDefinition") if operation == "CreateHyperParameterTuningJob" else params
+    default_mode = ((training or {}).get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
+    for channel in (training or {}).get("InputDataConfig") or []:
+        mode = channel.get("InputMode") or default_mode
+        if mode == "Pipe":
+            name = channel.get("ChannelName")
+            setting = "InputMode" if channel.get("InputMode") else "AlgorithmSpecification.TrainingInputMode"
+            raise validation_error(
+                f"{operation}: channel {name!r} has {setting} 'Pipe', which "
+                + _PIPE_MODE_REFUSAL.format(fifo=f"/opt/ml/input/data/{name}_<epoch>", instead="File (or FastFile)")
+            )

@@ -6,6 +6,10 @@ code (`SAGEMAKER_PROGRAM`, default `inference.py`, from `SAGEMAKER_SUBMIT_DIRECT
 `predict_fn`, `output_fn`), serves `GET /ping` and `POST /invocations` on 127.0.0.1, and prints
 `LISTENING <port>` once the model is loaded. It imports nothing from the emulator, so the model code
 sees only what a container would.
+
+An error raised by the model's handlers is answered as the SageMaker inference toolkit answers it: an exception
+carrying an HTTP `status_code` (the toolkit's `BaseInferenceToolkitError`, with `message`) gets that status, any
+other exception 500; the body is the message, a newline and the traceback.
 """
 
 from __future__ import annotations
@@ -62,6 +66,14 @@ class _ModelHandlers:
         return bytes(result), response_type
 
 
+def _error_status(error: Exception) -> tuple[int, str]:
+    """The HTTP status and message the inference toolkit answers `error` with (its `Transformer.transform`)."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        return status, str(getattr(error, "message", error))
+    return 500, str(error)
+
+
 def _handler_class(handlers: _ModelHandlers) -> type[BaseHTTPRequestHandler]:
     class InvocationHandler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -91,9 +103,10 @@ def _handler_class(handlers: _ModelHandlers) -> type[BaseHTTPRequestHandler]:
                 accept = content_type
             try:
                 result, result_type = handlers.invoke(body, content_type, accept)
-            except Exception:
+            except Exception as error:
                 # The container answers a model error with a 4xx/5xx; the runtime API turns it into ModelError.
-                self._reply(500, traceback.format_exc().encode(), "text/plain")
+                status, message = _error_status(error)
+                self._reply(status, f"{message}\n{traceback.format_exc()}".encode(), "text/plain")
                 return
             self._reply(200, result, result_type)
 

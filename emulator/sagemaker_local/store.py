@@ -22,7 +22,13 @@ from typing import Any
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.clock import Clock
 from emulator.moto_patches import MotoPatches
-from emulator.sagemaker_local.errors import SageMakerError, already_exists, not_found, validation_error
+from emulator.sagemaker_local.errors import (
+    InferenceCodeUnavailable,
+    SageMakerError,
+    already_exists,
+    not_found,
+    validation_error,
+)
 from emulator.sagemaker_local.jobs import JobRecord
 from emulator.sagemaker_local.model_server import ModelServer
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball
@@ -302,16 +308,40 @@ class SageMakerStore:
             raise not_found("model package", name_or_arn)
         return package
 
-    def _extract_model(self, model: dict[str, Any], destination: Path) -> tuple[Path, dict[str, str]]:
+    def _extract_model(self, model: dict[str, Any], destination: Path, code_dir: Path) -> tuple[Path, dict[str, str]]:
+        """Extract the model's `model.tar.gz` into `destination` (its `/opt/ml/model`), and the container's environment.
+
+        An S3 `SAGEMAKER_SUBMIT_DIRECTORY` (the SDK's `sourcedir.tar.gz` for `Model(entry_point=...)`) is fetched and
+        extracted into `code_dir` (its `/opt/ml/code`) as the framework container does at start-up, and the
+        environment then names `code_dir`. A network-isolated model cannot fetch it: `InferenceCodeUnavailable`.
+        """
         container = model["PrimaryContainer"]
-        if destination.exists():
-            shutil.rmtree(destination)
+        for directory in (destination, code_dir):
+            if directory.exists():
+                shutil.rmtree(directory)
         downloads = destination.with_name(destination.name + "-download")
         if downloads.exists():
             shutil.rmtree(downloads)
         archives = self.stager.download(container["ModelDataUrl"], downloads)
         extract_tarball(archives[0], destination)
-        return destination, {key: str(value) for key, value in container.get("Environment", {}).items()}
+        environment = {key: str(value) for key, value in container.get("Environment", {}).items()}
+        submit_directory = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+        if submit_directory.startswith("s3://"):
+            if model.get("EnableNetworkIsolation"):
+                raise InferenceCodeUnavailable(
+                    f"the model {model['ModelName']} has EnableNetworkIsolation, so its container cannot download "
+                    f"SAGEMAKER_SUBMIT_DIRECTORY {submit_directory}; put the code in model.tar.gz under code/ and "
+                    "set SAGEMAKER_SUBMIT_DIRECTORY to /opt/ml/model/code"
+                )
+            sources = self.stager.download(submit_directory, code_dir.with_name(code_dir.name + "-download"))
+            if len(sources) != 1 or not sources[0].name.endswith(".tar.gz"):
+                raise InferenceCodeUnavailable(
+                    f"SAGEMAKER_SUBMIT_DIRECTORY {submit_directory} must name one .tar.gz object (the SDK's "
+                    f"sourcedir.tar.gz); it holds {len(sources)} object(s)"
+                )
+            extract_tarball(sources[0], code_dir)
+            environment["SAGEMAKER_SUBMIT_DIRECTORY"] = str(code_dir)
+        return destination, environment
 
     def _op_AddTags(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params["ResourceArn"]

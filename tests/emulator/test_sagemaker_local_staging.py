@@ -273,7 +273,6 @@ def test_a_processing_job_with_a_manifest_input_sees_the_listed_files(runtime: A
     [
         ("S3DataType", "AugmentedManifestFile", "S3Prefix, ManifestFile"),
         ("S3DataType", "S3Directory", "S3Prefix, ManifestFile"),
-        ("S3InputMode", "Pipe", "File"),
         ("S3CompressionType", "Gzip", "None"),
     ],
 )
