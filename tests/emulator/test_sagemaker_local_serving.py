@@ -9,6 +9,7 @@ import json
 import re
 import tarfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ SIX_MB = 6 * 1024 * 1024
 # A model for the limits: it answers with the request's size, sleeps on "sleep" and answers 6 MB and a byte on "big".
 LIMITS_INFERENCE = """
 import time
+from datetime import timedelta
 def model_fn(model_dir):
     return None
 def input_fn(body, content_type):
@@ -253,3 +255,32 @@ def test_a_good_request_to_the_project_model_still_answers(project_model_endpoin
     answer = json.loads(_invoke(project_model_endpoint, body, Accept="application/json")["Body"].read())
 
     assert set(answer["predictions"][0]) == {"score", "label"}
+
+
+def test_a_client_error_counts_as_a_4xx_invocation_error_not_a_5xx_one(
+    runtime: Any, project_model_endpoint: str
+) -> None:
+    with pytest.raises(ClientError):
+        _invoke(project_model_endpoint, b"1,2", "application/x-npy")
+
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    now = runtime.clock.now()
+    sums = {
+        metric: sum(
+            point["Sum"]
+            for point in cloudwatch.get_metric_statistics(
+                Namespace="AWS/SageMaker",
+                MetricName=metric,
+                Dimensions=[
+                    {"Name": "EndpointName", "Value": project_model_endpoint},
+                    {"Name": "VariantName", "Value": "AllTraffic"},
+                ],
+                StartTime=now - timedelta(days=1),
+                EndTime=now + timedelta(days=1),
+                Period=86400,
+                Statistics=["Sum"],
+            )["Datapoints"]
+        )
+        for metric in ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors")
+    }
+    assert sums == {"Invocations": 1.0, "Invocation4XXErrors": 1.0, "Invocation5XXErrors": 0.0}
