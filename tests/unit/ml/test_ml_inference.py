@@ -118,6 +118,25 @@ def test_bad_requests_raise_value_errors_that_name_the_problem(
         serve(inference, model, body, content_type, "application/json")
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status"),
+    [
+        ("1,2", "application/x-npy", "application/json", 415),
+        ("mean radius,mean texture\n1,2", "text/csv", "application/json", 400),
+        (b"\xff\xfe", "text/csv", "application/json", 400),
+        (",".join(["1"] * N_FEATURES), "text/csv", "application/x-protobuf", 406),
+    ],
+    ids=["content-type", "malformed-csv", "not-utf8", "accept"],
+)
+def test_bad_requests_carry_the_status_the_inference_toolkit_answers_with(
+    inference: ModuleType, model: Any, body: str | bytes, content_type: str, accept: str, status: int
+) -> None:
+    with pytest.raises(inference.BadRequestError) as refused:
+        serve(inference, model, body, content_type, accept)
+
+    assert refused.value.status_code == status
+
+
 def test_unsupported_accept_type_is_refused(inference: ModuleType, model: Any) -> None:
     row = ",".join(["1"] * N_FEATURES)
 
