@@ -2,7 +2,9 @@
 
 An invocation also publishes the metrics SageMaker publishes per invocation (`Invocations`, and
 `Invocation4XXErrors`/`Invocation5XXErrors`, 1 for an error response and 0 otherwise), and writes a data capture
-record when the endpoint config asks for one.
+record when the endpoint config asks for one. InvokeEndpoint keeps a real-time endpoint's limits (a request and a
+response of at most 6 MB, 60 s for the container to answer) and wraps a container's error answer, a timeout or an
+oversize response as SageMaker Runtime's `ModelError` (`OriginalStatusCode`, `OriginalMessage`, `LogStreamArn`).
 
 UpdateEndpoint is a blue/green deployment as SageMaker's deployment guardrails describe it: the new (green) fleet
 starts beside the old (blue) one, traffic moves to it in the steps of the TrafficRoutingConfiguration (all at once,
