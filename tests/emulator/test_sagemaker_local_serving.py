@@ -152,6 +152,33 @@ def test_a_network_isolated_model_cannot_download_its_submit_directory_and_its_e
     assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] in reason
 
 
+def test_a_transform_job_of_a_network_isolated_model_with_an_s3_submit_directory_fails_naming_why(
+    runtime: Any, bucket: str, source_dir: Path
+) -> None:
+    client = boto3.client("sagemaker", region_name=REGION)
+    container = _sdk_container(bucket, source_dir)
+    client.create_model(
+        ModelName="isolated-batch", PrimaryContainer=container, ExecutionRoleArn=ROLE_ARN, EnableNetworkIsolation=True
+    )
+    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key="batch/in.csv", Body=b"1,2\n")
+    client.create_transform_job(
+        TransformJobName="isolated-batch",
+        ModelName="isolated-batch",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/batch/"}}},
+        TransformOutput={"S3OutputPath": f"s3://{bucket}/batch-out/"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    )
+
+    deadline = time.monotonic() + 60
+    described = client.describe_transform_job(TransformJobName="isolated-batch")
+    while described["TransformJobStatus"] == "InProgress" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        described = client.describe_transform_job(TransformJobName="isolated-batch")
+
+    assert described["TransformJobStatus"] == "Failed"
+    assert described["FailureReason"].startswith("ClientError: the model isolated-batch has EnableNetworkIsolation")
+
+
 @pytest.fixture
 def limits_endpoint(runtime: Any, bucket: str) -> str:
     model_data = _put_tarball(bucket, "models/limits/model.tar.gz", {"code/inference.py": LIMITS_INFERENCE.encode()})
