@@ -432,8 +432,14 @@ class HostingAPIs(SageMakerStore):
         accept: str | None = None,
         target_variant: str | None = None,
     ) -> tuple[bytes, str, str]:
-        """`sagemaker-runtime` InvokeEndpoint: returns (body, content type, invoked variant)."""
-        endpoint = self._endpoint(endpoint_name)
+        """`sagemaker-runtime` InvokeEndpoint: returns (body, content type, invoked variant).
+
+        Its request errors are the runtime's `ValidationError` (the control plane's are `ValidationException`).
+        """
+        with self._lock:
+            endpoint = self._endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise SageMakerError("ValidationError", f"Endpoint {endpoint_name} of account {self.account_id} not found.")
         with self._lock:
             servers = dict(endpoint.servers)
             capture = copy.deepcopy(endpoint.capture)
@@ -445,14 +451,17 @@ class HostingAPIs(SageMakerStore):
                 # This request is part of the traffic a blue/green update has moved to the new fleet.
                 servers, capture = dict(endpoint.green), copy.deepcopy(endpoint.green_capture)
         if not servers:
-            raise validation_error(
-                f"Endpoint {endpoint_name} is {endpoint.description['EndpointStatus']}: it cannot be invoked yet"
+            raise SageMakerError(
+                "ValidationError",
+                f"Endpoint {endpoint_name} is {endpoint.description['EndpointStatus']}: it cannot be invoked yet",
             )
         variant = target_variant or max(servers, key=lambda v: weights.get(v, 0.0))
         if target_variant is None and variant not in servers:
             variant = next(iter(servers))
         if variant not in servers:
-            raise validation_error(f"Endpoint {endpoint_name} has no variant {variant!r}; it has {sorted(servers)}")
+            raise SageMakerError(
+                "ValidationError", f"Endpoint {endpoint_name} has no variant {variant!r}; it has {sorted(servers)}"
+            )
         if len(body) > MAX_PAYLOAD_BYTES:
             # The runtime's front end refuses it before any container sees it (SageMaker's wording).
             raise SageMakerError("ValidationError", f"Request {uuid.uuid4()} has oversize body.")

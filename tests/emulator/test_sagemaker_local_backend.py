@@ -131,7 +131,8 @@ def test_invoking_an_endpoint_that_is_still_creating_is_a_validation_error(runti
     with pytest.raises(ClientError) as error:
         _invoke("not-yet")
 
-    assert error.value.response["Error"]["Code"] == "ValidationException"
+    # The runtime's code: its service model has no ValidationException.
+    assert error.value.response["Error"]["Code"] == "ValidationError"
     assert "Creating" in error.value.response["Error"]["Message"]
 
 

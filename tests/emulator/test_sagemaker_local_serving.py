@@ -311,3 +311,13 @@ def test_a_client_error_counts_as_a_4xx_invocation_error_not_a_5xx_one(
         for metric in ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors")
     }
     assert sums == {"Invocations": 1.0, "Invocation4XXErrors": 1.0, "Invocation5XXErrors": 0.0}
+
+
+def test_invoking_an_endpoint_that_does_not_exist_is_the_runtimes_validation_error(runtime: Any) -> None:
+    with pytest.raises(ClientError) as refused:
+        _invoke("no-such-endpoint", b"1,2")
+
+    assert refused.value.response["Error"] == {
+        "Code": "ValidationError",
+        "Message": f"Endpoint no-such-endpoint of account {ACCOUNT} not found.",
+    }
