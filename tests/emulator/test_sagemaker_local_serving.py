@@ -179,6 +179,83 @@ def test_a_transform_job_of_a_network_isolated_model_with_an_s3_submit_directory
     assert described["FailureReason"].startswith("ClientError: the model isolated-batch has EnableNetworkIsolation")
 
 
+# A script-mode script that trains when run and serves when imported, in the style of the SageMaker examples.
+SCRIPT_MODE_SCRIPT = """
+import os
+def model_fn(model_dir):
+    return open(os.path.join(model_dir, "rows.txt")).read()
+def predict_fn(data, model):
+    return "rows=" + model
+def output_fn(prediction, accept):
+    return prediction, "text/plain"
+if __name__ == "__main__":
+    rows = open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "train.csv")).read().splitlines()
+    open(os.path.join(os.environ["SM_MODEL_DIR"], "rows.txt"), "w").write(str(len(rows)))
+"""
+
+
+def test_the_sdks_training_model_endpoint_workflow_unmodified_reaches_in_service_and_answers(
+    runtime: Any, bucket: str
+) -> None:
+    # GIVEN the Data Science SDK's TrainingStep -> ModelStep -> EndpointConfigStep -> EndpointStep, the model being
+    # the training's expected model (its SAGEMAKER_SUBMIT_DIRECTORY is the training's sourcedir.tar.gz in S3)
+    import sagemaker
+    from sagemaker.xgboost import XGBoost
+    from stepfunctions import steps
+    from stepfunctions.inputs import ExecutionInput
+
+    # The Data Science SDK uploads no code (it drops the SDK's S3Operations): source_dir is a tarball already in S3.
+    source_dir = runtime.put_sourcedir(bucket, "code/script-mode/sourcedir.tar.gz", {"script.py": SCRIPT_MODE_SCRIPT})
+    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key="data/train/train.csv", Body=b"1,2\n3,4\n")
+    estimator = XGBoost(
+        entry_point="script.py",
+        source_dir=source_dir,
+        framework_version="3.0-5",
+        role=ROLE_ARN,
+        instance_count=1,
+        instance_type="ml.m5.large",
+        output_path=f"s3://{bucket}/models",
+        code_location=f"s3://{bucket}/code",
+        sagemaker_session=sagemaker.Session(boto_session=boto3.Session(region_name=REGION), default_bucket=bucket),
+    )
+    names = ExecutionInput(schema={"JobName": str, "ModelName": str, "EndpointName": str})
+    train = steps.TrainingStep(
+        "Train", estimator=estimator, data={"train": f"s3://{bucket}/data/train/"}, job_name=names["JobName"]
+    )
+    chain = steps.Chain(
+        [
+            train,
+            steps.ModelStep("Model", model=train.get_expected_model(), model_name=names["ModelName"]),
+            steps.EndpointConfigStep(
+                "Config",
+                endpoint_config_name=names["ModelName"],
+                model_name=names["ModelName"],
+                initial_instance_count=1,
+                instance_type="ml.m5.large",
+            ),
+            steps.EndpointStep(
+                "Endpoint", endpoint_name=names["EndpointName"], endpoint_config_name=names["ModelName"]
+            ),
+        ]
+    )
+    definition = json.loads(steps.Graph(chain).to_json())
+
+    outcome = runtime.run(
+        definition, {"JobName": "sdk-train", "ModelName": "sdk-model", "EndpointName": "sdk-endpoint"}, timeout=180
+    )
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    client = boto3.client("sagemaker", region_name=REGION)
+    environment = client.describe_model(ModelName="sdk-model")["PrimaryContainer"]["Environment"]
+    assert environment["SAGEMAKER_SUBMIT_DIRECTORY"] == source_dir
+    deadline = time.monotonic() + 120
+    while (described := client.describe_endpoint(EndpointName="sdk-endpoint"))["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline, "sdk-endpoint still Creating after 120 s"
+        time.sleep(0.05)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert _invoke("sdk-endpoint", b"1,2")["Body"].read() == b"rows=2"
+
+
 @pytest.fixture
 def limits_endpoint(runtime: Any, bucket: str) -> str:
     model_data = _put_tarball(bucket, "models/limits/model.tar.gz", {"code/inference.py": LIMITS_INFERENCE.encode()})
