@@ -30,7 +30,7 @@ def evaluation(
     """evaluation.json of the trained model on the test split, plus what the job printed under `stdout`."""
     output_dir = tmp_path_factory.mktemp("evaluation")
     args = ["--model-dir", str(model_archive), "--test-dir", str(prepared_data / "test")]
-    args += ["--train-dir", str(prepared_data / "train")]
+    args += ["--train-dir", str(prepared_data / "train"), "--pretraining-bias-dir", str(prepared_data / "baseline")]
     process = ml_script("evaluate.py", [*args, "--output-dir", str(output_dir)])
     assert process.returncode == 0, process.stderr
     report: dict[str, Any] = json.loads((output_dir / "evaluation.json").read_text())
