@@ -45,7 +45,12 @@ def test_model_reaches_the_accuracy_target_on_the_test_split(evaluation: dict[st
 def test_evaluation_report_has_the_interface_shape(evaluation: dict[str, Any], prepared_data: Path) -> None:
     test = pd.read_csv(prepared_data / "test" / "test.csv")
 
-    assert set(evaluation) - {"stdout"} == {"metrics", "per_class", "feature_attributions", "n_test"}
+    assert set(evaluation) - {"stdout"} == {"metrics", "per_class", "feature_attributions", "n_test", "bias"}
+    # The breast-cancer data has no protected attribute: pipeline.toml [bias] names no facet, and the report says so.
+    assert evaluation["bias"] == {
+        "facet": None,
+        "reason": "no facet configured (pipeline.toml [bias] facet_column is empty)",
+    }
     assert set(evaluation["metrics"]) == REPORT_METRICS
     assert all(0.0 <= evaluation["metrics"][name] <= 1.0 for name in REPORT_METRICS - {"logloss"})
     assert evaluation["n_test"] == len(test)
