@@ -436,8 +436,10 @@ def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PAT
     return cfg
 
 
-def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
-    """Reads pipeline.toml (or `path`) and validates it."""
+def load_pipeline_config(
+    path: Path | str | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> PipelineConfig:
+    """Reads pipeline.toml (or `path`), with `overrides` ({section: {key: value}}) over its values, and validates it."""
     source = Path(path) if path else DEFAULT_CONFIG_PATH
     try:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -445,4 +447,8 @@ def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
         raise PipelineConfigError(f"pipeline config not found: {source}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PipelineConfigError(f"pipeline config {source} is not valid TOML: {exc}") from exc
+    for section, values in (overrides or {}).items():
+        if not isinstance(raw.get(section), dict):
+            raise PipelineConfigError(f"pipeline config override: {source} has no section [{section}]")
+        raw[section] = {**raw[section], **values}
     return parse_pipeline_config(raw, source)

@@ -6,8 +6,8 @@ least the champion's minus the tolerance) and `"disparate_impact_band": [min, ma
 Returns `metric_name`, `metric_value`, `champion_value` (null without a champion), `beats_champion`,
 `metrics` and `evaluation_uri`, plus `champion_model_package_arn`, and `bias_gate`: `{"passed", "reason",
 "bias"}`, the report's bias section and one sentence naming the facet, the disparate impact and the band
-(a model without a configured facet passes, saying that no facet was assessed). The champion is the newest `Approved` package of
-`MODEL_PACKAGE_GROUP_NAME`; its value is its `CustomerMetadataProperties["metric_value"]`.
+(a model without a configured facet passes, saying that no facet was assessed). The champion is the newest
+`Approved` package of `MODEL_PACKAGE_GROUP_NAME`; its value is its `CustomerMetadataProperties["metric_value"]`.
 
 Errors raise (the state machine's `Catch` routes them to a notification): `InvalidPayloadError`
 for a bad payload, `EvaluationReportError` for a report or champion it cannot use. A champion that

@@ -148,4 +148,3 @@ def posttraining_bias(labels: np.ndarray, predicted: np.ndarray, facet_d: np.nda
         if metrics[name] is None
     }
     return {"metrics": metrics, "undefined": undefined, "facet_a": a, "facet_d": d}
-

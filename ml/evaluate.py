@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from bias import BIAS_REPORT_FILE_NAME, FacetConfig, facet_config_from_environment, posttraining_bias, sensitive_rows
 from mlcore import (
     MODEL_FILE_NAME,
     MlInputError,
@@ -32,11 +33,10 @@ from mlcore import (
     load_booster,
     per_class_metrics,
     predicted_labels,
-    read_labelled_split,
     read_json,
+    read_labelled_split,
     write_json,
 )
-from bias import BIAS_REPORT_FILE_NAME, FacetConfig, facet_config_from_environment, posttraining_bias, sensitive_rows
 from monitor import baseline_statistics, write_baseline
 
 MODEL_ARCHIVE_NAME = "model.tar.gz"

@@ -15,8 +15,8 @@ from sklearn.metrics import accuracy_score, recall_score
 # facet a: 6 positive labels; predictions 6 positive, 5 of them right positives, 8 of 10 right.
 # facet d: 2 positive labels; predictions 1 positive, 1 right positive, 4 of 5 right.
 FACET = np.array([0] * 10 + [1] * 5)
-LABELS = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0] + [1, 1, 0, 0, 0])
-PREDICTED = np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0] + [1, 0, 0, 0, 0])
+LABELS = np.array([*[1, 1, 1, 1, 1, 1, 0, 0, 0, 0], *[1, 1, 0, 0, 0]])
+PREDICTED = np.array([*[1, 1, 1, 1, 1, 0, 1, 0, 0, 0], *[1, 0, 0, 0, 0]])
 
 
 @pytest.fixture
