@@ -50,8 +50,9 @@ $(UV_STAMP):
 
 # The locks pin every package; the project itself installs editable so `mlops` is on the venv's PATH (uv builds it with
 # its own build backend, pyproject.toml [build-system]: nothing to download, no build environment). uv installs additively: `make run` then `make test` only adds dev.lock's packages.
-$(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock
+$(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock requirements/datasets.lock
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements/datasets.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(RUN_STAMP)
 

@@ -90,6 +90,20 @@ class QualityGateConfig:
 
 
 @dataclass(frozen=True)
+class BiasConfig:
+    # The facet (a feature column) whose values in sensitive_values make facet d; empty: no protected attribute.
+    facet_column: str
+    sensitive_values: tuple[float, ...]
+    # The bias gate: disparate impact of the test split's predictions within [min, max] (the four-fifths band).
+    disparate_impact_min: float
+    disparate_impact_max: float
+
+    def facet(self) -> dict[str, Any]:
+        """The facet as the jobs read it (ml/bias.py), also the training input's `bias` default."""
+        return {"facet_column": self.facet_column, "sensitive_values": list(self.sensitive_values)}
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     approval_mode: str
 
@@ -178,6 +192,7 @@ class PipelineConfig:
     processing: ProcessingConfig
     tuning: TuningConfig
     quality_gate: QualityGateConfig
+    bias: BiasConfig
     registry: RegistryConfig
     deploy: DeployConfig
     schedule: ScheduleConfig
@@ -215,6 +230,8 @@ def _type_matches(value: Any, hint: Any) -> bool:
         return value is None or _type_matches(value, float)
     if hint == tuple[str, ...]:
         return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    if hint == tuple[float, ...]:
+        return isinstance(value, list | tuple) and all(_type_matches(v, float) for v in value)
     return True
 
 
@@ -293,6 +310,20 @@ def _validate(cfg: PipelineConfig) -> None:
     _check(
         0 < cfg.quality_gate.threshold <= 1,
         f"[quality_gate] threshold must be in (0, 1], got {cfg.quality_gate.threshold}",
+    )
+    bias = cfg.bias
+    _check(
+        0 < bias.disparate_impact_min <= 1 <= bias.disparate_impact_max,
+        f"[bias] needs 0 < disparate_impact_min <= 1 <= disparate_impact_max, got {bias.disparate_impact_min} and "
+        f"{bias.disparate_impact_max}",
+    )
+    _check(
+        not bias.facet_column or len(bias.sensitive_values) > 0,
+        f"[bias] facet_column {bias.facet_column!r} needs sensitive_values (the values of facet d)",
+    )
+    _check(
+        bias.facet_column != cfg.model.label_column,
+        f"[bias] facet_column {bias.facet_column!r} is the label column; the facet is a feature",
     )
     _check(
         cfg.registry.approval_mode in APPROVAL_MODES,
@@ -390,6 +421,7 @@ def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PAT
         processing=_build(ProcessingConfig, _section(raw, "processing"), "processing"),
         tuning=_build(TuningConfig, {k: v for k, v in tuning.items() if k != "ranges"}, "tuning", ranges=ranges),
         quality_gate=_build(QualityGateConfig, _section(raw, "quality_gate"), "quality_gate"),
+        bias=_build(BiasConfig, _section(raw, "bias"), "bias"),
         registry=_build(RegistryConfig, _section(raw, "registry"), "registry"),
         deploy=_build(DeployConfig, _section(raw, "deploy"), "deploy"),
         schedule=_build(ScheduleConfig, _section(raw, "schedule"), "schedule"),
@@ -404,8 +436,10 @@ def parse_pipeline_config(raw: dict[str, Any], source: Path = DEFAULT_CONFIG_PAT
     return cfg
 
 
-def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
-    """Reads pipeline.toml (or `path`) and validates it."""
+def load_pipeline_config(
+    path: Path | str | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> PipelineConfig:
+    """Reads pipeline.toml (or `path`), with `overrides` ({section: {key: value}}) over its values, and validates it."""
     source = Path(path) if path else DEFAULT_CONFIG_PATH
     try:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -413,4 +447,8 @@ def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
         raise PipelineConfigError(f"pipeline config not found: {source}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PipelineConfigError(f"pipeline config {source} is not valid TOML: {exc}") from exc
+    for section, values in (overrides or {}).items():
+        if not isinstance(raw.get(section), dict):
+            raise PipelineConfigError(f"pipeline config override: {source} has no section [{section}]")
+        raw[section] = {**raw[section], **values}
     return parse_pipeline_config(raw, source)

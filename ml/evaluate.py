@@ -7,6 +7,8 @@ own `pred_contribs`; the quality gate reads the metrics) and the drift baseline 
 `baseline/baseline.json` in monitor.py's format: the inference payload's features in payload order (the model's
 training columns), no label, a sample of the training split, and the top --critical-feature-count features by
 attribution as the critical ones. The model package registers the baseline; monitoring compares traffic with it.
+evaluation.json's `bias` holds the configured facet's pre-training metrics (preprocess.py's bias.json, read from
+--pretraining-bias-dir) and its post-training metrics on the test split (bias.py); the bias gate reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from bias import BIAS_REPORT_FILE_NAME, FacetConfig, facet_config_from_environment, posttraining_bias, sensitive_rows
 from mlcore import (
     MODEL_FILE_NAME,
     MlInputError,
@@ -29,6 +32,8 @@ from mlcore import (
     fail_processing_job,
     load_booster,
     per_class_metrics,
+    predicted_labels,
+    read_json,
     read_labelled_split,
     write_json,
 )
@@ -49,6 +54,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--test-dir", type=Path, default=Path("/opt/ml/processing/test"))
     parser.add_argument("--train-dir", type=Path, default=Path("/opt/ml/processing/train"))
     parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/evaluation"))
+    parser.add_argument(
+        "--pretraining-bias-dir",
+        type=Path,
+        default=Path("/opt/ml/processing/pretraining_bias"),
+        help=f"folder of preprocess.py's {BIAS_REPORT_FILE_NAME}",
+    )
     parser.add_argument(
         "--critical-feature-count",
         type=int,
@@ -73,6 +84,15 @@ def main(argv: list[str]) -> int:
         model = load_model_archive(args.model_dir / MODEL_ARCHIVE_NAME)
         features, labels, feature_names = read_labelled_split(args.test_dir, "test")
         report = evaluate(model, features, labels, feature_names)
+        report["bias"] = bias_report(
+            args.pretraining_bias_dir / BIAS_REPORT_FILE_NAME,
+            facet_config_from_environment(),
+            features,
+            labels,
+            predicted_labels(report["scores"]),
+            feature_names,
+        )
+        del report["scores"]
         train_features, _, train_names = read_labelled_split(args.train_dir, "training")
         reference = baseline_reference(model, train_features, train_names, args.baseline_sample_rows, args.seed)
         critical = critical_features(report["feature_attributions"], args.critical_feature_count)
@@ -130,7 +150,35 @@ def evaluate(model: xgb.Booster, features: np.ndarray, labels: np.ndarray, featu
         "per_class": per_class_metrics(labels, scores),
         "feature_attributions": feature_attributions(model, data, feature_names),
         "n_test": len(labels),
+        # The test split's scores, for the bias metrics; main() takes them out before the report is written.
+        "scores": scores,
     }
+
+
+def bias_report(
+    pretraining_file: Path,
+    facet: FacetConfig,
+    features: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    feature_names: list[str],
+) -> dict[str, Any]:
+    """The facet's pre-training metrics (from preprocessing) and post-training metrics on the test split."""
+    if not pretraining_file.is_file():
+        raise MlInputError(f"{pretraining_file} does not exist: stage the preprocess job's baseline folder there.")
+    pretraining = read_json(pretraining_file)
+    if pretraining.get("facet") != (facet.describe() if facet.configured else None):
+        raise MlInputError(
+            f"{pretraining_file} assessed facet {pretraining.get('facet')!r} but this job is configured with "
+            f"{facet.describe()!r}: evaluate with the preprocess run of the same training execution."
+        )
+    if not facet.configured:
+        return pretraining
+    if facet.facet_column not in feature_names:
+        raise MlInputError(f"the bias facet {facet.facet_column!r} is not a test feature; they are {feature_names}")
+    column = features[:, feature_names.index(facet.facet_column)]
+    facet_d = sensitive_rows(column, facet, "the test split")
+    return {**pretraining, "posttraining": posttraining_bias(labels, predicted, facet_d)}
 
 
 def feature_attributions(model: xgb.Booster, data: xgb.DMatrix, feature_names: list[str]) -> dict[str, float]:

@@ -263,6 +263,17 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file another job wrote; anything else is refused naming the file."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MlInputError(f"{path} is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise MlInputError(f"{path} holds {type(document).__name__}, not a JSON object")
+    return document
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -2,8 +2,9 @@
 
 Reads every CSV under --input-dir (a header row, a 0/1 label column, numeric features), fails early with a message
 that says what to fix, drops rows without a label and exact duplicate rows, splits stratified by label into train,
-validation and test (label first), and writes the constraints of the training split plus a few feature rows for the
-endpoint's smoke test. (The drift baseline is evaluate.py's: it needs the trained model's feature attributions.)
+validation and test (label first), and writes the constraints of the training split, its pre-training bias metrics
+(bias.py: class imbalance and difference in proportions of labels of the configured facet) and a few feature rows
+for the endpoint's smoke test. (The drift baseline is evaluate.py's: it needs the trained model's feature attributions.)
 Exit code 1 and `ERROR: ...` on stderr is how a processing job fails.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bias import BIAS_REPORT_FILE_NAME, FacetConfig, facet_config_from_environment, pretraining_bias, sensitive_rows
 from mlcore import MlInputError, encode_binary_labels, fail_processing_job, find_csv_files, read_csv_files, write_json
 from sklearn.model_selection import train_test_split
 
@@ -45,9 +47,11 @@ def main(argv: list[str]) -> int:
         raw = read_csv_files(files)
         cleaned, report = clean(raw, args.label_column, f"{len(files)} file(s) under {args.input_dir}")
         splits = split(cleaned, args.label_column, args.test_fraction, args.validation_fraction, args.seed)
+        bias = training_split_bias(splits["train"], args.label_column, facet_config_from_environment())
     except MlInputError as error:
         return fail_processing_job(error)
     write_outputs(args.output_dir, splits, args.label_column, args.sample_rows)
+    write_json(args.output_dir / "baseline" / BIAS_REPORT_FILE_NAME, bias)
     _print_summary(files, report, splits, args.label_column, args.output_dir)
     return 0
 
@@ -125,6 +129,19 @@ def baseline_constraints(data: pd.DataFrame, label_column: str) -> dict[str, Any
         "feature_order": [str(name) for name in data.columns.drop(label_column)],
         "features": features,
     }
+
+
+def training_split_bias(train: pd.DataFrame, label_column: str, facet: FacetConfig) -> dict[str, Any]:
+    """The pre-training bias report of the split the model learns from: the facet, then CI and DPL."""
+    if not facet.configured:
+        return {"facet": None, "reason": "no facet configured (pipeline.toml [bias] facet_column is empty)"}
+    if facet.facet_column not in train.columns or facet.facet_column == label_column:
+        raise MlInputError(
+            f"the bias facet {facet.facet_column!r} is not a feature of the data; its features are "
+            f"{[str(c) for c in train.columns.drop(label_column)]}. Fix pipeline.toml [bias] or the training input."
+        )
+    facet_d = sensitive_rows(train[facet.facet_column].to_numpy(), facet, "the training split")
+    return {"facet": facet.describe(), "pretraining": pretraining_bias(train[label_column].to_numpy(), facet_d)}
 
 
 def write_outputs(output_dir: Path, splits: dict[str, pd.DataFrame], label_column: str, sample_rows: int) -> None:

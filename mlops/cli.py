@@ -7,8 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from contract.project import PROJECT_ROOT
+from emulator.commands.datasets import BUNDLED_DATASETS
 from emulator.commands.drift_summary import DEFAULT_SHIFT
 
 
@@ -28,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole lifecycle on the local twin")
     run.add_argument(
         "--data", type=Path, default=None, help="CSV with a header (default: scikit-learn's breast cancer)"
+    )
+    run.add_argument(
+        "--dataset",
+        choices=sorted(BUNDLED_DATASETS),
+        default=None,
+        help="a bundled data set instead of --data: "
+        + "; ".join(f"{name}: {d.description}" for name, d in BUNDLED_DATASETS.items()),
     )
     run.add_argument("--label-column", default=None, help="label column of --data (default: from pipeline.toml)")
     run.add_argument("--tune", action="store_true", help="run the hyperparameter tuning branch")
@@ -58,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bundled_dataset_pipeline(name: str | None) -> dict[str, Any]:
+    """The pipeline config of a bundled data set's run and the state machines exported from it, when it changes any."""
+    overrides = BUNDLED_DATASETS[name].pipeline_overrides if name else {}
+    if not overrides:
+        return {}
+    from contract.pipeline_config import load_pipeline_config
+    from workflows.export import render_statemachines
+
+    config = load_pipeline_config(overrides=overrides)
+    changed = ", ".join(f"[{section}] {', '.join(values)}" for section, values in overrides.items())
+    print(f"pipeline: pipeline.toml with {changed} for the {name} data set; state machines exported for it")
+    return {"config": config, "statemachines": render_statemachines(config)}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
@@ -76,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run" and args.drift:
             if args.tune:
                 parser.error("--drift runs the lifecycle without tuning: leave out --tune")
+            if args.dataset is not None:
+                parser.error("--drift runs on the default data set or --data: leave out --dataset")
             from emulator.commands.drift import drift_command
 
             return drift_command(
@@ -92,12 +117,16 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"{flag} belongs to the drift loop: add --drift")
             from emulator.commands.lifecycle import run_command
 
+            if args.data is not None and args.dataset is not None:
+                parser.error("--data and --dataset both name the data: give one of them")
             return run_command(
                 data=args.data,
                 label_column=args.label_column,
                 tune=args.tune,
                 report=args.report,
                 work_dir=args.work_dir,
+                dataset_name=args.dataset,
+                **_bundled_dataset_pipeline(args.dataset),
             )
         if args.command == "invoke":
             from emulator.commands.invoke import invoke_command

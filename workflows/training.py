@@ -71,6 +71,9 @@ PROCESSING_MODEL_DIR = "/opt/ml/processing/model"
 PROCESSING_TEST_DIR = "/opt/ml/processing/test"
 PROCESSING_TRAIN_DIR = "/opt/ml/processing/train"
 PROCESSING_EVALUATION_DIR = "/opt/ml/processing/evaluation"
+PROCESSING_PRETRAINING_BIAS_DIR = "/opt/ml/processing/pretraining_bias"
+# ml/bias.py reads the execution's facet (the input's `bias`, pipeline.toml [bias] by default) from this variable.
+BIAS_CONFIG_VARIABLE = "BIAS_CONFIG"
 PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline", "sample")
 # With network isolation the training container cannot fetch its code from S3: it arrives as the `code` channel.
 TRAINING_SUBMIT_DIRECTORY = "/opt/ml/input/data/code/sourcedir.tar.gz"
@@ -90,6 +93,9 @@ BASELINE_CONSTRAINTS_URI = run_uri("preprocess/baseline/constraints.json")
 # Why the quality gate failed, one sentence: the Fail state's CausePath and the notification's reason.
 QUALITY_GATE_RESULT = "$.quality_gate"
 QUALITY_GATE_REASON = f"{QUALITY_GATE_RESULT}.reason"
+# The bias gate's verdict, from the EvaluationReport function (functions/evaluation_report.py).
+BIAS_GATE_RESULT = "$.report.Payload.bias_gate"
+BIAS_GATE_REASON = f"{BIAS_GATE_RESULT}.reason"
 
 
 def metric_definitions() -> list[dict[str, Any]]:
@@ -123,6 +129,13 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
         "the candidate model did not pass the quality gate",
         retry,
         reason=("{}", QUALITY_GATE_REASON),
+    )
+    bias_gate_failed = failure_path(
+        WORKFLOW,
+        "BiasGateFailed",
+        "the candidate model did not pass the bias gate",
+        retry,
+        reason=("{}", BIAS_GATE_REASON),
     )
     registration_failed = failure_path(WORKFLOW, "RegistrationFailed", "registering the model package failed", retry)
     notification_failed = steps.Fail(
@@ -168,7 +181,10 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     train.next(evaluate)
     describe_best.next(evaluate)
 
-    gate = _quality_gate(config, passed=register, failed=gate_failed)
+    bias_gate = steps.Choice("BiasGate")
+    bias_gate.add_choice(steps.ChoiceRule.BooleanEquals(f"{BIAS_GATE_RESULT}.passed", True), register)
+    bias_gate.default_choice(bias_gate_failed.notify)
+    gate = _quality_gate(config, passed=bias_gate, failed=gate_failed)
     steps.Chain([apply_defaults, merge_defaults, preprocess, tune_or_train])
     steps.Chain([evaluate, report, gate])
     steps.Chain([register, notify_registered, registered])
@@ -177,6 +193,9 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     gate_fail = definition["States"][gate_failed.fail.state_id]
     del gate_fail["Cause"]
     gate_fail["CausePath"] = QUALITY_GATE_REASON
+    bias_fail = definition["States"][bias_gate_failed.fail.state_id]
+    del bias_fail["Cause"]
+    bias_fail["CausePath"] = BIAS_GATE_REASON
     return definition
 
 
@@ -196,8 +215,14 @@ def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
         "trigger": {"type": "manual"},
         "objects": [],
         "warm_start_tuning_job": None,
+        "bias": config.bias.facet(),
     }
     return input_defaults(defaults)
+
+
+def _pass_facet(step: steps.ProcessingStep) -> None:
+    """The execution's facet reaches the job as BIAS_CONFIG (ml/bias.py), JSON like pipeline.toml [bias]'s."""
+    step.fields["parameters"].setdefault("Environment", {})[f"{BIAS_CONFIG_VARIABLE}.$"] = "States.JsonToString($.bias)"
 
 
 def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:
@@ -230,6 +255,7 @@ def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:
     )
     parameters = step.fields["parameters"]
     set_processing_uri(parameters, "input", "data", "$.data_uri")
+    _pass_facet(step)
     for name in PREPROCESS_OUTPUTS:
         set_processing_uri(parameters, "output", name, run_uri(f"preprocess/{name}/"))
     return step
@@ -368,6 +394,10 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
             ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_TEST_DIR, input_name="test"),
             # The drift baseline's reference sample comes from the training split.
             ProcessingInput(source=STAND_IN_URI, destination=PROCESSING_TRAIN_DIR, input_name="train"),
+            # Preprocessing's pre-training bias metrics, reported beside the post-training ones.
+            ProcessingInput(
+                source=STAND_IN_URI, destination=PROCESSING_PRETRAINING_BIAS_DIR, input_name="pretraining_bias"
+            ),
         ],
         outputs=[
             ProcessingOutput(source=PROCESSING_EVALUATION_DIR, destination=STAND_IN_URI, output_name="evaluation")
@@ -378,6 +408,7 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
                 "--test-dir": PROCESSING_TEST_DIR,
                 "--train-dir": PROCESSING_TRAIN_DIR,
                 "--output-dir": PROCESSING_EVALUATION_DIR,
+                "--pretraining-bias-dir": PROCESSING_PRETRAINING_BIAS_DIR,
                 "--critical-feature-count": config.monitoring.critical_feature_count,
                 "--baseline-sample-rows": config.monitoring.baseline_sample_rows,
                 "--seed": config.data.split_seed,
@@ -390,6 +421,8 @@ def _evaluate_step(config: PipelineConfig) -> steps.ProcessingStep:
     set_processing_uri(parameters, "input", "model", TRAINED_MODEL_ARTIFACT)
     set_processing_uri(parameters, "input", "test", run_uri("preprocess/test/"))
     set_processing_uri(parameters, "input", "train", run_uri("preprocess/train/"))
+    set_processing_uri(parameters, "input", "pretraining_bias", run_uri("preprocess/baseline/"))
+    _pass_facet(step)
     set_processing_uri(parameters, "output", "evaluation", run_uri("evaluation/"))
     return step
 
@@ -403,6 +436,7 @@ def _evaluation_report_step(config: PipelineConfig) -> steps.LambdaStep:
                 "evaluation_uri.$": EVALUATION_URI,
                 "metric": config.quality_gate.metric,
                 "champion_tolerance": config.quality_gate.champion_tolerance,
+                "disparate_impact_band": [config.bias.disparate_impact_min, config.bias.disparate_impact_max],
             },
         },
         result_path="$.report",

@@ -24,13 +24,15 @@ from contract.pipeline_config import PipelineConfig, load_pipeline_config
 from contract.project import ML_DIR, PROJECT_ROOT
 from emulator.commands.console import ProgressPrinter, format_duration
 from emulator.commands.datasets import (
+    BUNDLED_DATASETS,
+    DEFAULT_DATASET,
     Dataset,
     DatasetError,
     load_user_dataset,
     with_pipeline_label,
-    write_default_dataset,
 )
 from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
+from emulator.commands.report_bias import bias_summary_line
 from emulator.history import (
     CAUGHT,
     FAILED,
@@ -142,19 +144,24 @@ def run_command(
     report: Path,
     work_dir: Path | None,
     follow_up: FollowUp | None = None,
+    dataset_name: str | None = None,
+    config: PipelineConfig | None = None,
+    statemachines: dict[str, str] | None = None,
 ) -> int:
     """Runs the lifecycle on the twin, prints a summary and writes the HTML report; 0 when every step succeeded.
 
-    `follow_up` runs on the same twin after the lifecycle (see `FollowUp`).
+    `follow_up` runs on the same twin after the lifecycle (see `FollowUp`). `dataset_name` picks a bundled data set
+    instead of `data`. `config` replaces pipeline.toml's; the state machines exported from it (`statemachines`,
+    file name → content) then replace statemachines/ in the twin.
     """
     out = sys.stdout
     started = time.monotonic()
-    config = load_pipeline_config()
+    config = config or load_pipeline_config()
     # Kept after the run, so job logs and function output can be read when something failed.
     work = work_dir or RUNS_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work.mkdir(parents=True, exist_ok=True)
     try:
-        dataset = _dataset(data, label_column, config, work)
+        dataset = _dataset(data, dataset_name, label_column, config, work)
         if follow_up is not None:
             follow_up.check_input(dataset)
         upload = with_pipeline_label(dataset, config.model.label_column, work / "upload")
@@ -176,7 +183,7 @@ def run_command(
         with (
             function_log.open("w", encoding="utf-8") as log,
             redirect_stdout(log),
-            started_twin(work / "twin", out) as twin,
+            started_twin(work / "twin", out, _written_statemachines(statemachines, work)) as twin,
         ):
             try:
                 if follow_up is not None:
@@ -216,15 +223,34 @@ def _quiet_library_logs() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="moto.cloudformation")
 
 
-def _dataset(data: Path | None, label_column: str | None, config: PipelineConfig, work: Path) -> Dataset:
+def _dataset(
+    data: Path | None, dataset_name: str | None, label_column: str | None, config: PipelineConfig, work: Path
+) -> Dataset:
     if data is None:
-        if label_column not in (None, config.model.label_column):
+        bundled = BUNDLED_DATASETS.get(dataset_name or DEFAULT_DATASET)
+        if bundled is None:
+            raise DatasetError(f"no bundled data set {dataset_name!r}; there are: {', '.join(BUNDLED_DATASETS)}")
+        written = bundled.write(work / "data")
+        if label_column not in (None, written.label_column):
             raise DatasetError(
-                f"--label-column {label_column!r} needs --data: the default data set's label is "
-                f"{config.model.label_column!r}"
+                f"--label-column {label_column!r} needs --data: the {dataset_name or DEFAULT_DATASET} data set's label "
+                f"is {written.label_column!r}"
             )
-        return write_default_dataset(work / "data")
+        return written
+    if dataset_name is not None:
+        raise DatasetError("--data and --dataset both name the data: give one of them")
     return load_user_dataset(data, label_column or config.model.label_column)
+
+
+def _written_statemachines(statemachines: dict[str, str] | None, work: Path) -> Path | None:
+    """The folder the twin deploys the state machines from: `statemachines` written under `work`, else the repo's."""
+    if statemachines is None:
+        return None
+    folder = work / "statemachines"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in statemachines.items():
+        (folder / name).write_text(content, encoding="utf-8")
+    return folder
 
 
 @contextmanager
@@ -463,6 +489,8 @@ def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
         metrics = outcome.evaluation.get("metrics", {})
         shown_metrics = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, int | float))
         print(f"metrics (test split, n={outcome.evaluation.get('n_test', '?')}): {shown_metrics}", file=out)
+        if "bias" in outcome.evaluation:
+            print(bias_summary_line(outcome.evaluation["bias"]), file=out)
     if outcome.model_package:
         package = outcome.model_package
         print(f"model package: {package['ModelPackageArn']} ({package.get('ModelApprovalStatus')})", file=out)

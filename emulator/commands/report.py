@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.commands.console import format_duration
+from emulator.commands.report_bias import render_bias_section
 from emulator.commands.report_monitoring import MonitoringView, render_monitoring_section
 from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
@@ -90,6 +91,8 @@ def render_report(report: LifecycleReport) -> str:
         sections.append(_execution_section(execution))
     if report.evaluation:
         sections.append(_evaluation_section(report.evaluation))
+        if "bias" in report.evaluation:
+            sections.append(render_bias_section(report.evaluation["bias"]))
     if report.model_package:
         sections.append(_lineage_section(report.model_package))
     if report.endpoint_url or report.predictions:

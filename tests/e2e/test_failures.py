@@ -1,4 +1,5 @@
-"""End to end on the local twin: a raising training script and a failed quality gate end in their named Fail states."""
+"""End to end on the local twin: a raising training script, a failed quality gate and a failed bias gate end in their
+named Fail states."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
+import pandas as pd
 import pytest
 from ml_code_publisher import publisher
 from moto.sns.models import sns_backends
@@ -44,11 +47,10 @@ class FailedRun:
     model_packages: list[dict[str, Any]]
 
 
-def _run_until_failure(twin: LocalTwin, data_dir: Path, config: PipelineConfig) -> FailedRun:
-    dataset = write_default_dataset(data_dir)
+def _run_until_failure(twin: LocalTwin, data: Path, config: PipelineConfig) -> FailedRun:
     outcome = LifecycleOutcome()
     with pytest.raises(LifecycleError) as raised:
-        run_lifecycle(twin, dataset.path, config, tune=False, outcome=outcome, out=io.StringIO())
+        run_lifecycle(twin, data, config, tune=False, outcome=outcome, out=io.StringIO())
     [training] = outcome.executions
     topic = sns_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION].topics[twin.stack.outputs["NotificationTopicArn"]]
     packages = boto3.client("sagemaker").list_model_packages(
@@ -76,7 +78,7 @@ def raising_training(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
         # GIVEN the code the stack published has a train.py that raises
         bucket, key = split_s3_uri(twin.stack.outputs["SourceDirUri"])
         boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=_sourcedir_with_raising_training(work))
-        return _run_until_failure(twin, work / "data", load_pipeline_config())
+        return _run_until_failure(twin, write_default_dataset(work / "data").path, load_pipeline_config())
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +89,32 @@ def unreachable_gate(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
     gated = dataclasses.replace(
         config, quality_gate=dataclasses.replace(config.quality_gate, threshold=UNREACHABLE_THRESHOLD)
     )
+    with started_twin(work / "twin", io.StringIO(), statemachines_dir=_exported(gated, work)) as twin:
+        return _run_until_failure(twin, write_default_dataset(work / "data").path, gated)
+
+
+def _exported(config: PipelineConfig, work: Path) -> Path:
     statemachines = work / "statemachines"
     statemachines.mkdir()
-    for name, content in render_statemachines(gated).items():
+    for name, content in render_statemachines(config).items():
         (statemachines / name).write_text(content)
-    with started_twin(work / "twin", io.StringIO(), statemachines_dir=statemachines) as twin:
-        return _run_until_failure(twin, work / "data", gated)
+    return statemachines
+
+
+@pytest.fixture(scope="module")
+def biased_model(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
+    work = tmp_path_factory.mktemp("biased-model")
+    # GIVEN data whose facet column `group` is 1 for every negative row and a tenth of the positive ones: facet d
+    # gets few positive predictions and facet a only positive ones, so its disparate impact is far below 0.8 while
+    # the other features keep the AUC above the quality gate
+    frame = pd.read_csv(write_default_dataset(work / "data").path)
+    some_positives = frame["target"].eq(1) & (np.arange(len(frame)) % 10 == 0)
+    frame.insert(0, "group", (frame["target"].eq(0) | some_positives).astype(int))
+    biased = work / "biased.csv"
+    frame.to_csv(biased, index=False)
+    config = load_pipeline_config(overrides={"bias": {"facet_column": "group", "sensitive_values": [1]}})
+    with started_twin(work / "twin", io.StringIO(), statemachines_dir=_exported(config, work)) as twin:
+        return _run_until_failure(twin, biased, config)
 
 
 def _statuses(result: ExecutionResult) -> dict[str, str]:
@@ -142,3 +164,21 @@ def test_unreachable_gate_registers_no_model_package_and_notifies(unreachable_ga
     assert unreachable_gate.model_packages == []
     assert "RegisterModelPackage" not in _statuses(unreachable_gate.training)
     assert [subject for subject, _ in unreachable_gate.notifications] == ["training: QualityGateFailed"]
+
+
+def test_a_model_built_to_fail_the_bias_gate_ends_in_bias_gate_failed_unregistered(biased_model: FailedRun) -> None:
+    result = biased_model.training
+    statuses = _statuses(result)
+    gate = next(run for run in result.runs if run.name == "EvaluationReport").task_output["Payload"]["bias_gate"]
+
+    assert gate["passed"] is False
+    assert gate["bias"]["posttraining"]["metrics"]["DI"] < 0.8
+    assert result.status == "FAILED"
+    assert result.error == "BiasGateFailed"
+    assert statuses["QualityGate"] == SUCCEEDED
+    assert result.runs[-1].name == "BiasGateFailed"
+    assert biased_model.model_packages == []
+    [(subject, message)] = biased_model.notifications
+    assert subject == "training: BiasGateFailed"
+    assert "disparate impact of facet group in [1.0]" in message
+    assert "outside the gate's band [0.8, 1.25]" in message

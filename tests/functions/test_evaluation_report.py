@@ -15,6 +15,8 @@ from lambda_test_support import load_event
 ARTIFACTS = "mlops-artifacts-123456789012-us-east-1"
 GROUP = "mlops-breast-cancer"
 METRICS = {"auc": 0.97, "accuracy": 0.93, "f1": 0.94, "precision": 0.95, "recall": 0.93, "logloss": 0.21}
+NO_FACET = {"facet": None, "reason": "no facet configured (pipeline.toml [bias] facet_column is empty)"}
+FACET = {"facet_column": "sex_female", "sensitive_values": [1.0]}
 
 
 @pytest.fixture
@@ -29,6 +31,8 @@ def artifacts(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
 def _write_report(s3: Any, report: Any) -> None:
     uri = load_event("evaluation_report/payload.json")["evaluation_uri"]
     key = uri.removeprefix(f"s3://{ARTIFACTS}/")
+    if isinstance(report, dict) and "metrics" in report:
+        report = {"bias": NO_FACET, **report}
     s3.put_object(Bucket=ARTIFACTS, Key=key, Body=report if isinstance(report, bytes) else json.dumps(report))
 
 
@@ -58,6 +62,11 @@ def test_first_model_without_a_champion_beats_it(artifacts, lambda_context):
         "metrics": METRICS,
         "evaluation_uri": load_event("evaluation_report/payload.json")["evaluation_uri"],
         "champion_model_package_arn": None,
+        "bias_gate": {
+            "passed": True,
+            "reason": f"no facet assessed: {NO_FACET['reason']}",
+            "bias": NO_FACET,
+        },
     }
 
 
@@ -124,3 +133,39 @@ def test_champion_that_cannot_be_compared_fails_the_gate_loudly(artifacts, lambd
 def test_payload_without_metric_is_rejected_naming_the_field(artifacts, lambda_context):
     with pytest.raises(InvalidPayloadError, match=r"evaluation_report payload is invalid \(metric: Field required\)"):
         evaluation_report.handler(load_event("evaluation_report/missing_metric.json"), lambda_context)
+
+
+def _bias_with_disparate_impact(impact: float | None) -> dict[str, Any]:
+    undefined = {} if impact is not None else {"DI": "facet a has no positive prediction"}
+    return {
+        "facet": FACET,
+        "pretraining": {"metrics": {"CI": 0.2, "DPL": 0.1}},
+        "posttraining": {"metrics": {"DPPL": 0.1, "DI": impact, "RD": 0.0, "AD": 0.0}, "undefined": undefined},
+    }
+
+
+@pytest.mark.parametrize(
+    ("impact", "passed", "reason"),
+    [
+        (0.8, True, "disparate impact of facet sex_female in [1.0] is 0.800, within the gate's band [0.8, 1.25]"),
+        (1.25, True, "is 1.250, within the gate's band [0.8, 1.25]"),
+        (0.79, False, "disparate impact of facet sex_female in [1.0] is 0.790, outside the gate's band [0.8, 1.25]"),
+        (1.3, False, "is 1.300, outside the gate's band"),
+        (None, False, "facet sex_female in [1.0] is undefined (facet a has no positive prediction)"),
+    ],
+)
+def test_bias_gate_passes_only_a_disparate_impact_within_the_band(artifacts, lambda_context, impact, passed, reason):
+    _write_report(artifacts, {"metrics": METRICS, "bias": _bias_with_disparate_impact(impact)})
+
+    gate = evaluation_report.handler(load_event("evaluation_report/payload.json"), lambda_context)["bias_gate"]
+
+    assert gate["passed"] is passed
+    assert reason in gate["reason"]
+    assert gate["bias"]["posttraining"]["metrics"]["DI"] == impact
+
+
+def test_report_without_a_bias_section_is_refused_by_name(artifacts, lambda_context):
+    _write_report(artifacts, b'{"metrics": {"auc": 0.97}}')
+
+    with pytest.raises(EvaluationReportError, match="has no 'bias' object"):
+        evaluation_report.handler(load_event("evaluation_report/payload.json"), lambda_context)

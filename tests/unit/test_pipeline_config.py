@@ -42,6 +42,10 @@ def test_committed_pipeline_config_loads() -> None:
         ("registry", "approval_mode", "sometimes", "[registry] approval_mode"),
         ("training", "max_wait_seconds", 10, "max_wait_seconds"),
         ("deploy", "initial_instance_count", 0, "initial_instance_count"),
+        ("bias", "disparate_impact_min", 1.2, "[bias] needs 0 < disparate_impact_min <= 1"),
+        ("bias", "disparate_impact_max", 0.9, "[bias] needs 0 < disparate_impact_min <= 1 <= disparate_impact_max"),
+        ("bias", "facet_column", "age", "[bias] facet_column 'age' needs sensitive_values"),
+        ("bias", "sensitive_values", ["female"], "[bias] sensitive_values must be"),
     ],
 )
 def test_invalid_value_is_named_in_error(
@@ -130,3 +134,11 @@ def test_bad_baseline_setting_is_named(raw_config: dict[str, Any], key: str, val
 
     with pytest.raises(PipelineConfigError, match=message):
         parse_pipeline_config(raw_config)
+
+
+def test_the_label_column_cannot_be_the_bias_facet(raw_config: dict[str, Any]) -> None:
+    bad = copy.deepcopy(raw_config)
+    bad["bias"].update(facet_column=bad["model"]["label_column"], sensitive_values=[1])
+
+    with pytest.raises(PipelineConfigError, match=r"\[bias\] facet_column 'target' is the label column"):
+        parse_pipeline_config(bad)

@@ -50,7 +50,8 @@ def test_training_and_both_tuning_paths_meet_at_evaluate(training_definition: di
 
 def test_passing_the_gate_registers_then_notifies_then_succeeds(training_definition: dict[str, Any]) -> None:
     states = training_definition["States"]
-    assert choice_targets(states["QualityGate"]) == ["RegisterModelPackage", "ExplainQualityGateFailure"]
+    assert choice_targets(states["QualityGate"]) == ["BiasGate", "ExplainQualityGateFailure"]
+    assert choice_targets(states["BiasGate"]) == ["RegisterModelPackage", "NotifyBiasGateFailed"]
     assert path_from(training_definition, "RegisterModelPackage") == [
         "RegisterModelPackage",
         "NotifyModelRegistered",
@@ -119,6 +120,7 @@ def test_input_defaults_are_merged_under_the_execution_input(
         "trigger": {"type": "manual"},
         "objects": [],
         "warm_start_tuning_job": None,
+        "bias": {"facet_column": config.bias.facet_column, "sensitive_values": list(config.bias.sensitive_values)},
     }
     assert states["MergeInputDefaults"]["Parameters"] == {"request.$": "States.JsonMerge($.defaults, $.request, false)"}
     assert states["MergeInputDefaults"]["OutputPath"] == "$.request"
@@ -400,3 +402,18 @@ def test_two_builds_give_the_same_bytes(config: PipelineConfig) -> None:
     first = json.dumps(build_training_definition(config), indent=2)
     second = json.dumps(build_training_definition(config), indent=2)
     assert first == second
+
+
+def test_both_jobs_read_the_executions_facet_and_evaluate_reads_the_pretraining_metrics(
+    training_definition: dict[str, Any], config: PipelineConfig
+) -> None:
+    states = training_definition["States"]
+    for job in ("Preprocess", "Evaluate"):
+        environment = states[job]["Parameters"]["Environment"]
+        assert environment == {"BIAS_CONFIG.$": "States.JsonToString($.bias)"}
+    inputs = {i["InputName"]: i for i in states["Evaluate"]["Parameters"]["ProcessingInputs"]}
+    assert inputs["pretraining_bias"]["S3Input"]["LocalPath"] == "/opt/ml/processing/pretraining_bias"
+    assert inputs["pretraining_bias"]["S3Input"]["S3Uri.$"].endswith("/preprocess/baseline/', $$.Execution.Name)")
+    payload = states["EvaluationReport"]["Parameters"]["Payload"]
+    assert payload["disparate_impact_band"] == [config.bias.disparate_impact_min, config.bias.disparate_impact_max]
+    assert states["BiasGateFailed"]["CausePath"] == "$.report.Payload.bias_gate.reason"

@@ -18,7 +18,9 @@ ENDPOINT = "mlops-dev-endpoint"  # the representative value of ${EndpointName}
 SAMPLE_URI = f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/preprocess/sample/sample.csv"
 
 
-def _training_results(metric_value: float, beats_champion: bool = True) -> dict[str, Any]:
+def _training_results(
+    metric_value: float, beats_champion: bool = True, bias_gate: dict[str, Any] | None = None
+) -> dict[str, Any]:
     trained = {"TrainingJobName": f"{EXECUTION}-train", "ModelArtifacts": {"S3ModelArtifacts": MODEL_ARTIFACT}}
     return {
         "Train": trained,
@@ -31,6 +33,7 @@ def _training_results(metric_value: float, beats_champion: bool = True) -> dict[
                 "metric_value": metric_value,
                 "champion_value": None if beats_champion else 0.995,
                 "beats_champion": beats_champion,
+                "bias_gate": bias_gate or {"passed": True, "reason": "no facet assessed: none configured"},
             }
         },
         "RegisterModelPackage": {"ModelPackageArn": PACKAGE_ARN},
@@ -54,6 +57,7 @@ def test_training_without_tuning_registers_a_model_that_passes_the_gate(training
         "Evaluate",
         "EvaluationReport",
         "QualityGate",
+        "BiasGate",
         "RegisterModelPackage",
         "NotifyModelRegistered",
         "ModelRegistered",
@@ -312,3 +316,20 @@ def test_a_failing_deploy_task_is_notified_then_fails_by_name(
     assert run.status == "FAILED"
     assert run.error == fail
     assert run.visited[-3:] == [task, f"Notify{fail}", fail]
+
+
+def test_a_model_that_fails_the_bias_gate_is_notified_and_fails_as_bias_gate_failed_unregistered(
+    training_definition: dict[str, Any],
+) -> None:
+    reason = "disparate impact of facet sex_female in [1.0] is 0.610, outside the gate's band [0.8, 1.25]"
+    run = run_stubbed(
+        training_definition,
+        _training_results(0.97, bias_gate={"passed": False, "reason": reason}),
+        {"data_uri": DATA_URI, "bias": {"facet_column": "sex_female", "sensitive_values": [1]}},
+        EXECUTION,
+    )
+    assert run.status == "FAILED"
+    assert run.error == "BiasGateFailed"
+    assert run.cause == reason
+    assert run.visited[-3:] == ["BiasGate", "NotifyBiasGateFailed", "BiasGateFailed"]
+    assert "RegisterModelPackage" not in run.visited

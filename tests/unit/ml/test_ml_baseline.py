@@ -31,6 +31,7 @@ def evaluation_output(
     output_dir = tmp_path_factory.mktemp("evaluation")
     args = ["--model-dir", str(model_archive), "--test-dir", str(prepared_data / "test")]
     args += ["--train-dir", str(prepared_data / "train"), "--output-dir", str(output_dir)]
+    args += ["--pretraining-bias-dir", str(prepared_data / "baseline")]
     args += ["--critical-feature-count", "3"]
     process = ml_script("evaluate.py", args)
     assert process.returncode == 0, process.stderr
@@ -51,6 +52,7 @@ def run_evaluate(
     def run(*extra: str, train_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
         args = ["--model-dir", str(model_archive), "--test-dir", str(prepared_data / "test")]
         args += ["--train-dir", str(train_dir or prepared_data / "train"), "--output-dir", str(tmp_path / "out")]
+        args += ["--pretraining-bias-dir", str(prepared_data / "baseline")]
         exit_code = main([*args, *extra])
         printed = capsys.readouterr()
         return subprocess.CompletedProcess(args, exit_code, printed.out, printed.err)

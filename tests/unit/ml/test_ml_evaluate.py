@@ -25,6 +25,7 @@ def run_evaluate(
     def run(model_dir: Path, test_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         train_dir = test_dir.parent / "train"
         args = ["--model-dir", str(model_dir), "--test-dir", str(test_dir), "--train-dir", str(train_dir)]
+        args += ["--pretraining-bias-dir", str(test_dir.parent / "baseline")]
         args += ["--output-dir", str(tmp_path / "report"), *extra]
         exit_code = main(args)
         printed = capsys.readouterr()

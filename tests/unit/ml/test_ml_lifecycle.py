@@ -30,7 +30,7 @@ def evaluation(
     """evaluation.json of the trained model on the test split, plus what the job printed under `stdout`."""
     output_dir = tmp_path_factory.mktemp("evaluation")
     args = ["--model-dir", str(model_archive), "--test-dir", str(prepared_data / "test")]
-    args += ["--train-dir", str(prepared_data / "train")]
+    args += ["--train-dir", str(prepared_data / "train"), "--pretraining-bias-dir", str(prepared_data / "baseline")]
     process = ml_script("evaluate.py", [*args, "--output-dir", str(output_dir)])
     assert process.returncode == 0, process.stderr
     report: dict[str, Any] = json.loads((output_dir / "evaluation.json").read_text())
@@ -45,7 +45,12 @@ def test_model_reaches_the_accuracy_target_on_the_test_split(evaluation: dict[st
 def test_evaluation_report_has_the_interface_shape(evaluation: dict[str, Any], prepared_data: Path) -> None:
     test = pd.read_csv(prepared_data / "test" / "test.csv")
 
-    assert set(evaluation) - {"stdout"} == {"metrics", "per_class", "feature_attributions", "n_test"}
+    assert set(evaluation) - {"stdout"} == {"metrics", "per_class", "feature_attributions", "n_test", "bias"}
+    # The breast-cancer data has no protected attribute: pipeline.toml [bias] names no facet, and the report says so.
+    assert evaluation["bias"] == {
+        "facet": None,
+        "reason": "no facet configured (pipeline.toml [bias] facet_column is empty)",
+    }
     assert set(evaluation["metrics"]) == REPORT_METRICS
     assert all(0.0 <= evaluation["metrics"][name] <= 1.0 for name in REPORT_METRICS - {"logloss"})
     assert evaluation["n_test"] == len(test)

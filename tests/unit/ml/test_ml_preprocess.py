@@ -51,7 +51,7 @@ def test_splits_are_stratified_disjoint_and_label_first(prepared_data: Path, bre
 
 def test_preprocess_leaves_the_drift_baseline_to_evaluation(prepared_data: Path) -> None:
     # The drift baseline needs the trained model's attributions, so evaluate.py writes it (test_ml_baseline.py).
-    assert sorted(path.name for path in (prepared_data / "baseline").iterdir()) == ["constraints.json"]
+    assert sorted(path.name for path in (prepared_data / "baseline").iterdir()) == ["bias.json", "constraints.json"]
 
 
 def test_baseline_constraints_name_the_features_in_order_and_the_labels(prepared_data: Path) -> None:
