@@ -81,6 +81,8 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import (
 )
 
 from emulator.clock import Clock, read_time_from
+from emulator.context_object import aws_timestamp, install_context_object
+from emulator.intrinsics import install_intrinsic_escapes
 from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 
@@ -154,8 +156,7 @@ def _step_functions_json(value: Any) -> Any:
 def _iso_timestamps(value: Any) -> Any:
     """A boto3 response with its datetimes as ISO-8601 UTC strings, as the aws-sdk integrations return them."""
     if isinstance(value, datetime):
-        moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return aws_timestamp(value)
     if isinstance(value, dict):
         return {key: _iso_timestamps(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -563,6 +564,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
 
         patches.replace(StateChoice, "_eval_state", choice_fails_as_on_aws)
         _tasks_stop_with_their_execution(patches)
+        install_context_object(patches)
+        install_intrinsic_escapes(patches)
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
         previous_level = engine_logger.level
