@@ -76,6 +76,7 @@ from emulator.clock import Clock, read_time_from
 from emulator.asl_validation import install_definition_checks, map_refusal
 from emulator.context_object import aws_timestamp, install_context_object
 from emulator.intrinsics import install_intrinsic_escapes
+from emulator.jsonata_engine import install_jsonata
 from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 from emulator.syntax_tree_cache import SyntaxTreeCache
@@ -551,6 +552,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         _tasks_stop_with_their_execution(patches)
         install_context_object(patches)
         install_intrinsic_escapes(patches)
+        install_jsonata(patches)
         install_definition_checks(patches, [task_refusal, map_refusal])
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
