@@ -72,8 +72,8 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
-from emulator.clock import Clock, read_time_from
 from emulator.asl_validation import install_definition_checks, map_refusal
+from emulator.clock import Clock, read_time_from
 from emulator.context_object import aws_timestamp, install_context_object
 from emulator.intrinsics import install_intrinsic_escapes
 from emulator.jsonata_engine import install_jsonata
