@@ -453,7 +453,7 @@ class _FunctionEnvironments:
 
 
 class _ThreadRoutedStdout(io.TextIOBase):
-    """`sys.stdout` while invocations run: each invoking thread writes to its own tee, other threads straight through."""
+    """`sys.stdout` while invocations run: each invoking thread writes to its own tee, other threads write through."""
 
     def __init__(self) -> None:
         self._tees = threading.local()
