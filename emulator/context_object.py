@@ -46,7 +46,7 @@ def install_context_object(patches: MotoPatches) -> None:
     def details_with_aws_start_time(execution: Execution) -> Any:
         details = original_details(execution)
         # ExecutionDetails keeps what it is given; the execution's own start_date (a datetime) stays for the API.
-        details.start_time = aws_timestamp(execution.start_date)
+        details.start_time = aws_timestamp(execution.start_date)  # type: ignore[misc]  # Final in moto's typing only
         return details
 
     patches.replace(Execution, "get_start_execution_details", details_with_aws_start_time)

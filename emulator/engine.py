@@ -186,7 +186,7 @@ def _task_failed(task: StateTaskService, env: Environment, error: str, cause: st
     )
 
 
-def _unsupported(task: StateTask, env: Environment, feature: str) -> FailureEventException:
+def _unsupported(task: StateTaskService, env: Environment, feature: str) -> FailureEventException:
     cause = (
         f"State {_state_name(env)!r} uses {feature}, which the local twin does not support. "
         "Change the state machine, or add the integration to emulator/engine.py and docs/local-twin.md."
@@ -370,7 +370,7 @@ def integration_refusal(resource: Resource) -> str | None:
     return f"the integration {arn}"
 
 
-def _refuse_at_run_time(task: StateTask, env: Environment) -> None:
+def _refuse_at_run_time(task: StateTaskService, env: Environment) -> None:
     feature = integration_refusal(task.resource)
     if feature is not None:
         raise _unsupported(task, env, feature)

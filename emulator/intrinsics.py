@@ -15,7 +15,7 @@ with `States.IntrinsicFailure`, naming both.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -30,6 +30,7 @@ from moto.stepfunctions.parser.asl.component.intrinsic.function.statesfunction.g
     StringFormat,
 )
 from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.intrinsic.intrinsic_parser import IntrinsicParser
 from moto.stepfunctions.parser.asl.parse.intrinsic.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor as AslPreprocessor
@@ -94,7 +95,9 @@ def _intrinsic_failure(env: Environment, cause: str) -> FailureEventException:
             env=env,
             error_name=StatesErrorName(typ=error),
             event_type=HistoryEventType.TaskFailed,
-            event_details={"taskFailedEventDetails": TaskFailedEventDetails(error=error.to_name(), cause=cause)},  # type: ignore[typeddict-item]
+            event_details=cast(
+                EventDetails, {"taskFailedEventDetails": TaskFailedEventDetails(error=error.to_name(), cause=cause)}
+            ),
         )
     )
 

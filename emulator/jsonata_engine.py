@@ -18,7 +18,7 @@ Also corrected on the way:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import jsonata
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
@@ -38,6 +38,7 @@ from moto.stepfunctions.parser.asl.component.common.string.string_expression imp
 from moto.stepfunctions.parser.asl.eval import states as states_module
 from moto.stepfunctions.parser.asl.eval import variable_store as variable_store_module
 from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
@@ -69,7 +70,9 @@ def _query_evaluation_error(env: Environment, expression: str, message: str) -> 
             env=env,
             error_name=StatesErrorName(typ=error),
             event_type=HistoryEventType.TaskFailed,
-            event_details={"taskFailedEventDetails": TaskFailedEventDetails(error=error.to_name(), cause=cause)},  # type: ignore[typeddict-item]
+            event_details=cast(
+                EventDetails, {"taskFailedEventDetails": TaskFailedEventDetails(error=error.to_name(), cause=cause)}
+            ),
         )
     )
 

@@ -314,6 +314,8 @@ class LocalLambdaRunner:
         refusal = _runtime_refusal({"Runtime": function.run_time, "PackageType": function.package_type})
         if refusal is not None:
             raise InvalidParameterValueException(refusal)
+        if not function.handler:
+            raise InvalidParameterValueException(f"Function {function.function_name} has no Handler to run")
         if not function.code_bytes:
             raise InvalidParameterValueException(
                 f"Function {function.function_name} has no zip the local twin can run (its code is not in the request)"
