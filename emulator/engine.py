@@ -12,11 +12,14 @@ that factory so that:
   with AWS's error names (`SageMaker.ValidationException`);
 - `lambda:invoke` and `sns:publish` use moto's own integrations (Lambda runs in-process through
   `LocalLambdaRunner.install`);
-- anything else fails the execution with `States.Runtime` and a cause naming the state and the feature.
+- anything else (`integration_refusal` says what) is refused by CreateStateMachine naming the state and the
+  feature; a definition created before the installation fails its execution with `States.Runtime` and the same.
 
-It also caches the ASL syntax tree per definition text: moto parses a definition when the state machine is
-created and again at every StartExecution (about 0.1 s for `training`). Only the tree is shared; each
-execution still builds its own state objects from it, so no per-execution state can leak between runs.
+Every patch of moto is registered here, in `install_local_integrations`; the corrections that are not about
+integrations live in their own modules, each saying which moto behaviour it corrects: definition checks with AWS's
+messages (`emulator/asl_validation.py`), context-object times and execution names (`emulator/context_object.py`),
+intrinsic escapes and `States.Format` (`emulator/intrinsics.py`), JSONata and `Assign`
+(`emulator/jsonata_engine.py`), the per-definition syntax-tree cache (`emulator/syntax_tree_cache.py`).
 
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
