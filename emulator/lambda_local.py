@@ -125,8 +125,10 @@ class LocalLambdaRunner:
         # Loading a handler edits sys.path and sys.modules: one load at a time (re-entrant: an import may invoke).
         self._load_lock = threading.RLock()
         self._patches = MotoPatches()
-        # Zips of functions created through the Lambda API, extracted once per code version (removed on uninstall).
+        # Zips of functions created through the Lambda API, extracted once per code version (removed on uninstall),
+        # and what each such function was registered from, so that a changed function registers again.
         self._zip_root: Path | None = None
+        self._from_lambda_api: dict[str, tuple[Any, ...]] = {}
 
     def register(
         self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
@@ -279,7 +281,9 @@ class LocalLambdaRunner:
             headers: Any,
             response_headers: Any,
         ) -> str | bytes | None:
-            if _function_name_of(function_name) not in runner._functions:
+            name = _function_name_of(function_name)
+            if name not in runner._functions or name in runner._from_lambda_api:
+                # Read again at every call: UpdateFunctionCode or UpdateFunctionConfiguration may have changed it.
                 runner._register_from_lambda_api(backend.get_function(function_name, qualifier))
             payload = json.loads(body) if body else {}
             try:
@@ -308,6 +312,10 @@ class LocalLambdaRunner:
         if self._zip_root is not None:
             shutil.rmtree(self._zip_root, ignore_errors=True)
             self._zip_root = None
+        for name in self._from_lambda_api:
+            self._functions.pop(name, None)
+            self._handlers.pop(name, None)
+        self._from_lambda_api.clear()
 
     def _register_from_lambda_api(self, function: LambdaFunction) -> None:
         """Register a function moto holds (created by CreateFunction from a zip): its code, handler, variables."""
@@ -320,18 +328,21 @@ class LocalLambdaRunner:
             raise InvalidParameterValueException(
                 f"Function {function.function_name} has no zip the local twin can run (its code is not in the request)"
             )
-        if self._zip_root is None:
-            self._zip_root = Path(tempfile.mkdtemp(prefix="twin-lambda-"))
         digest = hashlib.sha256(function.code_bytes).hexdigest()[:16]
-        code_dir = self._zip_root / f"{function.function_name}-{digest}"
-        if not code_dir.is_dir():
-            staging = Path(tempfile.mkdtemp(dir=self._zip_root))
-            with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as archive:
-                archive.extractall(staging)
-            staging.rename(code_dir)
-        self.register(
-            function.function_name, function.handler, code_dir, dict(function.environment_vars), function.timeout
-        )
+        source = (digest, function.handler, tuple(sorted(function.environment_vars.items())), function.timeout)
+        with self._load_lock:
+            if self._from_lambda_api.get(function.function_name) == source:
+                return
+            if self._zip_root is None:
+                self._zip_root = Path(tempfile.mkdtemp(prefix="twin-lambda-"))
+            code_dir = self._zip_root / f"{function.function_name}-{digest}"
+            if not code_dir.is_dir():
+                with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as archive:
+                    archive.extractall(code_dir)
+            self.register(
+                function.function_name, function.handler, code_dir, dict(function.environment_vars), function.timeout
+            )
+            self._from_lambda_api[function.function_name] = source
 
 
 def _runtime_refusal(spec: dict[str, Any]) -> str | None:

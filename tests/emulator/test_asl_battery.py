@@ -621,6 +621,26 @@ def test_a_lambda_created_from_a_zip_runs_its_own_handler(runtime: Any) -> None:
     assert outcome.output == {"event": {"n": 1}, "colour": "blue", "function": "battery-zipped"}
 
 
+def test_a_zip_lambda_runs_its_new_code_and_variables_after_an_update(runtime: Any) -> None:
+    lambda_client = boto3.client("lambda", region_name="us-east-1")
+    lambda_client.create_function(
+        FunctionName="battery-updated",
+        Runtime="python3.11",
+        Role=_lambda_role(),
+        Handler="version_one.handler",
+        Code={"ZipFile": _zip({"version_one.py": "def handler(event, context):\n    return 1\n"})},
+    )
+    assert json.loads(lambda_client.invoke(FunctionName="battery-updated")["Payload"].read()) == 1
+
+    lambda_client.update_function_code(FunctionName="battery-updated", ZipFile=_zip({"version_one.py": ZIPPED_HANDLER}))
+    lambda_client.update_function_configuration(
+        FunctionName="battery-updated", Environment={"Variables": {"COLOUR": "green"}}
+    )
+    answer = json.loads(lambda_client.invoke(FunctionName="battery-updated", Payload=b"{}")["Payload"].read())
+
+    assert answer == {"event": {}, "colour": "green", "function": "battery-updated"}
+
+
 def test_a_lambda_with_a_runtime_the_twin_cannot_run_is_refused_at_creation_naming_it(runtime: Any) -> None:
     lambda_client = boto3.client("lambda", region_name="us-east-1")
 
