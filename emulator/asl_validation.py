@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jsonata
 from moto.core.exceptions import AWSError
 from moto.stepfunctions.parser.api import InvalidDefinition as MotoParserInvalidDefinition
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -114,7 +115,7 @@ class _Checker:
         self.diagnostics: list[Diagnostic] = []
         self._refusals = refusals
 
-    def machine(self, definition: Any, path: str) -> None:
+    def machine(self, definition: Any, path: str, language: str = "JSONPath") -> None:
         """One scope: the whole machine, a Parallel branch or a Map's processor (`path` "" is the top)."""
         if not isinstance(definition, dict):
             self.diagnostics.append(_schema("Value must be an object", path or "/"))
@@ -139,7 +140,7 @@ class _Checker:
             if not isinstance(state, dict):
                 self.diagnostics.append(_schema("Value must be an object", state_path))
                 continue
-            has_terminal |= self._state(name, state, state_path)
+            has_terminal |= self._state(name, state, state_path, state.get("QueryLanguage", language))
             for target, where in _transitions(state, state_path):
                 if target not in states:
                     transitions.append(
@@ -157,7 +158,7 @@ class _Checker:
                     )
                 )
 
-    def _state(self, name: str, state: dict[str, Any], path: str) -> bool:
+    def _state(self, name: str, state: dict[str, Any], path: str, language: str) -> bool:
         """Checks one state; whether it can end its scope."""
         state_type = state.get("Type")
         if state_type not in STATE_TYPES:
@@ -184,18 +185,40 @@ class _Checker:
             self.diagnostics.append(_schema("These fields are required: [Choices]", path))
         for field_name in ("Retry", "Catch"):
             self.diagnostics += _check_error_lists(state, path, field_name)
+        if language == "JSONata":
+            self.diagnostics += _jsonata_parse_errors(state, path)
         for check in self._refusals:
             feature = check(name, path, state)
             if feature is not None:
                 self.diagnostics.append(_twin_refusal(name, feature, path))
         if state_type == "Parallel":
             for index, branch in enumerate(state.get("Branches") or []):
-                self.machine(branch, f"{path}/Branches[{index}]")
+                self.machine(branch, f"{path}/Branches[{index}]", language)
         if state_type == "Map":
             processor_field = "ItemProcessor" if "ItemProcessor" in state else "Iterator"
             if processor_field in state:
-                self.machine(state[processor_field], f"{path}/{processor_field}")
+                self.machine(state[processor_field], f"{path}/{processor_field}", language)
         return state_type in _TERMINAL_TYPES or state.get("End") is True
+
+
+# A state's own fields; what its branches and processors hold is checked with their states.
+_NESTED_MACHINES = ("Branches", "ItemProcessor", "Iterator")
+
+
+def _jsonata_parse_errors(value: Any, path: str, top: bool = True) -> Iterator[Diagnostic]:
+    """Each `{% expression %}` of a JSONata state that does not parse (AWS refuses those at creation too)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (top and key in _NESTED_MACHINES):
+                yield from _jsonata_parse_errors(item, f"{path}/{key}", top=False)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _jsonata_parse_errors(item, f"{path}[{index}]", top=False)
+    elif isinstance(value, str) and value.startswith("{%") and value.endswith("%}"):
+        try:
+            jsonata.Jsonata(value[2:-2])
+        except Exception as error:
+            yield _schema(f"The JSONata expression '{value[2:-2].strip()}' does not parse: {error}", path)
 
 
 def _unreachable(start: str, states: dict[str, Any]) -> list[str]:
@@ -230,7 +253,8 @@ def definition_diagnostics(definition_text: str, refusals: list[RefusalCheck] | 
     except (TypeError, ValueError) as error:
         return [Diagnostic("INVALID_JSON_DESCRIPTION", str(error), None)]
     checker = _Checker(refusals or [])
-    checker.machine(definition, "")
+    language = definition.get("QueryLanguage", "JSONPath") if isinstance(definition, dict) else "JSONPath"
+    checker.machine(definition, "", language)
     return checker.diagnostics
 
 

@@ -982,10 +982,23 @@ def test_a_jsonata_expression_that_fails_is_a_states_query_evaluation_error(runt
     definition = {
         "QueryLanguage": "JSONata",
         "StartAt": "Broken",
-        "States": {"Broken": {"Type": "Pass", "Output": "{% $states.input.x + %}", "End": True}},
+        "States": {"Broken": {"Type": "Pass", "Output": "{% $states.input.x + 'a' %}", "End": True}},
     }
 
     outcome = runtime.run(definition, {"x": 1})
 
     assert (outcome.status, outcome.error) == ("FAILED", "States.QueryEvaluationError")
-    assert "$states.input.x +" in outcome.cause
+    assert "The right side of the + operator must evaluate to a number" in outcome.cause
+
+
+def test_a_jsonata_expression_that_does_not_parse_is_refused_at_creation(runtime: Any) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Broken",
+        "States": {"Broken": {"Type": "Pass", "Output": {"sum": "{% $states.input.x + %}"}, "End": True}},
+    }
+
+    message = _refusal(definition, runtime)
+
+    assert "SCHEMA_VALIDATION_FAILED: The JSONata expression '$states.input.x +' does not parse: " in message
+    assert "Unexpected end of expression at /States/Broken/Output/sum" in message
