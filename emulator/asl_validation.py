@@ -111,11 +111,14 @@ def _check_error_lists(state: dict[str, Any], path: str, field_name: str) -> Ite
 
 
 class _Checker:
-    def __init__(self, refusals: list[RefusalCheck]) -> None:
+    def __init__(self, refusals: list[RefusalCheck], language: str) -> None:
         self.diagnostics: list[Diagnostic] = []
         self._refusals = refusals
+        # The machine's QueryLanguage: a state may override it for itself; the states of its branches and processors
+        # inherit the machine's, not their container's (as AWS reads them).
+        self._language = language
 
-    def machine(self, definition: Any, path: str, language: str = "JSONPath") -> None:
+    def machine(self, definition: Any, path: str) -> None:
         """One scope: the whole machine, a Parallel branch or a Map's processor (`path` "" is the top)."""
         if not isinstance(definition, dict):
             self.diagnostics.append(_schema("Value must be an object", path or "/"))
@@ -140,7 +143,7 @@ class _Checker:
             if not isinstance(state, dict):
                 self.diagnostics.append(_schema("Value must be an object", state_path))
                 continue
-            has_terminal |= self._state(name, state, state_path, state.get("QueryLanguage", language))
+            has_terminal |= self._state(name, state, state_path, state.get("QueryLanguage", self._language))
             for target, where in _transitions(state, state_path):
                 if target not in states:
                     transitions.append(
@@ -193,11 +196,11 @@ class _Checker:
                 self.diagnostics.append(_twin_refusal(name, feature, path))
         if state_type == "Parallel":
             for index, branch in enumerate(state.get("Branches") or []):
-                self.machine(branch, f"{path}/Branches[{index}]", language)
+                self.machine(branch, f"{path}/Branches[{index}]")
         if state_type == "Map":
             processor_field = "ItemProcessor" if "ItemProcessor" in state else "Iterator"
             if processor_field in state:
-                self.machine(state[processor_field], f"{path}/{processor_field}", language)
+                self.machine(state[processor_field], f"{path}/{processor_field}")
         return state_type in _TERMINAL_TYPES or state.get("End") is True
 
 
@@ -252,9 +255,9 @@ def definition_diagnostics(definition_text: str, refusals: list[RefusalCheck] | 
         definition = json.loads(definition_text)
     except (TypeError, ValueError) as error:
         return [Diagnostic("INVALID_JSON_DESCRIPTION", str(error), None)]
-    checker = _Checker(refusals or [])
     language = definition.get("QueryLanguage", "JSONPath") if isinstance(definition, dict) else "JSONPath"
-    checker.machine(definition, "", language)
+    checker = _Checker(refusals or [], language)
+    checker.machine(definition, "")
     return checker.diagnostics
 
 
