@@ -269,11 +269,17 @@ def validate_definition(definition_text: str, refusals: list[RefusalCheck] | Non
 
 
 def map_refusal(state_name: str, path: str, state: dict[str, Any]) -> str | None:
-    """The distributed Map features moto's engine does not run (`ItemBatcher`; EXPRESS child executions)."""
+    """The distributed Map features moto's engine does not run as AWS does.
+
+    `ItemBatcher` and EXPRESS child executions do not run at all; `ResultWriter` writes a manifest that lists no result
+    files and drops the results (moto's "TODO: results"), where AWS writes them to S3.
+    """
     if state.get("Type") != "Map":
         return None
     if "ItemBatcher" in state:
         return "the distributed Map's 'ItemBatcher'"
+    if "ResultWriter" in state:
+        return "the distributed Map's 'ResultWriter' (the engine writes a manifest without the results)"
     processor = state.get("ItemProcessor")
     config = processor.get("ProcessorConfig") if isinstance(processor, dict) else None
     if isinstance(config, dict) and config.get("ExecutionType") == "EXPRESS":

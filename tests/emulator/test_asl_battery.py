@@ -902,6 +902,25 @@ TWIN_REFUSALS = [
     ),
     (
         {
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "End": True,
+                    "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "b"}},
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                        "StartAt": "Item",
+                        "States": {"Item": _pass(End=True)},
+                    },
+                }
+            },
+        },
+        "UNSUPPORTED_BY_LOCAL_TWIN: State 'Each' uses the distributed Map's 'ResultWriter' (the engine writes a "
+        "manifest without the results)",
+    ),
+    (
+        {
             "StartAt": "Work",
             "States": {
                 "Work": {"Type": "Task", "End": True, "Resource": "arn:aws:states:us-east-1:123456789012:activity:w"}
@@ -917,6 +936,37 @@ def test_create_state_machine_refuses_what_the_twin_cannot_run_naming_the_state_
     runtime: Any, definition: dict[str, Any], message: str
 ) -> None:
     assert message in _refusal(definition, runtime)
+
+
+def test_a_distributed_map_reads_its_items_from_s3_with_item_reader(runtime: Any, bucket: str) -> None:
+    items = [{"n": 1}, {"n": 2}, {"n": 3}]
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=bucket, Key="items.json", Body=json.dumps(items))
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemReader": {
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSON"},
+                    "Parameters": {"Bucket": bucket, "Key": "items.json"},
+                },
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Double",
+                    "States": {
+                        "Double": {"Type": "Pass", "Parameters": {"d.$": "States.MathAdd($.n, $.n)"}, "End": True}
+                    },
+                },
+                "End": True,
+            }
+        },
+    }
+
+    outcome = runtime.run(definition)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == [{"d": 2}, {"d": 4}, {"d": 6}]
 
 
 def test_the_projects_state_machines_pass_the_definition_checks(runtime: Any) -> None:
