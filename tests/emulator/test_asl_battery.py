@@ -850,6 +850,21 @@ def test_create_state_machine_refuses_what_aws_refuses_with_its_message(
     assert message in _refusal(definition, runtime)
 
 
+def test_update_state_machine_refuses_what_create_refuses(runtime: Any) -> None:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    valid = {"StartAt": "A", "States": {"A": _pass(End=True)}}
+    machine = sfn.create_state_machine(name="battery-update", definition=json.dumps(valid), roleArn=runtime.role_arn)
+
+    with pytest.raises(ClientError) as refused:
+        sfn.update_state_machine(
+            stateMachineArn=machine["stateMachineArn"],
+            definition=json.dumps({"StartAt": "A", "States": {"A": _pass(Next="Gone")}}),
+        )
+
+    assert refused.value.response["Error"]["Code"] == "InvalidDefinition"
+    assert "Missing 'Next' target: Gone at /States/A/Next" in refused.value.response["Error"]["Message"]
+
+
 TWIN_REFUSALS = [
     (
         {
