@@ -9,9 +9,10 @@ runs the same way: its zip is extracted once per code version and its handler, e
 record of it. CreateFunction refuses a runtime other than Python, or an image package, naming it: the twin can only
 run Python handlers in-process (on its own interpreter, whichever `python3.x` the function names).
 
-Invocations run concurrently, as Lambda runs each in its own execution environment: each sees its own function's
-variables in `os.environ` (a per-thread layer over the process's environment, `_FunctionEnvironments`), and its stdout
-goes to its own embedded-metric tee.
+Invocations of functions with different code directories run concurrently, as Lambda runs each in its own execution
+environment: each sees its own function's variables in `os.environ` (a per-thread layer over the process's
+environment, `_FunctionEnvironments`), and its stdout goes to its own embedded-metric tee. Functions that share a code
+directory share its loaded modules, so their invocations take turns (each zip function has a directory of its own).
 
 While installed, what a function prints to stdout during an invocation passes through `EmbeddedMetricTee`, and
 its embedded metric format lines become CloudWatch metrics, as CloudWatch Logs makes them from the function's log
@@ -124,6 +125,10 @@ class LocalLambdaRunner:
         self._handlers: dict[str, tuple[RegisteredFunction, Callable[[Any, Any], Any]]] = {}
         # Loading a handler edits sys.path and sys.modules: one load at a time (re-entrant: an import may invoke).
         self._load_lock = threading.RLock()
+        # Functions whose code shares a directory share its loaded modules (Powertools' metric buffer, a module's
+        # clients and caches): on AWS each invocation has its own process, so here they take turns. Functions of
+        # different directories run at the same time. Re-entrant: a handler may invoke a function of its own code.
+        self._code_dir_locks: dict[Path, threading.RLock] = {}
         self._patches = MotoPatches()
         # Zips of functions created through the Lambda API, extracted once per code version (removed on uninstall),
         # and what each such function was registered from, so that a changed function registers again.
@@ -152,7 +157,11 @@ class LocalLambdaRunner:
         """
         for registered in list(self._functions.values()):
             # An init error belongs to the invocation that needs the handler, where AWS reports it too.
-            with _ENVIRONMENTS.applied(self._variables_of(registered)), contextlib.suppress(Exception):
+            with (
+                self._code_dir_lock(registered),
+                _ENVIRONMENTS.applied(self._variables_of(registered)),
+                contextlib.suppress(Exception),
+            ):
                 self._load_handler(registered)
 
     @property
@@ -172,7 +181,11 @@ class LocalLambdaRunner:
             invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
             timeout_seconds=registered.timeout,
         )
-        with _ENVIRONMENTS.applied(self._variables_of(registered)), self._embedded_metrics():
+        with (
+            self._code_dir_lock(registered),
+            _ENVIRONMENTS.applied(self._variables_of(registered)),
+            self._embedded_metrics(),
+        ):
             handler = self._load_handler(registered)
             started = time.monotonic()
             try:
@@ -221,6 +234,10 @@ class LocalLambdaRunner:
         except Exception:
             # CloudWatch Logs extracting metrics never fails the invocation that logged them.
             logging.getLogger(__name__).exception("The embedded metrics of an invocation could not be published")
+
+    def _code_dir_lock(self, registered: RegisteredFunction) -> threading.RLock:
+        with self._load_lock:
+            return self._code_dir_locks.setdefault(registered.code_dir, threading.RLock())
 
     def _variables_of(self, registered: RegisteredFunction) -> dict[str, str]:
         return {

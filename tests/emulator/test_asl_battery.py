@@ -687,39 +687,77 @@ def handler(event, context):
 """
 
 
-def test_parallel_lambda_branches_run_at_the_same_time_and_return_in_branch_order(runtime: Any, tmp_path: Path) -> None:
-    code_dir = tmp_path / "barrier_functions"
-    code_dir.mkdir()
-    (code_dir / "battery_barrier.py").write_text(BARRIER_HANDLER)
-    (code_dir / "barrier_of_three.py").write_text("import threading\nBARRIER = threading.Barrier(3)\n")
-    for index in range(3):
-        # Different functions, so different environments: what serialised the calls before.
-        runtime.lambdas.register(f"battery-barrier-{index}", "battery_barrier.handler", code_dir, {"I": str(index)}, 60)
-
-    def branch(index: int) -> dict[str, Any]:
-        call = {"FunctionName": f"battery-barrier-{index}", "Payload": {"branch": index}}
-        return {
-            "StartAt": "Call",
-            "States": {
-                "Call": {
-                    "Type": "Task",
-                    "Resource": "arn:aws:states:::lambda:invoke",
-                    "Parameters": call,
-                    "OutputPath": "$.Payload",
-                    "End": True,
-                }
-            },
-        }
-
-    definition = {
-        "StartAt": "All",
-        "States": {"All": {"Type": "Parallel", "Branches": [branch(i) for i in range(3)], "End": True}},
+def _lambda_branch(function_name: str, index: int) -> dict[str, Any]:
+    call = {"FunctionName": function_name, "Payload": {"branch": index}}
+    return {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": call,
+                "OutputPath": "$.Payload",
+                "End": True,
+            }
+        },
     }
+
+
+def test_parallel_lambda_branches_run_at_the_same_time_and_return_in_branch_order(runtime: Any, tmp_path: Path) -> None:
+    # One barrier for the three functions, each with code of its own (as three functions of a stack or three zips).
+    shared = tmp_path / "barrier_shared"
+    shared.mkdir()
+    (shared / "barrier_of_three.py").write_text("import threading\nBARRIER = threading.Barrier(3)\n")
+    names = []
+    for index in range(3):
+        code_dir = tmp_path / f"barrier_function_{index}"
+        code_dir.mkdir()
+        (code_dir / f"battery_barrier_{index}.py").write_text(
+            f"import sys\nsys.path.insert(0, {str(shared)!r})\n" + BARRIER_HANDLER
+        )
+        names.append(f"battery-barrier-{index}")
+        runtime.lambdas.register(names[-1], f"battery_barrier_{index}.handler", code_dir, {"I": str(index)}, 60)
+    branches = [_lambda_branch(name, index) for index, name in enumerate(names)]
+    definition = {"StartAt": "All", "States": {"All": {"Type": "Parallel", "Branches": branches, "End": True}}}
 
     outcome = runtime.run(definition, timeout=90)  # one after another, the first call breaks the barrier: fails
 
     assert outcome.status == "SUCCEEDED", outcome.cause
     assert outcome.output == [{"branch": 0}, {"branch": 1}, {"branch": 2}]
+
+
+OVERLAP_HANDLER = """
+import threading, time
+
+LOCK = threading.Lock()
+ACTIVE = [0]
+MOST = [0]
+
+def handler(event, context):
+    with LOCK:
+        ACTIVE[0] += 1
+        MOST[0] = max(MOST[0], ACTIVE[0])
+    time.sleep(0.2)
+    with LOCK:
+        ACTIVE[0] -= 1
+    return {"most_at_once": MOST[0]}
+"""
+
+
+def test_functions_sharing_a_code_directory_take_turns(runtime: Any, tmp_path: Path) -> None:
+    # They share its loaded modules (Powertools' metric buffer among them): on AWS each would have its own process.
+    code_dir = tmp_path / "shared_functions"
+    code_dir.mkdir()
+    (code_dir / "battery_overlap.py").write_text(OVERLAP_HANDLER)
+    for index in range(3):
+        runtime.lambdas.register(f"battery-overlap-{index}", "battery_overlap.handler", code_dir, {}, 60)
+    branches = [_lambda_branch(f"battery-overlap-{index}", index) for index in range(3)]
+    definition = {"StartAt": "All", "States": {"All": {"Type": "Parallel", "Branches": branches, "End": True}}}
+
+    outcome = runtime.run(definition, timeout=90)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert max(result["most_at_once"] for result in outcome.output) == 1
 
 
 def test_a_failing_parallel_branch_fails_the_state_and_stops_the_other_branches(runtime: Any) -> None:
