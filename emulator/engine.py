@@ -12,11 +12,14 @@ that factory so that:
   with AWS's error names (`SageMaker.ValidationException`);
 - `lambda:invoke` and `sns:publish` use moto's own integrations (Lambda runs in-process through
   `LocalLambdaRunner.install`);
-- anything else fails the execution with `States.Runtime` and a cause naming the state and the feature.
+- anything else (`integration_refusal` says what) is refused by CreateStateMachine naming the state and the
+  feature; a definition created before the installation fails its execution with `States.Runtime` and the same.
 
-It also caches the ASL syntax tree per definition text: moto parses a definition when the state machine is
-created and again at every StartExecution (about 0.1 s for `training`). Only the tree is shared; each
-execution still builds its own state objects from it, so no per-execution state can leak between runs.
+Every patch of moto is registered here, in `install_local_integrations`; the corrections that are not about
+integrations live in their own modules, each saying which moto behaviour it corrects: definition checks with AWS's
+messages (`emulator/asl_validation.py`), context-object times and execution names (`emulator/context_object.py`),
+intrinsic escapes and `States.Format` (`emulator/intrinsics.py`), JSONata and `Assign`
+(`emulator/jsonata_engine.py`), the per-definition syntax-tree cache (`emulator/syntax_tree_cache.py`).
 
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
@@ -31,17 +34,13 @@ import importlib
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from antlr4 import CommonTokenStream, InputStream
 from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
-from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -74,15 +73,16 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
-from moto.stepfunctions.parser.asl.parse.asl_parser import (
-    AmazonStateLanguageParser,
-    ASLParserException,
-    SyntaxErrorListener,
-)
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
+from emulator.asl_validation import install_definition_checks, map_refusal
 from emulator.clock import Clock, read_time_from
+from emulator.context_object import aws_timestamp, install_context_object
+from emulator.intrinsics import install_intrinsic_escapes
+from emulator.jsonata_engine import install_jsonata
 from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
+from emulator.syntax_tree_cache import SyntaxTreeCache
 
 if TYPE_CHECKING:
     from emulator.lambda_local import LocalLambdaRunner
@@ -154,8 +154,7 @@ def _step_functions_json(value: Any) -> Any:
 def _iso_timestamps(value: Any) -> Any:
     """A boto3 response with its datetimes as ISO-8601 UTC strings, as the aws-sdk integrations return them."""
     if isinstance(value, datetime):
-        moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return aws_timestamp(value)
     if isinstance(value, dict):
         return {key: _iso_timestamps(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -249,14 +248,7 @@ class LocalSageMakerTask(StateTaskServiceCallback):
         return
 
     def _eval_execution(self, env: Environment) -> None:
-        action = _pascal(self.resource.api_action)
-        sagemaker = _services().sagemaker
-        if not sagemaker.supports(action):
-            raise _unsupported(self, env, f"the SageMaker action {action!r} ({self.resource.resource_arn})")
-        if self.resource.condition == ResourceCondition.Sync and action not in SYNC_JOBS:
-            raise _unsupported(self, env, f"'.sync' on {action!r} ({self.resource.resource_arn})")
-        if self.resource.condition not in (None, ResourceCondition.Sync):
-            raise _unsupported(self, env, f"the '.{self.resource.condition}' pattern ({self.resource.resource_arn})")
+        _refuse_at_run_time(self, env)
         super()._eval_execution(env)
 
     def _eval_service_task(
@@ -305,14 +297,7 @@ class LocalAwsSdkTask(StateTaskServiceAwsSdk):
         return _AWS_SDK_BOTO_NAMES.get(api_name, super()._get_boto_service_name(api_name))
 
     def _eval_execution(self, env: Environment) -> None:
-        service, action = self.resource.api_name, self.resource.api_action
-        if self.resource.condition is not None:
-            raise _unsupported(self, env, f"the '.{self.resource.condition}' pattern ({self.resource.resource_arn})")
-        if service == "sagemaker" and not _services().sagemaker.supports(_pascal(action)):
-            raise _unsupported(self, env, f"the SageMaker API {_pascal(action)!r} ({self.resource.resource_arn})")
-        if (service, action) in _AWS_SDK_KNOWN_BROKEN:
-            reason = _AWS_SDK_KNOWN_BROKEN[(service, action)]
-            raise _unsupported(self, env, f"{self.resource.resource_arn} ({reason})")
+        _refuse_at_run_time(self, env)
         super()._eval_execution(env)
 
     def _eval_service_task(
@@ -336,11 +321,14 @@ class LocalAwsSdkTask(StateTaskServiceAwsSdk):
 
 
 class UnsupportedTask(StateTaskServiceCallback):
-    """A Task whose resource the twin cannot run: fails the execution, naming the state and the resource."""
+    """A Task whose resource the twin cannot run: fails the execution, naming the state and the resource.
 
-    def __init__(self, feature: str) -> None:
+    CreateStateMachine refuses such a definition already (`task_refusal`); this stays for a definition created
+    before the integrations were installed.
+    """
+
+    def __init__(self) -> None:
         super().__init__(supported_integration_patterns=set())
-        self._feature = feature
 
     def _validate_service_integration_is_supported(self) -> None:
         return
@@ -349,28 +337,69 @@ class UnsupportedTask(StateTaskServiceCallback):
         return getattr(getattr(self, "resource", None), "service_name", "unsupported")
 
     def _eval_execution(self, env: Environment) -> None:
-        raise _unsupported(self, env, self._feature)
+        _refuse_at_run_time(self, env)
+        raise AssertionError(f"task_refusal accepted {self.resource.resource_arn} but no task serves it")
 
     def _eval_service_task(self, *args: Any, **kwargs: Any) -> None:
         raise AssertionError("an unsupported task never calls a service")
 
 
-def _local_state_task_for(resource: Resource) -> StateTask:
-    if isinstance(resource, ServiceResource):
-        if resource.service_name == "sagemaker":
-            return LocalSageMakerTask()
-        if resource.service_name == "aws-sdk":
-            return LocalAwsSdkTask()
-        if (resource.service_name, resource.api_action) in _MOTO_SERVED_INTEGRATIONS:
-            if resource.condition is not None:
-                return UnsupportedTask(f"the '.{resource.condition}' pattern of {resource.resource_arn}")
-            return state_task_factory.state_task_for(resource)
-        return UnsupportedTask(f"the integration {resource.resource_arn}")
+def integration_refusal(resource: Resource) -> str | None:
+    """What in a Task's resource the twin cannot run (the feature, for a message), or None when it runs it."""
+    arn, condition = resource.resource_arn, getattr(resource, "condition", None)
     if isinstance(resource, LambdaResource):
-        return state_task_factory.state_task_for(resource)
+        return None
     if isinstance(resource, ActivityResource):
-        return UnsupportedTask(f"the activity {resource.resource_arn} (no activity workers run locally)")
-    return UnsupportedTask(f"the resource {getattr(resource, 'resource_arn', resource)!r}")
+        return f"the activity {arn} (no activity workers run locally)"
+    if not isinstance(resource, ServiceResource):
+        return f"the resource {arn!r}"
+    if resource.service_name == "sagemaker":
+        action = _pascal(resource.api_action)
+        if not _services().sagemaker.supports(action):
+            return f"the SageMaker action {action!r} ({arn})"
+        if condition == ResourceCondition.Sync and action not in SYNC_JOBS:
+            return f"'.sync' on {action!r} ({arn})"
+        return None if condition in (None, ResourceCondition.Sync) else f"the '.{condition}' pattern ({arn})"
+    if resource.service_name == "aws-sdk":
+        service, action = resource.api_name, resource.api_action
+        if condition is not None:
+            return f"the '.{condition}' pattern ({arn})"
+        if service == "sagemaker" and not _services().sagemaker.supports(_pascal(action)):
+            return f"the SageMaker API {_pascal(action)!r} ({arn})"
+        broken = _AWS_SDK_KNOWN_BROKEN.get((service, action))
+        return None if broken is None else f"{arn} ({broken})"
+    if (resource.service_name, resource.api_action) in _MOTO_SERVED_INTEGRATIONS:
+        return None if condition is None else f"the '.{condition}' pattern of {arn}"
+    return f"the integration {arn}"
+
+
+def _refuse_at_run_time(task: StateTaskService, env: Environment) -> None:
+    feature = integration_refusal(task.resource)
+    if feature is not None:
+        raise _unsupported(task, env, feature)
+
+
+def task_refusal(state_name: str, path: str, state: dict[str, Any]) -> str | None:
+    """CreateStateMachine's check of a Task state's `Resource` (emulator/asl_validation.py runs it)."""
+    resource_arn = state.get("Resource") if state.get("Type") == "Task" else None
+    if not isinstance(resource_arn, str):
+        return None
+    try:
+        resource = Resource.from_resource_arn(resource_arn)
+    except Exception:
+        # Not an ARN at all: moto's parser, which runs next, reports the definition.
+        return None
+    return f"the resource {resource_arn!r}" if resource is None else integration_refusal(resource)
+
+
+def _local_state_task_for(resource: Resource) -> StateTask:
+    if integration_refusal(resource) is not None:
+        return UnsupportedTask()
+    if isinstance(resource, ServiceResource) and resource.service_name == "sagemaker":
+        return LocalSageMakerTask()
+    if isinstance(resource, ServiceResource) and resource.service_name == "aws-sdk":
+        return LocalAwsSdkTask()
+    return state_task_factory.state_task_for(resource)
 
 
 def _any_choice_matches(choice: StateChoice, env: Environment) -> bool:
@@ -380,45 +409,6 @@ def _any_choice_matches(choice: StateChoice, env: Environment) -> bool:
         if env.stack.pop() is True:
             return True
     return False
-
-
-class _SyntaxTreeCache:
-    """ASL syntax trees by definition text, so that a definition is lexed and parsed once, not per execution.
-
-    The ANTLR tree is read-only once built (the preprocessor and the static analyser only visit it); the
-    evaluation components, which do hold execution state, are still built afresh for every caller.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._trees: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def parse(self, definition: str) -> tuple[Any, Any]:
-        """What `AmazonStateLanguageParser.parse` returns: a new program and the (shared) syntax tree."""
-        with self._lock:
-            tree = self._trees.get(definition)
-            if tree is not None:
-                self._trees.move_to_end(definition)
-        if tree is None:
-            tree = self._syntax_tree(definition)
-            with self._lock:
-                self._trees[definition] = tree
-                if len(self._trees) > self._size:
-                    self._trees.popitem(last=False)
-        return preprocessor.Preprocessor().visit(tree), tree
-
-    @staticmethod
-    def _syntax_tree(definition: str) -> Any:
-        # As moto's AmazonStateLanguageParser.parse does it; a definition with syntax errors is never cached.
-        errors = SyntaxErrorListener()
-        parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
-        parser.removeErrorListeners()
-        parser.addErrorListener(errors)
-        tree = parser.state_machine()
-        if errors.errors:
-            raise ASLParserException(errors=errors.errors)
-        return tree
 
 
 class _ExecutionStopped(Exception):
@@ -503,7 +493,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
 
         patches.replace(preprocessor, "state_task_for", _local_state_task_for)
         patches.replace(
-            AmazonStateLanguageParser, "parse", staticmethod(_SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE).parse)
+            AmazonStateLanguageParser, "parse", staticmethod(SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE).parse)
         )
 
         def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
@@ -563,6 +553,10 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
 
         patches.replace(StateChoice, "_eval_state", choice_fails_as_on_aws)
         _tasks_stop_with_their_execution(patches)
+        install_context_object(patches)
+        install_intrinsic_escapes(patches)
+        install_jsonata(patches)
+        install_definition_checks(patches, [task_refusal, map_refusal])
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
         previous_level = engine_logger.level

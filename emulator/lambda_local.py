@@ -4,7 +4,15 @@ moto's docker-less Lambda backend only echoes the payload. `LocalLambdaRunner.in
 `invoke` for the duration of the twin: a registered function runs its real handler with a
 `LambdaContext` and its own environment; an exception becomes `FunctionError: Unhandled` with the
 `errorType`/`errorMessage`/`stackTrace` payload AWS returns, so `Retry`/`Catch` on error names behave
-as on AWS. Functions that are not registered keep moto's behaviour.
+as on AWS. A function created through the Lambda API (boto3 `create_function`, a zip) that the twin did not register
+runs the same way: its zip is extracted once per code version and its handler, environment and timeout are moto's
+record of it. CreateFunction refuses a runtime other than Python, or an image package, naming it: the twin can only
+run Python handlers in-process (on its own interpreter, whichever `python3.x` the function names).
+
+Invocations of functions with different code directories run concurrently, as Lambda runs each in its own execution
+environment: each sees its own function's variables in `os.environ` (a per-thread layer over the process's
+environment, `_FunctionEnvironments`), and its stdout goes to its own embedded-metric tee. Functions that share a code
+directory share its loaded modules, so their invocations take turns (each zip function has a directory of its own).
 
 While installed, what a function prints to stdout during an invocation passes through `EmbeddedMetricTee`, and
 its embedded metric format lines become CloudWatch metrics, as CloudWatch Logs makes them from the function's log
@@ -18,15 +26,20 @@ at start-up. A function whose init fails is imported again by its first invoke, 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import io
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.awslambda.models import LambdaFunction
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
@@ -108,12 +123,17 @@ class LocalLambdaRunner:
         self._functions: dict[str, RegisteredFunction] = {}
         # Each handler with the registration it was loaded for: a function registered again loads afresh.
         self._handlers: dict[str, tuple[RegisteredFunction, Callable[[Any, Any], Any]]] = {}
-        # The process has one os.environ: calls are serialised so each sees only its own function's environment.
-        # Re-entrant because a handler may invoke another function.
-        self._environment_lock = threading.RLock()
+        # Loading a handler edits sys.path and sys.modules: one load at a time (re-entrant: an import may invoke).
+        self._load_lock = threading.RLock()
+        # Functions whose code shares a directory share its loaded modules (Powertools' metric buffer, a module's
+        # clients and caches): on AWS each invocation has its own process, so here they take turns. Functions of
+        # different directories run at the same time. Re-entrant: a handler may invoke a function of its own code.
+        self._code_dir_locks: dict[Path, threading.RLock] = {}
         self._patches = MotoPatches()
-        # The stdout tee of the invocation running now (a function invoked by another shares its caller's).
-        self._metric_tee: EmbeddedMetricTee | None = None
+        # Zips of functions created through the Lambda API, extracted once per code version (removed on uninstall),
+        # and what each such function was registered from, so that a changed function registers again.
+        self._zip_root: Path | None = None
+        self._from_lambda_api: dict[str, tuple[Any, ...]] = {}
 
     def register(
         self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
@@ -137,7 +157,11 @@ class LocalLambdaRunner:
         """
         for registered in list(self._functions.values()):
             # An init error belongs to the invocation that needs the handler, where AWS reports it too.
-            with self._environment_lock, self._function_environment(registered), contextlib.suppress(Exception):
+            with (
+                self._code_dir_lock(registered),
+                _ENVIRONMENTS.applied(self._variables_of(registered)),
+                contextlib.suppress(Exception),
+            ):
                 self._load_handler(registered)
 
     @property
@@ -157,7 +181,11 @@ class LocalLambdaRunner:
             invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
             timeout_seconds=registered.timeout,
         )
-        with self._environment_lock, self._function_environment(registered), self._embedded_metrics():
+        with (
+            self._code_dir_lock(registered),
+            _ENVIRONMENTS.applied(self._variables_of(registered)),
+            self._embedded_metrics(),
+        ):
             handler = self._load_handler(registered)
             started = time.monotonic()
             try:
@@ -186,48 +214,45 @@ class LocalLambdaRunner:
 
     @contextmanager
     def _embedded_metrics(self) -> Iterator[None]:
-        """Tee stdout for the invocation and publish its EMF metrics afterwards (only while installed into moto)."""
-        if self._metric_tee is not None or not self._patches.active:
+        """Tee this thread's stdout for the invocation and publish its EMF metrics after (only while installed)."""
+        if _STDOUT.tee() is not None or not self._patches.active:
+            # Not installed, or a function invoked by another: the caller's tee takes its lines.
             yield
             return
-        saved = sys.stdout
-        tee = EmbeddedMetricTee(saved)
-        sys.stdout = self._metric_tee = tee
+        # Taken at each invocation, not at install: whoever replaced sys.stdout since (a test's capture) gets the text.
+        release = _STDOUT.hold()
+        tee = EmbeddedMetricTee(_STDOUT.target)
         try:
-            yield
+            with _STDOUT.routed(tee):
+                yield
         finally:
-            if sys.stdout is tee:
-                sys.stdout = saved
-            self._metric_tee = None
-            try:
-                metric_data = tee.metric_data()
-                if metric_data:
-                    publish(boto3.client("cloudwatch", region_name=self.region), metric_data)
-            except Exception:
-                # CloudWatch Logs extracting metrics never fails the invocation that logged them.
-                logging.getLogger(__name__).exception("The embedded metrics of an invocation could not be published")
+            release()
+        try:
+            metric_data = tee.metric_data()
+            if metric_data:
+                publish(boto3.client("cloudwatch", region_name=self.region), metric_data)
+        except Exception:
+            # CloudWatch Logs extracting metrics never fails the invocation that logged them.
+            logging.getLogger(__name__).exception("The embedded metrics of an invocation could not be published")
 
-    @contextmanager
-    def _function_environment(self, registered: RegisteredFunction) -> Iterator[None]:
-        lambda_environment = {
+    def _code_dir_lock(self, registered: RegisteredFunction) -> threading.RLock:
+        with self._load_lock:
+            return self._code_dir_locks.setdefault(registered.code_dir, threading.RLock())
+
+    def _variables_of(self, registered: RegisteredFunction) -> dict[str, str]:
+        return {
             "AWS_LAMBDA_FUNCTION_NAME": registered.function_name,
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(registered.timeout),
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             **registered.environment,
         }
-        saved = {key: os.environ.get(key) for key in lambda_environment}
-        os.environ.update(lambda_environment)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def _load_handler(self, registered: RegisteredFunction) -> Callable[[Any, Any], Any]:
+        with self._load_lock:
+            return self._load_handler_now(registered)
+
+    def _load_handler_now(self, registered: RegisteredFunction) -> Callable[[Any, Any], Any]:
         cached = self._handlers.get(registered.function_name)
         if cached is not None and cached[0] is registered:
             return cached[1]
@@ -263,7 +288,6 @@ class LocalLambdaRunner:
         """Route moto's docker-less Lambda `invoke` (boto3 and the engine's `lambda:invoke`) to this runner."""
         if self._patches.active:
             return
-        original = LambdaSimpleBackend.invoke
         runner = self
 
         def invoke_in_process(
@@ -274,8 +298,10 @@ class LocalLambdaRunner:
             headers: Any,
             response_headers: Any,
         ) -> str | bytes | None:
-            if _function_name_of(function_name) not in runner._functions:
-                return original(backend, function_name, qualifier, body, headers, response_headers)
+            name = _function_name_of(function_name)
+            if name not in runner._functions or name in runner._from_lambda_api:
+                # Read again at every call: UpdateFunctionCode or UpdateFunctionConfiguration may have changed it.
+                runner._register_from_lambda_api(backend.get_function(function_name, qualifier))
             payload = json.loads(body) if body else {}
             try:
                 result = runner.invoke(function_name, payload)
@@ -285,29 +311,223 @@ class LocalLambdaRunner:
             return json.dumps(result).encode()
 
         self._patches.replace(LambdaSimpleBackend, "invoke", invoke_in_process)
-        _read_the_environment_whole(self._patches)
+        original_create = LambdaSimpleBackend.create_function
+
+        def create_function_the_twin_can_run(backend: LambdaSimpleBackend, spec: dict[str, Any]) -> LambdaFunction:
+            refusal = _runtime_refusal(spec)
+            if refusal is not None:
+                raise InvalidParameterValueException(refusal)
+            return original_create(backend, spec)
+
+        self._patches.replace(LambdaSimpleBackend, "create_function", create_function_the_twin_can_run)
+        self._patches.on_undo(_ENVIRONMENTS.hold())
 
     def uninstall(self) -> None:
         """Give moto its own Lambda `invoke` back, and the functions' modules the real `datetime`."""
         self._patches.undo()
         self._function_clock_patches.undo()
+        if self._zip_root is not None:
+            shutil.rmtree(self._zip_root, ignore_errors=True)
+            self._zip_root = None
+        for name in self._from_lambda_api:
+            self._functions.pop(name, None)
+            self._handlers.pop(name, None)
+        self._from_lambda_api.clear()
+
+    def _register_from_lambda_api(self, function: LambdaFunction) -> None:
+        """Register a function moto holds (created by CreateFunction from a zip): its code, handler, variables."""
+        refusal = _runtime_refusal({"Runtime": function.run_time, "PackageType": function.package_type})
+        if refusal is not None:
+            raise InvalidParameterValueException(refusal)
+        if not function.handler:
+            raise InvalidParameterValueException(f"Function {function.function_name} has no Handler to run")
+        if not function.code_bytes:
+            raise InvalidParameterValueException(
+                f"Function {function.function_name} has no zip the local twin can run (its code is not in the request)"
+            )
+        digest = hashlib.sha256(function.code_bytes).hexdigest()[:16]
+        source = (digest, function.handler, tuple(sorted(function.environment_vars.items())), function.timeout)
+        with self._load_lock:
+            if self._from_lambda_api.get(function.function_name) == source:
+                return
+            if self._zip_root is None:
+                self._zip_root = Path(tempfile.mkdtemp(prefix="twin-lambda-"))
+            code_dir = self._zip_root / f"{function.function_name}-{digest}"
+            if not code_dir.is_dir():
+                with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as archive:
+                    archive.extractall(code_dir)
+            self.register(
+                function.function_name, function.handler, code_dir, dict(function.environment_vars), function.timeout
+            )
+            self._from_lambda_api[function.function_name] = source
 
 
-def _read_the_environment_whole(patches: MotoPatches) -> None:
-    """`os.environ.items()`, `values()` and `copy()` read one copy of the environment, taken at once.
+def _runtime_refusal(spec: dict[str, Any]) -> str | None:
+    """Why the twin cannot run a function of this CreateFunction request, or None."""
+    if spec.get("PackageType", "Zip") == "Image":
+        return "The local twin runs Lambda functions in-process from a zip: PackageType 'Image' is not supported"
+    runtime = spec.get("Runtime")
+    if not isinstance(runtime, str) or not runtime.startswith("python3"):
+        return f"The local twin runs only Python Lambda functions (in-process): runtime {runtime!r} is not supported"
+    return None
 
-    An invocation sets its function's variables in the process's one environment and removes them after, while
-    the twin's other threads go on (a client reading its proxy settings iterates `os.environ.items()`). The
-    standard mapping view reads each key's value after listing the keys, so a variable removed in between raised
-    KeyError in that other thread. A copy of the environment's dict is taken in one step, so a reader sees the
-    environment from before or after a change, never half of it.
+
+class _FunctionEnvironments:
+    """`os.environ` as each invocation's thread sees it: the process's environment with its function's variables.
+
+    Lambda gives every execution environment its own process. In-process, each invoking thread gets a layer of its
+    function's variables over the process's environment, read and written through `os.environ` while the patch is
+    held (from `install()` until `uninstall()`, or for one call of a runner that is not installed). Other threads,
+    and a thread the handler starts itself, see the process's environment; a child process gets the process's
+    environment too (the layer is not in the C environment).
     """
-    environ_class = type(os.environ)
 
-    def snapshot(environ: Any) -> dict[str, str]:
-        data = environ._data.copy()
-        return {environ.decodekey(key): environ.decodevalue(value) for key, value in data.items()}
+    def __init__(self) -> None:
+        self._layers = threading.local()
+        self._holders = 0
+        self._lock = threading.Lock()
+        self._patches = MotoPatches()
 
-    patches.replace(environ_class, "items", lambda environ: snapshot(environ).items())
-    patches.replace(environ_class, "values", lambda environ: snapshot(environ).values())
-    patches.replace(environ_class, "copy", snapshot)
+    def layer(self) -> dict[str, str] | None:
+        return getattr(self._layers, "variables", None)
+
+    def hold(self) -> Callable[[], None]:
+        """Patch os.environ (the first holder does); returns the release."""
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                self._patch()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._patches.undo()
+
+        return release
+
+    @contextmanager
+    def applied(self, variables: dict[str, str]) -> Iterator[None]:
+        """This thread sees `variables` over the environment until the block ends (a nested call, its own)."""
+        release = self.hold()
+        previous = self.layer()
+        self._layers.variables = dict(variables)
+        try:
+            yield
+        finally:
+            self._layers.variables = previous
+            release()
+
+    def _patch(self) -> None:
+        environ_class = type(os.environ)
+        environments = self
+        original_get, original_set = environ_class.__getitem__, environ_class.__setitem__
+        original_del, original_iter = environ_class.__delitem__, environ_class.__iter__
+        original_len = environ_class.__len__
+
+        def getitem(environ: Any, key: str) -> str:
+            layer = environments.layer()
+            if layer is not None and environ is os.environ and key in layer:
+                return layer[key]
+            return original_get(environ, key)
+
+        def setitem(environ: Any, key: str, value: str) -> None:
+            layer = environments.layer()
+            if layer is not None and environ is os.environ:
+                layer[key] = value
+                return
+            original_set(environ, key, value)
+
+        def delitem(environ: Any, key: str) -> None:
+            layer = environments.layer()
+            if layer is not None and environ is os.environ and key in layer:
+                del layer[key]
+                return
+            original_del(environ, key)
+
+        def iterate(environ: Any) -> Iterator[str]:
+            layer = environments.layer()
+            if layer is None or environ is not os.environ:
+                return original_iter(environ)
+            return iter(dict.fromkeys([*list(original_iter(environ)), *layer]))
+
+        def length(environ: Any) -> int:
+            layer = environments.layer()
+            return original_len(environ) if layer is None or environ is not os.environ else len(list(iterate(environ)))
+
+        def snapshot(environ: Any) -> dict[str, str]:
+            # One copy of the process's dict, taken at once: the standard views read each value after listing the
+            # keys, so a variable another thread removed in between raised KeyError (a client reading its proxy
+            # settings iterates items()). A reader sees the environment from before or after a change, never half.
+            data = environ._data.copy()
+            whole = {environ.decodekey(key): environ.decodevalue(value) for key, value in data.items()}
+            layer = environments.layer()
+            return {**whole, **layer} if layer is not None and environ is os.environ else whole
+
+        for name, replacement in (
+            ("__getitem__", getitem),
+            ("__setitem__", setitem),
+            ("__delitem__", delitem),
+            ("__iter__", iterate),
+            ("__len__", length),
+            ("items", lambda environ: snapshot(environ).items()),
+            ("values", lambda environ: snapshot(environ).values()),
+            ("copy", snapshot),
+        ):
+            self._patches.replace(environ_class, name, replacement)
+
+
+class _ThreadRoutedStdout(io.TextIOBase):
+    """`sys.stdout` while invocations run: each invoking thread writes to its own tee, other threads write through."""
+
+    def __init__(self) -> None:
+        self._tees = threading.local()
+        self._holders = 0
+        self._lock = threading.Lock()
+        self.target: Any = sys.stdout
+
+    def tee(self) -> EmbeddedMetricTee | None:
+        return getattr(self._tees, "tee", None)
+
+    def hold(self) -> Callable[[], None]:
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                self.target, sys.stdout = sys.stdout, self
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0 and sys.stdout is self:
+                    sys.stdout = self.target
+
+        return release
+
+    @contextmanager
+    def routed(self, tee: EmbeddedMetricTee) -> Iterator[None]:
+        self._tees.tee = tee
+        try:
+            yield
+        finally:
+            self._tees.tee = None
+
+    def write(self, text: str) -> int:
+        tee = self.tee()
+        return tee.write(text) if tee is not None else self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+_ENVIRONMENTS = _FunctionEnvironments()
+_STDOUT = _ThreadRoutedStdout()

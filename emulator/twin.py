@@ -352,8 +352,8 @@ class LocalTwin:
     def start_execution(self, state_machine: str, input: Mapping[str, Any], name: str | None = None) -> str:
         """Starts `state_machine` (logical id, name, ARN or `training`/`deploy`) and returns the execution ARN.
 
-        Without a name the twin makes one: moto's engine leaves `$$.Execution.Name` null otherwise, and the
-        workflows name their jobs after it.
+        Without a name the twin makes one (`local-<24 hex>`), which the workflows name their jobs after; an execution
+        a client starts without a name gets a UUID, as on AWS (emulator/context_object.py).
         """
         machine = self.stack.state_machine(state_machine)
         response = boto3.client("stepfunctions").start_execution(

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import re
 import time
-from datetime import timedelta
+import uuid
+import zipfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+
+from contract.project import STATEMACHINES_DIR
 
 FLAKY_HANDLER = """
 import json, os
@@ -456,3 +463,645 @@ def test_execution_dates_and_history_timestamps_are_on_the_twins_clock(runtime: 
     stamps = [event["timestamp"] for event in outcome.events]
     assert stamps
     assert all(abs((stamp - runtime.clock.now()).total_seconds()) < 120 for stamp in stamps)
+
+
+# ---- Engine gaps the twin corrects or refuses (issue 11, docs/local-twin.md "What the engine supports") ---------
+
+AWS_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def test_execution_start_time_is_aws_timestamp_text_in_the_output_and_in_states_format(runtime: Any) -> None:
+    definition = {
+        "StartAt": "Stamp",
+        "States": {
+            "Stamp": {
+                "Type": "Pass",
+                "Parameters": {
+                    "started.$": "$$.Execution.StartTime",
+                    "line.$": "States.Format('started at {}', $$.Execution.StartTime)",
+                },
+                "End": True,
+            }
+        },
+    }
+
+    outcome = runtime.run(definition)  # DescribeExecution raised on the datetime before
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert AWS_TIMESTAMP.match(outcome.output["started"]), outcome.output["started"]
+    assert outcome.output["line"] == f"started at {outcome.output['started']}"
+    started = datetime.fromisoformat(outcome.output["started"])
+    assert abs((started - runtime.clock.now()).total_seconds()) < 600, "read from the twin's clock"
+
+
+def test_state_entered_time_is_aws_timestamp_text(runtime: Any) -> None:
+    definition = {
+        "StartAt": "First",
+        "States": {
+            "First": {
+                "Type": "Pass",
+                "Parameters": {"entered.$": "$$.State.EnteredTime"},
+                "ResultPath": "$.first",
+                "Next": "Second",
+            },
+            "Second": {
+                "Type": "Pass",
+                "QueryLanguage": "JSONata",
+                "Output": {
+                    "first": "{% $states.input.first.entered %}",
+                    "second": "{% $states.context.State.EnteredTime %}",
+                },
+                "End": True,
+            },
+        },
+    }
+
+    outcome = runtime.run(definition)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert AWS_TIMESTAMP.match(outcome.output["first"]), outcome.output["first"]
+    assert AWS_TIMESTAMP.match(outcome.output["second"]), outcome.output["second"]
+    assert outcome.output["first"] <= outcome.output["second"]
+
+
+def test_intrinsic_string_literals_take_the_specs_escapes(runtime: Any) -> None:
+    definition = {
+        "StartAt": "Escape",
+        "States": {
+            "Escape": {
+                "Type": "Pass",
+                "Parameters": {
+                    "format.$": r"States.Format('\{literal\} {} it\'s a\\b {}', $.x, $.y)",
+                    "split.$": r"States.StringSplit('it\'s,a\\b', ',')",
+                    "array.$": r"States.Array('\{\}')",
+                    "from_path.$": "States.Format($.template, $.x)",
+                },
+                "End": True,
+            }
+        },
+    }
+
+    outcome = runtime.run(definition, {"x": 1, "y": "z", "template": "{x}={}"})
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output["format"] == "{literal} 1 it's a\\b z"
+    assert outcome.output["split"] == ["it's", "a\\b"]
+    assert outcome.output["array"] == ["{}"]
+    assert outcome.output["from_path"] == "{x}=1", "a template read from a path fills only its {}"
+
+
+def test_states_format_with_more_placeholders_than_values_fails_with_intrinsic_failure(runtime: Any) -> None:
+    definition = {
+        "StartAt": "Short",
+        "States": {"Short": {"Type": "Pass", "Parameters": {"s.$": "States.Format('{}-{}', $.x)"}, "End": True}},
+    }
+
+    outcome = runtime.run(definition, {"x": 1})
+
+    assert (outcome.status, outcome.error) == ("FAILED", "States.IntrinsicFailure")
+    assert "2 placeholder(s)" in outcome.cause
+    assert "1 value(s)" in outcome.cause
+
+
+def _lambda_role() -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    iam = boto3.client("iam", region_name="us-east-1")
+    return str(iam.create_role(RoleName="battery-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, source in files.items():
+            zipped.writestr(name, source)
+    return archive.getvalue()
+
+
+ZIPPED_HANDLER = """
+import os
+
+def handler(event, context):
+    return {"event": event, "colour": os.environ["COLOUR"], "function": context.function_name}
+"""
+
+
+def test_a_lambda_created_from_a_zip_runs_its_own_handler(runtime: Any) -> None:
+    lambda_client = boto3.client("lambda", region_name="us-east-1")
+    lambda_client.create_function(
+        FunctionName="battery-zipped",
+        Runtime="python3.12",
+        Role=_lambda_role(),
+        Handler="app.main.handler",
+        Code={"ZipFile": _zip({"app/__init__.py": "", "app/main.py": ZIPPED_HANDLER})},
+        Environment={"Variables": {"COLOUR": "blue"}},
+    )
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "battery-zipped", "Payload": {"n": 1}},
+                "OutputPath": "$.Payload",
+                "End": True,
+            }
+        },
+    }
+
+    direct = lambda_client.invoke(FunctionName="battery-zipped", Payload=json.dumps({"n": 0}))
+    outcome = runtime.run(definition)
+
+    assert json.loads(direct["Payload"].read()) == {"event": {"n": 0}, "colour": "blue", "function": "battery-zipped"}
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == {"event": {"n": 1}, "colour": "blue", "function": "battery-zipped"}
+
+
+def test_a_zip_lambda_runs_its_new_code_and_variables_after_an_update(runtime: Any) -> None:
+    lambda_client = boto3.client("lambda", region_name="us-east-1")
+    lambda_client.create_function(
+        FunctionName="battery-updated",
+        Runtime="python3.11",
+        Role=_lambda_role(),
+        Handler="version_one.handler",
+        Code={"ZipFile": _zip({"version_one.py": "def handler(event, context):\n    return 1\n"})},
+    )
+    assert json.loads(lambda_client.invoke(FunctionName="battery-updated")["Payload"].read()) == 1
+
+    lambda_client.update_function_code(FunctionName="battery-updated", ZipFile=_zip({"version_one.py": ZIPPED_HANDLER}))
+    lambda_client.update_function_configuration(
+        FunctionName="battery-updated", Environment={"Variables": {"COLOUR": "green"}}
+    )
+    answer = json.loads(lambda_client.invoke(FunctionName="battery-updated", Payload=b"{}")["Payload"].read())
+
+    assert answer == {"event": {}, "colour": "green", "function": "battery-updated"}
+
+
+def test_a_lambda_with_a_runtime_the_twin_cannot_run_is_refused_at_creation_naming_it(runtime: Any) -> None:
+    lambda_client = boto3.client("lambda", region_name="us-east-1")
+
+    with pytest.raises(ClientError) as refused:
+        lambda_client.create_function(
+            FunctionName="battery-node",
+            Runtime="nodejs20.x",
+            Role=_lambda_role(),
+            Handler="index.handler",
+            Code={"ZipFile": _zip({"index.js": "exports.handler = async () => 1;"})},
+        )
+
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "'nodejs20.x'" in refused.value.response["Error"]["Message"]
+
+
+def test_an_execution_started_without_a_name_gets_a_uuid_name_as_on_aws(runtime: Any) -> None:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    definition = {
+        "StartAt": "Name",
+        "States": {"Name": {"Type": "Pass", "Parameters": {"n.$": "$$.Execution.Name"}, "End": True}},
+    }
+    machine = sfn.create_state_machine(
+        name="battery-unnamed", definition=json.dumps(definition), roleArn=runtime.role_arn
+    )["stateMachineArn"]
+
+    arn = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+    while (description := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        time.sleep(0.01)
+
+    name = description["name"]
+    assert str(uuid.UUID(name)) == name
+    assert arn.endswith(f":{name}")
+    assert json.loads(description["output"]) == {"n": name}
+
+
+BARRIER_HANDLER = """
+import barrier_of_three
+
+def handler(event, context):
+    # Returns only once all three branches' calls are inside their handlers at the same time.
+    barrier_of_three.BARRIER.wait(timeout=30)
+    return {"branch": event["branch"]}
+"""
+
+
+def _lambda_branch(function_name: str, index: int) -> dict[str, Any]:
+    call = {"FunctionName": function_name, "Payload": {"branch": index}}
+    return {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": call,
+                "OutputPath": "$.Payload",
+                "End": True,
+            }
+        },
+    }
+
+
+def test_parallel_lambda_branches_run_at_the_same_time_and_return_in_branch_order(runtime: Any, tmp_path: Path) -> None:
+    # One barrier for the three functions, each with code of its own (as three functions of a stack or three zips).
+    shared = tmp_path / "barrier_shared"
+    shared.mkdir()
+    (shared / "barrier_of_three.py").write_text("import threading\nBARRIER = threading.Barrier(3)\n")
+    names = []
+    for index in range(3):
+        code_dir = tmp_path / f"barrier_function_{index}"
+        code_dir.mkdir()
+        (code_dir / f"battery_barrier_{index}.py").write_text(
+            f"import sys\nsys.path.insert(0, {str(shared)!r})\n" + BARRIER_HANDLER
+        )
+        names.append(f"battery-barrier-{index}")
+        runtime.lambdas.register(names[-1], f"battery_barrier_{index}.handler", code_dir, {"I": str(index)}, 60)
+    branches = [_lambda_branch(name, index) for index, name in enumerate(names)]
+    definition = {"StartAt": "All", "States": {"All": {"Type": "Parallel", "Branches": branches, "End": True}}}
+
+    outcome = runtime.run(definition, timeout=90)  # one after another, the first call breaks the barrier: fails
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == [{"branch": 0}, {"branch": 1}, {"branch": 2}]
+
+
+OVERLAP_HANDLER = """
+import threading, time
+
+LOCK = threading.Lock()
+ACTIVE = [0]
+MOST = [0]
+
+def handler(event, context):
+    with LOCK:
+        ACTIVE[0] += 1
+        MOST[0] = max(MOST[0], ACTIVE[0])
+    time.sleep(0.2)
+    with LOCK:
+        ACTIVE[0] -= 1
+    return {"most_at_once": MOST[0]}
+"""
+
+
+def test_functions_sharing_a_code_directory_take_turns(runtime: Any, tmp_path: Path) -> None:
+    # They share its loaded modules (Powertools' metric buffer among them): on AWS each would have its own process.
+    code_dir = tmp_path / "shared_functions"
+    code_dir.mkdir()
+    (code_dir / "battery_overlap.py").write_text(OVERLAP_HANDLER)
+    for index in range(3):
+        runtime.lambdas.register(f"battery-overlap-{index}", "battery_overlap.handler", code_dir, {}, 60)
+    branches = [_lambda_branch(f"battery-overlap-{index}", index) for index in range(3)]
+    definition = {"StartAt": "All", "States": {"All": {"Type": "Parallel", "Branches": branches, "End": True}}}
+
+    outcome = runtime.run(definition, timeout=90)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert max(result["most_at_once"] for result in outcome.output) == 1
+
+
+def test_a_failing_parallel_branch_fails_the_state_and_stops_the_other_branches(runtime: Any) -> None:
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    # A year of virtual time: a branch left running would outlast the run's timeout.
+                    {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 31_536_000, "End": True}}},
+                    {"StartAt": "Broken", "States": {"Broken": {"Type": "Fail", "Error": "BranchBroke"}}},
+                ],
+                "End": True,
+            }
+        },
+    }
+
+    outcome = runtime.run(definition)
+
+    assert (outcome.status, outcome.error) == ("FAILED", "BranchBroke")
+
+
+def _refusal(definition: dict[str, Any], runtime: Any) -> str:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    with pytest.raises(ClientError) as refused:
+        sfn.create_state_machine(name="battery-invalid", definition=json.dumps(definition), roleArn=runtime.role_arn)
+    assert refused.value.response["Error"]["Code"] == "InvalidDefinition"
+    return str(refused.value.response["Error"]["Message"])
+
+
+def _pass(**fields: Any) -> dict[str, Any]:
+    return {"Type": "Pass", **fields}
+
+
+INVALID_DEFINITIONS = [
+    (
+        {"StartAt": "A", "States": {"A": _pass(Next="Missing"), "B": _pass(End=True)}},
+        "Invalid State Machine Definition: "
+        "'MISSING_TRANSITION_TARGET: Missing 'Next' target: Missing at /States/A/Next, "
+        'MISSING_TRANSITION_TARGET: State "B" is not reachable. at /States/B\'',
+    ),
+    (
+        {"StartAt": "Nowhere", "States": {"A": _pass(End=True)}},
+        "MISSING_TRANSITION_TARGET: Missing 'Next' target: Nowhere at /StartAt",
+    ),
+    (
+        {"StartAt": "A", "States": {"A": _pass(Next="B"), "B": _pass(Next="A")}},
+        "Invalid State Machine Definition: 'MISSING_END_STATE: Workflow has no terminal state at null'",
+    ),
+    (
+        {"StartAt": "A", "States": {"A": {"Type": "Sleep", "End": True}}},
+        'SCHEMA_VALIDATION_FAILED: Value "Sleep" is not a state type',
+    ),
+    (
+        {
+            "StartAt": "A",
+            "States": {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "Parameters": {"FunctionName": "f"},
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["Late"]}],
+                }
+            },
+        },
+        "SCHEMA_VALIDATION_FAILED: 'States.ALL' must appear in the last Retrier of 'Retry' "
+        "at /States/A/Retry[0]/ErrorEquals",
+    ),
+    (
+        {
+            "StartAt": "A",
+            "States": {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "Parameters": {"FunctionName": "f"},
+                    "End": True,
+                    "Catch": [{"ErrorEquals": ["States.ALL", "Other"], "Next": "A"}],
+                }
+            },
+        },
+        "SCHEMA_VALIDATION_FAILED: 'States.ALL' must appear alone in 'ErrorEquals' at /States/A/Catch[0]/ErrorEquals",
+    ),
+    (
+        {"StartAt": "A", "States": {"A": _pass(End=True, Retry=[{"ErrorEquals": ["States.ALL"]}])}},
+        "SCHEMA_VALIDATION_FAILED: Field 'Retry' is not supported at /States/A",
+    ),
+    (
+        {
+            "StartAt": "C",
+            "States": {
+                "C": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "Gone"}],
+                    "Default": "Done",
+                },
+                "Done": {"Type": "Succeed"},
+            },
+        },
+        "MISSING_TRANSITION_TARGET: Missing 'Next' target: Gone at /States/C/Choices[0]/Next",
+    ),
+    (
+        {
+            "StartAt": "P",
+            "States": {
+                "P": {
+                    "Type": "Parallel",
+                    "End": True,
+                    "Branches": [{"StartAt": "In", "States": {"In": _pass(Next="Out")}}],
+                }
+            },
+        },
+        "MISSING_TRANSITION_TARGET: Missing 'Next' target: Out at /States/P/Branches[0]/States/In/Next",
+    ),
+    (
+        {"StartAt": "A", "States": {"A": _pass()}},
+        "SCHEMA_VALIDATION_FAILED: These fields are required: [Next | End] at /States/A",
+    ),
+]
+
+
+@pytest.mark.parametrize(("definition", "message"), INVALID_DEFINITIONS)
+def test_create_state_machine_refuses_what_aws_refuses_with_its_message(
+    runtime: Any, definition: dict[str, Any], message: str
+) -> None:
+    assert message in _refusal(definition, runtime)
+
+
+def test_update_state_machine_refuses_what_create_refuses(runtime: Any) -> None:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    valid = {"StartAt": "A", "States": {"A": _pass(End=True)}}
+    machine = sfn.create_state_machine(name="battery-update", definition=json.dumps(valid), roleArn=runtime.role_arn)
+
+    with pytest.raises(ClientError) as refused:
+        sfn.update_state_machine(
+            stateMachineArn=machine["stateMachineArn"],
+            definition=json.dumps({"StartAt": "A", "States": {"A": _pass(Next="Gone")}}),
+        )
+
+    assert refused.value.response["Error"]["Code"] == "InvalidDefinition"
+    assert "Missing 'Next' target: Gone at /States/A/Next" in refused.value.response["Error"]["Message"]
+
+
+TWIN_REFUSALS = [
+    (
+        {
+            "StartAt": "Glue",
+            "States": {
+                "Glue": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::glue:startJobRun.sync",
+                    "Parameters": {"JobName": "j"},
+                    "End": True,
+                }
+            },
+        },
+        "UNSUPPORTED_BY_LOCAL_TWIN: State 'Glue' uses the integration arn:aws:states:::glue:startJobRun.sync",
+    ),
+    (
+        {
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "End": True,
+                    "ItemBatcher": {"MaxItemsPerBatch": 10},
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                        "StartAt": "Item",
+                        "States": {"Item": _pass(End=True)},
+                    },
+                }
+            },
+        },
+        "UNSUPPORTED_BY_LOCAL_TWIN: State 'Each' uses the distributed Map's 'ItemBatcher'",
+    ),
+    (
+        {
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "End": True,
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                        "StartAt": "Item",
+                        "States": {"Item": _pass(End=True)},
+                    },
+                }
+            },
+        },
+        "UNSUPPORTED_BY_LOCAL_TWIN: State 'Each' uses a distributed Map with 'ExecutionType': 'EXPRESS'",
+    ),
+    (
+        {
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "End": True,
+                    "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "b"}},
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                        "StartAt": "Item",
+                        "States": {"Item": _pass(End=True)},
+                    },
+                }
+            },
+        },
+        "UNSUPPORTED_BY_LOCAL_TWIN: State 'Each' uses the distributed Map's 'ResultWriter' (the engine writes a "
+        "manifest without the results)",
+    ),
+    (
+        {
+            "StartAt": "Work",
+            "States": {
+                "Work": {"Type": "Task", "End": True, "Resource": "arn:aws:states:us-east-1:123456789012:activity:w"}
+            },
+        },
+        "UNSUPPORTED_BY_LOCAL_TWIN: State 'Work' uses the activity",
+    ),
+]
+
+
+@pytest.mark.parametrize(("definition", "message"), TWIN_REFUSALS)
+def test_create_state_machine_refuses_what_the_twin_cannot_run_naming_the_state_and_feature(
+    runtime: Any, definition: dict[str, Any], message: str
+) -> None:
+    assert message in _refusal(definition, runtime)
+
+
+def test_a_distributed_map_reads_its_items_from_s3_with_item_reader(runtime: Any, bucket: str) -> None:
+    items = [{"n": 1}, {"n": 2}, {"n": 3}]
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=bucket, Key="items.json", Body=json.dumps(items))
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemReader": {
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSON"},
+                    "Parameters": {"Bucket": bucket, "Key": "items.json"},
+                },
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Double",
+                    "States": {
+                        "Double": {"Type": "Pass", "Parameters": {"d.$": "States.MathAdd($.n, $.n)"}, "End": True}
+                    },
+                },
+                "End": True,
+            }
+        },
+    }
+
+    outcome = runtime.run(definition)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == [{"d": 2}, {"d": 4}, {"d": 6}]
+
+
+def test_the_projects_state_machines_pass_the_definition_checks(runtime: Any) -> None:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    for path in sorted(STATEMACHINES_DIR.glob("*.asl.json")):
+        # Placeholders stand for the stack's values; the partition must be a real one for the resource ARNs.
+        text = path.read_text().replace("${AWS::Partition}", "aws")
+        text = re.sub(r"\$\{[^}]+\}", "placeholder", text)
+
+        sfn.create_state_machine(name=f"battery-{path.name.split('.')[0]}", definition=text, roleArn=runtime.role_arn)
+
+
+def test_jsonata_output_assign_and_condition_run(runtime: Any) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Count",
+        "States": {
+            "Count": {
+                "Type": "Pass",
+                "Assign": {"n": "{% $count($states.input.items) %}", "who": "{% 'say \"hi\" ' & $states.input.name %}"},
+                "Next": "Enough",
+            },
+            "Enough": {
+                "Type": "Choice",
+                "Choices": [{"Condition": "{% $n > 2 %}", "Next": "Report"}],
+                "Default": "Few",
+            },
+            "Report": {
+                "Type": "Pass",
+                "Output": {"n": "{% $n %}", "who": "{% $who %}", "total": "{% $sum($states.input.items) %}"},
+                "End": True,
+            },
+            "Few": {"Type": "Fail", "Error": "TooFew"},
+        },
+    }
+
+    outcome = runtime.run(definition, {"name": "Ann", "items": [1, 2, 3]})
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == {"n": 3, "who": 'say "hi" Ann', "total": 6}
+
+
+def test_jsonpath_assign_variables_reach_later_states(runtime: Any) -> None:
+    definition = {
+        "StartAt": "Keep",
+        "States": {
+            "Keep": {"Type": "Pass", "Assign": {"bucket.$": "$.bucket", "quoted": 'a "b"'}, "Next": "Use"},
+            "Use": {
+                "Type": "Pass",
+                "Parameters": {"uri.$": "States.Format('s3://{}/x', $bucket)", "q.$": "$quoted"},
+                "End": True,
+            },
+        },
+    }
+
+    outcome = runtime.run(definition, {"bucket": "data"})
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == {"uri": "s3://data/x", "q": 'a "b"'}
+
+
+def test_a_jsonata_expression_that_fails_is_a_states_query_evaluation_error(runtime: Any) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Broken",
+        "States": {"Broken": {"Type": "Pass", "Output": "{% $states.input.x + 'a' %}", "End": True}},
+    }
+
+    outcome = runtime.run(definition, {"x": 1})
+
+    assert (outcome.status, outcome.error) == ("FAILED", "States.QueryEvaluationError")
+    assert "The right side of the + operator must evaluate to a number" in outcome.cause
+
+
+def test_a_jsonata_expression_that_does_not_parse_is_refused_at_creation(runtime: Any) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Broken",
+        "States": {"Broken": {"Type": "Pass", "Output": {"sum": "{% $states.input.x + %}"}, "End": True}},
+    }
+
+    message = _refusal(definition, runtime)
+
+    assert "SCHEMA_VALIDATION_FAILED: The JSONata expression '$states.input.x +' does not parse: " in message
+    assert "Unexpected end of expression at /States/Broken/Output/sum" in message

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 TRAIN_SCRIPT = """
 import argparse, json, os, shutil, time
@@ -325,7 +326,17 @@ def test_tuning_with_two_parallel_trainings_picks_the_best_by_the_objective(
     assert intervals[1][0] < intervals[0][1], "the first two trainings ran at the same time"
 
 
-def test_unsupported_sagemaker_integration_fails_the_execution_naming_the_state(runtime: Any) -> None:
+def _refused_at_creation(definition: dict[str, Any]) -> str:
+    with pytest.raises(ClientError) as refused:
+        boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
+            name="refused", definition=json.dumps(definition), roleArn=ROLE_ARN
+        )
+    assert refused.value.response["Error"]["Code"] == "InvalidDefinition"
+    return str(refused.value.response["Error"]["Message"])
+
+
+def test_unsupported_sagemaker_integration_is_refused_at_creation_naming_the_state(runtime: Any) -> None:
+    # Refused when the state machine is created, so no Catch can swallow it and no execution half-runs.
     definition = {
         "StartAt": "AutoML",
         "States": {
@@ -338,25 +349,22 @@ def test_unsupported_sagemaker_integration_fails_the_execution_naming_the_state(
         },
     }
 
-    outcome = runtime.run(definition)
+    message = _refused_at_creation(definition)
 
-    assert outcome.status == "FAILED"
-    assert outcome.error == "States.Runtime"
-    assert "'AutoML'" in outcome.cause
-    assert "CreateAutoMLJob" in outcome.cause
+    assert "State 'AutoML'" in message
+    assert "CreateAutoMLJob" in message
 
 
-def test_unsupported_service_integration_fails_naming_the_state_and_resource(runtime: Any) -> None:
+def test_unsupported_service_integration_is_refused_naming_the_state_and_resource(runtime: Any) -> None:
     definition = {
         "StartAt": "RunTask",
         "States": {"RunTask": runtime.task("arn:aws:states:::ecs:runTask.sync", {"Cluster": "c"})},
     }
 
-    outcome = runtime.run(definition)
+    message = _refused_at_creation(definition)
 
-    assert outcome.status == "FAILED"
-    assert "'RunTask'" in outcome.cause
-    assert "arn:aws:states:::ecs:runTask.sync" in outcome.cause
+    assert "State 'RunTask'" in message
+    assert "arn:aws:states:::ecs:runTask.sync" in message
 
 
 def _deploy_definition(runtime: Any, model_data_url: str, endpoint: str = "twin-endpoint") -> dict[str, Any]:

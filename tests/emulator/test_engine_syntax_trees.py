@@ -12,9 +12,22 @@ DEFINITION = json.dumps(
     {
         "StartAt": "Count",
         "States": {
+            # A Parallel, so that the state carries a retrier (per-execution state) where AWS allows one.
             "Count": {
-                "Type": "Pass",
-                "Parameters": {"seen.$": "States.ArrayLength($.items)"},
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Length",
+                        "States": {
+                            "Length": {
+                                "Type": "Pass",
+                                "Parameters": {"seen.$": "States.ArrayLength($.items)"},
+                                "End": True,
+                            }
+                        },
+                    }
+                ],
+                "OutputPath": "$[0]",
                 "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}],
                 "End": True,
             }
