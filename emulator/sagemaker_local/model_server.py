@@ -5,15 +5,17 @@ from __future__ import annotations
 import http.client
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
-from emulator.sagemaker_local.containers import container_path_environment
+from emulator.sagemaker_local.containers import container_path_environment, job_python
+from emulator.sagemaker_local.sandbox import container_launch
 
 SERVING_SCRIPT = Path(__file__).with_name("serving.py")
 # Loading a model (importing xgboost, reading the booster) takes a few seconds on a busy machine.
 STARTUP_TIMEOUT_SECONDS = 120.0
+# Where SageMaker's inference container finds the extracted model.
+CONTAINER_MODEL_DIR = "/opt/ml/model"
 
 
 class ModelServerError(RuntimeError):
@@ -25,19 +27,32 @@ class ModelServerUnreachable(RuntimeError):
 
 
 class ModelServer:
-    """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1."""
+    """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1.
+
+    It runs with the job environment's interpreter, in the sandbox where this machine has one, the model bound at
+    `/opt/ml/model`. It keeps the machine's network even for a network-isolated model: the twin reaches it on a
+    127.0.0.1 port (the printed endpoint URL), which a network namespace of its own would hide.
+    """
 
     def __init__(self, model_dir: Path, environment: dict[str, str], log_path: Path) -> None:
         self.model_dir = model_dir
         self.log_path = log_path
+        env = {**os.environ.copy(), **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
+        launch = container_launch(
+            [job_python(), str(SERVING_SCRIPT), "--model-dir", CONTAINER_MODEL_DIR],
+            CONTAINER_MODEL_DIR,
+            env,
+            {CONTAINER_MODEL_DIR: model_dir},
+            network_isolation=False,
+        )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        env = {**os.environ.copy(), **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(
-            [sys.executable, str(SERVING_SCRIPT), "--model-dir", str(model_dir)],
+            launch.command,
+            cwd=launch.cwd,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=env,
+            env=launch.environment,
             start_new_session=True,
         )
         self.port = self._read_port()
