@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from emulator.sagemaker_local.sandbox import CONTAINER_ROOT, PROJECT_ROOT, container_launch
+from emulator.sagemaker_local.sandbox import CONTAINER_ROOT, PROJECT_ROOT, container_launch, start_process
 
 # The job environment `make run` and `make test` install (Makefile JOB_VENV).
 JOB_VENV = PROJECT_ROOT / ".venv-job"
@@ -77,6 +77,7 @@ class ContainerProcess:
         launch = container_launch(
             command, container_cwd, full_environment, mounts, network_isolation=network_isolation
         )
+        self._launch = launch
         self.command = launch.command
         self.cwd = launch.cwd
         self.environment = launch.environment
@@ -98,13 +99,8 @@ class ContainerProcess:
                 if self._killed:
                     return -signal.SIGKILL
                 try:
-                    self._process = subprocess.Popen(
-                        self.command,
-                        cwd=self.cwd,
-                        env=self.environment,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
+                    self._process = start_process(
+                        self._launch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 except OSError as error:
                     log.write(f"Cannot start {self.command[0]!r}: {error}\n".encode())

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from emulator.sagemaker_local.containers import container_path_environment, job_python
-from emulator.sagemaker_local.sandbox import container_launch
+from emulator.sagemaker_local.sandbox import container_launch, start_process
 
 SERVING_SCRIPT = Path(__file__).with_name("serving.py")
 # Loading a model (importing xgboost, reading the booster) takes a few seconds on a busy machine.
@@ -47,14 +47,7 @@ class ModelServer:
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        self._process = subprocess.Popen(
-            launch.command,
-            cwd=launch.cwd,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=launch.environment,
-            start_new_session=True,
-        )
+        self._process = start_process(launch, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
         self.port = self._read_port()
 
     def _read_port(self) -> int:

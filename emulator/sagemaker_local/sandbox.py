@@ -19,6 +19,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ FALLBACK_ROOT_VARIABLE = "OPT_ML_ROOT"
 _PROBE_TIMEOUT_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
+# Bubblewrap's --die-with-parent ends the sandbox when the *thread* that started it ends (PR_SET_PDEATHSIG), and a
+# model server outlives the request thread that starts it: every container process starts from this one thread,
+# which lives as long as the twin's process, so a twin that dies leaves no sandbox behind.
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="container-launcher")
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,13 @@ def container_launch(
     if CONTAINER_ROOT in mounts:
         rewritten[FALLBACK_ROOT_VARIABLE] = str(mounts[CONTAINER_ROOT])
     return Launch([rewrite_paths(part, mounts) for part in command], Path(rewrite_paths(container_cwd, mounts)), rewritten)
+
+
+def start_process(launch: Launch, **popen_options: object) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen` of `launch`, started from the launcher thread (see `_LAUNCHER`)."""
+    return _LAUNCHER.submit(
+        subprocess.Popen, launch.command, cwd=launch.cwd, env=launch.environment, **popen_options
+    ).result()
 
 
 def rewrite_paths(value: str, mounts: Mapping[str, Path]) -> str:
