@@ -74,9 +74,7 @@ class ContainerProcess:
             "PYTHONUNBUFFERED": "1",
             **environment,
         }
-        launch = container_launch(
-            command, container_cwd, full_environment, mounts, network_isolation=network_isolation
-        )
+        launch = container_launch(command, container_cwd, full_environment, mounts, network_isolation=network_isolation)
         self._launch = launch
         self.command = launch.command
         self.cwd = launch.cwd

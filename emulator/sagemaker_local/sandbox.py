@@ -29,6 +29,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # checkpoint folder and failure file): SageMaker never sets it.
 FALLBACK_ROOT_VARIABLE = "OPT_ML_ROOT"
 _PROBE_TIMEOUT_SECONDS = 10.0
+# Writable and empty in each sandbox, as a container's own: mount points inside the sandbox, not files of this machine.
+_PRIVATE_FOLDERS = ("/tmp", "/dev/shm")  # noqa: S108
 
 logger = logging.getLogger(__name__)
 # Bubblewrap's --die-with-parent ends the sandbox when the *thread* that started it ends (PR_SET_PDEATHSIG), and a
@@ -121,7 +123,9 @@ def container_launch(
     rewritten = {key: rewrite_paths(value, mounts) for key, value in environment.items()}
     if CONTAINER_ROOT in mounts:
         rewritten[FALLBACK_ROOT_VARIABLE] = str(mounts[CONTAINER_ROOT])
-    return Launch([rewrite_paths(part, mounts) for part in command], Path(rewrite_paths(container_cwd, mounts)), rewritten)
+    return Launch(
+        [rewrite_paths(part, mounts) for part in command], Path(rewrite_paths(container_cwd, mounts)), rewritten
+    )
 
 
 def start_process(launch: Launch, **popen_options: object) -> subprocess.Popen[bytes]:
@@ -151,9 +155,11 @@ def bwrap_arguments(mounts: Mapping[str, Path], container_cwd: str, *, network_i
             for entry in sorted(top.iterdir()):
                 if not any(Path(point) == entry or Path(point).is_relative_to(entry) for point in mounts):
                     arguments += ["--ro-bind", str(entry), str(entry)]
-    arguments += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
-    # The project (its job environment, the twin's serving script) stays visible if it lies under the private /tmp.
-    if PROJECT_ROOT.is_relative_to("/tmp"):
+    arguments += ["--dev", "/dev", "--proc", "/proc"]
+    for private in _PRIVATE_FOLDERS:
+        arguments += ["--tmpfs", private]
+    # The project (its job environment, the twin's serving script) stays visible if it lies under a private folder.
+    if any(PROJECT_ROOT.is_relative_to(private) for private in _PRIVATE_FOLDERS):
         arguments += ["--ro-bind", str(PROJECT_ROOT), str(PROJECT_ROOT)]
     for container_path, host_path in sorted(mounts.items()):
         arguments += ["--bind", str(host_path), container_path]
