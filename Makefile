@@ -127,13 +127,15 @@ lock: $(UV_STAMP)
 		'# Regenerate after changing pyproject.toml: make lock' '-r run.lock'; \
 		grep -vxFf <(grep -v '^#' requirements/run.lock) requirements/dev.lock || [ $$? -eq 1 ]; } > requirements/dev.lock.new
 	mv requirements/dev.lock.new requirements/dev.lock
-	$(LOCK) --python-version $(JOB_PYTHON_VERSION) requirements/job-container.txt -o requirements/job.lock
-	sed -i '1i # The job environment (.venv-job), every package pinned: requirements/job-container.txt locked; `make run` and\n# `make test` install it. Regenerate after changing job-container.txt: make lock' requirements/job.lock
+	{ printf '%s\n' '# The job environment (.venv-job), every package pinned: requirements/job-container.txt locked; `make run` and' \
+		'# `make test` install it. Regenerate after changing job-container.txt: make lock'; \
+		$(LOCK) --python-version $(JOB_PYTHON_VERSION) requirements/job-container.txt; } > requirements/job.lock.new
+	mv requirements/job.lock.new requirements/job.lock
 
 clean:
 	rm -rf $(VENV) $(JOB_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
-	rm -f requirements/dev.lock.new
+	rm -f requirements/dev.lock.new requirements/job.lock.new
 
 # sam build (template.yaml, MlCodePublisherFunction: BuildMethod makefile, run from the project root): the bundle
 # carries the publisher, ml/ and the image URI table, because the custom resource publishes ml/ from its own code.
