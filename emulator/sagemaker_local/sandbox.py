@@ -3,8 +3,9 @@
 In a SageMaker container the job's directory is `/opt/ml`, the image around it is the container's own, and a job or
 model with EnableNetworkIsolation has no network. Bubblewrap (`bwrap`, unprivileged through user namespaces) gives
 each process the same view in a few milliseconds: the job's directory bound at `/opt/ml` (or the model at
-`/opt/ml/model`), the rest of the machine read-only, a private `/tmp` and `/dev/shm`, and with network isolation a
-network namespace of its own with nothing but loopback, so a script that opens a socket fails as on SageMaker.
+`/opt/ml/model`), the rest of the machine read-only, a private `/tmp`, `/dev/shm` and `/dev`, and with network
+isolation a network namespace of its own with nothing but loopback, so a script that opens a socket fails as on
+SageMaker.
 
 Where `bwrap` is missing or cannot run (no user namespaces), the twin falls back to rewriting the `/opt/ml` prefix
 in the command, the working directory and the environment to the job's directory on this machine, and sets
@@ -143,7 +144,7 @@ def rewrite_paths(value: str, mounts: Mapping[str, Path]) -> str:
 
 
 def bwrap_arguments(mounts: Mapping[str, Path], container_cwd: str, *, network_isolation: bool) -> list[str]:
-    """Bubblewrap's options: the machine read-only, `mounts` writable, private /tmp, /dev and /proc."""
+    """Bubblewrap's options: the machine read-only, `mounts` writable, private /tmp, /dev/shm and /dev."""
     arguments = [bwrap_executable() or "bwrap", "--ro-bind", "/", "/"]
     # A mount point must exist, and the read-only root cannot get a new /opt/ml: /opt becomes a tmpfs holding the
     # machine's own /opt entries again.
@@ -155,7 +156,9 @@ def bwrap_arguments(mounts: Mapping[str, Path], container_cwd: str, *, network_i
             for entry in sorted(top.iterdir()):
                 if not any(Path(point) == entry or Path(point).is_relative_to(entry) for point in mounts):
                     arguments += ["--ro-bind", str(entry), str(entry)]
-    arguments += ["--dev", "/dev", "--proc", "/proc"]
+    # A minimal /dev of its own (the machine's device nodes stay out of reach); /proc stays the machine's, read-only:
+    # the job shares the twin's process namespace, so a proc mount of its own would show the same, for a few ms more.
+    arguments += ["--dev", "/dev"]
     for private in _PRIVATE_FOLDERS:
         arguments += ["--tmpfs", private]
     # The project (its job environment, the twin's serving script) stays visible if it lies under a private folder.
