@@ -163,7 +163,12 @@ class HostingAPIs(SageMakerStore):
                 model = self._model(variant["ModelName"])
                 variant_dir = self.work_dir / "endpoints" / endpoint_name / f"{generation}-{variant['VariantName']}"
                 model_dir, environment = self._extract_model(model, variant_dir / "model")
-                servers[variant["VariantName"]] = ModelServer(model_dir, environment, variant_dir / "server.log")
+                servers[variant["VariantName"]] = ModelServer(
+                    model_dir,
+                    environment,
+                    variant_dir / "server.log",
+                    network_isolation=bool(model.get("EnableNetworkIsolation")),
+                )
         except Exception:
             for server in servers.values():
                 server.stop()

@@ -448,13 +448,23 @@ class ProcessingRunner(JobRunner):
 class TransformRunner(JobRunner):
     """Batch transform: serve the model locally and send it each input object (or each line of it)."""
 
-    def run(self, record: JobRecord, update: UpdateRecord, model_dir: Path, model_environment: dict[str, str]) -> None:
+    def run(
+        self,
+        record: JobRecord,
+        update: UpdateRecord,
+        model_dir: Path,
+        model_environment: dict[str, str],
+        *,
+        network_isolation: bool = False,
+    ) -> None:
         description = record.description
         update(TransformStartTime=self.clock.now())
         server: ModelServer | None = None
         try:
             root = self.job_root("transform", description["TransformJobName"])
-            server = ModelServer(model_dir, model_environment, root / "logs" / "model-server.log")
+            server = ModelServer(
+                model_dir, model_environment, root / "logs" / "model-server.log", network_isolation=network_isolation
+            )
             self._transform(description, root, server)
         except Exception as error:
             update(

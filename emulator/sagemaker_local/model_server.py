@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -30,24 +31,35 @@ class ModelServer:
     """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1.
 
     It runs with the job environment's interpreter, in the sandbox where this machine has one, the model bound at
-    `/opt/ml/model`. It keeps the machine's network even for a network-isolated model: the twin reaches it on a
-    127.0.0.1 port (the printed endpoint URL), which a network namespace of its own would hide.
+    `/opt/ml/model`. It serves on a listening socket the twin opens on 127.0.0.1 and hands it: a socket stays in
+    the network it was made in, so a network-isolated model (`network_isolation`) gets a network namespace of its
+    own, where nothing it opens reaches anything, and is still reached on that port.
     """
 
-    def __init__(self, model_dir: Path, environment: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, model_dir: Path, environment: dict[str, str], log_path: Path, *, network_isolation: bool = False
+    ) -> None:
         self.model_dir = model_dir
         self.log_path = log_path
         env = {**os.environ.copy(), **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
-        launch = container_launch(
-            [job_python(), str(SERVING_SCRIPT), "--model-dir", CONTAINER_MODEL_DIR],
-            CONTAINER_MODEL_DIR,
-            env,
-            {CONTAINER_MODEL_DIR: model_dir},
-            network_isolation=False,
-        )
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("ab")
-        self._process = start_process(launch, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            launch = container_launch(
+                [job_python(), str(SERVING_SCRIPT), "--model-dir", CONTAINER_MODEL_DIR],
+                CONTAINER_MODEL_DIR,
+                env,
+                {CONTAINER_MODEL_DIR: model_dir},
+                network_isolation=network_isolation,
+            )
+            launch.command.extend(["--listen-fd", str(listener.fileno())])
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = log_path.open("ab")
+            self._process = start_process(
+                launch,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
+            )
         self.port = self._read_port()
 
     def _read_port(self) -> int:

@@ -51,7 +51,7 @@ import json, sys
 import numpy, pandas, sklearn, xgboost
 
 def model_fn(model_dir):
-    return xgboost.Booster(model_file=model_dir + "/xgboost-model")
+    return xgboost.Booster(model_file=model_dir + "/xgboost-model.json")
 
 def predict_fn(data, model):
     return {
@@ -163,7 +163,7 @@ def test_model_servers_run_on_the_job_environment_package_versions(tmp_path: Pat
     model_dir = tmp_path / "model"
     (model_dir / "code").mkdir(parents=True)
     (model_dir / "code" / "inference.py").write_text(VERSIONS_INFERENCE)
-    xgboost.train({}, xgboost.DMatrix([[1.0], [2.0]], label=[0, 1]), 1).save_model(str(model_dir / "xgboost-model"))
+    xgboost.train({}, xgboost.DMatrix([[1.0], [2.0]], label=[0, 1]), 1).save_model(str(model_dir / "xgboost-model.json"))
     server = ModelServer(model_dir, {}, tmp_path / "server.log")
     try:
         body, _ = server.invoke(b"{}", "application/json", "application/json")
@@ -276,6 +276,58 @@ def test_processing_paths_are_real_and_the_rest_of_the_machine_is_read_only(runt
     assert copied["Body"].read() == b"a\n1\n"
     assert "HOME 30" in _job_log(runtime, "processing", "paths")  # EROFS
     assert not (Path.home() / "written-by-a-job").exists()
+
+
+REACHING_INFERENCE = """
+import json, socket
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    try:
+        socket.create_connection((data["host"], data["port"]), timeout=5).close()
+    except OSError as error:
+        return {"reached": False, "error": str(error)}
+    return {"reached": True}
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction)
+"""
+
+
+def _reaching_server(tmp_path: Path, *, isolated: bool) -> ModelServer:
+    model_dir = tmp_path / ("isolated" if isolated else "connected") / "model"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.py").write_text(REACHING_INFERENCE)
+    return ModelServer(model_dir, {}, model_dir.parent / "server.log", network_isolation=isolated)
+
+
+def _reach(server: ModelServer, host: str, port: int) -> dict[str, Any]:
+    body, _ = server.invoke(json.dumps({"host": host, "port": port}).encode(), "application/json", None)
+    answered: dict[str, Any] = json.loads(body)
+    return answered
+
+
+@needs_sandbox
+def test_a_network_isolated_model_server_is_reached_but_reaches_nothing(tmp_path: Path, loopback_listener: int) -> None:
+    isolated = _reaching_server(tmp_path, isolated=True)
+    connected = _reaching_server(tmp_path, isolated=False)
+    try:
+        assert isolated.ping()
+        out = _reach(isolated, "192.0.2.1", 443)  # TEST-NET-1: nothing leaves a namespace with only loopback
+        to_host = _reach(isolated, "127.0.0.1", loopback_listener)
+        from_connected = _reach(connected, "127.0.0.1", loopback_listener)
+    finally:
+        isolated.stop()
+        connected.stop()
+
+    assert out == {"reached": False, "error": "[Errno 101] Network is unreachable"}
+    assert to_host == {"reached": False, "error": "[Errno 111] Connection refused"}
+    assert from_connected == {"reached": True}
 
 
 # ---------------------------------------------------------------- the fallback where bwrap cannot run
