@@ -140,7 +140,8 @@ def _sandbox_start_cost() -> bool:
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as job_dir:
         mounts = {sandbox.CONTAINER_ROOT: Path(job_dir)}
         sandboxed = [*sandbox.bwrap_arguments(mounts, sandbox.CONTAINER_ROOT, network_isolation=True), "--", "true"]
-        bare_ms, sandboxed_ms = [], []
+        bare_ms: list[float] = []
+        sandboxed_ms: list[float] = []
         for _ in range(SANDBOX_START_SAMPLES):  # alternated, so a busy moment skews both sides alike
             for command, samples in ((["true"], bare_ms), (sandboxed, sandboxed_ms)):
                 started = time.perf_counter()

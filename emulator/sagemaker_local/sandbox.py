@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CONTAINER_ROOT = "/opt/ml"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -129,11 +130,13 @@ def container_launch(
     )
 
 
-def start_process(launch: Launch, **popen_options: object) -> subprocess.Popen[bytes]:
-    """`subprocess.Popen` of `launch`, started from the launcher thread (see `_LAUNCHER`)."""
-    return _LAUNCHER.submit(
-        subprocess.Popen, launch.command, cwd=launch.cwd, env=launch.environment, **popen_options
-    ).result()
+def start_process(launch: Launch, **popen_options: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen` of `launch` (binary pipes), started from the launcher thread (see `_LAUNCHER`)."""
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(launch.command, cwd=launch.cwd, env=launch.environment, **popen_options)
+
+    return _LAUNCHER.submit(start).result()
 
 
 def rewrite_paths(value: str, mounts: Mapping[str, Path]) -> str:
