@@ -163,7 +163,9 @@ def test_model_servers_run_on_the_job_environment_package_versions(tmp_path: Pat
     model_dir = tmp_path / "model"
     (model_dir / "code").mkdir(parents=True)
     (model_dir / "code" / "inference.py").write_text(VERSIONS_INFERENCE)
-    xgboost.train({}, xgboost.DMatrix([[1.0], [2.0]], label=[0, 1]), 1).save_model(str(model_dir / "xgboost-model.json"))
+    xgboost.train({}, xgboost.DMatrix([[1.0], [2.0]], label=[0, 1]), 1).save_model(
+        str(model_dir / "xgboost-model.json")
+    )
     server = ModelServer(model_dir, {}, tmp_path / "server.log")
     try:
         body, _ = server.invoke(b"{}", "application/json", "application/json")
@@ -382,6 +384,42 @@ def test_the_fallback_rewrites_paths_and_says_so_once(
     assert len(messages) == 1
     assert named in messages[0]
     assert "EnableNetworkIsolation is NOT enforced" in messages[0]
+
+
+def test_in_the_fallback_a_job_taking_its_paths_from_its_arguments_still_runs(
+    monkeypatch: pytest.MonkeyPatch, fresh_probe: None, runtime: Any, bucket: str
+) -> None:
+    monkeypatch.setattr(sandbox, "bwrap_executable", lambda: None)
+    client = boto3.client("sagemaker", region_name=REGION)
+    program = "import pathlib, sys; pathlib.Path(sys.argv[1], 'done.txt').write_text('written')"
+    client.create_processing_job(
+        ProcessingJobName="fallback",
+        RoleArn=ROLE_ARN,
+        AppSpecification={
+            "ImageUri": "sagemaker-xgboost:3.0-5",
+            "ContainerEntrypoint": ["python3", "-c", program],
+            "ContainerArguments": ["/opt/ml/processing/output"],
+        },
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}},
+        ProcessingOutputConfig={
+            "Outputs": [
+                {
+                    "OutputName": "out",
+                    "S3Output": {
+                        "S3Uri": f"s3://{bucket}/fallback/",
+                        "LocalPath": "/opt/ml/processing/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+    )
+
+    described = _wait(lambda: client.describe_processing_job(ProcessingJobName="fallback"), "ProcessingJobStatus")
+
+    assert described["ProcessingJobStatus"] == "Completed", described.get("FailureReason")
+    written = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key="fallback/done.txt")
+    assert written["Body"].read() == b"written"
 
 
 @needs_sandbox
