@@ -456,7 +456,7 @@ def check_command(only: list[str], list_only: bool) -> int:
     _quiet_library_loggers()
     if list_only:
         for check in CHECKS:
-            print(f"{check.name:<14} {check.description}")
+            print(f"{check.name:<16} {check.description}")
         return 0
     known = {check.name for check in CHECKS}
     unknown = [name for name in only if name not in known]
