@@ -70,12 +70,13 @@ $(UV_STAMP):
 
 # The locks pin every package; the project itself installs editable so `mlops` is on the venv's PATH (uv builds it with
 # its own build backend, pyproject.toml [build-system]: nothing to download, no build environment). uv installs additively: `make run` then `make test` only adds dev.lock's packages.
+# `pip sync`: the job environment holds exactly job.lock, nothing an earlier lock left behind.
 # The job environment's bytecode is written by the twin's first run (emulator/sagemaker_local/job_warmup.py), or by
 # $(DEV_STAMP) for the tests, not here: a warm-cache install stays at a second or two.
 $(JOB_STAMP): $(UV_STAMP) requirements/job.lock
 	@test -n "$(JOB_PYTHON)" || echo "Python $(JOB_PYTHON_VERSION), the container's, is not on this machine: the job environment uses $(PYTHON)"
 	$(BIN)/uv venv --quiet --allow-existing --python $(or $(JOB_PYTHON),$(PYTHON)) $(JOB_VENV)
-	$(UV) pip install --quiet --python $(JOB_VENV)/bin/python -r requirements/job.lock
+	$(UV) pip sync --quiet --python $(JOB_VENV)/bin/python requirements/job.lock
 	touch $(JOB_STAMP)
 
 $(RUN_STAMP): $(UV_STAMP) $(JOB_STAMP) pyproject.toml requirements/run.lock

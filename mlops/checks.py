@@ -341,34 +341,59 @@ def container_python_version(path: Path = JOB_CONTAINER_FILE) -> str:
     raise CheckFailed(f"{path.name} has no {_PYTHON_LINE.strip()!r} line naming the container's Python")
 
 
-def job_environment_differences(container: dict[str, str], lock: dict[str, str]) -> list[str]:
-    """Where the job environment's pins (job.lock) and the container's versions differ, one line each."""
+def job_environment_differences(
+    expected: dict[str, str],
+    actual: dict[str, str],
+    expected_name: str = "the container",
+    actual_name: str = "job.lock",
+) -> list[str]:
+    """Where `actual`'s versions (job.lock's pins) and `expected`'s (the container's) differ, one line each."""
     problems = [
-        f"{name}: job.lock pins {lock[name]}, the container has {version}"
-        for name, version in sorted(container.items())
-        if name in lock and lock[name] != version
+        f"{name}: {actual_name} has {actual[name]}, {expected_name} has {version}"
+        for name, version in sorted(expected.items())
+        if name in actual and actual[name] != version
     ]
     problems += [
-        f"{name}: the container has {container[name]}, job.lock lacks it"
-        for name in sorted(container.keys() - lock.keys())
+        f"{name}: {expected_name} has {expected[name]}, {actual_name} lacks it"
+        for name in sorted(expected.keys() - actual.keys())
     ]
     problems += [
-        f"{name}=={lock[name]}: in job.lock, not in the container" for name in sorted(lock.keys() - container.keys())
+        f"{name}=={actual[name]}: in {actual_name}, not in {expected_name}"
+        for name in sorted(actual.keys() - expected.keys())
     ]
     return problems
 
 
+def installed_packages(python: Path) -> dict[str, str]:
+    """The distributions installed for `python`, by normalized name."""
+    listing = _run_tool(
+        [python, "-c", "import importlib.metadata as m; [print(d.name, d.version) for d in m.distributions()]"]
+    )
+    return {
+        name.lower().replace("_", "-").replace(".", "-"): version
+        for name, version in (line.split(" ", 1) for line in listing.splitlines() if line.strip())
+    }
+
+
 def check_job_environment() -> str:
-    """requirements/job.lock pins exactly the container's packages (requirements/job-container.txt)."""
+    """requirements/job.lock pins exactly the container's packages, and .venv-job holds exactly job.lock."""
     container = container_pins()
-    problems = job_environment_differences(container, requirement_pins(JOB_LOCK_FILE))
+    lock = requirement_pins(JOB_LOCK_FILE)
+    problems = job_environment_differences(container, lock)
     if problems:
         raise CheckFailed(
             "the job environment differs from the container it stands for:\n"
             + "\n".join(problems)
             + "\nfix requirements/job-container.txt (citing the image) and run `make lock`"
         )
-    return f"{len(container)} packages, as in the container"
+    if not JOB_PYTHON.is_file():
+        raise CheckFailed(f"the job environment {JOB_PYTHON.parent.parent} is not installed: run `make install`")
+    installed = job_environment_differences(lock, installed_packages(JOB_PYTHON), "job.lock", "the installed .venv-job")
+    if installed:
+        raise CheckFailed(
+            "the installed job environment is not job.lock:\n" + "\n".join(installed) + "\nrun `make install`"
+        )
+    return f"{len(container)} packages, as in the container, installed as locked"
 
 
 def ml_python_problems(ml_dir: Path, python_version: str, python_executable: Path) -> str:

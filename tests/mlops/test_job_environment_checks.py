@@ -10,7 +10,7 @@ from mlops import checks
 
 
 def test_the_job_environment_is_the_container_s() -> None:
-    assert checks.check_job_environment() == "11 packages, as in the container"
+    assert checks.check_job_environment() == "11 packages, as in the container, installed as locked"
 
 
 def test_a_pin_that_differs_from_the_container_fails_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_a_pin_that_differs_from_the_container_fails_naming_it(monkeypatch: pyte
         checks.check_job_environment()
 
     message = str(failure.value)
-    assert "numpy: job.lock pins 2.4.6, the container has 2.1.0" in message
+    assert "numpy: job.lock has 2.4.6, the container has 2.1.0" in message
     assert "six: the container has 1.17.0, job.lock lacks it" in message
     assert "requests==2.32.3: in job.lock, not in the container" in message
 
@@ -58,3 +58,17 @@ def test_ml_code_that_needs_python_3_11_fails_the_ml_python_check(tmp_path: Path
 
 def test_the_project_ml_code_passes_the_ml_python_check() -> None:
     assert checks.check_ml_python() == "ml/ suits Python 3.10"
+
+
+def test_an_installed_job_environment_that_is_not_the_lock_fails_naming_the_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed = {**checks.requirement_pins(checks.JOB_LOCK_FILE), "pandas": "3.1.1", "evidently": "0.7.23"}
+    monkeypatch.setattr(checks, "installed_packages", lambda python: installed)
+
+    with pytest.raises(checks.CheckFailed) as failure:
+        checks.check_job_environment()
+
+    message = str(failure.value)
+    assert "pandas: the installed .venv-job has 3.1.1, job.lock has 2.2.3" in message
+    assert "evidently==0.7.23: in the installed .venv-job, not in job.lock" in message
