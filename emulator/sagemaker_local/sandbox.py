@@ -19,6 +19,7 @@ import functools
 import logging
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,18 +65,15 @@ def bwrap_executable() -> str | None:
 
 @functools.cache
 def sandbox_support() -> SandboxSupport:
-    """Probes Bubblewrap once per process: `bwrap --ro-bind / / true` must run and exit 0."""
-    executable = bwrap_executable()
-    if executable is None:
+    """Probes Bubblewrap once per process: `true` must run, and exit 0, in a sandbox with every option a job gets."""
+    if bwrap_executable() is None:
         return SandboxSupport(False, "bwrap is not installed (Debian package bubblewrap)")
     try:
-        probe = subprocess.run(
-            [executable, "--ro-bind", "/", "/", "true"],
-            capture_output=True,
-            text=True,
-            timeout=_PROBE_TIMEOUT_SECONDS,
-            check=False,
-        )
+        with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as job_dir:
+            options = bwrap_arguments({CONTAINER_ROOT: Path(job_dir)}, CONTAINER_ROOT, network_isolation=True)
+            probe = subprocess.run(
+                [*options, "--", "true"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT_SECONDS, check=False
+            )
     except (OSError, subprocess.TimeoutExpired) as error:
         return SandboxSupport(False, f"bwrap cannot run: {error}")
     if probe.returncode != 0:
