@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from emulator.sagemaker_local.containers import container_path_environment, job_python
@@ -15,6 +18,7 @@ from emulator.sagemaker_local.sandbox import container_launch, start_process
 SERVING_SCRIPT = Path(__file__).with_name("serving.py")
 # Loading a model (importing xgboost, reading the booster) takes a few seconds on a busy machine.
 STARTUP_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 10.0
 # Where SageMaker's inference container finds the extracted model.
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 
@@ -60,6 +64,7 @@ class ModelServer:
                 start_new_session=True,
                 pass_fds=(listener.fileno(),),
             )
+        self.port = 0  # until the server says where it listens
         self.port = self._read_port()
 
     def _read_port(self) -> int:
@@ -76,6 +81,16 @@ class ModelServer:
                 f"The model server for {self.model_dir} did not start: " + ("\n".join(tail) or "no output")
             )
         return int(line.split()[1])
+
+    def _wait_until_refused(self) -> None:
+        # The server runs under bwrap, not as the process waited for: it may still be exiting, its socket open.
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while self.port and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.01)
 
     @property
     def url(self) -> str:
@@ -105,9 +120,12 @@ class ModelServer:
         return payload, response.getheader("Content-Type") or headers["Accept"]
 
     def stop(self) -> None:
+        """Kills the server's process group (the sandbox and the server in it) and returns once its port refuses."""
         if self._process.poll() is None:
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
+            self._wait_until_refused()
         if self._process.stdout is not None:
             self._process.stdout.close()
         self._log.close()
