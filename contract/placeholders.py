@@ -81,7 +81,7 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "SageMakerModelRoleArn": "arn:aws:iam::123456789012:role/mlops-dev-SageMakerModelRole-1A2B3C4D5E6F",
     "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "SecurityGroupIds": "sg-0123456789abcdef0",
-    "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+    "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
     "SourceDirUri": (
         "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/code/"
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/sourcedir.tar.gz"

@@ -1,8 +1,10 @@
 """Helpers the ml/ scripts share: labelled CSV loading, label checks, the model file format and metrics.
 
-Everything here runs in two places: SageMaker's XGBoost framework container 1.7-1 (Python 3.8, xgboost 1.7,
-pandas 1.2, numpy 1.19, scikit-learn 0.24) and the project's virtualenv (Python 3.11, xgboost 3.x, pandas 3.x).
-So: no syntax or library call newer than the oldest of these, and type hints only as postponed annotations.
+Everything here runs in two places: SageMaker's XGBoost framework container 3.0-5 (Python 3.10, xgboost 3.0.5,
+pandas 2.2, numpy 2.1, scikit-learn 1.5; the twin's jobs run in a job environment with exactly its packages) and,
+for ml/'s in-process unit tests, the project's virtualenv (Python 3.11, xgboost 3.2, pandas 3.x). So: no syntax
+or library call newer than the oldest of these (ruff's py310 target and `mlops check --only ml-python` refuse
+Python 3.11's), and type hints only as postponed annotations.
 """
 
 from __future__ import annotations

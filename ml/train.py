@@ -9,10 +9,11 @@ resumes. The model goes to SM_MODEL_DIR as `xgboost-model` with the inference co
 be served by an endpoint that cannot fetch code. On failure the reason is written to `<OPT_ML_ROOT>/output/failure`,
 which SageMaker reports as the job's FailureReason.
 
-`OPT_ML_ROOT` is not part of SageMaker's contract: it is this script's one hook for running outside a container
-(the twin without a sandbox, the tests). SageMaker never sets it, so on AWS it is `/opt/ml`. It places only what the
-contract names by path alone (the checkpoint folder, the failure file); everything with an `SM_*` variable is read
-from that variable.
+`OPT_ML_ROOT` is not part of SageMaker's contract: it is kept only for running outside a container, where `/opt/ml`
+is not the job's directory: the twin's fallback on a machine that cannot run its sandbox, and ml/'s unit tests, which
+run this script as a plain process. SageMaker never sets it, and neither does the sandboxed twin, so there it is
+`/opt/ml`. It places only what the contract names by path alone (the checkpoint folder, the failure file); everything
+with an `SM_*` variable is read from that variable.
 """
 
 from __future__ import annotations

@@ -305,6 +305,130 @@ def check_checkov() -> str:
     return next((line for line in output.splitlines() if line.startswith("Passed checks")), output)
 
 
+# The packages and the Python of the framework container the twin stands for (comments there cite the image), and the
+# job environment locked from them, which the twin runs every job and model server with.
+JOB_CONTAINER_FILE = PROJECT_ROOT / "requirements" / "job-container.txt"
+JOB_LOCK_FILE = PROJECT_ROOT / "requirements" / "job.lock"
+JOB_PYTHON = PROJECT_ROOT / ".venv-job" / "bin" / "python"
+ML_DIR = PROJECT_ROOT / "ml"
+_PYTHON_LINE = "# python: "
+
+
+def requirement_pins(path: Path) -> dict[str, str]:
+    """`name==version` lines of a requirements file, by normalized name; any other requirement line is an error."""
+    pins: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        if not sep or not version.strip() or any(mark in version for mark in ";<>=!~ "):
+            raise CheckFailed(f"{path.name}:{number}: {raw.strip()!r} is not an exact `name==version` pin")
+        pins[name.strip().lower().replace("_", "-").replace(".", "-")] = version.strip()
+    return pins
+
+
+def container_pins(path: Path = JOB_CONTAINER_FILE) -> dict[str, str]:
+    """The container's package versions (requirements/job-container.txt)."""
+    return requirement_pins(path)
+
+
+def container_python_version(path: Path = JOB_CONTAINER_FILE) -> str:
+    """The container's Python version, from job-container.txt's `# python: X.Y` line."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(_PYTHON_LINE):
+            return line.removeprefix(_PYTHON_LINE).strip()
+    raise CheckFailed(f"{path.name} has no {_PYTHON_LINE.strip()!r} line naming the container's Python")
+
+
+def job_environment_differences(
+    expected: dict[str, str],
+    actual: dict[str, str],
+    expected_name: str = "the container",
+    actual_name: str = "job.lock",
+) -> list[str]:
+    """Where `actual`'s versions (job.lock's pins) and `expected`'s (the container's) differ, one line each."""
+    problems = [
+        f"{name}: {actual_name} has {actual[name]}, {expected_name} has {version}"
+        for name, version in sorted(expected.items())
+        if name in actual and actual[name] != version
+    ]
+    problems += [
+        f"{name}: {expected_name} has {expected[name]}, {actual_name} lacks it"
+        for name in sorted(expected.keys() - actual.keys())
+    ]
+    problems += [
+        f"{name}=={actual[name]}: in {actual_name}, not in {expected_name}"
+        for name in sorted(actual.keys() - expected.keys())
+    ]
+    return problems
+
+
+def installed_packages(python: Path) -> dict[str, str]:
+    """The distributions installed for `python`, by normalized name."""
+    listing = _run_tool(
+        [python, "-c", "import importlib.metadata as m; [print(d.name, d.version) for d in m.distributions()]"]
+    )
+    return {
+        name.lower().replace("_", "-").replace(".", "-"): version
+        for name, version in (line.split(" ", 1) for line in listing.splitlines() if line.strip())
+    }
+
+
+def check_job_environment() -> str:
+    """requirements/job.lock pins exactly the container's packages, and .venv-job holds exactly job.lock."""
+    container = container_pins()
+    lock = requirement_pins(JOB_LOCK_FILE)
+    problems = job_environment_differences(container, lock)
+    if problems:
+        raise CheckFailed(
+            "the job environment differs from the container it stands for:\n"
+            + "\n".join(problems)
+            + "\nfix requirements/job-container.txt (citing the image) and run `make lock`"
+        )
+    if not JOB_PYTHON.is_file():
+        raise CheckFailed(f"the job environment {JOB_PYTHON.parent.parent} is not installed: run `make install`")
+    installed = job_environment_differences(lock, installed_packages(JOB_PYTHON), "job.lock", "the installed .venv-job")
+    if installed:
+        raise CheckFailed(
+            "the installed job environment is not job.lock:\n" + "\n".join(installed) + "\nrun `make install`"
+        )
+    return f"{len(container)} packages, as in the container, installed as locked"
+
+
+def ml_python_problems(ml_dir: Path, python_version: str, python_executable: Path) -> str:
+    """mypy on `ml_dir` as the container's Python sees it (its syntax, its standard library, the job environment's
+    packages); empty when clean. typeshed knows in which version each name of the standard library appeared, so
+    `typing.Self` fails for 3.10 as `except*` does."""
+    from mypy import api
+
+    with tempfile.TemporaryDirectory() as cache:
+        stdout, stderr, status = api.run(
+            [
+                "--python-version",
+                python_version,
+                "--python-executable",
+                str(python_executable),
+                "--cache-dir",
+                cache,
+                "--no-error-summary",
+                str(ml_dir),
+            ]
+        )
+    return "" if status == 0 else (stdout + stderr).strip()
+
+
+def check_ml_python() -> str:
+    """ml/ type-checks as the container's Python (job-container.txt's version) with the job environment's packages."""
+    version = container_python_version()
+    if not JOB_PYTHON.is_file():
+        raise CheckFailed(f"the job environment {JOB_PYTHON.parent.parent} is not installed: run `make install`")
+    problems = ml_python_problems(ML_DIR, version, JOB_PYTHON)
+    if problems:
+        raise CheckFailed(f"ml/ does not suit the container's Python {version}:\n{problems}")
+    return f"ml/ suits Python {version}"
+
+
 CHECKS: tuple[Check, ...] = (
     Check("cfn-lint", "template.yaml has no cfn-lint errors", check_cfn_lint),
     Check("asl", "statemachines/*.asl.json pass statelint and cfn-lint's definition rule", check_asl),
@@ -318,6 +442,8 @@ CHECKS: tuple[Check, ...] = (
         check_sam_build,
     ),
     Check("checkov", "checkov and the project's checks on the transformed template", check_checkov),
+    Check("job-environment", "requirements/job.lock pins exactly the container's packages", check_job_environment),
+    Check("ml-python", "ml/ type-checks as the container's Python, with the job environment", check_ml_python),
 )
 
 
@@ -355,7 +481,7 @@ def check_command(only: list[str], list_only: bool) -> int:
     _quiet_library_loggers()
     if list_only:
         for check in CHECKS:
-            print(f"{check.name:<14} {check.description}")
+            print(f"{check.name:<16} {check.description}")
         return 0
     known = {check.name for check in CHECKS}
     unknown = [name for name in only if name not in known]

@@ -1,23 +1,43 @@
-"""SageMaker's container contract on this machine: a directory per job stands for `/opt/ml`, jobs run as processes."""
+"""SageMaker's container contract on this machine: a directory per job stands for `/opt/ml`, jobs run as processes.
+
+Every job and model server runs with the job environment's interpreter (`.venv-job`, requirements/job.lock: the
+packages of the framework container the twin stands for, see requirements/job-container.txt), inside the sandbox
+of `sandbox.py` where this machine can run it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-CONTAINER_ROOT = "/opt/ml"
+from emulator.sagemaker_local.sandbox import CONTAINER_ROOT, PROJECT_ROOT, container_launch, start_process
+
+# The job environment `make run` and `make test` install (Makefile JOB_VENV).
+JOB_VENV = PROJECT_ROOT / ".venv-job"
+
+
+class JobEnvironmentMissing(FileNotFoundError):
+    """The job environment is not installed: no job or model server can start."""
+
+
+def job_python() -> str:
+    """The job environment's interpreter; raises JobEnvironmentMissing naming the fix when it is not installed."""
+    python = JOB_VENV / "bin" / "python"
+    if not python.is_file():
+        raise JobEnvironmentMissing(
+            f"The job environment {JOB_VENV} is not installed (requirements/job.lock): run `make install-run`"
+        )
+    return str(python)
 
 
 def container_path_environment() -> dict[str, str]:
-    """PATH with this interpreter's bin first, so `python3` in a job is the twin's virtualenv."""
-    venv_bin = str(Path(sys.executable).parent)
-    return {"PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")])}
+    """PATH with the job environment's bin first, so `python3` in a job is the container's interpreter."""
+    return {"PATH": os.pathsep.join([str(Path(job_python()).parent), os.environ.get("PATH", "")])}
 
 
 def rewrite_container_paths(value: Any, root: Path) -> Any:
@@ -32,12 +52,33 @@ def rewrite_container_paths(value: Any, root: Path) -> Any:
 
 
 class ContainerProcess:
-    """Runs one job's command with its environment, logging stdout and stderr together to `log_path`."""
+    """Runs one job's command in its container, logging stdout and stderr together to `log_path`.
 
-    def __init__(self, command: list[str], cwd: Path, environment: dict[str, str], log_path: Path) -> None:
-        self.command = command
-        self.cwd = cwd
-        self.environment = {**os.environ.copy(), **container_path_environment(), "PYTHONUNBUFFERED": "1", **environment}
+    `command`, `container_cwd` and `environment` use container paths; `mounts` maps each container path the job
+    writes (`/opt/ml`) to its host folder. With `network_isolation` (EnableNetworkIsolation) the job has no network.
+    """
+
+    def __init__(
+        self,
+        command: list[str],
+        container_cwd: str,
+        environment: Mapping[str, str],
+        log_path: Path,
+        mounts: Mapping[str, Path],
+        *,
+        network_isolation: bool = False,
+    ) -> None:
+        full_environment = {
+            **os.environ.copy(),
+            **container_path_environment(),
+            "PYTHONUNBUFFERED": "1",
+            **environment,
+        }
+        launch = container_launch(command, container_cwd, full_environment, mounts, network_isolation=network_isolation)
+        self._launch = launch
+        self.command = launch.command
+        self.cwd = launch.cwd
+        self.environment = launch.environment
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -56,13 +97,8 @@ class ContainerProcess:
                 if self._killed:
                     return -signal.SIGKILL
                 try:
-                    self._process = subprocess.Popen(
-                        self.command,
-                        cwd=self.cwd,
-                        env=self.environment,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
+                    self._process = start_process(
+                        self._launch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 except OSError as error:
                     log.write(f"Cannot start {self.command[0]!r}: {error}\n".encode())

@@ -187,7 +187,12 @@ class HostingAPIs(SageMakerStore):
                         f"The primary container for production variant {variant['VariantName']} did not pass the "
                         f"ping health check. Please check CloudWatch logs for this endpoint. (Local twin: {error}.)"
                     ) from error
-                servers[variant["VariantName"]] = ModelServer(model_dir, environment, variant_dir / "server.log")
+                servers[variant["VariantName"]] = ModelServer(
+                    model_dir,
+                    environment,
+                    variant_dir / "server.log",
+                    network_isolation=bool(model.get("EnableNetworkIsolation")),
+                )
         except Exception:
             for server in servers.values():
                 server.stop()

@@ -1,20 +1,23 @@
 """Compiles the job code's libraries in the background, while the twin starts, on a first run.
 
-A fresh virtualenv holds no bytecode: the first job of a first `mlops run` would compile pandas, scikit-learn and
-xgboost (seconds of CPU) while the lifecycle waits for it. Importing them once in a separate, low-priority process
-as the twin starts writes that bytecode on the machine's other core instead. Only bytecode files are written: the
-jobs themselves still start as fresh processes that import everything they use.
+A fresh job environment (`.venv-job`) holds no bytecode: the first job of a first `mlops run` would compile pandas,
+scikit-learn and xgboost (seconds of CPU) while the lifecycle waits for it, and a sandboxed job cannot even keep what
+it compiled (the job environment is read-only in the sandbox). Importing them once with the job environment's
+interpreter, outside the sandbox, in a separate, low-priority process as the twin starts writes that bytecode on the
+machine's other core instead. Only bytecode files are written: the jobs themselves still start as fresh processes
+that import everything they use.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from emulator.sagemaker_local.containers import JOB_VENV, JobEnvironmentMissing, job_python
 
 # Below the twin's own start-up on a machine with a single free core.
 _NICENESS = 10
@@ -38,14 +41,21 @@ def third_party_imports(code_dir: Path) -> list[str]:
     return sorted(name for name in found if name.partition(".")[0] in keep)
 
 
-def needs_compiling(modules: list[str]) -> list[str]:
-    """The modules whose package has no bytecode of this interpreter yet (a package compiled once is left alone)."""
+def job_site_packages() -> list[Path]:
+    """The job environment's site-packages folder (one per Python the venv was made with: one)."""
+    return sorted(JOB_VENV.glob("lib/python*/site-packages"))
+
+
+def needs_compiling(modules: list[str], site_dirs: Sequence[Path] | None = None) -> list[str]:
+    """The modules whose package in the job environment has no bytecode yet (a package compiled once is left alone)."""
+    folders = job_site_packages() if site_dirs is None else site_dirs
     pending = []
     for module in modules:
-        spec = importlib.util.find_spec(module.partition(".")[0])
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            continue  # not installed (the job will say so) or not pure Python
-        if not Path(importlib.util.cache_from_source(spec.origin)).exists():
+        top = module.partition(".")[0]
+        package = next((folder / top for folder in folders if (folder / top / "__init__.py").is_file()), None)
+        if package is None:
+            continue  # not installed (the job will say so) or not a package of Python files
+        if not any((package / "__pycache__").glob("__init__.*.pyc")):
             pending.append(module)
     return pending
 
@@ -71,12 +81,16 @@ def _start_warmup(code_dir: Path) -> subprocess.Popen[bytes] | None:
     modules = needs_compiling(third_party_imports(code_dir))
     if not modules:
         return None
+    try:
+        python = job_python()
+    except JobEnvironmentMissing:
+        return None  # every job fails naming the missing environment; nothing to compile for
     program = (
         f"import importlib, os\nos.nice({_NICENESS})\nfor module in {modules!r}:\n"
         "    try:\n        importlib.import_module(module)\n    except ImportError:\n        pass\n"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", program],
+        [python, "-c", program],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

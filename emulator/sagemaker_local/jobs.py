@@ -1,8 +1,9 @@
 """Run SageMaker training, processing and transform jobs as local child processes, staged from and to moto's S3.
 
 Each runner takes a job's Describe* record, gives it a directory standing for `/opt/ml`, stages the
-inputs, runs the script mode command with SageMaker's environment (`SM_*`, `OPT_ML_ROOT`), uploads the
-outputs and moves the record through SageMaker's statuses via `update`.
+inputs, runs the script mode command with SageMaker's environment (`SM_*`) in a container whose `/opt/ml` is that
+directory (containers.py, sandbox.py), uploads the outputs and moves the record through SageMaker's statuses via
+`update`. Commands and environments are written with container paths, as SageMaker's would be.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from emulator.clock import Clock
-from emulator.sagemaker_local.containers import ContainerProcess, failure_reason, rewrite_container_paths
+from emulator.sagemaker_local.containers import (
+    CONTAINER_ROOT,
+    ContainerProcess,
+    failure_reason,
+    rewrite_container_paths,
+)
 from emulator.sagemaker_local.model_server import ModelServer
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball, inside_destination, tar_directory
 
@@ -157,9 +163,16 @@ class TrainingRunner(JobRunner):
         try:
             root = self.job_root("training", name)
             status.enter("Downloading", "Downloading input data")
-            command, environment, code_dir, checkpoint_dir = self._prepare(description, root, cpus)
+            command, environment, checkpoint_dir = self._prepare(description, root, cpus)
             status.enter("Training", "Training image download completed. Training in progress.")
-            container = ContainerProcess(command, code_dir, environment, root / "logs" / "training.log")
+            container = ContainerProcess(
+                command,
+                f"{CONTAINER_ROOT}/code",
+                environment,
+                root / "logs" / "training.log",
+                {CONTAINER_ROOT: root},
+                network_isolation=bool(description.get("EnableNetworkIsolation")),
+            )
             record.container = container
             if record.stop_requested:
                 container.kill()
@@ -189,7 +202,7 @@ class TrainingRunner(JobRunner):
 
     def _prepare(
         self, description: dict[str, Any], root: Path, cpus: int
-    ) -> tuple[list[str], dict[str, str], Path, Path | None]:
+    ) -> tuple[list[str], dict[str, str], Path | None]:
         channels: list[str] = []
         for channel in description.get("InputDataConfig", []):
             channel_name = channel["ChannelName"]
@@ -202,9 +215,10 @@ class TrainingRunner(JobRunner):
                 raise JobSetupError(f"Channel {channel_name!r}: {error}") from error
             channels.append(channel_name)
         checkpoint_dir = None
+        checkpoint_path = None
         checkpoint = description.get("CheckpointConfig")
         if checkpoint:
-            local_path = checkpoint.get("LocalPath") or "/opt/ml/checkpoints"
+            local_path = checkpoint_path = checkpoint.get("LocalPath") or f"{CONTAINER_ROOT}/checkpoints"
             checkpoint_dir = inside_destination(
                 root, Path(rewrite_container_paths(local_path, root)), "CheckpointConfig"
             )
@@ -239,12 +253,11 @@ class TrainingRunner(JobRunner):
         user_args = [part for hp, value in user_hps.items() for part in (f"--{hp}", _cli_value(value))]
         environment = {
             **{key: str(value) for key, value in description.get("Environment", {}).items()},
-            "OPT_ML_ROOT": str(root),
-            "SM_MODEL_DIR": str(model_dir),
-            "SM_OUTPUT_DIR": str(root / "output"),
-            "SM_OUTPUT_DATA_DIR": str(output_data_dir),
-            "SM_INPUT_DIR": str(root / "input"),
-            "SM_INPUT_CONFIG_DIR": str(config_dir),
+            "SM_MODEL_DIR": f"{CONTAINER_ROOT}/model",
+            "SM_OUTPUT_DIR": f"{CONTAINER_ROOT}/output",
+            "SM_OUTPUT_DATA_DIR": f"{CONTAINER_ROOT}/output/data",
+            "SM_INPUT_DIR": f"{CONTAINER_ROOT}/input",
+            "SM_INPUT_CONFIG_DIR": f"{CONTAINER_ROOT}/input/config",
             "SM_CHANNELS": json.dumps(channels),
             "SM_HPS": json.dumps(user_hps),
             "SM_USER_ARGS": json.dumps(user_args),
@@ -261,12 +274,12 @@ class TrainingRunner(JobRunner):
             "OMP_NUM_THREADS": str(cpus),
         }
         for channel_name in channels:
-            environment[f"SM_CHANNEL_{channel_name.upper()}"] = str(root / "input" / "data" / channel_name)
+            environment[f"SM_CHANNEL_{channel_name.upper()}"] = f"{CONTAINER_ROOT}/input/data/{channel_name}"
         for hp, value in user_hps.items():
             environment[f"SM_HP_{hp.upper()}"] = _cli_value(value)
-        if checkpoint_dir is not None:
-            environment["SM_CHECKPOINT_DIR"] = str(checkpoint_dir)
-        return ["python3", str(program), *user_args], environment, code_dir, checkpoint_dir
+        if checkpoint_path is not None:
+            environment["SM_CHECKPOINT_DIR"] = checkpoint_path
+        return ["python3", str(program), *user_args], environment, checkpoint_dir
 
     def _upload_outputs(self, description: dict[str, Any], root: Path, checkpoint_dir: Path | None) -> None:
         output_config = description["OutputDataConfig"]
@@ -345,7 +358,14 @@ class ProcessingRunner(JobRunner):
         try:
             root = self.job_root("processing", description["ProcessingJobName"])
             command, environment = self._prepare(description, root)
-            container = ContainerProcess(command, root, environment, root / "logs" / "processing.log")
+            container = ContainerProcess(
+                command,
+                CONTAINER_ROOT,
+                environment,
+                root / "logs" / "processing.log",
+                {CONTAINER_ROOT: root},
+                network_isolation=bool((description.get("NetworkConfig") or {}).get("EnableNetworkIsolation")),
+            )
             record.container = container
             if record.stop_requested:
                 container.kill()
@@ -411,9 +431,8 @@ class ProcessingRunner(JobRunner):
         (config_dir / "resourceconfig.json").write_text(
             json.dumps({"current_host": CURRENT_HOST, "hosts": [CURRENT_HOST]})
         )
-        command = rewrite_container_paths(list(entrypoint) + list(app.get("ContainerArguments", [])), root)
+        command = [*entrypoint, *app.get("ContainerArguments", [])]
         environment = {key: str(value) for key, value in description.get("Environment", {}).items()}
-        environment["OPT_ML_ROOT"] = str(root)
         return command, environment
 
     def _upload_outputs(self, description: dict[str, Any], root: Path) -> None:
@@ -429,13 +448,23 @@ class ProcessingRunner(JobRunner):
 class TransformRunner(JobRunner):
     """Batch transform: serve the model locally and send it each input object (or each line of it)."""
 
-    def run(self, record: JobRecord, update: UpdateRecord, model_dir: Path, model_environment: dict[str, str]) -> None:
+    def run(
+        self,
+        record: JobRecord,
+        update: UpdateRecord,
+        model_dir: Path,
+        model_environment: dict[str, str],
+        *,
+        network_isolation: bool = False,
+    ) -> None:
         description = record.description
         update(TransformStartTime=self.clock.now())
         server: ModelServer | None = None
         try:
             root = self.job_root("transform", description["TransformJobName"])
-            server = ModelServer(model_dir, model_environment, root / "logs" / "model-server.log")
+            server = ModelServer(
+                model_dir, model_environment, root / "logs" / "model-server.log", network_isolation=network_isolation
+            )
             self._transform(description, root, server)
         except Exception as error:
             update(

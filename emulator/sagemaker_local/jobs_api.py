@@ -163,7 +163,9 @@ class JobAPIs(SageMakerStore):
                     TransformEndTime=self.clock.now(),
                 )
                 return
-            TransformRunner(self.clock, self.stager, self.work_dir).run(record, update, model_dir, environment)
+            TransformRunner(self.clock, self.stager, self.work_dir).run(
+                record, update, model_dir, environment, network_isolation=bool(model.get("EnableNetworkIsolation"))
+            )
 
         self._start_thread(lambda: self._guarded(record, "TransformJobStatus", update, run), name)
         return {"TransformJobArn": description["TransformJobArn"]}

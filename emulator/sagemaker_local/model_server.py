@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import signal
+import socket
 import subprocess
-import sys
 import threading
+import time
 from pathlib import Path
 
-from emulator.sagemaker_local.containers import container_path_environment
+from emulator.sagemaker_local.containers import container_path_environment, job_python
+from emulator.sagemaker_local.sandbox import container_launch, start_process
 
 SERVING_SCRIPT = Path(__file__).with_name("serving.py")
 # Loading a model (importing xgboost, reading the booster) takes a few seconds on a busy machine.
 STARTUP_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 10.0
+# Where SageMaker's inference container finds the extracted model.
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+CONTAINER_CODE_DIR = "/opt/ml/code"
 
 
 class ModelServerError(RuntimeError):
@@ -33,21 +41,45 @@ class ModelServerUnreachable(RuntimeError):
 
 
 class ModelServer:
-    """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1."""
+    """One `serving.py` child process for an extracted model, listening on a free port of 127.0.0.1.
 
-    def __init__(self, model_dir: Path, environment: dict[str, str], log_path: Path) -> None:
+    It runs with the job environment's interpreter, in the sandbox where this machine has one, the model bound at
+    `/opt/ml/model`. It serves on a listening socket the twin opens on 127.0.0.1 and hands it: a socket stays in
+    the network it was made in, so a network-isolated model (`network_isolation`) gets a network namespace of its
+    own, where nothing it opens reaches anything, and is still reached on that port.
+    """
+
+    def __init__(
+        self, model_dir: Path, environment: dict[str, str], log_path: Path, *, network_isolation: bool = False
+    ) -> None:
         self.model_dir = model_dir
         self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("ab")
         env = {**os.environ.copy(), **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
-        self._process = subprocess.Popen(
-            [sys.executable, str(SERVING_SCRIPT), "--model-dir", str(model_dir)],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            start_new_session=True,
-        )
+        mounts = {CONTAINER_MODEL_DIR: model_dir}
+        # Code the twin fetched for the model (an S3 SAGEMAKER_SUBMIT_DIRECTORY) is where the container keeps it.
+        submit_directory = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+        if submit_directory.startswith("/") and not submit_directory.startswith("/opt/ml/"):
+            mounts[CONTAINER_CODE_DIR] = Path(submit_directory)
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = CONTAINER_CODE_DIR
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            launch = container_launch(
+                [job_python(), str(SERVING_SCRIPT), "--model-dir", CONTAINER_MODEL_DIR],
+                CONTAINER_MODEL_DIR,
+                env,
+                mounts,
+                network_isolation=network_isolation,
+            )
+            launch.command.extend(["--listen-fd", str(listener.fileno())])
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = log_path.open("ab")
+            self._process = start_process(
+                launch,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
+            )
+        self.port = 0  # until the server says where it listens
         self.port = self._read_port()
 
     def _read_port(self) -> int:
@@ -64,6 +96,16 @@ class ModelServer:
                 f"The model server for {self.model_dir} did not start: " + ("\n".join(tail) or "no output")
             )
         return int(line.split()[1])
+
+    def _wait_until_refused(self) -> None:
+        # The server runs under bwrap, not as the process waited for: it may still be exiting, its socket open.
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while self.port and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.01)
 
     @property
     def url(self) -> str:
@@ -99,9 +141,12 @@ class ModelServer:
         return payload, response.getheader("Content-Type") or headers["Accept"]
 
     def stop(self) -> None:
+        """Kills the server's process group (the sandbox and the server in it) and returns once its port refuses."""
         if self._process.poll() is None:
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
+            self._wait_until_refused()
         if self._process.stdout is not None:
             self._process.stdout.close()
         self._log.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import socket
 import sys
 import threading
 import time
@@ -129,9 +130,15 @@ def main() -> None:
     _exit_with_parent()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True, help="extracted model.tar.gz")
+    # A network-isolated server has no network of its own: it serves on the twin's socket, made outside.
+    parser.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket instead of a new one")
     args = parser.parse_args()
     handlers = _ModelHandlers(_load_inference_module(args.model_dir), args.model_dir)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(handlers))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(handlers), bind_and_activate=args.listen_fd is None)
+    if args.listen_fd is not None:
+        server.socket.close()
+        server.socket = socket.socket(fileno=args.listen_fd)
+        server.server_address = server.socket.getsockname()
     print(f"LISTENING {server.server_address[1]}", flush=True)
     server.serve_forever()
 

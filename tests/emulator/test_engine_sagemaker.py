@@ -29,7 +29,8 @@ model_dir = os.environ["SM_MODEL_DIR"]
 json.dump({"weight": args.x}, open(os.path.join(model_dir, "model.json"), "w"))
 os.makedirs(os.path.join(model_dir, "code"))
 shutil.copy("inference.py", os.path.join(model_dir, "code", "inference.py"))
-checkpoints = os.path.join(os.environ["OPT_ML_ROOT"], "checkpoints")
+# SageMaker's path; OPT_ML_ROOT only where the twin cannot sandbox the job (as ml/train.py reads it).
+checkpoints = os.path.join(os.environ.get("OPT_ML_ROOT", "/opt/ml"), "checkpoints")
 if os.path.isdir(checkpoints):
     open(os.path.join(checkpoints, "round-2.ckpt"), "w").write("checkpoint")
 """

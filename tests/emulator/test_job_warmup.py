@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import py_compile
 import sys
 
 from contract.project import ML_DIR
 from emulator.sagemaker_local import job_warmup
+from emulator.sagemaker_local.containers import JOB_VENV, job_python
 
 
 def test_third_party_imports_leave_out_the_standard_library_and_the_scripts_themselves(tmp_path):
@@ -25,18 +27,33 @@ def test_the_project_job_code_needs_its_frameworks():
     assert not {name for name in modules if name.partition(".")[0] in {"mlcore", "json", "sys"}}
 
 
-def test_a_compiled_or_missing_package_needs_no_compiling(monkeypatch, tmp_path):
-    package = tmp_path / "freshpkg"
-    package.mkdir()
+def test_a_compiled_or_missing_package_of_the_job_environment_needs_no_compiling(tmp_path):
+    site = tmp_path / "site-packages"
+    package = site / "freshpkg"
+    package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path))
 
-    assert job_warmup.needs_compiling(["freshpkg.sub", "no_such_package_here"]) == ["freshpkg.sub"]
+    assert job_warmup.needs_compiling(["freshpkg.sub", "no_such_package_here"], [site]) == ["freshpkg.sub"]
 
-    import freshpkg  # noqa: F401  (compiles it, unless this interpreter writes no bytecode)
+    py_compile.compile(str(package / "__init__.py"), cfile=str(package / "__pycache__" / "__init__.cpython-310.pyc"))
 
-    expected = ["freshpkg.sub"] if sys.dont_write_bytecode else []
-    assert job_warmup.needs_compiling(["freshpkg.sub"]) == expected
+    assert job_warmup.needs_compiling(["freshpkg.sub"], [site]) == []
+
+
+def test_the_warmup_looks_in_the_job_environment_not_the_dev_venv():
+    assert job_warmup.job_site_packages(), "the job environment is installed by make install"
+    assert all(folder.is_relative_to(JOB_VENV) for folder in job_warmup.job_site_packages())
+
+
+def test_the_warmup_runs_the_job_environment_interpreter(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(job_warmup, "needs_compiling", lambda modules: ["json"])
+    started = []
+    monkeypatch.setattr(job_warmup.subprocess, "Popen", lambda command, **kwargs: started.append(command))
+
+    job_warmup._start_warmup(tmp_path)
+
+    assert started[0][0] == job_python()
 
 
 def test_no_warmup_when_no_bytecode_is_written(monkeypatch):

@@ -228,6 +228,8 @@ def test_the_project_has_the_documented_checks() -> None:
         "sam-validate",
         "sam-build",
         "checkov",
+        "job-environment",
+        "ml-python",
     ]
 
 

@@ -371,7 +371,7 @@ def test_a_region_missing_from_the_image_registry_mapping_is_reported(declared: 
 
     assert _image_registry_problems(declared) == [
         "us-gov-west-1: image account 414596584902 of "
-        "414596584902.dkr.ecr.us-gov-west-1.amazonaws.com/sagemaker-xgboost:1.7-1 is not ImageRegistry's"
+        "414596584902.dkr.ecr.us-gov-west-1.amazonaws.com/sagemaker-xgboost:3.0-5 is not ImageRegistry's"
     ]
 
 

@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 
 from contract.pipeline_config import load_pipeline_config
+from emulator.sagemaker_local.containers import job_python
 
 ML_DIR = Path(__file__).resolve().parents[3] / "ml"
-# The interpreter the scripts run with: this one by default; point ML_PYTHON at a Python 3.8 environment with the
-# SageMaker XGBoost 1.7-1 container's library versions to check the scripts against the container.
-ML_PYTHON = os.environ.get("ML_PYTHON", sys.executable)
+# The interpreter the scripts run with as child processes: the job environment's by default (the container's Python
+# and packages, as the twin's jobs run); ML_PYTHON names another. The in-process tests use the dev venv's.
+ML_PYTHON = os.environ.get("ML_PYTHON")
 LABEL_COLUMN = "target"
 # A child process that hangs must fail the test, not the whole run.
 SCRIPT_TIMEOUT_SECONDS = 120
@@ -50,9 +51,9 @@ class TrainingRun:
 def run_ml_script(
     script: str, args: list[str], env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `ml/<script>` with ML_PYTHON, as a container runs `python3 <script>` from the code folder."""
+    """Runs `ml/<script>` with the job environment (or ML_PYTHON), as a container runs `python3 <script>`."""
     return subprocess.run(
-        [ML_PYTHON, str(ML_DIR / script), *args],
+        [ML_PYTHON or job_python(), str(ML_DIR / script), *args],
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
         capture_output=True,
         text=True,
