@@ -98,7 +98,7 @@ def build_monitoring_definition(config: PipelineConfig) -> dict[str, Any]:
     quality_failed = failure_path(
         WORKFLOW,
         "ModelQualityFailed",
-        "scoring the served model on the window's ground truth or publishing its metric failed",
+        "scoring the served model on the ground truth of the window or publishing its metric failed",
         retry,
         sagemaker_jobs=True,
     )
