@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 from common.settings import ReaperSettings
 from endpoint_reaper import ReaperClients, reap
+from sklearn.metrics import roc_auc_score
 from twin_runtime import stand_in_twin
 
 from emulator.twin import ExecutionResult, LocalTwin
@@ -290,7 +290,10 @@ def _ground_truth(twin: LocalTwin, records: int, seed: int = 11) -> tuple[np.nda
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(records, len(FEATURES)))
     labels = (features[:, 0] + rng.normal(scale=1.0, size=records) > 0).astype(int)
-    lines = ["f1,target,f0", *(f"{row[1]:.6f},{label},{row[0]:.6f}" for row, label in zip(features, labels))]
+    lines = [
+        "f1,target,f0",
+        *(f"{row[1]:.6f},{label},{row[0]:.6f}" for row, label in zip(features, labels, strict=True)),
+    ]
     now = twin.clock.now()
     key = f"ground-truth/{now:%Y/%m/%d/%H}/{now:%M-%S}-labels.csv"
     _put(twin.stack.resources["DataBucket"], key, ("\n".join(lines) + "\n").encode())
