@@ -123,7 +123,7 @@ def split(ground_truth_dir: Path, baseline_dir: Path, label_column: str) -> dict
         bad = bad_label.to_numpy() | not_numbers.any(axis=1).to_numpy()
         for row in np.flatnonzero(bad)[: max(0, REJECTION_EXAMPLES - len(examples))]:
             why = (
-                f"label {frame[label_column].iloc[row]!r} is not 0 or 1"
+                _label_problem(frame[label_column].iloc[row])
                 if bad_label.iloc[row]
                 else f"non-numeric cell(s) in {[n for n in features if not_numbers[n].iloc[row]]}"
             )
@@ -140,6 +140,13 @@ def split(ground_truth_dir: Path, baseline_dir: Path, label_column: str) -> dict
         "rows": np.concatenate(kept_features) if kept_features else np.empty((0, len(features))),
         "labels": np.concatenate(kept_labels) if kept_labels else np.empty(0, dtype=int),
     }
+
+
+def _label_problem(value: Any) -> str:
+    if pd.isna(value):
+        return "label missing"
+    shown = value.item() if isinstance(value, np.generic) else value
+    return f"label {shown!r} is not 0 or 1"
 
 
 def check_enough_accepted(summary: dict[str, Any], min_records: int) -> None:
