@@ -64,7 +64,7 @@ class PublishRequest(BaseModel):
     window_start: AwareDatetime = Field(alias="WindowStart")
     window_end: AwareDatetime = Field(alias="WindowEnd")
     # Which report the run asks to publish: the drift analyzer's (the default) or the model-quality job's.
-    report: Literal["drift", "model_quality"] = Field(alias="Report", default=DRIFT_REPORT)
+    report: Literal["drift", "model_quality"] = Field(alias="Report", default="drift")
     # The model-quality metric's CloudWatch name; required with Report model_quality.
     metric_name: str | None = Field(alias="MetricName", default=None, pattern=r"^ModelQuality[A-Za-z0-9]+$")
 
