@@ -20,8 +20,9 @@ it), so a redeploy switches to the new package's baseline; the baseline is the S
 window when the time its folder and name give is at or after the start and before the end. Ground-truth files
 follow the same rule: `<GroundTruthS3Uri>yyyy/mm/dd/hh/<MM>-<SS>-<name>.csv`, named after the time they were
 written, so each file falls in exactly one run's window (docs/interfaces.md, Ground truth). Its records are its
-lines after the header; the model is the one the endpoint's current production variant (the largest current
-weight) serves, from its endpoint config.
+lines after the header, counted until the minimum is reached (`Records` of a Ready window is at least
+`MinRecords`; the model-quality report has the exact count); the model is the one the endpoint's current
+production variant (the largest current weight) serves, from its endpoint config.
 
 It only reads (DescribeEndpoint, DescribeEndpointConfig, ListTags, DescribeModelPackage, ListObjectsV2, and the
 ground-truth files to count their lines) and writes the manifests: it never invokes the endpoint, so monitoring
@@ -215,10 +216,18 @@ def served_model_name(sagemaker_client: Any, endpoint: dict[str, Any]) -> str:
     return str(models[current["VariantName"]])
 
 
-def count_records(s3_client: Any, bucket: str, key: str) -> int:
-    """A ground-truth file's records: its non-blank lines after the header, read as a stream."""
+def count_records(s3_client: Any, bucket: str, key: str, enough: int) -> int:
+    """A ground-truth file's records (its non-blank lines after the header), read as a stream and only until
+    `enough` are counted: the decision needs no more, and the function's time stays bounded by the minimum."""
     body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
-    lines = sum(1 for line in body.iter_lines() if line.strip())
+    lines = 0
+    try:
+        for line in body.iter_lines():
+            lines += 1 if line.strip() else 0
+            if lines - 1 >= enough:
+                break
+    finally:
+        body.close()
     return max(0, lines - 1)
 
 
@@ -235,8 +244,12 @@ def find_ground_truth(
             "ground-truth files whose names give no time (yyyy/mm/dd/hh/<MM>-<SS>-<name>.csv) were left out",
             extra={"count": len(unrecognised), "examples": sorted(unrecognised)[:5]},
         )
-    records = sum(count_records(s3_client, bucket, key) for key in keys)
     minimum = request.ground_truth_min_records
+    records = 0
+    for key in keys:
+        records += count_records(s3_client, bucket, key, enough=minimum - records)
+        if records >= minimum:
+            break
     counts = {"Records": records, "Files": len(keys), "MinRecords": minimum}
     if records < minimum:
         where = f"{request.ground_truth_s3_uri} from {iso_utc(start)} to {iso_utc(end)}"

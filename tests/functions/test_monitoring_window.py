@@ -219,6 +219,18 @@ def test_enough_labelled_records_are_listed_with_the_model_of_the_production_var
     ]
 
 
+def test_records_are_counted_only_until_the_minimum_is_reached(deployed: str) -> None:
+    _ground_truth("2026/12/01/11/05-00-a.csv", 1000)
+    _ground_truth("2026/12/01/11/06-00-b.csv", 1000)
+
+    result = _find()
+
+    # Enough is enough: the split job counts every record; the function stops reading at the minimum.
+    assert result["GroundTruth"]["Status"] == "Ready"
+    assert result["GroundTruth"]["Records"] == MIN_RECORDS
+    assert result["GroundTruth"]["Files"] == 2
+
+
 def test_the_scored_model_is_the_one_of_the_variant_with_the_largest_current_weight() -> None:
     endpoint = {
         "EndpointName": ENDPOINT,
