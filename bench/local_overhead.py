@@ -316,6 +316,8 @@ def _run_scripts_directly(jobs: dict[str, dict[str, Any]], data: Path, root: Pat
     tar_directory(model_dir, eval_inputs["model"] / "model.tar.gz")
     eval_inputs["test"].parent.mkdir(parents=True, exist_ok=True)
     prep_outputs["test"].rename(eval_inputs["test"])
+    # Evaluate writes the drift baseline from the training split (its `train` input), as the twin's job gets it.
+    prep_outputs["train"].rename(eval_inputs["train"])
     _python("evaluate.py", _container_arguments(jobs["evaluate.py"], eval_root))
     return time.monotonic() - started
 

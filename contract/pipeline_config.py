@@ -175,6 +175,17 @@ class MonitoringConfig:
     # The drift alarms: ALARM after `datapoints_to_alarm` breaching runs out of the last `evaluation_periods`.
     evaluation_periods: int = 1
     datapoints_to_alarm: int = 1
+    # Model quality with ground truth (docs/interfaces.md, Ground truth): labelled CSV files under this prefix of the
+    # data bucket, named after the time they were written, are scored with the served model once, by the run whose
+    # window holds that time.
+    ground_truth_prefix: str = "ground-truth/"
+    # Fewer labelled records in a window skip the model-quality part with a logged reason.
+    ground_truth_min_records: int = 50
+    # The model-quality alarm: ALARM when the quality gate's metric on ground truth is below this threshold in each
+    # of the last `model_quality_evaluation_periods` windows (a window without enough ground truth has no data
+    # point, which does not breach).
+    model_quality_threshold: float = 0.9
+    model_quality_evaluation_periods: int = 1
 
 
 @dataclass(frozen=True)
@@ -368,6 +379,12 @@ def _validate(cfg: PipelineConfig) -> None:
     _check(cfg.reaper.max_deletions_per_run >= 0, "[reaper] max_deletions_per_run must be >= 0")
     _check(cfg.retry.max_attempts >= 1, "[retry] max_attempts must be >= 1")
     _validate_monitoring(cfg.monitoring)
+    ground_truth, incoming = cfg.monitoring.ground_truth_prefix, cfg.data.prefix
+    _check(
+        not ground_truth.startswith(incoming) and not incoming.startswith(ground_truth),
+        f"[monitoring] ground_truth_prefix {ground_truth!r} overlaps [data] prefix {incoming!r}: a labelled file "
+        "there would also start a retraining on new data; use prefixes that do not contain each other",
+    )
 
 
 # CloudWatch alarm periods of a minute or more are multiples of 60 seconds; a day is the longest period this
@@ -398,6 +415,26 @@ def _validate_monitoring(monitoring: MonitoringConfig) -> None:
         1 <= monitoring.datapoints_to_alarm <= monitoring.evaluation_periods,
         "[monitoring] need 1 <= datapoints_to_alarm <= evaluation_periods, got "
         f"{monitoring.datapoints_to_alarm} and {monitoring.evaluation_periods}",
+    )
+    prefix = monitoring.ground_truth_prefix
+    _check(
+        bool(prefix) and prefix.endswith("/") and not prefix.startswith("/") and "//" not in prefix,
+        "[monitoring] ground_truth_prefix must be a key prefix of the data bucket ending in / (e.g. "
+        f"'ground-truth/'), got {prefix!r}",
+    )
+    _check(
+        monitoring.ground_truth_min_records >= 2,
+        "[monitoring] ground_truth_min_records must be >= 2 (a metric over both classes needs two records), got "
+        f"{monitoring.ground_truth_min_records}",
+    )
+    _check(
+        0 < monitoring.model_quality_threshold <= 1,
+        f"[monitoring] model_quality_threshold must be in (0, 1], got {monitoring.model_quality_threshold}",
+    )
+    _check(
+        monitoring.model_quality_evaluation_periods >= 1,
+        "[monitoring] model_quality_evaluation_periods must be >= 1, got "
+        f"{monitoring.model_quality_evaluation_periods}",
     )
     _check(
         monitoring.schedule_expression.startswith(("rate(", "cron(")),

@@ -1,4 +1,4 @@
-"""Glue for `monitoring`: reads the drift analyzer's report and puts its metrics, which the drift alarms watch.
+"""Glue for `monitoring`: reads the drift analyzer's (or the model-quality job's) report and puts its metrics.
 
 A network-isolated processing job cannot call CloudWatch, so this function does. Called by a `LambdaStep` with
 `{"EndpointName", "ReportS3Uri" (the job's report folder), "ModelPackageArn", "WindowStart", "WindowEnd"}`; reads
@@ -10,9 +10,16 @@ A network-isolated processing job cannot call CloudWatch, so this function does.
 - `FeatureDriftScore` (dimensions `Endpoint`, `Feature`): each tested feature's p-value or distance.
 
 A `no_data` report publishes nothing (no data is not drift: the alarms treat missing data as not breaching), and
-so does an `insufficient_data` one, which has no verdict. Returns the report's summary for the state machine
-(and `mlops run --drift`). A missing, unreadable or malformed report raises `MonitoringReportError` naming the
-URI and the field; the state machine's Catch notifies and fails the run.
+so does an `insufficient_data` one, which has no verdict.
+
+With `"Report": "model_quality"` and `"MetricName"` (`ModelQuality<Metric>`, e.g. `ModelQualityAuc`: the quality
+gate's metric), it reads `<ReportS3Uri>model_quality_report.json` (ml/model_quality.py score) instead and puts its
+value under that name (dimension `Endpoint`), which the model-quality alarm watches; an `insufficient_data` report
+(too few records after rejections, or labels of one class) publishes nothing.
+
+Returns the report's summary for the state machine (and `mlops run --drift`). A missing, unreadable or malformed
+report raises `MonitoringReportError` naming the URI and the field; the state machine's Catch notifies and fails
+the run.
 """
 
 from __future__ import annotations
@@ -21,13 +28,13 @@ import json
 import math
 import os
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, iso_utc, split_s3_uri
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -35,6 +42,10 @@ if TYPE_CHECKING:
 REPORT_FILE_NAME = "monitoring_report.json"
 REPORT_VERSION = 1
 REPORT_STATUSES = ("ok", "no_data", "insufficient_data")
+DRIFT_REPORT = "drift"
+MODEL_QUALITY_REPORT = "model_quality"
+MODEL_QUALITY_REPORT_FILE_NAME = "model_quality_report.json"
+MODEL_QUALITY_STATUSES = ("ok", "insufficient_data")
 DRIFTED_FEATURE_SHARE = "DriftedFeatureShare"
 CRITICAL_FEATURE_DRIFT = "CriticalFeatureDrift"
 FEATURE_DRIFT_SCORE = "FeatureDriftScore"
@@ -52,6 +63,16 @@ class PublishRequest(BaseModel):
     model_package_arn: str = Field(alias="ModelPackageArn", min_length=1)
     window_start: AwareDatetime = Field(alias="WindowStart")
     window_end: AwareDatetime = Field(alias="WindowEnd")
+    # Which report the run asks to publish: the drift analyzer's (the default) or the model-quality job's.
+    report: Literal["drift", "model_quality"] = Field(alias="Report", default="drift")
+    # The model-quality metric's CloudWatch name; required with Report model_quality.
+    metric_name: str | None = Field(alias="MetricName", default=None, pattern=r"^ModelQuality[A-Za-z0-9]+$")
+
+    @model_validator(mode="after")
+    def _metric_name_for_model_quality(self) -> PublishRequest:
+        if self.report == MODEL_QUALITY_REPORT and not self.metric_name:
+            raise ValueError("Report model_quality needs MetricName (ModelQuality<Metric>, e.g. ModelQualityAuc)")
+        return self
 
 
 def metrics_namespace(env: dict[str, str] | None = None) -> str:
@@ -65,21 +86,46 @@ def metrics_namespace(env: dict[str, str] | None = None) -> str:
 
 
 def read_report(s3_client: Any, report_uri: str) -> dict[str, Any]:
-    """The report, checked for the fields this function and its callers use."""
+    """The drift report, checked for the fields this function and its callers use."""
+    report = _read_json(s3_client, report_uri, "MonitorDrift")
+    _check_report(report, report_uri)
+    return report
+
+
+def read_model_quality_report(s3_client: Any, report_uri: str) -> dict[str, Any]:
+    """The model-quality report, checked for the fields this function and its callers use."""
+    report = _read_json(s3_client, report_uri, "ScoreModelQuality")
+
+    def fail(problem: str) -> MonitoringReportError:
+        return MonitoringReportError(f"{report_uri}: {problem} (docs/interfaces.md, model-quality report)")
+
+    if report.get("report_version") != REPORT_VERSION:
+        raise fail(f"report_version is {report.get('report_version')!r}, expected {REPORT_VERSION}")
+    if report.get("status") not in MODEL_QUALITY_STATUSES:
+        raise fail(f"status is {report.get('status')!r}, not one of {', '.join(MODEL_QUALITY_STATUSES)}")
+    if not isinstance(report.get("metric"), str):
+        raise fail(f"metric is {report.get('metric')!r}, not a name")
+    if report["status"] == "ok" and not _finite(report.get("value")):
+        raise fail(f"status ok with value {report.get('value')!r}, not a number")
+    if not isinstance(report.get("records"), dict):
+        raise fail(f"records is {report.get('records')!r}, not an object")
+    return report
+
+
+def _read_json(s3_client: Any, report_uri: str, writer: str) -> dict[str, Any]:
     bucket, key = split_s3_uri(report_uri)
     try:
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in MISSING_OBJECT_CODES:
             raise
-        raise MonitoringReportError(f"{report_uri} does not exist; did the MonitorDrift job write it?") from None
+        raise MonitoringReportError(f"{report_uri} does not exist; did the {writer} job write it?") from None
     try:
         report = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MonitoringReportError(f"{report_uri} is not JSON: {error}") from None
     if not isinstance(report, dict):
         raise MonitoringReportError(f"{report_uri} is a JSON {type(report).__name__}, not an object")
-    _check_report(report, report_uri)
     return report
 
 
@@ -150,8 +196,52 @@ def summary(report: dict[str, Any], request: PublishRequest, report_uri: str, pu
     }
 
 
+def model_quality_summary(
+    report: dict[str, Any], request: PublishRequest, report_uri: str, published: int
+) -> dict[str, Any]:
+    """What the model-quality part found, for the state machine's output."""
+    records = report["records"]
+    return {
+        "EndpointName": request.endpoint_name,
+        "ModelPackageArn": request.model_package_arn,
+        "WindowStart": iso_utc(request.window_start),
+        "WindowEnd": iso_utc(request.window_end),
+        "ReportUri": report_uri,
+        "status": report["status"],
+        "metric": report["metric"],
+        "metric_name": request.metric_name,
+        "value": report.get("value"),
+        "reason": report.get("reason"),
+        "records": records.get("read", 0),
+        "records_rejected": records.get("rejected", 0),
+        "records_scored": records.get("scored", 0),
+        "metrics_published": published,
+    }
+
+
+def publish_model_quality(
+    request: PublishRequest, s3_client: Any, cloudwatch_client: Any, namespace: str
+) -> dict[str, Any]:
+    """Read the model-quality report, put its metric when it has a value, return its summary."""
+    report_uri = f"{request.report_s3_uri}{MODEL_QUALITY_REPORT_FILE_NAME}"
+    report = read_model_quality_report(s3_client, report_uri)
+    if report["status"] != "ok":
+        return model_quality_summary(report, request, report_uri, 0)
+    datum = {
+        "MetricName": request.metric_name,
+        "Dimensions": [{"Name": "Endpoint", "Value": request.endpoint_name}],
+        "Timestamp": request.window_end,
+        "Value": float(report["value"]),
+        "Unit": "None",
+    }
+    cloudwatch_client.put_metric_data(Namespace=namespace, MetricData=[datum])
+    return model_quality_summary(report, request, report_uri, 1)
+
+
 def publish(request: PublishRequest, s3_client: Any, cloudwatch_client: Any, namespace: str) -> dict[str, Any]:
     """Read the report, put its metrics, return its summary."""
+    if request.report == MODEL_QUALITY_REPORT:
+        return publish_model_quality(request, s3_client, cloudwatch_client, namespace)
     report_uri = f"{request.report_s3_uri}{REPORT_FILE_NAME}"
     report = read_report(s3_client, report_uri)
     data = report_metrics(report, request.endpoint_name, request.window_end)
@@ -172,6 +262,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except MonitoringReportError:
         count_decision("MonitoringReportUnusable")
         raise
-    count_decision("DatasetDriftFound" if result["dataset_drift"] else "NoDatasetDrift")
+    if request.report == MODEL_QUALITY_REPORT:
+        count_decision("ModelQualityPublished" if result["metrics_published"] else "ModelQualityWithoutVerdict")
+    else:
+        count_decision("DatasetDriftFound" if result["dataset_drift"] else "NoDatasetDrift")
     logger.info(f"monitoring report {result['status']}", extra={"summary": result})
     return result

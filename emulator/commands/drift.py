@@ -40,6 +40,7 @@ from contract.pipeline_config import load_pipeline_config
 from emulator.commands.console import format_duration
 from emulator.commands.datasets import Dataset, DatasetError
 from emulator.commands.drift_summary import (
+    MODEL_QUALITY_ALARM_SUFFIX,
     ExecutionRecord,
     FeatureShift,
     ShiftSpecError,
@@ -507,8 +508,13 @@ def _drift_alarms(stack_name: str) -> list[dict[str, Any]]:
 
 
 def drift_alarm_datapoints(stack_name: str) -> int:
-    """The most breaching periods any drift alarm needs before ALARM (DatapointsToAlarm, else EvaluationPeriods)."""
-    needed = [int(a.get("DatapointsToAlarm") or a.get("EvaluationPeriods") or 1) for a in _drift_alarms(stack_name)]
+    """The most breaching periods any data-drift alarm needs before ALARM (DatapointsToAlarm, else
+    EvaluationPeriods). The model-quality alarm is left out: shifted traffic brings no ground truth to breach it."""
+    needed = [
+        int(a.get("DatapointsToAlarm") or a.get("EvaluationPeriods") or 1)
+        for a in _drift_alarms(stack_name)
+        if not str(a["AlarmName"]).endswith(MODEL_QUALITY_ALARM_SUFFIX)
+    ]
     return max(needed, default=1)
 
 

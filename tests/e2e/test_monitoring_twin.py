@@ -1,5 +1,6 @@
 """The monitoring state machine end to end in the twin, on records its endpoint captured: no endpoint, no data,
-a window analyzed and published, a failing job, and the idle endpoint reaper's view of a monitored endpoint."""
+a window analyzed and published, a failing job, ground truth scored with the served model (too few records, and
+enough), and the idle endpoint reaper's view of a monitored endpoint."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from common.settings import ReaperSettings
 from endpoint_reaper import ReaperClients, reap
+from sklearn.metrics import roc_auc_score
 from twin_runtime import stand_in_twin
 
 from emulator.twin import ExecutionResult, LocalTwin
@@ -29,18 +31,22 @@ FEATURES = ("f0", "f1")
 ROWS_PER_REQUEST = 10
 REQUESTS = 5
 MODEL_PACKAGE_ARN_TAG = "mlops:model-package-arn"
-# Answers every CSV request with one score per row; monitoring reads only the captured input.
+# Answers every CSV request with one score per row, the logistic of the row's first feature (f0), so a test can
+# recompute the model's quality on ground truth; `score,label` lines for text/csv (as ml/inference.py), else JSON.
 INFERENCE = """
-import json
+import json, math
 def model_fn(model_dir):
     return None
 def input_fn(body, content_type):
     return body.decode() if isinstance(body, bytes) else body
 def predict_fn(data, model):
-    return [0.5 for line in data.splitlines() if line.strip()]
+    return [1 / (1 + math.exp(-float(line.split(",")[0]))) for line in data.splitlines() if line.strip()]
 def output_fn(prediction, accept):
+    if accept == "text/csv":
+        return "".join(f"{s!r},{int(s >= 0.5)}\\n" for s in prediction)
     return json.dumps({"predictions": [{"score": s, "label": 0} for s in prediction]})
 """
+MODEL_QUALITY_METRIC = "ModelQualityAuc"
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +234,14 @@ def test_captured_records_are_analyzed_against_the_served_baseline_and_published
     result = _monitor(twin, _window_end_after_traffic(twin))
 
     assert result.status == "SUCCEEDED", result.cause
-    assert result.states_entered()[-3:] == ["MonitorDrift", "PublishMonitoringMetrics", "Monitored"]
+    assert result.states_entered()[-6:] == [
+        "MonitorDrift",
+        "PublishMonitoringMetrics",
+        "GroundTruthStatus",
+        "ModelQualitySkipped",
+        "MonitoringOutcome",
+        "Monitored",
+    ]
     summary = result.output["published"]["Payload"]
     assert summary["status"] == "ok"
     assert summary["records"] == REQUESTS
@@ -267,6 +280,89 @@ def test_a_failing_job_ends_in_monitoring_failed_notified_and_publishes_nothing(
     assert "NotifyMonitoringFailed" in entered
     assert "PublishMonitoringMetrics" not in entered
     assert _drift_metrics(twin) == before
+
+
+def _ground_truth(twin: LocalTwin, records: int, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """A labelled file named after the twin's now (docs/interfaces.md, Ground truth): (f0 values, labels).
+
+    Its header puts the label between the features: the split reads columns by name.
+    """
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(records, len(FEATURES)))
+    labels = (features[:, 0] + rng.normal(scale=1.0, size=records) > 0).astype(int)
+    lines = [
+        "f1,target,f0",
+        *(f"{row[1]:.6f},{label},{row[0]:.6f}" for row, label in zip(features, labels, strict=True)),
+    ]
+    now = twin.clock.now()
+    key = f"ground-truth/{now:%Y/%m/%d/%H}/{now:%M-%S}-labels.csv"
+    _put(twin.stack.resources["DataBucket"], key, ("\n".join(lines) + "\n").encode())
+    # The file holds what it was written with: six decimals.
+    return np.round(features[:, 0], 6), labels
+
+
+def _model_quality_points(twin: LocalTwin, endpoint: str) -> list[float]:
+    namespace = twin.stack.parameters.get("ProjectName", "mlops")
+    points = boto3.client("cloudwatch").get_metric_statistics(
+        Namespace=namespace,
+        MetricName=MODEL_QUALITY_METRIC,
+        Dimensions=[{"Name": "Endpoint", "Value": endpoint}],
+        StartTime=twin.clock.now() - timedelta(days=2),
+        EndTime=twin.clock.now() + timedelta(days=1),
+        Period=60,
+        Statistics=["Minimum"],
+    )["Datapoints"]
+    return [point["Minimum"] for point in points]
+
+
+def test_too_few_labelled_records_skip_model_quality_with_the_reason_and_start_no_transform(
+    twin: LocalTwin, served: dict[str, str]
+) -> None:
+    twin.clock.advance(2 * 3600)
+    _ground_truth(twin, records=10)
+    before = _model_quality_points(twin, served["endpoint"])
+
+    result = _monitor(twin, _window_end_after_traffic(twin))
+
+    assert result.status == "SUCCEEDED", result.cause
+    entered = result.states_entered()
+    assert entered[-3:] == ["ModelQualitySkipped", "MonitoringOutcome", "NoData"]
+    assert "TransformGroundTruth" not in entered
+    skipped = result.output["model_quality"]
+    assert skipped["Status"] == "Skipped"
+    assert "10 labelled record(s) in 1 file(s)" in skipped["Reason"]
+    assert f"fewer than the {skipped['MinRecords']} needed" in skipped["Reason"]
+    assert _model_quality_points(twin, served["endpoint"]) == before
+
+
+def test_enough_labelled_records_are_scored_by_a_batch_transform_of_the_served_model_and_published(
+    twin: LocalTwin, served: dict[str, str]
+) -> None:
+    twin.clock.advance(2 * 3600)
+    f0, labels = _ground_truth(twin, records=120)
+    # The stand-in model scores a row with the logistic of f0: the AUC of its scores is the AUC of f0.
+    expected = float(roc_auc_score(labels, 1 / (1 + np.exp(-f0))))
+
+    result = _monitor(twin, _window_end_after_traffic(twin))
+
+    assert result.status == "SUCCEEDED", result.cause
+    entered = result.states_entered()
+    assert entered[-6:] == [
+        "SplitGroundTruth",
+        "TransformGroundTruth",
+        "ScoreModelQuality",
+        "PublishModelQuality",
+        "MonitoringOutcome",
+        "NoData",
+    ]
+    transform = boto3.client("sagemaker").describe_transform_job(
+        TransformJobName=result.output["transform"]["TransformJobName"]
+    )
+    assert transform["ModelName"].startswith("monitoring-test-model-")
+    published = result.output["quality_published"]["Payload"]
+    assert (published["status"], published["metric"], published["records_scored"]) == ("ok", "auc", 120)
+    assert published["value"] == pytest.approx(expected, abs=1e-9)
+    assert _model_quality_points(twin, served["endpoint"])[-1:] == [pytest.approx(expected, abs=1e-9)]
 
 
 def test_a_monitoring_run_never_invokes_the_endpoint(twin: LocalTwin, served: dict[str, str]) -> None:

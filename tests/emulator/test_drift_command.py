@@ -19,6 +19,7 @@ from emulator.commands.datasets import Dataset, DatasetError
 from emulator.commands.drift import (
     ChainLink,
     DriftLoop,
+    drift_alarm_datapoints,
     monitoring_window_result,
     print_chain_timings,
     report_uri,
@@ -541,3 +542,29 @@ def test_a_run_without_alarm_changes_says_so() -> None:
     view = MonitoringView(runs=[MonitoringRunView("Run 1", "a", "b", sample_report(False))])
 
     assert "no alarm changed state" in render_report(LifecycleReport(title="t", executions=[], monitoring=view))
+
+
+def test_the_shifted_windows_needed_follow_the_data_drift_alarms_not_the_model_quality_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Shifted traffic brings no ground truth: the model-quality alarm's evaluation periods cannot be reached by it.
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch")
+        for name, periods, datapoints in (("feature-share", 3, 2), ("model-quality", 5, None)):
+            optional = {"DatapointsToAlarm": datapoints} if datapoints else {}
+            cloudwatch.put_metric_alarm(
+                AlarmName=f"mlops-dev-drift-{name}",
+                Namespace="mlops",
+                MetricName="M",
+                Statistic="Maximum",
+                Period=3600,
+                EvaluationPeriods=periods,
+                Threshold=1,
+                ComparisonOperator="GreaterThanOrEqualToThreshold",
+                **optional,
+            )
+
+        assert drift_alarm_datapoints("mlops-dev") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +17,13 @@ from monitoring_window import (
     capture_file_time,
     find_window,
     handler,
+    served_model_name,
 )
 
 BUCKET = "mlops-artifacts"
+DATA_BUCKET = "mlops-data"
+GROUND_TRUTH = f"s3://{DATA_BUCKET}/ground-truth/"
+MIN_RECORDS = 5
 ENDPOINT = "mlops-endpoint"
 CAPTURE = f"s3://{BUCKET}/data-capture"
 RUN = f"s3://{BUCKET}/runs/monitoring-1/monitoring/"
@@ -27,8 +32,18 @@ WINDOW_END = "2026-12-01T12:00:00Z"
 
 
 def _request(**overrides: Any) -> MonitoringWindowRequest:
-    payload = {"EndpointName": ENDPOINT, "WindowEnd": WINDOW_END, "WindowMinutes": 60, "RunS3Uri": RUN, **overrides}
-    return MonitoringWindowRequest.model_validate(payload)
+    return MonitoringWindowRequest.model_validate({**_payload(), **overrides})
+
+
+def _payload() -> dict[str, Any]:
+    return {
+        "EndpointName": ENDPOINT,
+        "WindowEnd": WINDOW_END,
+        "WindowMinutes": 60,
+        "RunS3Uri": RUN,
+        "GroundTruthS3Uri": GROUND_TRUTH,
+        "GroundTruthMinRecords": MIN_RECORDS,
+    }
 
 
 def _package(baselines: dict[str, Any] | None) -> str:
@@ -77,6 +92,7 @@ def _capture(key: str) -> None:
 @pytest.fixture
 def bucket(aws: None) -> str:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
+    boto3.client("s3").create_bucket(Bucket=DATA_BUCKET)
     return BUCKET
 
 
@@ -129,6 +145,14 @@ def test_ready_window_lists_every_variant_in_a_manifest_relative_to_the_capture_
         "ReportS3Uri": f"{RUN}report/",
         "ModelPackageArn": deployed,
         "CaptureFiles": 2,
+        "GroundTruth": {
+            "Status": "Skipped",
+            "Reason": f"0 labelled record(s) in 0 file(s) under {GROUND_TRUTH} from 2026-12-01T11:00:00Z to "
+            f"{WINDOW_END}, fewer than the {MIN_RECORDS} needed",
+            "Records": 0,
+            "Files": 0,
+            "MinRecords": MIN_RECORDS,
+        },
         "EndpointName": ENDPOINT,
         "WindowStart": "2026-12-01T11:00:00Z",
         "WindowEnd": WINDOW_END,
@@ -139,6 +163,95 @@ def test_ready_window_lists_every_variant_in_a_manifest_relative_to_the_capture_
         f"{ENDPOINT}/Blue/2026/12/01/11/00-00-000-first.jsonl",
         f"{ENDPOINT}/Green/2026/12/01/11/59-59-123456-last.jsonl",
     ]
+
+
+def _ground_truth(key: str, records: int) -> None:
+    rows = "".join(f"{i}.0,{i % 2}\n" for i in range(records))
+    body = f"f0,target\n{rows}".encode()
+    boto3.client("s3").put_object(Bucket=DATA_BUCKET, Key=f"ground-truth/{key}", Body=body)
+
+
+def test_too_few_labelled_records_skip_model_quality_with_the_reason_and_write_no_manifest(
+    deployed: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _ground_truth("2026/12/01/11/05-00-labels.csv", MIN_RECORDS - 1)
+    _ground_truth("2026/12/01/10/05-00-earlier.csv", 100)  # the previous window's: used by that run only
+
+    with caplog.at_level(logging.INFO):
+        result = _find()
+
+    assert result["Status"] == "NoData"
+    assert result["GroundTruth"]["Status"] == "Skipped"
+    assert (result["GroundTruth"]["Records"], result["GroundTruth"]["Files"]) == (MIN_RECORDS - 1, 1)
+    assert f"fewer than the {MIN_RECORDS} needed" in result["GroundTruth"]["Reason"]
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="runs/").get("KeyCount") == 0
+    [logged] = [record for record in caplog.records if record.getMessage() == "model quality skipped"]
+    assert logged.reason == result["GroundTruth"]["Reason"]
+
+
+def test_enough_labelled_records_are_listed_with_the_model_of_the_production_variant(deployed: str) -> None:
+    _ground_truth("2026/12/01/11/05-00-a.csv", 3)
+    _ground_truth("2026/12/01/11/59-59-b.csv", 2)
+    _ground_truth("2026/12/01/11/labels-without-a-time.csv", 100)  # left out, logged
+    _ground_truth("2026/12/01/12/00-00-next-window.csv", 100)  # the window's end is not in it
+
+    result = _find()
+
+    assert result["GroundTruth"] == {
+        "Status": "Ready",
+        "ManifestS3Uri": f"{RUN}ground-truth.manifest",
+        "ModelName": "model",
+        "FeaturesS3Uri": f"{RUN}quality/features/",
+        "LabelsS3Uri": f"{RUN}quality/labels/",
+        "PredictionsS3Uri": f"{RUN}quality/predictions/",
+        "ReportS3Uri": f"{RUN}quality/report/",
+        "Records": 5,
+        "Files": 2,
+        "MinRecords": MIN_RECORDS,
+    }
+    # The split job needs the baseline's feature order even when the window has no capture.
+    assert result["BaselineS3Uri"] == f"s3://{BUCKET}/runs/training-1/evaluation/baseline/"
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="runs/monitoring-1/monitoring/ground-truth.manifest")
+    assert json.loads(body["Body"].read()) == [
+        {"prefix": f"{GROUND_TRUTH}"},
+        "2026/12/01/11/05-00-a.csv",
+        "2026/12/01/11/59-59-b.csv",
+    ]
+
+
+def test_records_are_counted_only_until_the_minimum_is_reached(deployed: str) -> None:
+    _ground_truth("2026/12/01/11/05-00-a.csv", 1000)
+    _ground_truth("2026/12/01/11/06-00-b.csv", 1000)
+
+    result = _find()
+
+    # Enough is enough: the split job counts every record; the function stops reading at the minimum.
+    assert result["GroundTruth"]["Status"] == "Ready"
+    assert result["GroundTruth"]["Records"] == MIN_RECORDS
+    assert result["GroundTruth"]["Files"] == 2
+
+
+def test_the_scored_model_is_the_one_of_the_variant_with_the_largest_current_weight() -> None:
+    endpoint = {
+        "EndpointName": ENDPOINT,
+        "EndpointConfigName": "config",
+        "ProductionVariants": [
+            {"VariantName": "Blue", "CurrentWeight": 0.1},
+            {"VariantName": "Green", "CurrentWeight": 0.9},
+        ],
+    }
+
+    class _Configs:
+        def describe_endpoint_config(self, EndpointConfigName: str) -> dict[str, Any]:
+            assert EndpointConfigName == "config"
+            return {
+                "ProductionVariants": [
+                    {"VariantName": "Blue", "ModelName": "old-model"},
+                    {"VariantName": "Green", "ModelName": "new-model"},
+                ]
+            }
+
+    assert served_model_name(_Configs(), endpoint) == "new-model"
 
 
 def test_a_window_across_hours_reads_each_hour_folder(deployed: str) -> None:
@@ -200,10 +313,16 @@ def test_capture_file_time_reads_the_hour_folder_and_the_name(key: str, expected
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("WindowEnd", "2026-12-01T12:00:00"), ("WindowMinutes", 0), ("RunS3Uri", "s3://bucket/no-slash")],
+    [
+        ("WindowEnd", "2026-12-01T12:00:00"),
+        ("WindowMinutes", 0),
+        ("RunS3Uri", "s3://bucket/no-slash"),
+        ("GroundTruthS3Uri", "s3://bucket/no-slash"),
+        ("GroundTruthMinRecords", 1),
+    ],
 )
 def test_handler_rejects_a_bad_payload_naming_the_field(aws: None, lambda_context: Any, field: str, value: Any) -> None:
-    payload = {"EndpointName": ENDPOINT, "WindowEnd": WINDOW_END, "WindowMinutes": 60, "RunS3Uri": RUN, field: value}
+    payload = {**_payload(), field: value}
 
     with pytest.raises(InvalidPayloadError, match=field):
         handler(payload, lambda_context)
@@ -224,3 +343,6 @@ def test_an_endpoint_being_deleted_or_created_is_not_monitored(status: str, expe
     result = find_window(_request(), _EndpointIn(status), s3_client=None)
 
     assert result["Status"] == expected
+    if status == "Creating":
+        assert result["GroundTruth"]["Status"] == "Skipped"
+        assert "still being created" in result["GroundTruth"]["Reason"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from common.parsing import InvalidPayloadError
 from lambda_test_support import NAMESPACE
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -198,3 +199,81 @@ def test_without_a_namespace_nothing_is_published(
 
     with pytest.raises(MonitoringReportError, match="POWERTOOLS_METRICS_NAMESPACE is not set"):
         handler(dict(PAYLOAD), lambda_context)
+
+
+# ---- the model-quality report --------------------------------------------------------------------------------
+
+QUALITY_PREFIX = "runs/monitoring-1/monitoring/quality/report/"
+QUALITY_PAYLOAD = {
+    **PAYLOAD,
+    "Report": "model_quality",
+    "MetricName": "ModelQualityAuc",
+    "ReportS3Uri": f"s3://{BUCKET}/{QUALITY_PREFIX}",
+}
+QUALITY_REPORT: dict[str, Any] = {
+    "report_version": 1,
+    "status": "ok",
+    "metric": "auc",
+    "value": 0.8125,
+    "reason": None,
+    "min_records": 50,
+    "files": 2,
+    "records": {
+        "read": 64,
+        "rejected": 1,
+        "rejection_examples": ["a.csv data row 3: label 'x' is not 0 or 1"],
+        "scored": 63,
+    },
+    "metrics": {"auc": 0.8125},
+}
+
+
+def _put_quality_report(report: dict[str, Any]) -> None:
+    body = json.dumps(report).encode()
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=f"{QUALITY_PREFIX}model_quality_report.json", Body=body)
+
+
+def test_a_model_quality_report_publishes_its_value_under_the_metric_name(bucket: str, lambda_context: Any) -> None:
+    _put_quality_report(QUALITY_REPORT)
+
+    result = handler(dict(QUALITY_PAYLOAD), lambda_context)
+
+    assert _published() == [(NAMESPACE, "ModelQualityAuc", {"Endpoint": ENDPOINT}, 0.8125)]
+    assert (result["status"], result["metric"], result["value"]) == ("ok", "auc", 0.8125)
+    assert (result["records"], result["records_rejected"], result["records_scored"]) == (64, 1, 63)
+    assert result["metrics_published"] == 1
+
+
+def test_a_model_quality_report_without_a_verdict_publishes_nothing(bucket: str, lambda_context: Any) -> None:
+    reason = "the labels hold only class [1]: auc needs records of both classes 0 and 1"
+    _put_quality_report({**QUALITY_REPORT, "status": "insufficient_data", "value": None, "reason": reason})
+
+    result = handler(dict(QUALITY_PAYLOAD), lambda_context)
+
+    assert _published() == []
+    assert (result["status"], result["reason"], result["metrics_published"]) == ("insufficient_data", reason, 0)
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        ({**QUALITY_REPORT, "status": "no_data"}, "status is 'no_data'"),
+        ({**QUALITY_REPORT, "value": None}, "status ok with value None"),
+        ({**QUALITY_REPORT, "report_version": 3}, "report_version is 3"),
+    ],
+)
+def test_a_malformed_model_quality_report_is_a_clear_error(
+    bucket: str, lambda_context: Any, report: dict[str, Any], message: str
+) -> None:
+    _put_quality_report(report)
+
+    with pytest.raises(MonitoringReportError, match=message):
+        handler(dict(QUALITY_PAYLOAD), lambda_context)
+    assert _published() == []
+
+
+def test_a_model_quality_request_without_a_metric_name_is_rejected(bucket: str, lambda_context: Any) -> None:
+    payload = {key: value for key, value in QUALITY_PAYLOAD.items() if key != "MetricName"}
+
+    with pytest.raises(InvalidPayloadError, match="MetricName"):
+        handler(payload, lambda_context)

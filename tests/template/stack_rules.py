@@ -241,8 +241,36 @@ STAND_IN_BUCKETS = {"ArtifactBucket": "artifacts", "DataBucket": "data", "Access
 _SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
 
 
+def _pipeline_mapping() -> dict[str, Any]:
+    from contract.project import PROJECT_ROOT
+    from contract.template import read_template
+
+    return dict(read_template(PROJECT_ROOT / "template.yaml")["Mappings"]["Pipeline"])
+
+
+def _sub_variable_values(variables: Any) -> dict[str, str] | None:
+    """The values of a list-form `Fn::Sub`'s variables: strings, or `Fn::FindInMap` into the Pipeline mapping."""
+    if not isinstance(variables, dict):
+        return None
+    values = {}
+    for name, value in variables.items():
+        if isinstance(value, str):
+            values[name] = value
+        elif isinstance(value, dict) and isinstance(value.get("Fn::FindInMap"), list):
+            mapping, section, key = value["Fn::FindInMap"]
+            if mapping != "Pipeline":
+                return None
+            values[name] = str(_pipeline_mapping()[section][key])
+        else:
+            return None
+    return values
+
+
 def resolve_arn(value: Any) -> str | None:
-    """A policy Resource (string, `Fn::Sub`, `Fn::GetAtt X.Arn` of a bucket) as an ARN pattern; None if unknown."""
+    """A policy Resource (string, `Fn::Sub`, `Fn::GetAtt X.Arn` of a bucket) as an ARN pattern; None if unknown.
+
+    A list-form `Fn::Sub` resolves when its variables are strings or values of the template's Pipeline mapping.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and "Fn::GetAtt" in value:
@@ -252,12 +280,18 @@ def resolve_arn(value: Any) -> str | None:
         return f"<{logical_id}.{attribute}>"
     if isinstance(value, dict) and "Fn::Sub" in value:
         text = value["Fn::Sub"]
+        variables: dict[str, str] = {}
         if isinstance(text, list):
-            return None
+            resolved_variables = _sub_variable_values(text[1]) if len(text) == 2 else None
+            if resolved_variables is None:
+                return None
+            text, variables = text[0], resolved_variables
         unresolved = []
 
         def stand_in(match: re.Match[str]) -> str:
             name = match.group(1)
+            if name in variables:
+                return variables[name]
             if name in STAND_IN_VALUES:
                 return STAND_IN_VALUES[name]
             bucket = name.removesuffix(".Arn")

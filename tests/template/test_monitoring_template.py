@@ -10,14 +10,17 @@ import stack_rules
 from publish_monitoring_metrics import CRITICAL_FEATURE_DRIFT, DRIFTED_FEATURE_SHARE
 from samtranslator.yaml_helper import yaml_parse
 
+from contract.pipeline_config import load_pipeline_config
 from contract.project import PROJECT_ROOT
 from mlops.iam_policy import sam_transformed_template
+from workflows.monitoring import build_monitoring_definition, model_quality_metric_name
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 ARTIFACTS = f"arn:aws:s3:::{stack_rules.STAND_IN_BUCKETS['ArtifactBucket']}"
 DATA = f"arn:aws:s3:::{stack_rules.STAND_IN_BUCKETS['DataBucket']}"
 RUN = f"{ARTIFACTS}/runs/mlops-dev-monitoring-0123456789abcdef/monitoring"
 CAPTURE = f"{ARTIFACTS}/data-capture/mlops-dev-endpoint/AllTraffic/2026/12/01/11/00-00-000-a.jsonl"
+GROUND_TRUTH = f"{DATA}/ground-truth/2026/12/01/11/05-00-labels.csv"
 OTHERS = [
     f"{DATA}/incoming/breast_cancer.csv",
     f"{ARTIFACTS}/code/0123abcd/sourcedir.tar.gz",
@@ -71,6 +74,38 @@ def test_each_drift_alarm_is_named_for_retrain_on_drift_and_watches_its_metric(
     assert properties["TreatMissingData"] == "notBreaching"
 
 
+def test_the_model_quality_alarm_is_named_for_retrain_on_drift_and_watches_the_published_metric(
+    declared: dict[str, Any],
+) -> None:
+    properties = declared["Resources"]["DriftModelQualityAlarm"]["Properties"]
+    mapping = declared["Mappings"]["Pipeline"]["Monitoring"]
+    config = load_pipeline_config()
+
+    assert properties["AlarmName"] == {"Fn::Sub": "${AWS::StackName}-drift-model-quality"}
+    assert properties["AlarmName"]["Fn::Sub"].startswith(_drift_prefix(declared))
+    # The name the state machine publishes under (its PublishModelQuality payload) is the mapping's.
+    assert properties["MetricName"] == {"Fn::FindInMap": ["Pipeline", "Monitoring", "ModelQualityMetric"]}
+    assert mapping["ModelQualityMetric"] == model_quality_metric_name(config.quality_gate.metric)
+    assert properties["Namespace"] == {"Ref": "ProjectName"}
+    assert properties["Dimensions"] == [{"Name": "Endpoint", "Value": {"Fn::Sub": "${AWS::StackName}-endpoint"}}]
+    assert properties["Period"] == {"Fn::FindInMap": ["Pipeline", "Monitoring", "WindowSeconds"]}
+    assert properties["EvaluationPeriods"] == {"Ref": "ModelQualityAlarmEvaluationPeriods"}
+    # The gate's metrics are better when higher: quality below the threshold breaches.
+    assert (properties["ComparisonOperator"], properties["Threshold"]) == (
+        "LessThanThreshold",
+        {"Ref": "ModelQualityThreshold"},
+    )
+    # A window without enough ground truth publishes nothing, which is not a quality problem.
+    assert properties["TreatMissingData"] == "notBreaching"
+
+
+def test_the_published_model_quality_metric_name_is_the_alarms(declared: dict[str, Any]) -> None:
+    definition = build_monitoring_definition(load_pipeline_config())
+    payload = definition["States"]["PublishModelQuality"]["Parameters"]["Payload"]
+
+    assert payload["MetricName"] == declared["Mappings"]["Pipeline"]["Monitoring"]["ModelQualityMetric"]
+
+
 def test_the_drift_rule_routes_every_alarm_with_the_prefix(declared: dict[str, Any]) -> None:
     rule = declared["Resources"]["RetrainOnDriftFunction"]["Properties"]["Events"]["DriftAlarm"]["Properties"]
 
@@ -112,26 +147,27 @@ def test_the_publisher_reads_only_monitoring_reports(transformed: dict[str, Any]
     problems = stack_rules.s3_access_problems(
         "PublishMonitoringMetricsFunctionRole",
         transformed["Resources"]["PublishMonitoringMetricsFunctionRole"],
-        reads=[f"{RUN}/report/monitoring_report.json"],
+        reads=[f"{RUN}/report/monitoring_report.json", f"{RUN}/quality/report/model_quality_report.json"],
         writes=[],
-        forbidden_reads=[*OTHERS, CAPTURE, f"{RUN}/capture.manifest"],
+        forbidden_reads=[*OTHERS, CAPTURE, GROUND_TRUTH, f"{RUN}/capture.manifest", f"{RUN}/quality/labels/labels.csv"],
         forbidden_writes=[*OTHERS, CAPTURE, f"{RUN}/report/monitoring_report.json"],
     )
 
     assert problems == []
 
 
-def test_the_window_function_lists_the_capture_reads_no_object_and_writes_only_the_manifest(
+def test_the_window_function_lists_the_capture_reads_only_ground_truth_and_writes_only_the_manifests(
     transformed: dict[str, Any],
 ) -> None:
     role = transformed["Resources"]["MonitoringWindowFunctionRole"]
     problems = stack_rules.s3_access_problems(
         "MonitoringWindowFunctionRole",
         role,
-        reads=[],
-        writes=[f"{RUN}/capture.manifest"],
+        # It counts the records of the window's ground-truth files.
+        reads=[GROUND_TRUTH],
+        writes=[f"{RUN}/capture.manifest", f"{RUN}/ground-truth.manifest"],
         forbidden_reads=[*OTHERS, CAPTURE, f"{RUN}/capture.manifest"],
-        forbidden_writes=[*OTHERS, CAPTURE, f"{RUN}/report/monitoring_report.json"],
+        forbidden_writes=[*OTHERS, CAPTURE, GROUND_TRUTH, f"{RUN}/report/monitoring_report.json"],
     )
     [listing] = [s for s in stack_rules.role_policy_statements(role) if s.get("Sid") == "ListTheEndpointCapture"]
 
@@ -165,6 +201,56 @@ def test_the_analyzer_job_reads_the_endpoint_capture_and_writes_its_report(decla
     )
 
     assert problems == []
+
+
+def test_the_model_quality_jobs_read_ground_truth_and_write_only_their_run_folders(declared: dict[str, Any]) -> None:
+    problems = stack_rules.s3_access_problems(
+        "SageMakerJobRole",
+        declared["Resources"]["SageMakerJobRole"],
+        reads=[GROUND_TRUTH, f"{RUN}/ground-truth.manifest", f"{RUN}/quality/predictions/features.csv.out"],
+        writes=[
+            f"{RUN}/quality/features/features.csv",
+            f"{RUN}/quality/labels/labels.csv",
+            f"{RUN}/quality/report/model_quality_report.json",
+        ],
+        forbidden_reads=[],
+        forbidden_writes=[GROUND_TRUTH, f"{RUN}/ground-truth.manifest"],
+    )
+
+    assert problems == []
+
+
+def test_the_transform_runs_as_the_model_reading_the_features_and_writing_only_predictions(
+    declared: dict[str, Any],
+) -> None:
+    problems = stack_rules.s3_access_problems(
+        "SageMakerModelRole",
+        declared["Resources"]["SageMakerModelRole"],
+        reads=[f"{RUN}/quality/features/features.csv"],
+        writes=[f"{RUN}/quality/predictions/features.csv.out"],
+        # Never the labels, the ground truth itself or another part of a run (its own model artifact it reads).
+        forbidden_reads=[
+            *(arn for arn in OTHERS if not arn.endswith("model.tar.gz")),
+            GROUND_TRUTH,
+            f"{RUN}/quality/labels/labels.csv",
+            f"{RUN}/capture.manifest",
+        ],
+        forbidden_writes=[*OTHERS, f"{RUN}/quality/features/features.csv", f"{RUN}/quality/report/r.json"],
+    )
+
+    assert problems == []
+
+
+def test_the_state_machine_creates_only_its_transform_jobs_with_the_stack_key(transformed: dict[str, Any]) -> None:
+    role = transformed["Resources"]["MonitoringStateMachineRole"]
+    [create] = [
+        s for s in stack_rules.role_policy_statements(role) if stack_rules._grants(s, "sagemaker:CreateTransformJob")
+    ]
+    job = "arn:aws:sagemaker:us-east-1:123456789012:transform-job/"
+
+    assert stack_rules.may(role, "sagemaker:CreateTransformJob", f"{job}mlops-dev-monitoring-1-gtxfm")
+    assert not stack_rules.may(role, "sagemaker:CreateTransformJob", f"{job}someone-elses-job")
+    assert set(create["Condition"]["StringEquals"]) == {"sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey"}
 
 
 @pytest.mark.parametrize(

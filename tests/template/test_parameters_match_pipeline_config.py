@@ -9,6 +9,7 @@ import pytest
 from contract.pipeline_config import PipelineConfig, load_pipeline_config
 from contract.project import PROJECT_ROOT
 from contract.template import read_template
+from workflows.monitoring import model_quality_metric_name
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 
@@ -38,6 +39,8 @@ def _expected_parameter_defaults(cfg: PipelineConfig) -> dict[str, str]:
         "DriftShareThreshold": str(cfg.monitoring.drift_share_threshold),
         "DriftAlarmEvaluationPeriods": str(cfg.monitoring.evaluation_periods),
         "DriftAlarmDatapointsToAlarm": str(cfg.monitoring.datapoints_to_alarm),
+        "ModelQualityThreshold": str(cfg.monitoring.model_quality_threshold),
+        "ModelQualityAlarmEvaluationPeriods": str(cfg.monitoring.model_quality_evaluation_periods),
     }
 
 
@@ -58,6 +61,9 @@ def _expected_mapping(cfg: PipelineConfig) -> dict[str, dict[str, str]]:
         "Monitoring": {
             "ScheduleExpression": cfg.monitoring.schedule_expression,
             "WindowSeconds": str(cfg.monitoring.window_minutes * 60),
+            "GroundTruthPrefix": cfg.monitoring.ground_truth_prefix,
+            # The name the monitoring state machine publishes the quality gate's metric on ground truth under.
+            "ModelQualityMetric": model_quality_metric_name(cfg.quality_gate.metric),
         },
         "Reaper": {
             "ScheduleExpression": cfg.reaper.schedule_expression,

@@ -49,6 +49,12 @@ def test_an_empty_monitoring_section_takes_the_defaults(raw_config: dict[str, An
         ("critical_feature_count", -1, r"critical_feature_count must be >= 0"),
         ("window", 60, r"unknown key\(s\) in \[monitoring\]: window"),
         ("min_records", "30", r"\[monitoring\] min_records must be <class 'int'>"),
+        ("ground_truth_prefix", "ground-truth", r"ground_truth_prefix must be a key prefix .* ending in /"),
+        ("ground_truth_prefix", "/gt/", r"ground_truth_prefix must be a key prefix"),
+        ("ground_truth_prefix", "incoming/labels/", r"ground_truth_prefix 'incoming/labels/' overlaps \[data\] prefix"),
+        ("ground_truth_min_records", 1, r"ground_truth_min_records must be >= 2"),
+        ("model_quality_threshold", 0, r"model_quality_threshold must be in \(0, 1\], got 0"),
+        ("model_quality_evaluation_periods", 0, r"model_quality_evaluation_periods must be >= 1, got 0"),
     ],
 )
 def test_a_bad_monitoring_value_is_named(raw_config: dict[str, Any], key: str, value: Any, message: str) -> None:
