@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, datetime
@@ -93,6 +94,12 @@ def up_command(
             )
             stop.wait()
             print("# stopping the local twin: executions, jobs and model servers", file=out, flush=True)
+    except Exception as error:  # the twin failed to start or to stop: said in one line, the traceback in a file
+        details = work / "up-error.log"
+        details.write_text(traceback.format_exc(), encoding="utf-8")
+        message = f"the local twin failed: {type(error).__name__}: {error} (traceback in {details})"
+        print(f"mlops up: {message}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         served.stop()
     print("# the local twin stopped", file=out, flush=True)
@@ -188,8 +195,10 @@ def _check_number(name: str, value: str, declaration: Mapping[str, Any]) -> None
     except ValueError:
         raise UpUsageError(f"--parameter-overrides {name}: {value!r} is not a number") from None
     low, high = declaration.get("MinValue"), declaration.get("MaxValue")
-    if (low is not None and number < float(low)) or (high is not None and number > float(high)):
-        raise UpUsageError(f"--parameter-overrides {name}: {value} is outside {low}..{high}")
+    if low is not None and number < float(low):
+        raise UpUsageError(f"--parameter-overrides {name}: {value} is below its MinValue {low}")
+    if high is not None and number > float(high):
+        raise UpUsageError(f"--parameter-overrides {name}: {value} is above its MaxValue {high}")
 
 
 class StopSignal:

@@ -102,8 +102,8 @@ def training(target: Target, upload: Upload) -> dict[str, Any]:
 def deployed(target: Target, training: dict[str, Any]) -> dict[str, Any]:
     """The `deploy` execution the package's approval started, once it succeeded; the package approved by hand."""
     package_arn = json.loads(training["output"])["model_package"]["ModelPackageArn"]
-    deploys_before = {e["executionArn"] for e in _executions(target, "DeployStateMachineArn")}
     package = target.aws("sagemaker", "describe-model-package", "--model-package-name", package_arn)
+    # Manual approval (the twin's default here): a person approves; auto: the registry approved it already.
     if package["ModelApprovalStatus"] == "PendingManualApproval":
         target.aws(
             "sagemaker",
@@ -116,11 +116,15 @@ def deployed(target: Target, training: dict[str, Any]) -> dict[str, Any]:
             "approved by the client suite",
         )
 
-    def new_deploy() -> str | None:
-        fresh = [e for e in _executions(target, "DeployStateMachineArn") if e["executionArn"] not in deploys_before]
-        return str(fresh[0]["executionArn"]) if fresh else None
+    def deploy_of_package() -> str | None:
+        # The approval rule's input names the package (template.yaml ModelApprovedRule's InputTransformer).
+        for execution in _executions(target, "DeployStateMachineArn"):
+            execution_input = json.loads(_describe(target, execution["executionArn"]).get("input") or "{}")
+            if execution_input.get("ModelPackageArn") == package_arn:
+                return str(execution["executionArn"])
+        return None
 
-    arn = wait_for(f"a deploy execution started by approving {package_arn}", new_deploy, 120)
+    arn = wait_for(f"a deploy execution started by approving {package_arn}", deploy_of_package, 120)
     return {"package_arn": package_arn, "deploy": _wait_until_stopped(target, arn, "deploy")}
 
 
