@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from client_suite import (
@@ -24,6 +25,11 @@ from client_suite import (
     client_suite_target,
     start_served_twin,
 )
+
+# The session's served twin while it runs: stopped after the suite's last test (pytest_runtest_teardown below), not
+# at the end of the session, so its fast clock's jobs do not run on beside the tests that come after.
+_RUNNING: list[ServedTwin] = []
+_SUITE_DIR = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +45,21 @@ def served_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTwin
         "--parameter-overrides",
         *SUITE_PARAMETER_OVERRIDES,
     )
+    _RUNNING.append(twin)
     yield twin
-    assert twin.stop() == 0, "".join(twin.lines[-20:])
+    _stop_running()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _RUNNING and (nextitem is None or _SUITE_DIR not in Path(nextitem.path).resolve().parents):
+        _stop_running()
+
+
+def _stop_running() -> None:
+    while _RUNNING:
+        twin = _RUNNING.pop()
+        code = twin.stop()
+        assert code == 0, f"mlops up exited {code} on SIGINT: {''.join(twin.lines[-20:])}"
 
 
 @pytest.fixture(scope="session")
