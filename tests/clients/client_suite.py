@@ -29,14 +29,15 @@ import pytest
 
 AWS_CLI = str(Path(sys.executable).parent / "aws")
 MLOPS = str(Path(sys.executable).parent / "mlops")
-# The twin's clock for the suite: an idle hour of the reaper passes in 12 real seconds, training still takes its time.
+# The twin's clock for the suite: an hour passes in 12 real seconds (the reaper's idle window of two in 24), jobs take
+# their real time.
 SUITE_CLOCK_SPEED = 300
 # ReaperScope=account: in managed scope the reaper finds its endpoints with the tagging API (tag:GetResources),
 # which in the twin is moto's own and does not see the local SageMaker's endpoint tags, so it would keep every
 # endpoint as out of scope (reported to the local SageMaker's owners; ListTags, which it confirms with, is right).
 SUITE_PARAMETER_OVERRIDES = (
     "ReaperDryRun=false",
-    "ReaperIdleWindowHours=1",
+    "ReaperIdleWindowHours=2",
     "ReaperMinAgeHours=0",
     "ReaperScope=account",
 )
