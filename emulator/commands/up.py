@@ -71,6 +71,12 @@ def up_command(
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if host != LOOPBACK:
+        print(
+            f"mlops up: serving on {host}, beyond this machine's loopback: the twin accepts any signature, so whoever "
+            "reaches the port drives it",
+            file=sys.stderr,
+        )
     stop = StopSignal()
     # `kill -USR1 PID` prints every thread's stack to stderr: what a twin that does not stop is waiting on.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
