@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 import threading
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -42,18 +43,36 @@ class ServedAPIs:
         self._thread: threading.Thread | None = None
 
     def bind(self) -> None:
-        """Takes the port; raises `PortInUseError` when another process holds it."""
-        application = AwsShapedErrors(DomainDispatcherApplication(create_backend_app))
+        """Takes the port; raises `PortInUseError` when another process holds it.
+
+        The socket is bound here, not by werkzeug: werkzeug prints its own message and exits the process on a
+        port in use.
+        """
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
         try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listening.bind((self.host, self.requested_port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise PortInUseError(
+                        error.errno, f"port {self.requested_port} on {self.host} is in use by another process"
+                    ) from error
+                raise
+            listening.listen(socket.SOMAXCONN)
+            application = AwsShapedErrors(DomainDispatcherApplication(create_backend_app))
+            # werkzeug serves a duplicate of this descriptor; the original is closed below.
             self._server = make_server(
-                self.host, self.requested_port, application, threaded=True, request_handler=MotoRequestHandler
+                self.host,
+                self.requested_port,
+                application,
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=listening.fileno(),
             )
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    error.errno, f"port {self.requested_port} on {self.host} is in use by another process"
-                ) from error
-            raise
+        finally:
+            listening.close()
 
     @property
     def port(self) -> int:
