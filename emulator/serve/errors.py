@@ -16,6 +16,7 @@ itself passes through untouched.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import uuid
@@ -129,6 +130,28 @@ def _refusal(environ: dict[str, Any]) -> tuple[int, str, str] | None:
             "MissingAuthenticationToken",
             "The request is not signed with AWS Signature Version 4: use an AWS SDK or CLI with any credentials",
         )
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        # A JSON-protocol body that is not JSON: moto would read what it can of it and fail later, elsewhere.
+        problem = _json_body_problem(environ)
+        if problem is not None:
+            return 400, "SerializationException", f"The request body is not JSON: {problem}"
+    return None
+
+
+def _json_body_problem(environ: dict[str, Any]) -> str | None:
+    """Why the request's body is not a JSON document (None when it is, or empty); the body stays readable."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return f"Content-Length {environ.get('CONTENT_LENGTH')!r} is not a number"
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if not body.strip():
+        return None
+    try:
+        json.loads(body)
+    except ValueError as error:
+        return str(error)
     return None
 
 
