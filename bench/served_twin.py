@@ -114,6 +114,7 @@ def served(scratch: Path) -> float:
         answer = scratch / "answer.json"
         invoked = aws(
             "sagemaker-runtime", "invoke-endpoint", "--endpoint-name", endpoint, "--content-type", "text/csv",
+            "--accept", "application/json",
             "--body", f"fileb://{row}", str(answer),
         )  # fmt: skip
         if invoked.returncode != 0 or "predictions" not in answer.read_text():
@@ -137,8 +138,9 @@ def main() -> int:
         remote = served(scratch)
         print(f"served (mlops up + aws CLI) first answer: {remote:.1f} s   load {load_average()}")
     ratio = remote / local
-    print(f"ratio served / in-process: {ratio:.2f}x (target <= {TARGET_RATIO}x)")
-    return 0 if ratio <= TARGET_RATIO else 1
+    met = ratio <= TARGET_RATIO
+    print(f"ratio served / in-process: {ratio:.3f}x (target <= {TARGET_RATIO}x: {'met' if met else 'missed'})")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
