@@ -34,10 +34,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from moto.cloudwatch.models import Alarm, CloudWatchBackend, cloudwatch_backends
+from moto.cloudwatch.responses import CloudWatchResponse
+from moto.core.responses import ActionResult
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.alarm_evaluation import INSUFFICIENT_DATA, PUBLISHED_AWS_METRICS, Verdict, evaluate_alarm, refusal_reason
@@ -220,6 +222,17 @@ class AlarmEvaluator:
             dated = [datum if datum.get("Timestamp") else {**datum, "Timestamp": stamped} for datum in metric_data]
             original_put_data(backend, namespace, dated)
 
+        original_describe = CloudWatchResponse.describe_alarms
+
+        def describe_alarms(response: CloudWatchResponse) -> ActionResult:
+            # moto applies only the first of ActionPrefix, AlarmNamePrefix, AlarmNames and StateValue it is given;
+            # CloudWatch applies every one (retrain_on_drift's recheck asks for a prefix's alarms in ALARM).
+            answer = original_describe(response)
+            wanted = _alarm_filters(response)
+            result = cast(dict[str, list[Alarm]], answer.result)
+            return ActionResult({kind: [a for a in alarms if wanted(a)] for kind, alarms in result.items()})
+
+        self._patches.replace(CloudWatchResponse, "describe_alarms", describe_alarms)
         self._patches.replace(CloudWatchBackend, "put_metric_alarm", put_metric_alarm)
         self._patches.replace(CloudWatchBackend, "set_alarm_state", set_alarm_state)
         self._patches.replace(CloudWatchBackend, "put_metric_data", put_metric_data)
@@ -248,6 +261,24 @@ class AlarmEvaluator:
 
     def _backend(self) -> CloudWatchBackend:
         return cloudwatch_backends[self.account_id][self.region]
+
+
+def _alarm_filters(response: CloudWatchResponse) -> Callable[[Alarm], bool]:
+    """Whether an alarm passes every filter of a DescribeAlarms request."""
+    action_prefix = response._get_param("ActionPrefix")
+    name_prefix = response._get_param("AlarmNamePrefix")
+    names = response._get_param("AlarmNames", [])
+    state_value = response._get_param("StateValue")
+
+    def wanted(alarm: Alarm) -> bool:
+        return (
+            (not action_prefix or any(str(action).startswith(action_prefix) for action in alarm.alarm_actions))
+            and (not name_prefix or alarm.name.startswith(name_prefix))
+            and (not names or alarm.name in names)
+            and (not state_value or alarm.state_value == state_value)
+        )
+
+    return wanted
 
 
 def _naive(moment: datetime) -> datetime:

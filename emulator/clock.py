@@ -128,8 +128,11 @@ class Clock:
                 self._notifying.active = False
                 self._notify_lock.release()
             with self._lock:
-                caught_up = self._notified_minute is None or self._notified_minute + _MINUTE > (
-                    self._origin_virtual + self._elapsed() + self._jumped
+                # With no listener left (unsubscribed while behind) there is nothing to catch up with.
+                caught_up = (
+                    not self._listeners
+                    or self._notified_minute is None
+                    or self._notified_minute + _MINUTE > (self._origin_virtual + self._elapsed() + self._jumped)
                 )
             if caught_up:
                 return

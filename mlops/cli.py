@@ -1,4 +1,4 @@
-"""`mlops`: export the state machines, run every check, run the lifecycle on the local twin."""
+"""`mlops`: export the state machines, run every check, run the lifecycle on the local twin, serve the twin."""
 
 from __future__ import annotations
 
@@ -64,6 +64,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="put the event on the twin's bus and let the stack's rules route it",
     )
+
+    up = sub.add_parser("up", help="serve the local twin on 127.0.0.1 for the AWS CLI, boto3 and SDKs")
+    up.add_argument("--port", type=int, default=5000, help="port to serve on (default: 5000; 0: any free port)")
+    up.add_argument("--host", default="127.0.0.1", help="address to serve on (default: loopback only)")
+    up.add_argument("--clock-speed", type=float, default=None, help="virtual seconds per real second (default: 100)")
+    up.add_argument(
+        "--approval",
+        choices=["manual", "auto"],
+        default="manual",
+        help="the stack's ApprovalMode: manual (default) waits for a person to approve a model package",
+    )
+    up.add_argument("--work-dir", type=Path, default=None, help="where jobs keep their files (default: .mlops/up/)")
+    up.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as for sam deploy (e.g. ReaperDryRun=false ReaperIdleWindowHours=1)",
+    )
     return parser
 
 
@@ -79,6 +98,16 @@ def _bundled_dataset_pipeline(name: str | None) -> dict[str, Any]:
     changed = ", ".join(f"[{section}] {', '.join(values)}" for section, values in overrides.items())
     print(f"pipeline: pipeline.toml with {changed} for the {name} data set; state machines exported for it")
     return {"config": config, "statemachines": render_statemachines(config)}
+
+
+def _key_values(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            parser.error(f"--parameter-overrides takes KEY=VALUE pairs, got {pair!r}")
+        values[key] = value
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +161,19 @@ def main(argv: list[str] | None = None) -> int:
             from emulator.commands.invoke import invoke_command
 
             return invoke_command(function=args.function, event_file=args.event, via_eventbridge=args.via_eventbridge)
+        if args.command == "up":
+            if args.clock_speed is not None and not args.clock_speed > 0:
+                parser.error(f"--clock-speed must be a positive number, got {args.clock_speed}")
+            from emulator.commands.up import up_command
+
+            return up_command(
+                port=args.port,
+                host=args.host,
+                clock_speed=args.clock_speed,
+                approval=args.approval,
+                work_dir=args.work_dir,
+                parameter_overrides=_key_values(parser, args.parameter_overrides),
+            )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,5 +1,6 @@
 """Session-wide environment for every test: quiet SDK warnings and fake AWS credentials so nothing reaches AWS."""
 
+import json
 import os
 
 from hypothesis import settings
@@ -20,6 +21,12 @@ _DEFAULTS = {
     "SAM_CLI_TELEMETRY": "0",
 }
 
+# The client suite (tests/clients) targets a real deployed stack when AWS_SAM_STACK_NAME is set: only then are the
+# caller's own AWS variables kept, under one name that only that suite reads, for the CLI processes it starts.
+if os.environ.get("AWS_SAM_STACK_NAME"):
+    os.environ["MLOPS_CLIENT_SUITE_AWS_ENVIRONMENT"] = json.dumps(
+        {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+    )
 os.environ.update(_FORCED)
 for _name, _value in _DEFAULTS.items():
     os.environ.setdefault(_name, _value)

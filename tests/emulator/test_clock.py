@@ -6,6 +6,7 @@ import datetime as datetime_module
 import threading
 import time
 import types
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -90,3 +91,25 @@ def test_a_module_reads_the_clock_however_it_imported_datetime_until_undone() ->
     assert all(abs((seen - clock.now()).total_seconds()) < 1 for seen in reading)
     assert as_module.datetime is datetime_module  # type: ignore[attr-defined]
     assert as_class.datetime is datetime  # type: ignore[attr-defined]
+
+
+def test_a_wait_returns_when_the_listeners_leave_while_the_clock_is_behind() -> None:
+    # A listener slower than the clock unsubscribes (the twin closing) in the middle of catching up: the thread
+    # announcing the minutes must return instead of waiting for minutes nobody listens to any more.
+    clock = Clock(speed=1.0)
+    calls: list[datetime] = []
+    unsubscribe: list[Callable[[], None]] = []
+
+    def slow_listener(boundary: datetime) -> None:
+        calls.append(boundary)
+        if len(calls) == 3:
+            unsubscribe[0]()
+
+    unsubscribe.append(clock.on_minute(slow_listener))
+    with clock._lock:
+        clock._jumped += timedelta(hours=2)  # two hours behind, without advance() announcing them
+    finished = threading.Event()
+    waiter = threading.Thread(target=lambda: (clock.sleep(0), finished.set()), daemon=True)
+    waiter.start()
+    assert finished.wait(5), "clock.sleep(0) kept spinning after the last listener left"
+    assert len(calls) == 3
