@@ -465,7 +465,7 @@ def test_execution_dates_and_history_timestamps_are_on_the_twins_clock(runtime: 
     assert all(abs((stamp - runtime.clock.now()).total_seconds()) < 120 for stamp in stamps)
 
 
-# ---- Engine gaps the twin corrects or refuses (issue 11, docs/local-twin.md "What the engine supports") ---------
+# ---- Engine gaps the twin corrects or refuses (docs/local-twin.md, the support table) ---------
 
 AWS_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

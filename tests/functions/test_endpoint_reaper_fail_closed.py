@@ -1,6 +1,6 @@
 """endpoint_reaper under bad luck: incomplete metric answers, lost reports, stale marks, mistyped tags, scope.
 
-Each test names the defect of issue 8 it guards against; AWS is moto, with answers altered at the
+Each test names the reaper defect it guards against; AWS is moto, with answers altered at the
 client boundary (botocore event hooks and Stubber), never the code under test.
 """
 

@@ -126,10 +126,10 @@ _TRAFFIC_AT_THE_RUNS_MOMENT = {
     "metric_fault": None,
     "managed": False,
 }
-# Issue 8: a busy endpoint whose result GetMetricData left out was judged idle.
+# A past defect: a busy endpoint whose result GetMetricData left out was judged idle.
 _BUSY_BUT_LEFT_OUT = {**_TRAFFIC_AT_THE_RUNS_MOMENT, "age_hours": 48, "mark_hours_ago": 30, "invoked_hours_ago": [1]}
 _BUSY_BUT_LEFT_OUT["metric_fault"] = "missing"
-# Issue 8: a mark copied onto a recreated endpoint deleted it on the first run that saw it.
+# A past defect: a mark copied onto a recreated endpoint deleted it on the first run that saw it.
 _RECREATED_WITH_AN_OLD_MARK = {**_TRAFFIC_AT_THE_RUNS_MOMENT, "age_hours": 26, "mark_hours_ago": 40}
 _RECREATED_WITH_AN_OLD_MARK["invoked_hours_ago"] = []
 

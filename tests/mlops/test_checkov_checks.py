@@ -24,7 +24,7 @@ from mlops.checkov_checks import (
 )
 from mlops.iam_policy import sam_transformed_template
 
-# The checks of issue 8's least-privilege items, with CKV_MLOPS_1's no-execution-data-in-prod rule.
+# The least-privilege checks, with CKV_MLOPS_1's no-execution-data-in-prod rule.
 LEAST_PRIVILEGE_CHECK_IDS = [
     module.check.id
     for module in (
