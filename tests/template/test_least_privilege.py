@@ -1,4 +1,4 @@
-"""Least privilege as a bank's security reviewer reads the stack .
+"""Least privilege as a bank's security reviewer reads the stack.
 
 Each control is checked on template.yaml (and, where the SAM transform matters, on its deployed form) and on a
 weakened copy, so that no check passes vacuously. Where a control is a product rule, the same reader is the
