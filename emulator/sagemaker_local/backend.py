@@ -15,11 +15,13 @@ import copy
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from moto.core.exceptions import ServiceException
+from moto.core.resource_tagging import TaggedResource
+from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
@@ -115,6 +117,14 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}, result
 
         self._patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+        # The tagging API (GetResources, which the endpoint reaper's managed scope reads) asks each service backend
+        # for its tagged resources; this backend keeps SageMaker's, so moto's own SageMaker store would answer none.
+        def iter_tagged_resources(_moto_backend: SageMakerModelBackend) -> Iterator[TaggedResource]:
+            for arn, resource_type, tags in backend.tagged_resources():
+                yield TaggedResource(arn=arn, tags=tags, resource_type=resource_type)
+
+        self._patches.replace(SageMakerModelBackend, "iter_tagged_resources", iter_tagged_resources)
 
     def uninstall(self) -> None:
         """Give moto its own SageMaker responses back."""

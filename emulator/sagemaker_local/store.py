@@ -351,6 +351,15 @@ class SageMakerStore:
             self._tags[arn] = [{"Key": key, "Value": value} for key, value in tags.items()]
             return {"Tags": copy.deepcopy(self._tags[arn])}
 
+    def tagged_resources(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(ARN, resource type as the tagging API names it, e.g. `sagemaker:endpoint`, tags) of every tagged resource.
+
+        Deleting a resource removes its tags here, so every entry is a resource that exists.
+        """
+        with self._lock:
+            entries = [(arn, {t["Key"]: t["Value"] for t in tags}) for arn, tags in self._tags.items() if tags]
+        return [(arn, "sagemaker:" + arn.split(":", 5)[5].split("/", 1)[0], tags) for arn, tags in entries]
+
     def _op_ListTags(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             tags = copy.deepcopy(self._tags.get(params["ResourceArn"], []))

@@ -32,14 +32,12 @@ MLOPS = str(Path(sys.executable).parent / "mlops")
 # The twin's clock for the suite: an hour passes in 12 real seconds (the reaper's idle window of two in 24), jobs take
 # their real time.
 SUITE_CLOCK_SPEED = 300
-# ReaperScope=account: in managed scope the reaper finds its endpoints with the tagging API (tag:GetResources),
-# which in the twin is moto's own and does not see the local SageMaker's endpoint tags, so it would keep every
-# endpoint as out of scope (reported to the local SageMaker's owners; ListTags, which it confirms with, is right).
+# The reaper in its default managed scope (it finds the stack's endpoints with the tagging API), deleting for real,
+# with an idle window the suite's clock passes in seconds.
 SUITE_PARAMETER_OVERRIDES = (
     "ReaperDryRun=false",
     "ReaperIdleWindowHours=2",
     "ReaperMinAgeHours=0",
-    "ReaperScope=account",
 )
 # Real seconds `mlops up` may take to deploy the stack on a loaded 2-core machine.
 UP_START_SECONDS = 180

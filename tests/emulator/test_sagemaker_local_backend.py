@@ -243,3 +243,26 @@ def test_job_files_round_trip_through_s3_encrypted_whatever_their_size(
     assert [path.read_bytes() for path in downloaded] == [source.read_bytes()]
     head = boto3.client("s3", region_name=REGION).head_object(Bucket=bucket, Key="jobs/model.tar.gz")
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key)
+
+
+def test_the_tagging_api_finds_tagged_endpoints_until_they_are_deleted(runtime: Any, bucket: str) -> None:
+    # The endpoint reaper's managed scope finds its endpoints with GetResources, not ListTags.
+    client = boto3.client("sagemaker", region_name=REGION)
+    tagging = boto3.client("resourcegroupstaggingapi", region_name=REGION)
+    config = _model_and_config(client, bucket, 1)
+    arn = client.create_endpoint(
+        EndpointName="tagged", EndpointConfigName=config, Tags=[{"Key": "mlops:managed", "Value": "yes"}]
+    )["EndpointArn"]
+    _wait_in_service(client, "tagged")
+
+    found = tagging.get_resources(TagFilters=[{"Key": "mlops:managed"}], ResourceTypeFilters=["sagemaker:endpoint"])
+    assert [(r["ResourceARN"], r["Tags"]) for r in found["ResourceTagMappingList"]] == [
+        (arn, [{"Key": "mlops:managed", "Value": "yes"}])
+    ]
+    other_type = tagging.get_resources(ResourceTypeFilters=["sagemaker:model"])["ResourceTagMappingList"]
+    assert arn not in [r["ResourceARN"] for r in other_type]
+
+    client.delete_endpoint(EndpointName="tagged")
+
+    after = tagging.get_resources(TagFilters=[{"Key": "mlops:managed"}])["ResourceTagMappingList"]
+    assert after == []
