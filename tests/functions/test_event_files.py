@@ -88,7 +88,12 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
     boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"mlops-{MODEL_NAME}")
     s3 = boto3.client("s3")
     for payload_file, body in [
-        ("evaluation_report/payload.json", json.dumps({"metrics": {"auc": 0.97, "accuracy": 0.93}})),
+        (
+            "evaluation_report/payload.json",
+            json.dumps(
+                {"metrics": {"auc": 0.97, "accuracy": 0.93}, "bias": {"facet": None, "reason": "none configured"}}
+            ),
+        ),
         ("smoke_test/payload.json", "17.99,10.38\n13.54,14.36\n"),
     ]:
         payload = load_event(payload_file)
