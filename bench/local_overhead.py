@@ -235,7 +235,9 @@ def _time_split(training: ExecutionResult) -> dict[str, float]:
     top_level = [run for run in training.runs if run.depth == 0]
     jobs = [run for run in top_level if isinstance(run.task_output, dict) and _JOB_STATUS_KEYS & set(run.task_output)]
     return {
-        "start to first state": (top_level[0].entered - training.started).total_seconds() if top_level else 0.0,
+        "start to first state": (
+            (top_level[0].entered - training.started).total_seconds() / training.clock_speed if top_level else 0.0
+        ),
         "SageMaker job states": sum(run.duration_seconds or 0.0 for run in jobs),
         "other states": sum(run.duration_seconds or 0.0 for run in top_level if run not in jobs),
     }
@@ -318,6 +320,8 @@ def _run_scripts_directly(jobs: dict[str, dict[str, Any]], data: Path, root: Pat
     prep_outputs["test"].rename(eval_inputs["test"])
     # Evaluate writes the drift baseline from the training split (its `train` input), as the twin's job gets it.
     prep_outputs["train"].rename(eval_inputs["train"])
+    # ...and reports the facet's pre-training bias metrics from preprocessing's baseline folder.
+    prep_outputs["baseline"].rename(eval_inputs["pretraining_bias"])
     _python("evaluate.py", _container_arguments(jobs["evaluate.py"], eval_root))
     return time.monotonic() - started
 
@@ -341,9 +345,11 @@ def _pass_chain_ms_per_state(twin: LocalTwin) -> float:
 
 
 def _elapsed_seconds(result: ExecutionResult) -> float:
-    if result.stopped is None:
+    """Real seconds: an execution's dates are on the twin's clock, which runs `clock_speed` times the wall clock."""
+    seconds = result.seconds
+    if seconds is None:
         raise SystemExit(f"execution {result.execution_arn} has not stopped: no duration to measure")
-    return (result.stopped - result.started).total_seconds()
+    return seconds
 
 
 if __name__ == "__main__":
