@@ -88,8 +88,8 @@ def read_string_literal(body: str) -> EscapedStringLiteral:
     return EscapedStringLiteral("".join(value), segments)
 
 
-def _intrinsic_failure(env: Environment, cause: str) -> FailureEventException:
-    error = StatesErrorNameType.StatesIntrinsicFailure
+def state_failure(env: Environment, error: StatesErrorNameType, cause: str) -> FailureEventException:
+    """What fails the current state with one of the spec's `States.*` errors and `cause`, as moto raises it."""
     return FailureEventException(
         failure_event=FailureEvent(
             env=env,
@@ -100,6 +100,10 @@ def _intrinsic_failure(env: Environment, cause: str) -> FailureEventException:
             ),
         )
     )
+
+
+def _intrinsic_failure(env: Environment, cause: str) -> FailureEventException:
+    return state_failure(env, StatesErrorNameType.StatesIntrinsicFailure, cause)
 
 
 def _format_as_on_aws(self: StringFormat, env: Environment) -> None:

@@ -18,18 +18,15 @@ Also corrected on the way:
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 import jsonata
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.assign.assign_template_value_terminal import (
     AssignTemplateValueTerminalLit,
 )
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-    FailureEvent,
     FailureEventException,
 )
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
     StringJSONata,
@@ -38,11 +35,11 @@ from moto.stepfunctions.parser.asl.component.common.string.string_expression imp
 from moto.stepfunctions.parser.asl.eval import states as states_module
 from moto.stepfunctions.parser.asl.eval import variable_store as variable_store_module
 from moto.stepfunctions.parser.asl.eval.environment import Environment
-from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
+from emulator.intrinsics import state_failure
 from emulator.moto_patches import MotoPatches
 
 
@@ -63,18 +60,8 @@ def _variable_declarations(bindings: dict[str, Any]) -> str:
 
 
 def _query_evaluation_error(env: Environment, expression: str, message: str) -> FailureEventException:
-    error = StatesErrorNameType.StatesQueryEvaluationError
     cause = f"The JSONata expression '{expression}' could not be evaluated: {message}"
-    return FailureEventException(
-        failure_event=FailureEvent(
-            env=env,
-            error_name=StatesErrorName(typ=error),
-            event_type=HistoryEventType.TaskFailed,
-            event_details=cast(
-                EventDetails, {"taskFailedEventDetails": TaskFailedEventDetails(error=error.to_name(), cause=cause)}
-            ),
-        )
-    )
+    return state_failure(env, StatesErrorNameType.StatesQueryEvaluationError, cause)
 
 
 def _assign_string_literal(self: Preprocessor, ctx: Any) -> AssignTemplateValueTerminalLit:
