@@ -83,16 +83,15 @@ def main(argv: list[str]) -> int:
         _check_baseline_arguments(args.critical_feature_count, args.baseline_sample_rows)
         model = load_model_archive(args.model_dir / MODEL_ARCHIVE_NAME)
         features, labels, feature_names = read_labelled_split(args.test_dir, "test")
-        report = evaluate(model, features, labels, feature_names)
+        report, scores = evaluate(model, features, labels, feature_names)
         report["bias"] = bias_report(
             args.pretraining_bias_dir / BIAS_REPORT_FILE_NAME,
             facet_config_from_environment(),
             features,
             labels,
-            predicted_labels(report["scores"]),
+            predicted_labels(scores),
             feature_names,
         )
-        del report["scores"]
         train_features, _, train_names = read_labelled_split(args.train_dir, "training")
         reference = baseline_reference(model, train_features, train_names, args.baseline_sample_rows, args.seed)
         critical = critical_features(report["feature_attributions"], args.critical_feature_count)
@@ -135,8 +134,13 @@ def load_model_archive(archive: Path) -> xgb.Booster:
     raise MlInputError(f"{archive} holds no {MODEL_FILE_NAME}: use the model.tar.gz that train.py's job wrote.")
 
 
-def evaluate(model: xgb.Booster, features: np.ndarray, labels: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
-    """The evaluation report of docs/interfaces.md for `model` on the labelled test rows."""
+def evaluate(
+    model: xgb.Booster, features: np.ndarray, labels: np.ndarray, feature_names: list[str]
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The evaluation report of docs/interfaces.md for `model` on the labelled test rows, and its scores of them.
+
+    The report's `bias` section is `bias_report`'s.
+    """
     trained_on = booster_feature_names(model)
     if feature_names != trained_on:
         raise MlInputError(
@@ -150,9 +154,7 @@ def evaluate(model: xgb.Booster, features: np.ndarray, labels: np.ndarray, featu
         "per_class": per_class_metrics(labels, scores),
         "feature_attributions": feature_attributions(model, data, feature_names),
         "n_test": len(labels),
-        # The test split's scores, for the bias metrics; main() takes them out before the report is written.
-        "scores": scores,
-    }
+    }, scores
 
 
 def bias_report(
