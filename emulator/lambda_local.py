@@ -372,6 +372,38 @@ def _runtime_refusal(spec: dict[str, Any]) -> str | None:
     return None
 
 
+class _CountedHold:
+    """A process-wide change in place while anyone holds it: the first hold makes it, the last release undoes it.
+
+    Each release counts once, however often it is called.
+    """
+
+    def __init__(self, make: Callable[[], None], undo: Callable[[], None]) -> None:
+        self._make = make
+        self._undo = undo
+        self._holders = 0
+        self._lock = threading.Lock()
+
+    def hold(self) -> Callable[[], None]:
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                self._make()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._undo()
+
+        return release
+
+
 class _FunctionEnvironments:
     """`os.environ` as each invocation's thread sees it: the process's environment with its function's variables.
 
@@ -384,32 +416,15 @@ class _FunctionEnvironments:
 
     def __init__(self) -> None:
         self._layers = threading.local()
-        self._holders = 0
-        self._lock = threading.Lock()
         self._patches = MotoPatches()
+        self._holds = _CountedHold(self._patch, self._patches.undo)
 
     def layer(self) -> dict[str, str] | None:
         return getattr(self._layers, "variables", None)
 
     def hold(self) -> Callable[[], None]:
         """Patch os.environ (the first holder does); returns the release."""
-        with self._lock:
-            self._holders += 1
-            if self._holders == 1:
-                self._patch()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0:
-                    self._patches.undo()
-
-        return release
+        return self._holds.hold()
 
     @contextmanager
     def applied(self, variables: dict[str, str]) -> Iterator[None]:
@@ -487,31 +502,22 @@ class _ThreadRoutedStdout(io.TextIOBase):
 
     def __init__(self) -> None:
         self._tees = threading.local()
-        self._holders = 0
-        self._lock = threading.Lock()
         self.target: Any = sys.stdout
+        self._holds = _CountedHold(self._take_stdout, self._give_stdout_back)
 
     def tee(self) -> EmbeddedMetricTee | None:
         return getattr(self._tees, "tee", None)
 
     def hold(self) -> Callable[[], None]:
-        with self._lock:
-            self._holders += 1
-            if self._holders == 1:
-                self.target, sys.stdout = sys.stdout, self
-        released = False
+        """Route sys.stdout through this object (the first holder does); returns the release."""
+        return self._holds.hold()
 
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0 and sys.stdout is self:
-                    sys.stdout = self.target
+    def _take_stdout(self) -> None:
+        self.target, sys.stdout = sys.stdout, self
 
-        return release
+    def _give_stdout_back(self) -> None:
+        if sys.stdout is self:
+            sys.stdout = self.target
 
     @contextmanager
     def routed(self, tee: EmbeddedMetricTee) -> Iterator[None]:

@@ -1,13 +1,6 @@
 """The client suite's harness: the target clients talk to, the AWS CLI, and `mlops up` as a process.
 
-The tests here drive the system only through public AWS APIs, from other processes (the pinned AWS CLI, a Python
-process with the SageMaker SDK), as a user or an operator would. Resource names come from the stack's CloudFormation
-outputs on both targets, as AWS's serverless test samples find a deployed stack.
-
-- Without AWS_SAM_STACK_NAME: one `mlops up --port 0` for the whole session (a fast clock, manual approval, a
-  reaper that deletes after one idle hour), stopped with SIGINT at the end.
-- With AWS_SAM_STACK_NAME=<stack>: the deployed stack in the account and region of the caller's own AWS variables
-  (tests/conftest.py keeps them for this suite only). Tests that need the twin's fast clock skip there.
+conftest.py says which target a session uses (`mlops up`, or a real stack named by AWS_SAM_STACK_NAME).
 """
 
 from __future__ import annotations
