@@ -139,6 +139,8 @@ def print_client_environment(url: str, stack_name: str, outputs: Mapping[str, st
         print(f"export {name}={value}", file=out)
     print(f"export AWS_DEFAULT_REGION={LOCAL_REGION}", file=out)
     print(f"export AWS_REGION={LOCAL_REGION}", file=out)
+    # Read by the governance commands (mlops lineage, approve, reject, audit) and by SAM's test conventions.
+    print(f"export AWS_SAM_STACK_NAME={stack_name}", file=out)
     print(f"unset {' '.join(CLEARED_VARIABLES)}", file=out)
     print(f"# stack {stack_name} outputs (aws cloudformation describe-stacks --stack-name {stack_name}):", file=out)
     for key, value in sorted(outputs.items()):
