@@ -29,6 +29,7 @@ from moto.core.exceptions import AWSError
 from moto.stepfunctions.parser.api import InvalidDefinition as MotoParserInvalidDefinition
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
+from emulator.asl_verdicts import AcceptedDefinitions
 from emulator.moto_patches import MotoPatches
 
 STATE_TYPES = ("Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
@@ -287,20 +288,31 @@ def map_refusal(state_name: str, path: str, state: dict[str, Any]) -> str | None
     return None
 
 
-def install_definition_checks(patches: MotoPatches, refusals: list[RefusalCheck]) -> None:
+def install_definition_checks(
+    patches: MotoPatches,
+    refusals: list[RefusalCheck],
+    accepted: AcceptedDefinitions | None = None,
+    parse_later: Callable[[str], Any] | None = None,
+) -> None:
     """CreateStateMachine and UpdateStateMachine check definitions as AWS does, then refuse what the twin cannot run.
 
-    `refusals` are the twin's own checks (the engine's integrations, `map_refusal`), each given every state.
+    `refusals` are the twin's own checks (the engine's integrations, `map_refusal`), each given every state. With
+    `accepted`, a definition moto's parser accepted before is not parsed again here but handed to `parse_later`.
     """
     original = StepFunctionsParserBackend.__dict__["_validate_definition"].__func__
 
     def validate(definition: str) -> None:
         validate_definition(definition, refusals)
+        if accepted is not None and parse_later is not None and accepted.accepted(definition):
+            parse_later(definition)
+            return
         try:
             original(definition)
         except MotoParserInvalidDefinition as error:
             # moto's exception carries its code where its serializer never reads it: the client saw an empty code.
             parser_message = " ".join(str(error.message).split())
             raise invalid_definition([Diagnostic("SCHEMA_VALIDATION_FAILED", parser_message, None)]) from error
+        if accepted is not None:
+            accepted.remember(definition)
 
     patches.replace(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate))

@@ -76,6 +76,7 @@ from moto.stepfunctions.parser.asl.parse import preprocessor
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
 from emulator.asl_validation import install_definition_checks, map_refusal
+from emulator.asl_verdicts import AcceptedDefinitions
 from emulator.clock import Clock, read_time_from
 from emulator.context_object import aws_timestamp, install_context_object
 from emulator.intrinsics import install_intrinsic_escapes
@@ -492,9 +493,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         patches = installation.patches
 
         patches.replace(preprocessor, "state_task_for", _local_state_task_for)
-        patches.replace(
-            AmazonStateLanguageParser, "parse", staticmethod(SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE).parse)
-        )
+        syntax_trees = SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE)
+        patches.replace(AmazonStateLanguageParser, "parse", staticmethod(syntax_trees.parse))
 
         def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
             if wait_seconds > 0:
@@ -556,7 +556,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         install_context_object(patches)
         install_intrinsic_escapes(patches)
         install_jsonata(patches)
-        install_definition_checks(patches, [task_refusal, map_refusal])
+        install_definition_checks(patches, [task_refusal, map_refusal], AcceptedDefinitions(), syntax_trees.warm)
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)
         previous_level = engine_logger.level

@@ -19,8 +19,9 @@ its embedded metric format lines become CloudWatch metrics, as CloudWatch Logs m
 group on AWS (emulator/embedded_metrics.py).
 
 `init_functions()` runs each function's init phase (importing its handler module, with its own environment)
-ahead of the first invocation, as Lambda does before it counts an invocation's duration; the twin calls it
-at start-up. A function whose init fails is imported again by its first invoke, which raises the error there.
+ahead of the first invocation, as Lambda does before it counts an invocation's duration; the twin runs it on a
+thread from start-up on (`init_functions_in_background()`). A function whose init fails is imported again by its
+first invoke, which raises the error there.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class LocalLambdaRunner:
         # and what each such function was registered from, so that a changed function registers again.
         self._zip_root: Path | None = None
         self._from_lambda_api: dict[str, tuple[Any, ...]] = {}
+        self._init_thread: threading.Thread | None = None
+        self._stop_init = threading.Event()
 
     def register(
         self, function_name: str, handler: str, code_dir: Path, environment: dict[str, str], timeout: int
@@ -156,6 +159,8 @@ class LocalLambdaRunner:
         An import that fails is left to the function's first invoke, which imports again and raises.
         """
         for registered in list(self._functions.values()):
+            if self._stop_init.is_set():
+                return
             # An init error belongs to the invocation that needs the handler, where AWS reports it too.
             with (
                 self._code_dir_lock(registered),
@@ -163,6 +168,18 @@ class LocalLambdaRunner:
                 contextlib.suppress(Exception),
             ):
                 self._load_handler(registered)
+
+    def init_functions_in_background(self) -> None:
+        """`init_functions()` on a thread of its own, so that whoever starts the twin need not wait for the imports.
+
+        An invoke that comes first loads its handler itself: loads take the load lock, so it waits at most for the
+        import under way and never sees a half-imported module. `uninstall()` waits for the thread.
+        """
+        if self._init_thread is not None:
+            return
+        self._stop_init.clear()
+        self._init_thread = threading.Thread(target=self.init_functions, name="lambda-init", daemon=True)
+        self._init_thread.start()
 
     @property
     def function_names(self) -> list[str]:
@@ -275,8 +292,11 @@ class LocalLambdaRunner:
                 f"outside its code directory {registered.code_dir}: rename one of the modules"
             )
         if self.clock is not None:
+            # The function's own modules were imported through its code directory's (resolved) sys.path entry, so
+            # their files start with it: a prefix test, not a resolve() of every module of the process per handler.
+            own_prefix = str(registered.code_dir) + os.sep
             for loaded_module in list(sys.modules.values()):
-                if registered.code_dir in Path(getattr(loaded_module, "__file__", None) or "/").resolve().parents:
+                if (getattr(loaded_module, "__file__", None) or "").startswith(own_prefix):
                     read_time_from(self.clock, loaded_module, self._function_clock_patches)
         handler = getattr(module, function, None)
         if not callable(handler):
@@ -324,6 +344,11 @@ class LocalLambdaRunner:
 
     def uninstall(self) -> None:
         """Give moto its own Lambda `invoke` back, and the functions' modules the real `datetime`."""
+        if self._init_thread is not None:
+            # Its imports patch the functions' clocks: it ends before they are undone.
+            self._stop_init.set()
+            self._init_thread.join()
+            self._init_thread = None
         self._patches.undo()
         self._function_clock_patches.undo()
         if self._zip_root is not None:

@@ -7,6 +7,7 @@ per-execution state can leak between runs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -28,21 +29,53 @@ class SyntaxTreeCache:
     def __init__(self, size: int) -> None:
         self._size = size
         self._trees: OrderedDict[str, Any] = OrderedDict()
+        # Parses under way, by definition: a second caller (an execution starting while `warm` parses on its
+        # thread) waits for that parse instead of parsing the same text again beside it.
+        self._parsing: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def parse(self, definition: str) -> tuple[Any, Any]:
         """What `AmazonStateLanguageParser.parse` returns: a new program and the (shared) syntax tree."""
-        with self._lock:
-            tree = self._trees.get(definition)
-            if tree is not None:
-                self._trees.move_to_end(definition)
-        if tree is None:
+        tree = self._tree(definition)
+        return preprocessor.Preprocessor().visit(tree), tree
+
+    def warm(self, definition: str) -> threading.Thread:
+        """Parse `definition` on a thread of its own, so that its first execution finds the tree (errors: dropped,
+        the caller that parses next raises them)."""
+
+        def parse_quietly() -> None:
+            # A definition with errors is never cached: the next caller's parse raises them.
+            with contextlib.suppress(Exception):
+                self._tree(definition)
+
+        thread = threading.Thread(target=parse_quietly, name="asl-parse", daemon=True)
+        thread.start()
+        return thread
+
+    def _tree(self, definition: str) -> Any:
+        while True:
+            with self._lock:
+                tree = self._trees.get(definition)
+                if tree is not None:
+                    self._trees.move_to_end(definition)
+                    return tree
+                under_way = self._parsing.get(definition)
+                if under_way is None:
+                    done = self._parsing[definition] = threading.Event()
+                    break
+            # Another thread parses it: its tree, or (a definition with errors, never cached) a parse of our own.
+            under_way.wait()
+        try:
             tree = self._syntax_tree(definition)
             with self._lock:
                 self._trees[definition] = tree
                 if len(self._trees) > self._size:
                     self._trees.popitem(last=False)
-        return preprocessor.Preprocessor().visit(tree), tree
+            return tree
+        finally:
+            with self._lock:
+                del self._parsing[definition]
+            done.set()
 
     @staticmethod
     def _syntax_tree(definition: str) -> Any:

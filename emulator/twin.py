@@ -16,7 +16,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, cast
 
 import boto3
 from moto import mock_aws
+from moto.moto_api._internal import mock_random
 from moto.stepfunctions.exceptions import AWSError
 from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
@@ -59,6 +61,8 @@ _MOTO_CONFIG = {
     "lambda": {"use_docker": False},
 }
 _LOCAL_VPC_CIDR = "10.42.0.0/16"
+# Any constant: it fixes the ids the stack's deployment makes from one start to the next.
+_STACK_IDS_SEED = 20261201
 _LOCAL_SUBNETS = (("10.42.1.0/24", "a"), ("10.42.2.0/24", "b"))
 
 
@@ -212,20 +216,22 @@ class LocalTwin:
         )
         self._service_metrics = ServiceMetrics(region=LOCAL_REGION)
         self._alarms.install()
-        subnet_ids, security_group_ids = _create_local_network()
-        overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
-        overrides.update(self.parameter_overrides)
-        self._stack = deploy_stack(
-            self.template, overrides, stack_name=self.stack_name, statemachines_dir=self.statemachines_dir
-        )
+        with _same_ids_at_every_start():
+            subnet_ids, security_group_ids = _create_local_network()
+            overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
+            overrides.update(self.parameter_overrides)
+            self._stack = deploy_stack(
+                self.template, overrides, stack_name=self.stack_name, statemachines_dir=self.statemachines_dir
+            )
         self._lambdas = LocalLambdaRunner(region=LOCAL_REGION, clock=self.clock)
         for function in self._stack.functions.values():
             self._lambdas.register(
                 function.function_name, function.handler, function.code_dir, function.environment, function.timeout
             )
-        # Lambda's init phase (importing the handlers: Powertools, pydantic; about 0.15 s) runs at deploy time
-        # here, so an execution's first call to a function takes as long as a warm call.
-        self._lambdas.init_functions()
+        # Lambda's init phase (importing the handlers: Powertools, pydantic; seconds for all of them) runs from deploy
+        # time on, beside the first jobs, so an execution's first call to a function takes about as long as a warm one
+        # and the twin's start does not wait for it.
+        self._lambdas.init_functions_in_background()
         self._lambdas.install()
         install_local_integrations(sagemaker=self._sagemaker, lambdas=self._lambdas, clock=self.clock)
         self._integrations_installed = True
@@ -537,6 +543,23 @@ def _create_local_network() -> tuple[list[str], list[str]]:
         GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
     )["GroupId"]
     return subnet_ids, [group_id]
+
+
+@contextmanager
+def _same_ids_at_every_start() -> Iterator[None]:
+    """moto's random source seeded for the block, then given its own state back.
+
+    The ids and physical names made in the block (the local network, the stack's resources) reach the state
+    machines' definitions through the stack's substitutions; made the same at every start, a definition is the same
+    text as at the last start and is not parsed again at CreateStateMachine (`emulator/asl_verdicts.py`). Only the
+    twin's start runs in the block: nothing else draws from moto's random source meanwhile.
+    """
+    saved = mock_random.getstate()
+    mock_random.seed(_STACK_IDS_SEED)
+    try:
+        yield
+    finally:
+        mock_random.setstate(saved)
 
 
 def _running_executions() -> dict[str, EngineExecution]:

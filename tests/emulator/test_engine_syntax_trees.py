@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto.stepfunctions.parser import models as moto_parser_models
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+from emulator.asl_verdicts import AcceptedDefinitions
+from emulator.engine import install_local_integrations, uninstall_local_integrations
+from emulator.syntax_tree_cache import SyntaxTreeCache
 
 DEFINITION = json.dumps(
     {
@@ -57,3 +65,84 @@ def test_executions_of_one_definition_run_independently(runtime: Any) -> None:
 
     assert (first.status, first.output) == ("SUCCEEDED", {"seen": 2})
     assert (second.status, second.output) == ("SUCCEEDED", {"seen": 3})
+
+
+def test_a_parse_under_way_is_awaited_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    parses: list[str] = []
+    real_parse = SyntaxTreeCache._syntax_tree
+
+    def slow_parse(definition: str) -> Any:
+        parses.append(definition)
+        time.sleep(0.3)
+        return real_parse(definition)
+
+    monkeypatch.setattr(SyntaxTreeCache, "_syntax_tree", staticmethod(slow_parse))
+    cache = SyntaxTreeCache(4)
+
+    warming = cache.warm(DEFINITION)
+    _program, tree = cache.parse(DEFINITION)
+    warming.join()
+
+    assert parses == [DEFINITION]
+    assert cache.parse(DEFINITION)[1] is tree
+
+
+def test_a_warmed_definition_with_errors_still_fails_its_parse() -> None:
+    cache = SyntaxTreeCache(4)
+    cache.warm('{"StartAt": "Missing", "States": {').join()
+    with pytest.raises(ASLParserException):
+        cache.parse('{"StartAt": "Missing", "States": {')
+
+
+def test_an_accepted_definition_is_remembered_by_text_and_a_directory_that_cannot_be_written_costs_nothing(
+    tmp_path: Path,
+) -> None:
+    accepted = AcceptedDefinitions(tmp_path / "verdicts")
+    assert not accepted.accepted(DEFINITION)
+    accepted.remember(DEFINITION)
+    assert accepted.accepted(DEFINITION)
+    assert not accepted.accepted(DEFINITION + " ")
+    assert AcceptedDefinitions(tmp_path / "verdicts").accepted(DEFINITION)
+
+    (tmp_path / "a-file").write_text("")
+    unwritable = AcceptedDefinitions(tmp_path / "a-file" / "verdicts")
+    unwritable.remember(DEFINITION)
+    assert not unwritable.accepted(DEFINITION)
+
+
+def test_create_state_machine_parses_a_definition_once_across_starts_and_refuses_a_bad_one_every_time(
+    runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cache"))
+    # Installed again so that the checks read the cache directory set above, as a new twin start does.
+    uninstall_local_integrations()
+    install_local_integrations(sagemaker=runtime.sagemaker, lambdas=runtime.lambdas, clock=runtime.clock)
+    validations: list[str] = []
+    sfn = boto3.client("stepfunctions", region_name=runtime.region)
+    # The first creation parses at create (its acceptance is remembered); the second does not parse again.
+    unique = json.dumps({**json.loads(DEFINITION), "Comment": str(tmp_path)})
+    for attempt in range(2):
+        with monkeypatch.context() as patched:
+            patched.setattr(
+                moto_parser_models, "AmazonStateLanguageParser", _CountingParser(validations, AmazonStateLanguageParser)
+            )
+            sfn.create_state_machine(name=f"once-{attempt}", definition=unique, roleArn=runtime.role_arn)
+    assert validations == [unique]
+    assert runtime.run(json.loads(unique), {"items": [1]}).output == {"seen": 1}
+
+    # Refused by moto's parser alone (the twin's own checks let it through): never remembered as accepted.
+    broken = json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": "ten", "End": True}}})
+    for attempt in range(2):
+        with pytest.raises(sfn.exceptions.InvalidDefinition):
+            sfn.create_state_machine(name=f"broken-{attempt}", definition=broken, roleArn=runtime.role_arn)
+
+
+class _CountingParser:
+    """moto's parser as its validation calls it, counting the definitions parsed."""
+
+    def __init__(self, seen: list[str], parser: Any) -> None:
+        self._seen, self._parser = seen, parser
+
+    def parse(self, definition: str) -> Any:
+        self._seen.append(definition)
+        return self._parser.parse(definition)

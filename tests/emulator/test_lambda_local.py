@@ -144,6 +144,41 @@ def test_a_handler_whose_init_fails_raises_on_invoke_not_at_init(tmp_path: Path)
         runner.invoke("broken-fn", {})
 
 
+SLOW_INIT_HANDLER = """
+import os
+import time
+from pathlib import Path
+
+# Each import leaves a line: the test counts how many times the init phase ran.
+with open(os.environ["IMPORT_LOG"], "a") as log:
+    log.write("imported\\n")
+time.sleep(0.5)
+SEEN_AT_INIT = os.environ["FUNCTION_ONLY"]
+
+def handler(event, context):
+    return SEEN_AT_INIT
+"""
+
+
+def test_an_invoke_during_background_init_waits_for_that_import_and_the_handler_is_imported_once(
+    tmp_path: Path,
+) -> None:
+    code_dir = tmp_path / "slow_code"
+    code_dir.mkdir()
+    (code_dir / "slow_init.py").write_text(SLOW_INIT_HANDLER)
+    log = tmp_path / "imports.log"
+    runner = LocalLambdaRunner()
+    runner.register("slow-fn", "slow_init.handler", code_dir, {"IMPORT_LOG": str(log), "FUNCTION_ONLY": "seen"}, 30)
+
+    runner.init_functions_in_background()
+    # The background import is under way: the process's own environment is not the function's meanwhile.
+    assert "FUNCTION_ONLY" not in os.environ
+    assert runner.invoke("slow-fn", {}) == "seen"
+    runner.uninstall()
+
+    assert log.read_text().splitlines() == ["imported"]
+
+
 def test_a_function_registered_again_runs_its_new_handler(tmp_path: Path) -> None:
     code_dir = tmp_path / "versioned_code"
     code_dir.mkdir()
