@@ -6,6 +6,9 @@ is not JSON serializable"); `States.Format` fails on it too. `$$.State.EnteredTi
 microseconds. AWS gives both as ISO-8601 UTC strings with milliseconds and `Z` (`2026-12-01T13:50:12.345Z`), read
 here from the twin's clock like every other time of the engine.
 
+The context object lacked `$$.State.RetryCount` outside Task, Parallel and Map states and `$$.Execution.RedriveCount`
+everywhere: a path to either failed the state. Both are there, as on AWS.
+
 StartExecution without a name: AWS names the execution with a UUID; moto keeps `None`, which ends the ARN in
 `:None`, leaves `$$.Execution.Name` null and DescribeExecution without a `name`.
 """
@@ -17,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from moto.stepfunctions.parser.asl.component.state import state as state_module
-from moto.stepfunctions.parser.asl.eval.states import StateData
+from moto.stepfunctions.parser.asl.eval.states import ExecutionData, StateData
+from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -33,10 +37,18 @@ def aws_timestamp(moment: datetime | str) -> str:
 
 
 def _state_data_with_aws_time(**fields: Any) -> StateData:
-    # moto's State._eval_body builds `StateData(EnteredTime=now().isoformat(), Name=...)`; only the spelling changes.
+    # moto's State._eval_body builds `StateData(EnteredTime=now().isoformat(), Name=...)`; the spelling changes, and
+    # RetryCount starts at 0 in every state as on AWS (moto sets it only in Task, Parallel and Map, which count on).
     if "EnteredTime" in fields:
         fields["EnteredTime"] = aws_timestamp(fields["EnteredTime"])
+    fields.setdefault("RetryCount", 0)
     return StateData(**fields)  # type: ignore[typeddict-item]
+
+
+def _execution_data_as_on_aws(**fields: Any) -> ExecutionData:
+    # AWS's `$$.Execution` also has RedriveCount (0 until a redrive; the twin refuses RedriveExecution, so 0 always).
+    fields.setdefault("RedriveCount", 0)
+    return ExecutionData(**fields)  # type: ignore[typeddict-item]
 
 
 def install_context_object(patches: MotoPatches) -> None:
@@ -51,6 +63,7 @@ def install_context_object(patches: MotoPatches) -> None:
 
     patches.replace(Execution, "get_start_execution_details", details_with_aws_start_time)
     patches.replace(state_module, "StateData", _state_data_with_aws_time)
+    patches.replace(execution_worker, "ExecutionData", _execution_data_as_on_aws)
 
     original_start = StepFunctionsParserBackend.start_execution
 

@@ -1105,3 +1105,41 @@ def test_a_jsonata_expression_that_does_not_parse_is_refused_at_creation(runtime
 
     assert "SCHEMA_VALIDATION_FAILED: The JSONata expression '$states.input.x +' does not parse: " in message
     assert "Unexpected end of expression at /States/Broken/Output/sum" in message
+
+
+def test_retry_count_is_in_every_states_context_and_counts_retries_and_redrive_count_is_zero(runtime: Any) -> None:
+    definition = {
+        "StartAt": "Before",
+        "States": {
+            "Before": {
+                "Type": "Pass",
+                "Parameters": {"retries.$": "$$.State.RetryCount", "redrives.$": "$$.Execution.RedriveCount"},
+                "ResultPath": "$.pass",
+                "Next": "Flaky",
+            },
+            "Flaky": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:s3:headObject",
+                "Parameters": {"Bucket": "no-such-bucket-here", "Key.$": "States.Format('{}', $$.State.RetryCount)"},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "After"}],
+                "End": True,
+            },
+            "After": {
+                "Type": "Pass",
+                "Parameters": {"retries.$": "$$.State.RetryCount", "pass.$": "$.pass"},
+                "End": True,
+            },
+        },
+    }
+
+    outcome = runtime.run(definition)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.output == {"retries": 0, "pass": {"retries": 0, "redrives": 0}}
+    keys = [
+        json.loads(event["taskScheduledEventDetails"]["parameters"])["Key"]
+        for event in outcome.events
+        if event["type"] == "TaskScheduled"
+    ]
+    assert keys == ["0", "1", "2"]
