@@ -555,7 +555,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         _tasks_stop_with_their_execution(patches)
         install_context_object(patches)
         install_intrinsic_escapes(patches)
-        install_jsonata(patches)
+        install_jsonata(patches, clock)
         install_definition_checks(patches, [task_refusal, map_refusal], AcceptedDefinitions(), syntax_trees.warm)
 
         engine_logger = logging.getLogger(ENGINE_LOGGER)

@@ -13,14 +13,19 @@ Also corrected on the way:
   `a\\"b`): they are decoded as JSON, as every other literal of the definition is.
 - an expression that fails to parse or evaluate fails the state with `States.QueryEvaluationError` and the
   evaluator's message, as on AWS, instead of a `States.Runtime` with a Python exception.
+- `$now()` and `$millis()` read the twin's clock (the evaluator read the wall clock), so they agree with
+  `$states.context.State.EnteredTime` and with Wait states on a fast clock.
 """
 
 from __future__ import annotations
 
 import json
+import types
 from typing import Any
 
 import jsonata
+from jsonata import jsonata as jsonata_module
+from jsonata import timebox as jsonata_timebox
 from moto.stepfunctions.parser.asl.component.common.assign.assign_template_value_terminal import (
     AssignTemplateValueTerminalLit,
 )
@@ -39,6 +44,7 @@ from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
+from emulator.clock import Clock
 from emulator.intrinsics import state_failure
 from emulator.moto_patches import MotoPatches
 
@@ -68,9 +74,30 @@ def _assign_string_literal(self: Preprocessor, ctx: Any) -> AssignTemplateValueT
     return AssignTemplateValueTerminalLit(value=json.loads(ctx.string_literal().getText()))
 
 
-def install_jsonata(patches: MotoPatches) -> None:
-    """Give moto's engine a JSONata evaluator, JSON-encoded variables and AWS's error for a failing expression."""
+def _evaluation_time_from(clock: Clock) -> types.SimpleNamespace:
+    """jsonata-python's `timebox` module as its evaluator sees it, with the evaluation's time read from `clock`.
+
+    `Jsonata.evaluate` takes `timebox.Timebox.current_milli_time()` as the time `$now()` and `$millis()` return; the
+    subclass answers with the twin's clock. Evaluation time limits stay on the wall clock: `Timebox` itself (in its
+    own module) still reads the real time.
+    """
+
+    class ClockTimebox(jsonata_timebox.Timebox):
+        @staticmethod
+        def current_milli_time() -> int:
+            return round(clock.now().timestamp() * 1000)
+
+    return types.SimpleNamespace(Timebox=ClockTimebox)
+
+
+def install_jsonata(patches: MotoPatches, clock: Clock | None = None) -> None:
+    """Give moto's engine a JSONata evaluator, JSON-encoded variables and AWS's error for a failing expression.
+
+    With `clock`, `$now()` and `$millis()` read it, as every other time of the engine does.
+    """
     patches.replace(moto_jsonata, "_eval_jsonata", _evaluate)
+    if clock is not None:
+        patches.replace(jsonata_module, "timebox", _evaluation_time_from(clock))
     # Each module imported the encoder by name.
     for module in (moto_jsonata, states_module, variable_store_module):
         patches.replace(module, "encode_jsonata_variable_declarations", _variable_declarations)

@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 import zipfile
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1143,3 +1143,33 @@ def test_retry_count_is_in_every_states_context_and_counts_retries_and_redrive_c
         if event["type"] == "TaskScheduled"
     ]
     assert keys == ["0", "1", "2"]
+
+
+def test_jsonata_now_and_millis_read_the_twins_clock(runtime: Any) -> None:
+    definition = {
+        "StartAt": "AnHourLater",
+        "QueryLanguage": "JSONata",
+        "States": {
+            "AnHourLater": {"Type": "Wait", "Seconds": 3600, "Next": "Times"},
+            "Times": {
+                "Type": "Pass",
+                "Output": {
+                    "now": "{% $now() %}",
+                    "millis": "{% $millis() %}",
+                    "entered": "{% $states.context.State.EnteredTime %}",
+                },
+                "End": True,
+            },
+        },
+    }
+    wall_start = datetime.now(UTC)
+
+    outcome = runtime.run(definition)
+
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    now = datetime.fromisoformat(outcome.output["now"].replace("Z", "+00:00"))
+    entered = datetime.fromisoformat(outcome.output["entered"].replace("Z", "+00:00"))
+    # The wall clock moved seconds; the twin's moved the Wait's hour, and $now() is on it.
+    assert now - wall_start >= timedelta(seconds=3600)
+    assert abs((now - entered).total_seconds()) < 60
+    assert abs(outcome.output["millis"] / 1000 - now.timestamp()) < 60
