@@ -74,13 +74,19 @@ def refusal_reason(
     return None
 
 
+def evaluation_range(alarm: Alarm, now: datetime) -> tuple[datetime, datetime]:
+    """The start (inclusive) and end (exclusive) of the periods an evaluation at `now` reads."""
+    end = now.replace(second=0, microsecond=0)
+    return end - timedelta(seconds=int(alarm.period)) * int(alarm.evaluation_periods), end
+
+
 def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
-    """CloudWatch's verdict on a supported metric alarm at `now`, from moto's datapoints `data`."""
+    """CloudWatch's verdict on a supported metric alarm at `now`, from moto's datapoints `data` (any of them: those
+    outside `evaluation_range` are skipped)."""
     period = timedelta(seconds=int(alarm.period))
     periods = int(alarm.evaluation_periods)
     required = int(alarm.datapoints_to_alarm or periods)
-    end = now.replace(second=0, microsecond=0)
-    start = end - period * periods
+    start, end = evaluation_range(alarm, now)
     values: list[float | None] = [None] * periods  # oldest first
     buckets: list[list[Any]] = [[] for _ in range(periods)]
     for datum in data:

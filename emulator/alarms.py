@@ -28,6 +28,7 @@ that is only the twin's silence).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import uuid
@@ -42,7 +43,14 @@ from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
-from emulator.alarm_evaluation import INSUFFICIENT_DATA, PUBLISHED_AWS_METRICS, Verdict, evaluate_alarm, refusal_reason
+from emulator.alarm_evaluation import (
+    INSUFFICIENT_DATA,
+    PUBLISHED_AWS_METRICS,
+    Verdict,
+    evaluate_alarm,
+    evaluation_range,
+    refusal_reason,
+)
 from emulator.alarm_messages import actions_for, iso_seconds, sns_notification, state_change_event, state_of, utc
 from emulator.clock import Clock
 from emulator.moto_patches import MotoPatches
@@ -84,9 +92,10 @@ class AlarmEvaluator:
         self._changes: list[dict[str, str]] = []
         self._refusals: dict[str, str] = {}
         self._metric_ids: dict[str, str] = {}
-        # moto only appends to a backend's metric_data: the datapoints by (namespace, metric name), indexed up to
-        # `_indexed_count` of the list `_indexed_list`, so an evaluation reads the new ones only.
-        self._index: dict[tuple[str, str], list[Any]] = {}
+        # moto only appends to a backend's metric_data: the datapoints by (namespace, metric name), each metric's in
+        # time order beside their times, indexed up to `_indexed_count` of the list `_indexed_list`, so that an
+        # evaluation indexes the new ones only and reads just the datapoints of its range, however many are stored.
+        self._index: dict[tuple[str, str], tuple[list[datetime], list[Any]]] = {}
         self._indexed_list: list[Any] | None = None
         self._indexed_count = 0
         self._patches = MotoPatches()
@@ -119,7 +128,7 @@ class AlarmEvaluator:
                 if refusal is not None:
                     self._refuse(alarm.name, refusal)
                     continue
-                verdict = evaluate_alarm(alarm, self._datapoints(backend, alarm), now)
+                verdict = evaluate_alarm(alarm, self._datapoints(backend, alarm, now), now)
                 if verdict.state is None or verdict.state == alarm.state_value:
                     continue
                 change, announcement = self._transition(alarm, verdict, now)
@@ -129,15 +138,23 @@ class AlarmEvaluator:
             self._announce(announcement)
         return changes
 
-    def _datapoints(self, backend: CloudWatchBackend, alarm: Alarm) -> list[Any]:
+    def _datapoints(self, backend: CloudWatchBackend, alarm: Alarm, now: datetime) -> list[Any]:
+        """The datapoints of the alarm's metric name inside the range an evaluation at `now` reads."""
         data = backend.metric_data
         if self._indexed_list is not data or self._indexed_count > len(data):
             self._index, self._indexed_list, self._indexed_count = {}, data, 0
         end = len(data)
         for datum in data[self._indexed_count : end]:
-            self._index.setdefault((datum.namespace, datum.name), []).append(datum)
+            times, datums = self._index.setdefault((datum.namespace, datum.name), ([], []))
+            moment = utc(datum.timestamp)
+            # Usually at the end (datapoints come in time order); a late one with an older timestamp goes in its place.
+            at = bisect.bisect_right(times, moment)
+            times.insert(at, moment)
+            datums.insert(at, datum)
         self._indexed_count = end
-        return self._index.get((alarm.namespace, alarm.metric_name), [])
+        times, datums = self._index.get((alarm.namespace, alarm.metric_name), ([], []))
+        first, last = evaluation_range(alarm, now)
+        return datums[bisect.bisect_left(times, first) : bisect.bisect_left(times, last)]
 
     def _refuse(self, alarm_name: str, reason: str) -> None:
         if self._refusals.get(alarm_name) != reason:

@@ -477,3 +477,24 @@ def test_uninstall_gives_moto_its_own_cloudwatch_back(cw: Harness) -> None:
     assert cw.events == []  # moto sends nothing
     assert cw.evaluator.changes == []
     cw.evaluator.install()  # for the fixture's uninstall
+
+
+def test_an_evaluation_reads_only_its_range_and_a_late_datapoint_counts_in_its_own_period(cw: Harness) -> None:
+    name = cw.alarm(EvaluationPeriods=2, DatapointsToAlarm=2)
+    # Hours of breaching datapoints before the range, and some after it: none of them may count.
+    for minute in range(0, 300, 10):
+        cw.put(minute, 0.9)
+    cw.put(400, 0.9)
+    cw.put(301, 0.1)
+    # Minutes 301-302 hold one calm datapoint: OK, whatever breached before and after.
+    assert [(change["from"], change["to"]) for change in cw.evaluate(302)] == [("INSUFFICIENT_DATA", "OK")]
+    assert json.loads(cw.state(name)["StateReasonData"])["recentDatapoints"] == [0.1]
+
+    # Late: stamped in minutes 302 and 303 but put after the minute-400 datapoint; each lands in its own period.
+    cw.put(302, 0.8)
+    cw.put(303, 0.7)
+    changes = cw.evaluate(303)
+
+    assert [(change["from"], change["to"]) for change in changes] == [("OK", "ALARM")]
+    reason = json.loads(cw.state(name)["StateReasonData"])
+    assert reason["recentDatapoints"] == [0.8, 0.7]
