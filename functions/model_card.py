@@ -9,9 +9,10 @@ attributions, bias metrics), the training job (image, hyperparameters, final met
 The card's status follows the package's approval: `PendingManualApproval` -> `PendingReview`, `Approved` ->
 `Approved`, `Rejected` -> `Archived`. Both entry points converge on the package's *current* state
 (`sync_model_card`), so a retry, a redelivery or events out of order never leave a second card or a stale status:
-- `handler`, a `LambdaStep` after `RegisterModelPackage`, with `{"model_package_arn": ...}`;
-- `approval_handler`, the "SageMaker Model Package State Change" rule of the stack's group, idempotent per
-  (package ARN, approval status, event time).
+- a `LambdaStep` after `RegisterModelPackage`, with `{"model_package_arn": ...}`;
+- the "SageMaker Model Package State Change" rule of the stack's group (an event: it has a `detail-type`),
+  idempotent per (package ARN, approval status, event time).
+`handler` serves both.
 A card already `Archived` is not reopened by a later approval: SageMaker refuses content changes to an archived card,
 and a re-approved rejected model needs a reviewer's look, so the function keeps it and says so.
 """
@@ -23,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -527,10 +527,8 @@ def _recorded(outcome: dict[str, Any], subject: str) -> dict[str, Any]:
     return outcome
 
 
-@instrumented_handler(correlation_id_path="model_package_arn")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def on_registration(event: dict[str, Any], settings: ModelCardSettings) -> dict[str, Any]:
     """The training state machine's step after RegisterModelPackage: the new package's card."""
-    settings = ModelCardSettings.from_env()
     try:
         request = RegistrationRequest.model_validate(event)
     except ValidationError as error:
@@ -572,10 +570,8 @@ def follow_approval(
     return sync_once(approval_change=change)
 
 
-@instrumented_handler(correlation_id_path=correlation_paths.EVENT_BRIDGE)
-def approval_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def on_approval_event(event: dict[str, Any], settings: ModelCardSettings, context: LambdaContext) -> dict[str, Any]:
     """The "SageMaker Model Package State Change" rule: the package's card follows its approval."""
-    settings = ModelCardSettings.from_env()
     try:
         parsed = parse(event=event, model=ModelPackageStateChangeEvent)
     except ValidationError as error:
@@ -601,3 +597,13 @@ def approval_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
         count_decision("DuplicateDelivery")
         return outcome
     return _recorded(outcome, f"approval {parsed.detail.ModelApprovalStatus}")
+
+
+# The state machine's payload carries the package; an EventBridge event its own id.
+@instrumented_handler(correlation_id_path="model_package_arn || id")
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One function for both callers: an EventBridge event (it has a `detail-type`) or the state machine's payload."""
+    settings = ModelCardSettings.from_env()
+    if isinstance(event, dict) and "detail-type" in event:
+        return on_approval_event(event, settings, context)
+    return on_registration(event, settings)

@@ -60,12 +60,6 @@ EXPECTED = {
     "model_card/missing_approval_status.json": "rejected",
     "model_card/missing_package_arn.json": "InvalidPayloadError",
 }
-# The files of a function with a second handler: the model package state change rule's.
-HANDLERS = {
-    "model_card/approved.json": "approval_handler",
-    "model_card/rejected.json": "approval_handler",
-    "model_card/missing_approval_status.json": "approval_handler",
-}
 
 
 @pytest.fixture
@@ -159,7 +153,7 @@ def test_every_event_file_has_an_expectation():
 @pytest.mark.parametrize(("event_file", "expected"), sorted(EXPECTED.items()))
 def test_event_file_is_handled_as_expected(stack, lambda_context, event_file, expected):
     function = event_file.split("/")[0]
-    handler = getattr(importlib.import_module(function), HANDLERS.get(event_file, "handler"))
+    handler = importlib.import_module(function).handler
 
     try:
         outcome = _outcome(function, handler(load_event(event_file), lambda_context), stack)

@@ -177,9 +177,9 @@ def test_the_card_status_follows_approval_and_rejection(stack, lambda_context):
     sagemaker.update_model_package(
         ModelPackageArn=approved, ModelApprovalStatus="Approved", ApprovalDescription="reviewed by risk"
     )
-    model_card.approval_handler(_approval_event(approved, "Approved"), lambda_context)
+    model_card.handler(_approval_event(approved, "Approved"), lambda_context)
     sagemaker.update_model_package(ModelPackageArn=rejected, ModelApprovalStatus="Rejected")
-    model_card.approval_handler(_approval_event(rejected, "Rejected"), lambda_context)
+    model_card.handler(_approval_event(rejected, "Rejected"), lambda_context)
 
     approved_card = _card(approved)
     details = json.loads(approved_card["Content"])["model_package_details"]
@@ -192,9 +192,9 @@ def test_a_redelivered_approval_event_is_answered_from_the_idempotency_store(sta
     package = _register()
     boto3.client("sagemaker").update_model_package(ModelPackageArn=package, ModelApprovalStatus="Approved")
     event = _approval_event(package, "Approved")
-    first = model_card.approval_handler(event, lambda_context)
+    first = model_card.handler(event, lambda_context)
 
-    again = model_card.approval_handler(event, lambda_context)
+    again = model_card.handler(event, lambda_context)
 
     assert first["action"] == "created"
     assert again["duplicate"] is True
@@ -207,7 +207,7 @@ def test_an_archived_card_is_kept_when_its_package_is_approved_later(stack, lamb
     model_card.handler({"model_package_arn": package}, lambda_context)
     sagemaker.update_model_package(ModelPackageArn=package, ModelApprovalStatus="Approved")
 
-    outcome = model_card.approval_handler(_approval_event(package, "Approved"), lambda_context)
+    outcome = model_card.handler(_approval_event(package, "Approved"), lambda_context)
 
     assert outcome["action"] == "kept-archived"
     assert _card(package)["ModelCardStatus"] == "Archived"
@@ -217,7 +217,7 @@ def test_an_event_of_another_group_is_rejected_without_touching_cards(stack, lam
     event = _approval_event(f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/1", "Approved")
     event["detail"]["ModelPackageGroupName"] = "someone-elses-group"
 
-    outcome = model_card.approval_handler(event, lambda_context)
+    outcome = model_card.handler(event, lambda_context)
 
     assert outcome["action"] == "rejected"
     assert boto3.client("sagemaker").list_model_cards()["ModelCardSummaries"] == []
