@@ -494,7 +494,10 @@ def _update(
 ) -> dict[str, Any]:
     name, arn, current = existing["ModelCardName"], existing["ModelCardArn"], existing.get("ModelCardStatus")
     result = {"model_card_name": name, "model_card_arn": arn, "model_card_status": current}
-    if current == "Archived" and status != "Archived":
+    if current == "Archived":
+        # SageMaker refuses content changes to an archived card; its content is the record made when it was archived.
+        if status == "Archived":
+            return {**result, "action": "unchanged"}
         logger.warning(
             "model card is archived and stays so",
             extra={"model_card": name, "wanted_status": status, "why": "a re-approved rejected model needs review"},

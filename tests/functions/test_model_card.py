@@ -213,6 +213,18 @@ def test_an_archived_card_is_kept_when_its_package_is_approved_later(stack, lamb
     assert _card(package)["ModelCardStatus"] == "Archived"
 
 
+def test_an_archived_cards_content_is_left_as_archived_when_the_package_changes(stack, lambda_context):
+    sagemaker = boto3.client("sagemaker")
+    package = _register("Rejected")
+    model_card.handler({"model_package_arn": package}, lambda_context)
+    sagemaker.update_model_package(ModelPackageArn=package, ApprovalDescription="fails the bias gate on review")
+
+    outcome = model_card.handler({"model_package_arn": package}, lambda_context)
+
+    assert outcome["action"] == "unchanged"
+    assert _card(package)["ModelCardVersion"] == 1
+
+
 def test_an_event_of_another_group_is_rejected_without_touching_cards(stack, lambda_context):
     event = _approval_event(f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/1", "Approved")
     event["detail"]["ModelPackageGroupName"] = "someone-elses-group"
