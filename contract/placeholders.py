@@ -18,6 +18,7 @@ PLACEHOLDER_NAMES: tuple[str, ...] = (
     "ModelPackageGroupName",
     "ModelApprovalStatus",
     "EvaluationReportFunctionArn",
+    "ModelCardFunctionArn",
     "SmokeTestFunctionArn",
     "MonitoringWindowFunctionArn",
     "PublishMonitoringMetricsFunctionArn",
@@ -57,6 +58,7 @@ NOTIFICATION_TOPIC_ARN = placeholder("NotificationTopicArn")
 MODEL_PACKAGE_GROUP_NAME = placeholder("ModelPackageGroupName")
 MODEL_APPROVAL_STATUS = placeholder("ModelApprovalStatus")
 EVALUATION_REPORT_FUNCTION_ARN = placeholder("EvaluationReportFunctionArn")
+MODEL_CARD_FUNCTION_ARN = placeholder("ModelCardFunctionArn")
 SMOKE_TEST_FUNCTION_ARN = placeholder("SmokeTestFunctionArn")
 MONITORING_WINDOW_FUNCTION_ARN = placeholder("MonitoringWindowFunctionArn")
 PUBLISH_MONITORING_METRICS_FUNCTION_ARN = placeholder("PublishMonitoringMetricsFunctionArn")
@@ -90,6 +92,7 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "ModelPackageGroupName": "mlops-dev-breast-cancer",
     "ModelApprovalStatus": "PendingManualApproval",
     "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
+    "ModelCardFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-ModelCard",
     "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
     "MonitoringWindowFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-MonitoringWindow",
     "PublishMonitoringMetricsFunctionArn": (

@@ -26,6 +26,7 @@ from contract.placeholders import (
     IMAGE_URI,
     KMS_KEY_ARN,
     MODEL_APPROVAL_STATUS,
+    MODEL_CARD_FUNCTION_ARN,
     MODEL_PACKAGE_GROUP_NAME,
     SAGEMAKER_JOB_ROLE_ARN,
     SOURCE_DIR_URI,
@@ -138,6 +139,9 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
         reason=("{}", BIAS_GATE_REASON),
     )
     registration_failed = failure_path(WORKFLOW, "RegistrationFailed", "registering the model package failed", retry)
+    model_card_failed = failure_path(
+        WORKFLOW, "ModelCardFailed", "the model package was registered but its model card could not be made", retry
+    )
     notification_failed = steps.Fail(
         "NotificationFailed", error="NotificationFailed", cause="the model was registered but the notification failed"
     )
@@ -158,6 +162,7 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     evaluate = guard(_evaluate_step(config), evaluation_failed, retry)
     report = guard(_evaluation_report_step(config), evaluation_failed, retry)
     register = guard(_register_step(config), registration_failed, retry)
+    model_card = guard(_model_card_step(), model_card_failed, retry)
     notify_registered = notify_task(
         "NotifyModelRegistered",
         WORKFLOW,
@@ -187,7 +192,7 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     gate = _quality_gate(config, passed=bias_gate, failed=gate_failed)
     steps.Chain([apply_defaults, merge_defaults, preprocess, tune_or_train])
     steps.Chain([evaluate, report, gate])
-    steps.Chain([register, notify_registered, registered])
+    steps.Chain([register, model_card, notify_registered, registered])
     definition: dict[str, Any] = steps.Graph(apply_defaults, comment=_comment(config)).to_dict()
     # The SDK's Fail takes only a literal Cause; the gate's names the metric, its value, threshold and champion.
     gate_fail = definition["States"][gate_failed.fail.state_id]
@@ -549,3 +554,18 @@ def _register_step(config: PipelineConfig) -> steps.Task:
         },
         result_path="$.model_package",
     )
+
+
+def _model_card_step() -> steps.LambdaStep:
+    """The registered package's model card (functions/model_card.py), at `$.model_card`: created, or brought up to date
+    on a retry, with the status of the package's approval."""
+    step = steps.LambdaStep(
+        "CreateModelCard",
+        parameters={
+            "FunctionName": MODEL_CARD_FUNCTION_ARN,
+            "Payload": {"model_package_arn.$": "$.model_package.ModelPackageArn"},
+        },
+        result_path="$.model_card",
+        timeout_seconds=LAMBDA_TIMEOUT_SECONDS,
+    )
+    return with_partition_placeholder(step)

@@ -15,6 +15,7 @@ from typing import Any
 
 from emulator.commands.console import format_duration
 from emulator.commands.report_bias import render_bias_section
+from emulator.commands.report_model_card import render_model_card_section
 from emulator.commands.report_monitoring import MonitoringView, render_monitoring_section
 from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
@@ -69,6 +70,7 @@ class LifecycleReport:
     executions: list[ExecutionView]
     evaluation: Mapping[str, Any] | None = None
     model_package: Mapping[str, Any] | None = None
+    model_card: Mapping[str, Any] | None = None
     endpoint_url: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     failure: str | None = None
@@ -95,6 +97,8 @@ def render_report(report: LifecycleReport) -> str:
             sections.append(render_bias_section(report.evaluation["bias"]))
     if report.model_package:
         sections.append(_lineage_section(report.model_package))
+    if report.model_card:
+        sections.append(render_model_card_section(report.model_card))
     if report.endpoint_url or report.predictions:
         sections.append(_endpoint_section(report.endpoint_url, report.predictions))
     if report.monitoring is not None:

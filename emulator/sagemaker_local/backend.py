@@ -28,6 +28,7 @@ from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from emulator.sagemaker_local.errors import SageMakerError
 from emulator.sagemaker_local.hosting import HostingAPIs
 from emulator.sagemaker_local.jobs_api import JobAPIs
+from emulator.sagemaker_local.model_cards import REFUSED_OPERATIONS, ModelCardAPIs
 from emulator.sagemaker_local.registry import ModelRegistryAPIs
 
 # Real seconds close() waits, in all, for the job and endpoint threads once their processes are killed.
@@ -51,7 +52,7 @@ class _ServiceError(ServiceException):
     """
 
 
-class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
+class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
     """The local SageMaker: see the module docstring. `close()` stops endpoint servers and kills running jobs."""
 
     # ---- API dispatch -------------------------------------------------------------------------------------------
@@ -96,6 +97,16 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
 
         for action in self.operations:
             self._patches.replace(SageMakerResponse, _snake(action), make_handler(action))
+
+        def make_refusal(action: str, reason: str) -> Callable[[SageMakerResponse], str]:
+            def refuse(_response: SageMakerResponse) -> str:
+                raise _ServiceError("UnknownOperationException", f"{action}: {reason}")
+
+            return refuse
+
+        # Actions moto would half-answer, or answer as not implemented, that the twin refuses in its own words.
+        for action, reason in REFUSED_OPERATIONS.items():
+            self._patches.replace(SageMakerResponse, _snake(action), make_refusal(action, reason))
 
         def invoke_endpoint(response: SageMakerRuntimeResponse) -> tuple[int, dict[str, str], bytes]:
             endpoint_name = response.path.split("/")[2]

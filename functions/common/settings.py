@@ -256,3 +256,21 @@ class EvaluationReportSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EvaluationReportSettings:
         return cls(model_package_group_name=_required(_environ(env), "MODEL_PACKAGE_GROUP_NAME"))
+
+
+@dataclass(frozen=True)
+class ModelCardSettings:
+    """`model_card`: the stack's model package group, the key its cards are encrypted with, the idempotency table."""
+
+    model_package_group_name: str
+    kms_key_id: str
+    idempotency_table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ModelCardSettings:
+        values = _environ(env)
+        return cls(
+            model_package_group_name=_required(values, "MODEL_PACKAGE_GROUP_NAME"),
+            kms_key_id=_required(values, "MODEL_CARD_KMS_KEY_ID"),
+            idempotency_table_name=_required(values, "IDEMPOTENCY_TABLE_NAME"),
+        )

@@ -29,6 +29,7 @@ from emulator.commands.lifecycle import (
 )
 from emulator.commands.report import write_report
 from emulator.history import NOT_RUN, SUCCEEDED
+from emulator.sagemaker_local.model_cards import content_problems
 from emulator.sagemaker_local.s3io import split_s3_uri
 from emulator.twin import LocalTwin
 
@@ -169,6 +170,23 @@ def test_summary_lists_every_state_metrics_package_and_endpoint(default_run: Lif
     assert re.search(r"^metrics \(test split, n=\d+\): auc=", printed, re.MULTILINE)
     assert default_run.outcome.model_package["ModelPackageArn"] in printed
     assert f"endpoint: {default_run.outcome.endpoint_url}" in printed
+
+
+def test_the_run_makes_an_approved_schema_valid_model_card_shown_in_summary_and_report(
+    default_run: LifecycleRun,
+) -> None:
+    card = default_run.outcome.model_card
+    assert card is not None, default_run.printed
+    content = card["content"]
+
+    assert card["ModelCardStatus"] == "Approved"
+    assert card["SecurityConfig"] == {"KmsKeyId": default_run.twin.stack.outputs["KmsKeyArn"]}
+    assert content_problems(content) == []
+    assert content["model_package_details"]["model_package_arn"] == default_run.outcome.model_package["ModelPackageArn"]
+    assert content["training_details"]["training_job_details"]["training_arn"].endswith("-train")
+    assert [evaluation["name"] for evaluation in content["evaluation_details"]] == ["held-out test split", "bias"]
+    assert re.search(rf"^model card: {card['ModelCardName']} v\d+ \(Approved, ", default_run.printed, re.MULTILINE)
+    assert f"<h2>Model card <span class='muted'>{card['ModelCardName']}</span></h2>" in default_run.report.read_text()
 
 
 def test_report_colours_the_path_taken_and_the_branch_not_taken(default_run: LifecycleRun) -> None:

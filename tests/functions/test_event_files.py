@@ -53,6 +53,12 @@ EXPECTED = {
     "monitoring_window/missing_window_end.json": "InvalidPayloadError",
     "publish_monitoring_metrics/report_not_written.json": "MonitoringReportError",
     "publish_monitoring_metrics/missing_report_uri.json": "InvalidPayloadError",
+    "model_card/registration.json": "created",
+    # The card follows the package's current approval (pending here), whatever status the event carried.
+    "model_card/approved.json": "created",
+    "model_card/rejected.json": "created",
+    "model_card/missing_approval_status.json": "rejected",
+    "model_card/missing_package_arn.json": "InvalidPayloadError",
 }
 
 
@@ -82,6 +88,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         "MANAGEMENT_TAG": "mlops:model-package-arn",
         "MANAGED_TAG_VALUE_PREFIX": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-{MODEL_NAME}/",
         "MODEL_PACKAGE_GROUP_NAME": f"mlops-{MODEL_NAME}",
+        "MODEL_CARD_KMS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -101,6 +108,17 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key=key, Body=body)
+    # The package the model_card events name (version 1 of the group), evaluated by the report written above.
+    boto3.client("sagemaker").create_model_package(
+        ModelPackageGroupName=f"mlops-{MODEL_NAME}",
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "xgboost:3.0-5"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        CustomerMetadataProperties={"evaluation_uri": load_event("evaluation_report/payload.json")["evaluation_uri"]},
+    )
     # moto's SageMaker runtime answers InvokeEndpoint from a queue set through its own API.
     answer = json.dumps({"predictions": [{"score": 0.1, "label": 0}, {"score": 0.9, "label": 1}]})
     requests.post(
@@ -121,6 +139,8 @@ def _outcome(function: str, result: Any, state_machine_arn: str) -> str:
         return "rejected" if "rejected" in result else "ran"
     if function == "monitoring_window":
         return str(result["Status"])
+    if function == "model_card":
+        return str(result["action"])
     return "answered"
 
 

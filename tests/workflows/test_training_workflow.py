@@ -48,16 +48,30 @@ def test_training_and_both_tuning_paths_meet_at_evaluate(training_definition: di
     ]
 
 
-def test_passing_the_gate_registers_then_notifies_then_succeeds(training_definition: dict[str, Any]) -> None:
+def test_passing_the_gate_registers_makes_the_model_card_then_notifies_then_succeeds(
+    training_definition: dict[str, Any],
+) -> None:
     states = training_definition["States"]
     assert choice_targets(states["QualityGate"]) == ["BiasGate", "ExplainQualityGateFailure"]
     assert choice_targets(states["BiasGate"]) == ["RegisterModelPackage", "NotifyBiasGateFailed"]
     assert path_from(training_definition, "RegisterModelPackage") == [
         "RegisterModelPackage",
+        "CreateModelCard",
         "NotifyModelRegistered",
         "ModelRegistered",
     ]
     assert states["ModelRegistered"]["Type"] == "Succeed"
+
+
+def test_the_model_card_step_names_the_registered_package_and_fails_as_model_card_failed(
+    training_definition: dict[str, Any],
+) -> None:
+    card = training_definition["States"]["CreateModelCard"]
+
+    assert card["Parameters"]["FunctionName"] == "${ModelCardFunctionArn}"
+    assert card["Parameters"]["Payload"] == {"model_package_arn.$": "$.model_package.ModelPackageArn"}
+    assert [catch["Next"] for catch in card["Catch"]] == ["NotifyModelCardFailed"]
+    assert path_from(training_definition, "NotifyModelCardFailed") == ["NotifyModelCardFailed", "ModelCardFailed"]
 
 
 def test_failing_the_gate_notifies_then_fails_as_quality_gate_failed(training_definition: dict[str, Any]) -> None:
