@@ -10,7 +10,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 from common.observability import metrics
-from lambda_test_support import IDEMPOTENCY_TABLE, NAMESPACE, SERVICE
+from lambda_test_support import AUDIT_STACK, IDEMPOTENCY_TABLE, NAMESPACE, SERVICE
 from moto import mock_aws
 
 
@@ -40,6 +40,8 @@ def fresh_powertools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    # The stack every audit event names (template.yaml sets it on each producer).
+    monkeypatch.setenv("AUDIT_STACK_NAME", AUDIT_STACK)
     metrics.clear_metrics()
     cold_start.reset_cold_start_flag()
     yield

@@ -20,6 +20,13 @@ DATA_BUCKET = "mlops-local-data-123456789012-us-east-1"
 MODEL_NAME = "breast-cancer"
 SERVICE = "mlops-tests"
 NAMESPACE = "MlopsTests"
+AUDIT_STACK = "mlops"
+AUDIT_BUS = "mlops-audit"
+
+
+def audit_details(put_events_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The audit event details in the PutEvents calls a test captured, in the order they were sent."""
+    return [json.loads(entry["Detail"]) for call in put_events_calls for entry in call["Entries"]]
 
 
 def load_event(relative_path: str) -> dict[str, Any]:
