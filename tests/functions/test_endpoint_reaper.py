@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from common import audit
 from endpoint_reaper import Decision, ReaperClients, ReaperReport, reap, send_report
 from lambda_test_support import (
+    AUDIT_BUS,
     MARK,
     NOW,
     OPT_OUT,
@@ -312,7 +313,7 @@ def test_handler_runs_on_the_schedule_event_and_defaults_to_dry_run(fleet, topic
     monkeypatch.setenv("MARK_TAG", MARK)
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "5")
     monkeypatch.setenv("REPORT_TOPIC_ARN", topic)
-    monkeypatch.setenv("AUDIT_EVENT_BUS_NAME", "default")
+    monkeypatch.setenv("AUDIT_EVENT_BUS_NAME", AUDIT_BUS)
     monkeypatch.setenv("REAPER_SCOPE", "account")
     monkeypatch.setenv("MANAGEMENT_TAG", "mlops:model-package-arn")
     created = datetime.now(tz=NOW.tzinfo) - timedelta(days=5)
@@ -343,7 +344,7 @@ def test_handler_rejects_an_event_that_is_not_a_schedule_with_one_logged_error(
         "MARK_TAG": MARK,
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:topic",
-        "AUDIT_EVENT_BUS_NAME": "default",
+        "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
         "REAPER_SCOPE": "account",
         "MANAGEMENT_TAG": "mlops:model-package-arn",
     }.items():

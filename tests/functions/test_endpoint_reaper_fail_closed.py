@@ -32,6 +32,7 @@ from endpoint_reaper import (
 )
 from lambda_test_support import (
     ACCOUNT_ID,
+    AUDIT_BUS,
     MANAGED_PREFIX,
     MANAGEMENT_TAG,
     MARK,
@@ -260,7 +261,7 @@ def test_the_handler_raises_when_the_report_could_not_be_delivered(fleet, topic,
         "MARK_TAG": MARK,
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": topic.replace("mlops-notifications", "no-such-topic"),
-        "AUDIT_EVENT_BUS_NAME": "default",
+        "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
         "REAPER_SCOPE": "account",
         "MANAGEMENT_TAG": MANAGEMENT_TAG,
     }.items():
@@ -526,7 +527,7 @@ _REAPER_ENV = {
     "MARK_TAG": MARK,
     "MAX_DELETIONS_PER_RUN": "5",
     "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
-    "AUDIT_EVENT_BUS_NAME": "default",
+    "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
     "MANAGEMENT_TAG": MANAGEMENT_TAG,
 }
 
