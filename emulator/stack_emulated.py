@@ -53,6 +53,7 @@ EMULATED_TYPES = frozenset(
         "AWS::CloudWatch::Alarm",
         "AWS::SQS::QueuePolicy",
         "AWS::SNS::TopicPolicy",
+        "AWS::Events::EventBus",
     }
 )
 
@@ -152,6 +153,7 @@ class EmulatedTypes:
             "AWS::CloudWatch::Alarm": self._create_alarm,
             "AWS::SQS::QueuePolicy": self._set_queue_policies,
             "AWS::SNS::TopicPolicy": self._set_topic_policies,
+            "AWS::Events::EventBus": self._create_event_bus,
         }
         classes = {resource_type: emulated_model_class(emulator) for resource_type, emulator in emulators.items()}
         original = cfn_parsing.resource_class_from_type
@@ -315,3 +317,10 @@ class EmulatedTypes:
             )
         self._note(logical_id, "AWS::SNS::TopicPolicy", "attached through the SNS API (moto does not enforce it)")
         return EmulatedResource(name, {})
+
+    def _create_event_bus(self, logical_id: str, _name: str, properties: dict[str, Any]) -> EmulatedResource:
+        # moto 5.2.5's EventBus model has no physical id, so its `Ref` resolves to the model object, not the name.
+        name = str(properties["Name"])
+        arn = self.client("events").create_event_bus(Name=name)["EventBusArn"]
+        self._note(logical_id, "AWS::Events::EventBus", f"created {name} through the EventBridge API")
+        return EmulatedResource(name, {"Arn": arn, "Name": name})

@@ -41,28 +41,32 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
+from common.audit_digest import (
+    AUDIT_DETAIL_TYPE,
+    AUDIT_SOURCE,
+    DECISIONS,
+    SCHEMA_VERSION,
+    Decision,
+    canonical_text,
+    checksum,
+    verify,
+)
 from common.observability import logger
 
-AUDIT_SOURCE = "mlops.audit"
-AUDIT_DETAIL_TYPE = "MLOps Audit Event"
-SCHEMA_VERSION = 1
-
-Decision = Literal[
-    "training_started",
-    "training_skipped",
-    "endpoint_kept",
-    "endpoint_marked",
-    "endpoint_deleted",
-    "model_approved",
-    "model_rejected",
-    "deploy_succeeded",
-    "deploy_failed",
-    "deploy_rolled_back",
-    "alarm_state_changed",
+__all__ = [
+    "AUDIT_DETAIL_TYPE",
+    "AUDIT_SOURCE",
+    "DECISIONS",
+    "SCHEMA_VERSION",
+    "Decision",
+    "audit_event",
+    "canonical_text",
+    "checksum",
+    "send",
+    "verify",
 ]
-DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
 
 # PutEvents takes at most ten entries and 256 KiB; one entry's detail is kept under 64 KiB by bounding the reason.
 ENTRIES_PER_PUT_EVENTS = 10
@@ -95,34 +99,6 @@ def stack_name(env: Mapping[str, str] | None = None) -> str:
     if not value:
         raise AuditSettingsError("environment variable AUDIT_STACK_NAME is not set; template.yaml sets it")
     return value
-
-
-def canonical_text(detail: Mapping[str, Any]) -> str:
-    """The text the checksum covers: every member but `sha256`, keys sorted, no spaces, UTF-8 kept as is."""
-    unsigned = {key: value for key, value in detail.items() if key != "sha256"}
-    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def checksum(detail: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_text(detail).encode("utf-8")).hexdigest()
-
-
-def verify(detail: Mapping[str, Any]) -> str | None:
-    """Why `detail` is not an intact audit event (a missing or wrong checksum, an unknown decision), or None."""
-    if detail.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version {detail.get('schema_version')!r} is not {SCHEMA_VERSION}"
-    if detail.get("decision") not in DECISIONS:
-        return f"decision {detail.get('decision')!r} is not one of the audit vocabulary"
-    stored = detail.get("sha256")
-    if not isinstance(stored, str):
-        return "it has no sha256"
-    try:
-        computed = checksum(detail)
-    except ValueError as error:
-        return f"its detail cannot be put in canonical form: {error}"
-    if computed != stored:
-        return f"sha256 mismatch: stored {stored[:12]}..., computed {computed[:12]}...: the event was changed"
-    return None
 
 
 def _checked(value: Any, where: str) -> Any:
