@@ -34,7 +34,8 @@ other answer keeps the endpoint as `metrics_failed`. An error on one endpoint (i
 description, metrics, tagging or deletion) leaves that endpoint alone and is reported as `error`;
 an error listing the fleet stops the run before anything changes.
 
-Cost at scale (bench/reaper_scale.py): the calls grow with the idle candidates, not the fleet.
+Cost at scale (bench/reaper_scale.py): the calls grow with the idle candidates, not the fleet, except the
+audit: one event per endpoint judged, ten per `PutEvents`.
 `ListEndpoints` pages of 100; `ListMetrics` (pages of 500) finds the variants that published
 `Invocations` and one `GetMetricData` per 500 of them finds the busy endpoints; a tagging-API scan
 finds every marked (and, in `managed` scope, every managed) endpoint in one paged call. Only the
