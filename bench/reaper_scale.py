@@ -23,6 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions"))
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# The stack every audit event names (template.yaml sets it on the reaper).
+os.environ.setdefault("AUDIT_STACK_NAME", "mlops-bench")
 for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ[_name] = "bench"  # moto accepts anything; a real profile must never be used
 

@@ -11,7 +11,10 @@ notifications have a Unix `time`, an `eTag` key and a constant `sequencer`, and 
 
 Matching reuses moto's event-pattern matcher (prefix, suffix, anything-but, numeric, exists, wildcard, cidr,
 equals-ignore-case, `$or`; tests/emulator/test_eventbridge.py pins the cases the stack relies on). Targets get
-`Input`, `InputPath` or `InputTransformer` applied as EventBridge does. SQS targets only enqueue: `drain_queues()`
+`Input`, `InputPath` or `InputTransformer` applied as EventBridge does. A rule may target a Lambda function, a
+state machine, a queue, a topic, a CloudWatch Logs log group (one log event per event, its JSON the message, as
+EventBridge writes them) or another event bus (the event is routed by that bus's rules); a rule with any other
+target is refused when the router is built, naming the rule and the target. SQS targets only enqueue: `drain_queues()`
 then delivers each queue's messages to its consuming function in batches, as an event source mapping does once
 its batching window closes, so a burst of uploads reaches the function as one batch.
 """
@@ -31,6 +34,7 @@ from typing import Any, cast
 
 import boto3
 from moto.events.models import EventPattern, EventsBackend
+from moto.logs import models as logs_models
 from moto.s3 import notifications as s3_notifications
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
@@ -105,6 +109,8 @@ class EventRouter:
         self._sequencer = itertools.count(1)
         self._patterns = {rule.name: _load_pattern(rule) for rule in stack.rules if rule.event_pattern is not None}
         self._schedule_periods = {rule.name: _rate_seconds(rule) for rule in stack.rules if rule.schedule}
+        for rule in stack.rules:
+            _check_targets(rule)
         started = now()
         self._last_fired = {name: started for name in self._schedule_periods}
         self._patches = MotoPatches()
@@ -211,7 +217,7 @@ class EventRouter:
     # ---- moto hooks -------------------------------------------------------------------------------------------
 
     def install(self) -> None:
-        """Take over moto's PutEvents and S3's EventBridge notifications until `uninstall()`."""
+        """Take over moto's PutEvents, S3's EventBridge notifications and CloudWatch Logs' now until `uninstall()`."""
         if self._patches.active:
             return
         router = self
@@ -224,6 +230,9 @@ class EventRouter:
 
         self._patches.replace(EventsBackend, "put_events", put_events)
         self._patches.replace(s3_notifications, "_send_event_bridge_message", send_event_bridge_message)
+        # CloudWatch Logs accepts events from 14 days before to 2 hours after its now: the twin's now, since every
+        # event (and so every log event a rule writes) is stamped on the twin's clock, which runs ahead.
+        self._patches.replace(logs_models, "utcnow", lambda: self._now().astimezone(UTC).replace(tzinfo=None))
 
     def uninstall(self) -> None:
         """Give moto its own PutEvents and S3 notifications back."""
@@ -268,10 +277,10 @@ class EventRouter:
         deliveries = []
         for target in rule.targets:
             text = target_input(target, event, rule_name=rule.name, rule_arn=self._rule_arn(rule))
-            deliveries.append(self._send(rule.name, target.arn, text))
+            deliveries.append(self._send(rule.name, target.arn, text, event))
         return deliveries
 
-    def _send(self, rule_name: str, arn: str, text: str) -> Delivery:
+    def _send(self, rule_name: str, arn: str, text: str, event: Mapping[str, Any] | None = None) -> Delivery:
         service = arn.split(":")[2] if arn.count(":") >= 5 else "unknown"
         result: Any = None
         error: str | None = None
@@ -284,8 +293,12 @@ class EventRouter:
                 self._send_to_queue(arn, text)
             elif service == "sns":
                 self._publish_to_topic(arn, text)
+            elif service == "logs":
+                result = self._write_to_log_group(arn, text, event)
+            elif service == "events":
+                result = self._forward_to_bus(arn, text)
             else:
-                error = f"target {arn} of rule {rule_name}: the twin delivers only to Lambda, Step Functions, SQS, SNS"
+                error = f"target {arn} of rule {rule_name}: {_UNSUPPORTED_TARGET}"
         except Exception as failure:
             # EventBridge delivers asynchronously: a failing target never fails the PutEvents or the upload.
             error = f"{type(failure).__name__}: {failure}"
@@ -338,6 +351,37 @@ class EventRouter:
         sqs = boto3.client("sqs", region_name=self.region)
         queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[1])["QueueUrl"]
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+    def _write_to_log_group(self, log_group_arn: str, text: str, event: Mapping[str, Any] | None) -> str:
+        """One log event in the target log group, the event's JSON as its message, stamped with the event's time.
+
+        EventBridge writes each event into a log stream of its own in the group; so does this, named by the event id.
+        """
+        group = _log_group_name(log_group_arn)
+        stream = str((event or {}).get("id") or uuid.uuid4())
+        moment = _entry_time((event or {}).get("time")) or _parse_iso((event or {}).get("time")) or self._now()
+        logs = boto3.client("logs", region_name=self.region)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        answer = logs.put_log_events(
+            logGroupName=group,
+            logStreamName=stream,
+            logEvents=[{"timestamp": int(moment.timestamp() * 1000), "message": text}],
+        )
+        if answer.get("rejectedLogEventsInfo"):
+            raise EventRoutingError(
+                f"log group {group} refused the event of {_iso(moment)}: {answer['rejectedLogEventsInfo']} "
+                "(CloudWatch Logs takes events from the last 14 days to 2 hours ahead)"
+            )
+        return f"{group}/{stream}"
+
+    def _forward_to_bus(self, bus_arn: str, text: str) -> str:
+        """An event bus target: the event goes on that bus and its rules route it, as EventBridge does."""
+        bus = bus_arn.rsplit("/", 1)[-1]
+        payload = _payload(text)
+        if not isinstance(payload, dict) or "detail-type" not in payload:
+            raise EventRoutingError(f"an event bus target ({bus_arn}) receives the whole event, not {text[:80]!r}")
+        self.route(payload, bus=bus)
+        return bus
 
     def _publish_with_boto3(self, topic_arn: str, message: str) -> None:
         boto3.client("sns", region_name=self.region).publish(TopicArn=topic_arn, Message=message)
@@ -427,6 +471,45 @@ def _escaped(text: str, position: int) -> bool:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+
+_DELIVERED_SERVICES = ("lambda", "states", "sqs", "sns", "logs", "events")
+_UNSUPPORTED_TARGET = (
+    "the twin delivers to Lambda functions, state machines, SQS queues, SNS topics, CloudWatch Logs log groups "
+    "and event buses only"
+)
+
+
+def _check_targets(rule: RuleSpec) -> None:
+    """Refuse a rule with a target the twin cannot deliver to: dropping its events would differ from AWS silently."""
+    for target in rule.targets:
+        parts = target.arn.split(":")
+        service = parts[2] if len(parts) >= 6 else ""
+        if service not in _DELIVERED_SERVICES:
+            raise EventRoutingError(
+                f"Rule {rule.name}: target {target.target_id} ({target.arn}): {_UNSUPPORTED_TARGET}. "
+                "Remove the target, or test that rule against AWS."
+            )
+        if service == "logs" and not parts[5].startswith("log-group"):
+            raise EventRoutingError(f"Rule {rule.name}: target {target.arn} is not a log group ARN")
+        if service == "events" and not parts[5].startswith("event-bus/"):
+            raise EventRoutingError(f"Rule {rule.name}: target {target.arn} is not an event bus ARN")
+
+
+def _log_group_name(arn: str) -> str:
+    """`arn:aws:logs:<region>:<account>:log-group:<name>[:*]` -> `<name>`."""
+    name = arn.split(":log-group:", 1)[1]
+    return name[:-2] if name.endswith(":*") else name
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _load_pattern(rule: RuleSpec) -> EventPattern:

@@ -334,7 +334,11 @@ class _Deployment(EmulatedTypes):
                 continue
             bus = resource["Properties"].get("EventBusName", "default")
             if not isinstance(bus, str):
-                bus = "default"
+                # `!Ref` of a bus of the stack: its physical id, the bus's name.
+                referenced = _referenced_id(bus)
+                if referenced is None or referenced not in resources:
+                    raise StackDeployError(f"{logical_id}: EventBusName {bus} names no event bus of the stack")
+                bus = resources[referenced].rsplit("/", 1)[-1]
             description = events.describe_rule(Name=resources[logical_id], EventBusName=bus)
             targets = events.list_targets_by_rule(Rule=resources[logical_id], EventBusName=bus)["Targets"]
             rules.append(

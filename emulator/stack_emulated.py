@@ -53,6 +53,8 @@ EMULATED_TYPES = frozenset(
         "AWS::CloudWatch::Alarm",
         "AWS::SQS::QueuePolicy",
         "AWS::SNS::TopicPolicy",
+        "AWS::Events::EventBus",
+        "AWS::Events::Archive",
     }
 )
 
@@ -152,6 +154,8 @@ class EmulatedTypes:
             "AWS::CloudWatch::Alarm": self._create_alarm,
             "AWS::SQS::QueuePolicy": self._set_queue_policies,
             "AWS::SNS::TopicPolicy": self._set_topic_policies,
+            "AWS::Events::EventBus": self._create_event_bus,
+            "AWS::Events::Archive": self._create_archive,
         }
         classes = {resource_type: emulated_model_class(emulator) for resource_type, emulator in emulators.items()}
         original = cfn_parsing.resource_class_from_type
@@ -315,3 +319,28 @@ class EmulatedTypes:
             )
         self._note(logical_id, "AWS::SNS::TopicPolicy", "attached through the SNS API (moto does not enforce it)")
         return EmulatedResource(name, {})
+
+    def _create_event_bus(self, logical_id: str, _name: str, properties: dict[str, Any]) -> EmulatedResource:
+        # moto 5.2.5's EventBus model has no physical id, so its `Ref` resolves to the model object, not the name.
+        name = str(properties["Name"])
+        arn = self.client("events").create_event_bus(Name=name)["EventBusArn"]
+        self._note(logical_id, "AWS::Events::EventBus", f"created {name} through the EventBridge API")
+        return EmulatedResource(name, {"Arn": arn, "Name": name})
+
+    def _create_archive(self, logical_id: str, _name: str, properties: dict[str, Any]) -> EmulatedResource:
+        # moto 5.2.5's Archive model reads EventPattern as text and has no physical id; the API has neither problem.
+        name = str(properties["ArchiveName"])
+        request: dict[str, Any] = {"ArchiveName": name, "EventSourceArn": str(properties["SourceArn"])}
+        if "RetentionDays" in properties:
+            request["RetentionDays"] = int(properties["RetentionDays"])
+        if "EventPattern" in properties:
+            request["EventPattern"] = json.dumps(properties["EventPattern"])
+        if "Description" in properties:
+            request["Description"] = str(properties["Description"])
+        arn = self.client("events").create_archive(**request)["ArchiveArn"]
+        self._note(
+            logical_id,
+            "AWS::Events::Archive",
+            f"created {name} through the EventBridge API; the twin's router archives no events and replays none",
+        )
+        return EmulatedResource(name, {"Arn": arn, "ArchiveName": name})

@@ -40,6 +40,7 @@ from emulator.alarms import AlarmEvaluator
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
 from emulator.eventbridge import Delivery, EventRouter
+from emulator.execution_events import ExecutionStatusEvents
 from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
 from emulator.sagemaker_local import LocalSageMaker
@@ -163,6 +164,7 @@ class LocalTwin:
         self._sagemaker: LocalSageMaker | None = None
         self._lambdas: LocalLambdaRunner | None = None
         self._router: EventRouter | None = None
+        self._execution_events: ExecutionStatusEvents | None = None
         self._alarms: AlarmEvaluator | None = None
         self._service_metrics: ServiceMetrics | None = None
         self._stop_alarm_clock: Callable[[], None] | None = None
@@ -248,6 +250,9 @@ class LocalTwin:
             region=LOCAL_REGION,
         )
         self._router.install()
+        # Step Functions' status change events, which moto's engine does not send, go to the bus as on AWS.
+        self._execution_events = ExecutionStatusEvents(self._route_service_event)
+        self._execution_events.install()
         # CloudWatch evaluates every minute: so does the twin, at each minute its clock passes while something waits.
         self._stop_alarm_clock = self.clock.on_minute(self._evaluate_alarms_at)
 
@@ -276,6 +281,9 @@ class LocalTwin:
             # First, so that no rule starts an execution while the running ones are being stopped.
             step(self._router.uninstall)
             self._router = None
+        if self._execution_events is not None:
+            step(self._execution_events.uninstall)
+            self._execution_events = None
         if self._stack is not None and self._integrations_installed:
             step(self._stop_running_executions)
         if self._integrations_installed:

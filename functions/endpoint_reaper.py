@@ -34,7 +34,8 @@ other answer keeps the endpoint as `metrics_failed`. An error on one endpoint (i
 description, metrics, tagging or deletion) leaves that endpoint alone and is reported as `error`;
 an error listing the fleet stops the run before anything changes.
 
-Cost at scale (bench/reaper_scale.py): the calls grow with the idle candidates, not the fleet.
+Cost at scale (bench/reaper_scale.py): the calls grow with the idle candidates, not the fleet, except the
+audit: one event per endpoint judged, ten per `PutEvents`.
 `ListEndpoints` pages of 100; `ListMetrics` (pages of 500) finds the variants that published
 `Invocations` and one `GetMetricData` per 500 of them finds the busy endpoints; a tagging-API scan
 finds every marked (and, in `managed` scope, every managed) endpoint in one paged call. Only the
@@ -44,11 +45,14 @@ endpoints left (the idle candidates) are described (`ListTags`, `DescribeEndpoin
 from the listing alone.
 
 Records: every decision is logged (structured, `reaper decision`) when it is made, and every change
-is logged (`reaper acting`) before the call that makes it. The audit events on
-`AUDIT_EVENT_BUS_NAME` (decisions in chunks, ten entries per `PutEvents`) are sent whatever SNS
-does, entries EventBridge refuses are sent again with bounded backoff, then the SNS report. A run
-that stopped early, whose audit could not all be written or whose report was not sent raises
-after it has reported what it could, so the failure is seen (Lambda errors, the function's DLQ).
+is logged (`reaper acting`) before the call that makes it. Each decision is one audit event
+(common.audit: `endpoint_deleted`, `endpoint_marked`, or `endpoint_kept` for every other action,
+the action itself in `details.action`, since a dry run's `would_delete` deletes nothing) on
+`AUDIT_EVENT_BUS_NAME`, the stack's audit bus; the events of a run share its correlation id and
+carry `details.sequence` of `details.events_in_run`. They are sent whatever SNS does, entries
+EventBridge refuses are sent again with bounded backoff, then the SNS report. A run that stopped
+early, whose audit could not all be written or whose report was not sent raises after it has
+reported what it could, so the failure is seen (Lambda errors, the function's DLQ).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ import boto3
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from common import audit
+from common.audit import AuditContext
 from common.observability import count_decision, instrumented_handler, logger
 from common.parsing import validation_summary
 from common.settings import ReaperSettings
@@ -82,18 +88,9 @@ MAX_METRIC_PAGES = 20
 # GetMetricData's EndTime is exclusive: reaching a little past `now` counts a datapoint stamped at this very
 # moment, or by a clock slightly ahead, as traffic. Deleting on a borderline is the mistake to avoid.
 METRIC_END_MARGIN = timedelta(minutes=5)
-ENTRIES_PER_PUT_EVENTS = 10  # PutEvents
-# An entry holds at most 50 decisions and 20 KiB of them, so ten entries stay under PutEvents' 256 KiB request
-# limit however long the reasons are (an error message can be).
-DECISIONS_PER_AUDIT_ENTRY = 50
-AUDIT_ENTRY_BUDGET_BYTES = 20 * 1024
-# Entries PutEvents refused (FailedEntryCount) are sent again after 0.5, 1 and 2 s: at most 3.5 s per ten
-# entries, well inside the function's timeout, and long enough to ride out throttling.
-PUT_EVENTS_ATTEMPTS = 4
-PUT_EVENTS_FIRST_BACKOFF_SECONDS = 0.5
 SNS_MESSAGE_BUDGET_BYTES = 200 * 1024  # SNS allows 256 KiB; the rest is headroom for the summary
-AUDIT_SOURCE = "mlops.endpoint-reaper"
-AUDIT_DETAIL_TYPE = "Endpoint Reaper Decisions"
+# The audit decision of each action: only a real deletion or mark changed the endpoint.
+AUDIT_DECISION_BY_ACTION = {"deleted": "endpoint_deleted", "marked": "endpoint_marked"}
 # Keeps that say nothing an owner must read: counted in the SNS report, listed only in the audit events.
 QUIET_RULES = {"busy": "served requests", "out_of_scope": "are outside the reaper's scope"}
 # A key this close to the opt-out key (after normalising) is taken as a mistyped opt-out.
@@ -661,68 +658,34 @@ def _report_text(report: ReaperReport) -> str:
     return "\n".join(lines)
 
 
-def _audit_chunks(decisions: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The decisions in order, cut into chunks of at most 50 decisions and 20 KiB (a longer decision alone)."""
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for decision in decisions:
-        length = len(json.dumps(decision).encode("utf-8"))
-        if chunks[-1] and (len(chunks[-1]) == DECISIONS_PER_AUDIT_ENTRY or size + length > AUDIT_ENTRY_BUDGET_BYTES):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(decision)
-        size += length
-    return chunks
-
-
-def _audit_entries(settings: ReaperSettings, report: ReaperReport) -> list[dict[str, Any]]:
-    chunks = _audit_chunks([asdict(decision) for decision in report.decisions])
-    header: dict[str, Any] = {"run_at": _iso(report.run_at), "dry_run": report.dry_run, "counts": report.counts()}
-    if report.stopped_early:
-        header["stopped_early"] = report.stopped_early
-    return [
-        {
-            "Source": AUDIT_SOURCE,
-            "DetailType": AUDIT_DETAIL_TYPE,
-            "EventBusName": settings.audit_event_bus_name,
-            # `run_at` and `part` identify an entry: one sent twice by a retry is recognisable as the same.
-            "Detail": json.dumps({**header, "part": part, "parts": len(chunks), "decisions": chunk}),
+def audit_events(report: ReaperReport, context: AuditContext) -> list[dict[str, Any]]:
+    """One audit event per decision, in the order they were made (see the module docstring)."""
+    run_at = _iso(report.run_at)
+    events = []
+    for sequence, decision in enumerate(report.decisions, start=1):
+        details: dict[str, Any] = {
+            "action": decision.action,
+            "rule": decision.rule,
+            "dry_run": report.dry_run,
+            "run_at": run_at,
+            "sequence": sequence,
+            "events_in_run": len(report.decisions),
         }
-        for part, chunk in enumerate(chunks, start=1)
-    ]
-
-
-def _put_with_retries(events: Any, batch: list[dict[str, Any]], sleep: Callable[[float], None]) -> tuple[int, str]:
-    """Send up to ten entries, again and again for those refused; how many never landed and the last reason."""
-    pending, problem = batch, ""
-    for attempt in range(PUT_EVENTS_ATTEMPTS):
-        if attempt:
-            sleep(PUT_EVENTS_FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
-        try:
-            response = events.put_events(Entries=pending)
-        except Exception as error:
-            # botocore has already retried a throttled or failed call as its retry configuration says; what it
-            # cannot retry is a call that succeeded with entries refused, which is what this loop is for.
-            logger.exception("PutEvents failed", extra={"attempt": attempt + 1})
-            return len(pending), f"PutEvents failed: {type(error).__name__}: {error}"
-        results = response.get("Entries", [])
-        if len(results) == len(pending):
-            refused = [
-                (entry, result) for entry, result in zip(pending, results, strict=True) if "EventId" not in result
-            ]
-        else:
-            # Which entries landed cannot be told: all again (a duplicate is better than a gap in the audit).
-            refused = [(entry, {"ErrorCode": "UnmatchedResponse"}) for entry in pending]
-        if not refused and response.get("FailedEntryCount", 0):
-            refused = [(entry, {"ErrorCode": "FailedEntryCount"}) for entry in pending]
-        if not refused:
-            return 0, ""
-        problem = "; ".join(
-            sorted({f"{result.get('ErrorCode')}: {result.get('ErrorMessage', '')}".strip() for _, result in refused})
+        if report.stopped_early:
+            details["stopped_early"] = report.stopped_early
+        events.append(
+            audit.audit_event(
+                context,
+                decision=AUDIT_DECISION_BY_ACTION.get(decision.action, "endpoint_kept"),
+                # The run and the endpoint identify a decision: a retried PutEvents repeats its audit_id.
+                key=f"{run_at}|{decision.endpoint}",
+                subject={"endpoint_name": decision.endpoint},
+                reason=decision.reason,
+                time=report.run_at,
+                details=details,
+            )
         )
-        logger.warning("EventBridge refused audit entries", extra={"attempt": attempt + 1, "refused": len(refused)})
-        pending = [entry for entry, _ in refused]
-    return len(pending), problem
+    return events
 
 
 def send_report(
@@ -732,11 +695,8 @@ def send_report(
 
     The audit goes first and does not depend on SNS: it is the record of what was deleted.
     """
-    unwritten, audit_problem = 0, ""
-    for batch in _batched(_audit_entries(settings, report), ENTRIES_PER_PUT_EVENTS):
-        lost, problem = _put_with_retries(clients.events, batch, sleep)
-        if lost:
-            unwritten, audit_problem = unwritten + lost, problem
+    context = audit.AuditContext.from_env("endpoint_reaper", logger.get_correlation_id())
+    written = audit.send(clients.events, settings.audit_event_bus_name, audit_events(report, context), sleep)
     report_problem = None
     try:
         counts = ", ".join(f"{key} {value}" for key, value in report.counts().items()) or "no endpoints"
@@ -748,7 +708,7 @@ def send_report(
     except Exception as error:
         report_problem = f"{type(error).__name__}: {error}"
         logger.exception("SNS report not sent", extra={"counts": report.counts()})
-    return ReportDelivery(unwritten, audit_problem or None, report_problem)
+    return ReportDelivery(written.unwritten, written.problem, report_problem)
 
 
 def reap_and_report(

@@ -31,6 +31,12 @@ Decisions, each logged with its reason and counted as a metric:
   and a normal return, because raising would make EventBridge's asynchronous invocation retry an
   event that can never succeed.
 
+Every decision but `ignored` is one audit event on `AUDIT_EVENT_BUS_NAME` (common.audit):
+`training_started`, or `training_skipped` with the action (`covered`, `skipped_running`,
+`skipped_cooldown`, `rejected`) and its reason; a run whose audit event could not be written raises,
+so Lambda retries it (the retry answers from the idempotency store and writes the event again, with
+the same `audit_id`).
+
 Skips are not remembered: only `started` and `covered`, which stay true, are stored as the
 idempotent result of a transition. Powertools' idempotency utility keys a transition on the alarm
 name and the instant it entered ALARM (never the EventBridge `id`, which differs between
@@ -52,6 +58,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from common import audit
+from common.audit import AuditContext
 from common.idempotency import ALARM_TRANSITION_MEMORY_SECONDS, idempotency_config, persistence_layer
 from common.naming import execution_name
 from common.observability import count_decision, instrumented_handler, logger
@@ -396,12 +404,63 @@ def recheck(
     return act_on_transition(waiting[0], settings, sfn_client, lease, now)
 
 
-def _record(decision: DriftDecision) -> DriftDecision:
-    return _logged_and_counted(decision, "alarm event", _METRIC_BY_ACTION)
+# Audited decisions about training; `ignored` (an OK transition, another alarm, a re-check with nothing to do) is
+# no decision about training, and alarm state changes are recorded by audit_recorder.
+_AUDIT_DECISION_BY_ACTION = {
+    "started": "training_started",
+    "covered": "training_skipped",
+    "skipped_running": "training_skipped",
+    "skipped_cooldown": "training_skipped",
+    "rejected": "training_skipped",
+}
 
 
-def _record_firing(decision: ScheduleDecision) -> ScheduleDecision:
-    return _logged_and_counted(decision, "scheduled retraining", METRIC_BY_SCHEDULE_ACTION)
+def audit_event_of(
+    decision: DriftDecision | ScheduleDecision, settings: DriftSettings, context: AuditContext, now: datetime
+) -> dict[str, Any] | None:
+    """The audit event of a decision about training, or None for one that is not (`ignored`)."""
+    audited = _AUDIT_DECISION_BY_ACTION.get(decision.action)
+    if audited is None:
+        return None
+    trigger = "schedule" if isinstance(decision, ScheduleDecision) else "drift"
+    subject = {"state_machine_arn": settings.training_state_machine_arn, "model_name": settings.model_name}
+    if isinstance(decision, DriftDecision) and decision.alarm_name:
+        subject["alarm_name"] = decision.alarm_name
+    if decision.execution_arn and decision.action == "started":
+        subject["execution_arn"] = decision.execution_arn
+    # A start is identified by its deterministic execution name (one per transition or firing), so a redelivery
+    # repeats its audit_id; every skip is a decision of its own invocation.
+    key = (
+        f"started|{decision.execution_name}"
+        if decision.action == "started"
+        else f"{decision.action}|{context.correlation_id}"
+    )
+    details: dict[str, Any] = {"action": decision.action, "trigger": trigger, "duplicate_delivery": decision.duplicate}
+    if isinstance(decision, ScheduleDecision) and decision.scheduled_time:
+        details["scheduled_time"] = decision.scheduled_time
+    return audit.audit_event(
+        context, decision=audited, key=key, subject=subject, reason=decision.reason, time=now, details=details
+    )
+
+
+def _audited(decision: _Decision, settings: DriftSettings, now: datetime) -> _Decision:
+    """Put the decision's audit event on the audit bus; raise (so Lambda retries) when it could not be written."""
+    context = AuditContext.from_env("retrain_on_drift", logger.get_correlation_id())
+    event = audit_event_of(decision, settings, context, now)
+    if event is not None:
+        written = audit.send(boto3.client("events"), audit.audit_bus_name(), [event])
+        if written.unwritten:
+            count_decision("AuditNotWritten")
+            raise audit.AuditNotWritten(f"audit event of {decision.action} not written: {written.problem}")
+    return decision
+
+
+def _record(decision: DriftDecision, settings: DriftSettings, now: datetime) -> DriftDecision:
+    return _audited(_logged_and_counted(decision, "alarm event", _METRIC_BY_ACTION), settings, now)
+
+
+def _record_firing(decision: ScheduleDecision, settings: DriftSettings, now: datetime) -> ScheduleDecision:
+    return _audited(_logged_and_counted(decision, "scheduled retraining", METRIC_BY_SCHEDULE_ACTION), settings, now)
 
 
 def _logged_and_counted(decision: _Decision, subject: str, metric_by_action: dict[str, str]) -> _Decision:
@@ -436,22 +495,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             scheduled = parse(event=event, model=ScheduledEvent)
         except ValidationError as error:
-            return _record(DriftDecision("rejected", f"not a Scheduled Event: {validation_summary(error)}")).as_dict()
+            rejected = DriftDecision("rejected", f"not a Scheduled Event: {validation_summary(error)}")
+            return _record(rejected, settings, now).as_dict()
         if (scheduled.account, scheduled.region) != (settings.scope.account, settings.scope.region):
             reason = f"scheduled event from account {scheduled.account} in {scheduled.region}, not this stack's"
-            return _record(DriftDecision("rejected", reason)).as_dict()
+            return _record(DriftDecision("rejected", reason), settings, now).as_dict()
         lease = training_lease(settings, sfn_client)
         if is_retraining_schedule(scheduled, settings):
             firing = ScheduledFiring(rule_arn=scheduled.resources[0], scheduled_at=scheduled.time)
             persistence = persistence_layer(settings.idempotency_table_name)
             decided = handle_firing(firing, settings, sfn_client, lease, persistence, context, now)
-            return _record_firing(decided).as_dict()
-        return _record(recheck(settings, boto3.client("cloudwatch"), sfn_client, lease, now)).as_dict()
+            return _record_firing(decided, settings, now).as_dict()
+        return _record(recheck(settings, boto3.client("cloudwatch"), sfn_client, lease, now), settings, now).as_dict()
     try:
         alarm_event = parse(event=event, model=AlarmStateChangeEvent)
     except ValidationError as error:
         reason = f"not a CloudWatch Alarm State Change event: {validation_summary(error)}"
-        return _record(DriftDecision("rejected", reason)).as_dict()
+        return _record(DriftDecision("rejected", reason), settings, now).as_dict()
     decision = handle_alarm(
         alarm_event,
         settings,
@@ -461,4 +521,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         context=context,
         now=now,
     )
-    return _record(decision).as_dict()
+    return _record(decision, settings, now).as_dict()

@@ -34,6 +34,13 @@ lost answer) is resolved by any later delivery, whatever batch it comes in: it l
 execution up (DescribeExecution); found, the object is a duplicate; missing once the writer's
 invocation is surely over (common.single_flight.START_GRACE_SECONDS), the claim is taken again.
 One training per model at a time is the lease of common.single_flight.
+
+Audit (common.audit, on `AUDIT_EVENT_BUS_NAME`): one `training_started` per execution the batch
+started, naming its objects, and one `training_skipped` per object version not trained on now
+(`duplicate`, `rejected` as invalid, `deferred` while another training runs) with the reason. A
+batch whose audit events could not be written raises after its records are decided: SQS redelivers
+it and the redelivery finds each object a duplicate, so the start event of that batch is then
+missing and only the raise (Lambda errors, the queue's DLQ) records the gap.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
+from common import audit
+from common.audit import AuditContext
 from common.idempotency import OBJECT_VERSION_MEMORY_SECONDS, idempotency_config, persistence_layer
 from common.naming import execution_name
 from common.observability import count_decision, instrumented_handler, logger
@@ -461,6 +470,72 @@ def _record(result: BatchResult) -> None:
     logger.info("batch done", extra={"executions": executions, "failures": result.batch_item_failures})
 
 
+# Audited outcomes: `ignored` (test events, keys outside the prefix) is no training data, `retry` no decision yet.
+_SKIP_ACTIONS = ("duplicate", "rejected", "deferred")
+
+
+def audit_events_of(
+    result: BatchResult, settings: NewDataSettings, context: AuditContext, now: datetime
+) -> list[dict[str, Any]]:
+    """One `training_started` per execution the batch started, one `training_skipped` per object it did not train."""
+    events = []
+    started: dict[str, list[RecordOutcome]] = {}
+    for outcome in result.outcomes:
+        if outcome.action == "started" and outcome.execution_name:
+            started.setdefault(outcome.execution_name, []).append(outcome)
+    for name, outcomes in sorted(started.items()):
+        objects = [o.data_object.as_training_object() for o in outcomes if o.data_object is not None]
+        events.append(
+            audit.audit_event(
+                context,
+                decision="training_started",
+                # The execution name is derived from the objects: a redelivery that restarts it repeats the audit_id.
+                key=f"started|{name}",
+                subject={
+                    "state_machine_arn": settings.training_state_machine_arn,
+                    "execution_arn": execution_arn(settings.training_state_machine_arn, name),
+                    "model_name": settings.model_name,
+                },
+                reason=f"{len(objects)} new data object version(s) under s3://{settings.data_bucket}/"
+                f"{settings.data_prefix}: {outcomes[0].reason}",
+                time=now,
+                details={"action": "started", "trigger": "new_data", "objects": objects},
+            )
+        )
+    for outcome in result.outcomes:
+        if outcome.action not in _SKIP_ACTIONS:
+            continue
+        subject = {"state_machine_arn": settings.training_state_machine_arn, "model_name": settings.model_name}
+        details: dict[str, Any] = {"action": outcome.action, "trigger": "new_data", "message_id": outcome.message_id}
+        if outcome.data_object is not None:
+            subject["object_uri"] = f"s3://{outcome.data_object.bucket}/{outcome.data_object.key}"
+            details["object"] = outcome.data_object.as_training_object()
+        events.append(
+            audit.audit_event(
+                context,
+                decision="training_skipped",
+                key=f"{outcome.action}|{outcome.message_id}|{outcome.identity_text}|{context.correlation_id}",
+                subject=subject,
+                reason=outcome.reason,
+                time=now,
+                details=details,
+            )
+        )
+    return events
+
+
+def _audit(result: BatchResult, settings: NewDataSettings, now: datetime) -> None:
+    """Write the batch's audit events; raise when they could not all be written, so the failure is seen."""
+    context = AuditContext.from_env("retrain_on_new_data", logger.get_correlation_id())
+    events = audit_events_of(result, settings, context, now)
+    if not events:
+        return
+    written = audit.send(boto3.client("events"), audit.audit_bus_name(), events)
+    if written.unwritten:
+        count_decision("AuditNotWritten")
+        raise audit.AuditNotWritten(f"{written.unwritten} audit events of the batch not written: {written.problem}")
+
+
 @instrumented_handler(correlation_id_path="Records[0].messageId")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = NewDataSettings.from_env()
@@ -470,6 +545,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error(f"event rejected: not an SQS batch (no Records list in a {type(event).__name__})")
         return {"batchItemFailures": []}
     sfn_client = boto3.client("stepfunctions")
+    now = datetime.now(UTC)
     result = process_batch(
         raw_records,
         settings,
@@ -477,10 +553,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         persistence=object_version_store(settings, context),
         lease=training_lease(settings, sfn_client),
         remaining_ms=context.get_remaining_time_in_millis(),
-        now=datetime.now(UTC),
+        now=now,
     )
     if any(outcome.action == "deferred" for outcome in result.outcomes):
         # Only then: an SQS client on every invocation would lengthen each cold start for nothing.
         defer(result, boto3.client("sqs"), settings)
     _record(result)
+    _audit(result, settings, now)
     return {"batchItemFailures": result.batch_item_failures}

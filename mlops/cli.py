@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="template parameters, as for sam deploy (e.g. ReaperDryRun=false ReaperIdleWindowHours=1)",
     )
+    audit = sub.add_parser("audit", help="list the stack's audit trail (every automated decision), verified")
+    audit.add_argument(
+        "--since", default=None, metavar="DURATION_OR_TIME", help="only events since 30m, 12h, 7d, 2w or an ISO time"
+    )
+    audit.add_argument("--json", action="store_true", help="print the events as JSON")
+    audit.add_argument(
+        "--stack-name", default=None, help="the stack (default: AWS_SAM_STACK_NAME, else samconfig.toml)"
+    )
     return parser
 
 
@@ -174,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                 work_dir=args.work_dir,
                 parameter_overrides=_key_values(parser, args.parameter_overrides),
             )
+        if args.command == "audit":
+            from mlops.audit import audit_command
+
+            return audit_command(stack_name=args.stack_name, since=args.since, as_json=args.json)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -297,3 +297,23 @@ def test_reaper_schedule_deletes_the_idle_endpoint(target: Target, deployed: dic
     # It kept the model and the endpoint config, so the endpoint can be recreated.
     configs = target.aws("sagemaker", "list-endpoint-configs")["EndpointConfigs"]
     assert configs
+
+
+def test_mlops_audit_lists_every_decision_of_the_chain_from_another_process(
+    target: Target, deployed: dict[str, Any]
+) -> None:
+    # `mlops audit` in its own process, with only the client environment (`mlops up`'s exports, or the account's).
+    completed = subprocess.run(
+        [sys.executable, "-m", "mlops.cli", "audit", "--json", "--stack-name", target.stack_name],
+        env=target.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    listing = json.loads(completed.stdout)
+    assert listing["tampered"] == 0
+    decisions = {entry["event"]["decision"] for entry in listing["events"]}
+    # The upload's new-data training, the approval and the deploy it started are each on record.
+    assert {"training_started", "model_approved", "deploy_succeeded"} <= decisions

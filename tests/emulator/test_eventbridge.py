@@ -332,3 +332,76 @@ def test_a_batch_whose_function_raises_stays_on_the_queue(moto_queue: tuple[str,
     (delivery,) = _router(stack, Recorder(fail_lambda=True)).drain_queues()
     assert delivery.error is not None
     assert _waiting(url) == 1
+
+
+# ---- log group and event bus targets, refused targets ------------------------------------------------------------
+
+LOG_GROUP = "/aws/events/test-audit"
+LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:123456789012:log-group:{LOG_GROUP}"
+
+
+def test_a_log_group_target_gets_one_log_event_per_event_with_the_event_json_as_message() -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = {**S3_OBJECT_CREATED, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    second = {**first, "id": "second-event"}
+    with mock_aws():
+        logs = boto3.client("logs", region_name="us-east-1")
+        logs.create_log_group(logGroupName=LOG_GROUP)
+        router = _router(_stack(_rule({"source": ["aws.s3"]}, RuleTarget("logs", LOG_GROUP_ARN))), Recorder(), now)
+
+        (delivery,) = router.route(first)
+        router.route(second)
+
+        events = logs.filter_log_events(logGroupName=LOG_GROUP)["events"]
+    assert delivery.error is None
+    assert [json.loads(event["message"]) for event in events] == [first, second]
+    assert {event["logStreamName"] for event in events} == {first["id"], "second-event"}
+    assert events[0]["timestamp"] == int(now.timestamp() * 1000)
+
+
+def test_a_log_group_that_does_not_exist_is_a_recorded_delivery_error_not_a_silent_drop() -> None:
+    with mock_aws():
+        router = _router(_stack(_rule({"source": ["aws.s3"]}, RuleTarget("logs", LOG_GROUP_ARN))), Recorder())
+
+        (delivery,) = router.route(S3_OBJECT_CREATED)
+
+    assert delivery.error is not None
+    assert "ResourceNotFoundException" in delivery.error
+
+
+def test_an_event_the_log_group_refuses_as_too_old_is_a_recorded_delivery_error() -> None:
+    with mock_aws():
+        boto3.client("logs", region_name="us-east-1").create_log_group(logGroupName=LOG_GROUP)
+        router = _router(_stack(_rule({"source": ["aws.s3"]}, RuleTarget("logs", LOG_GROUP_ARN))), Recorder())
+
+        (delivery,) = router.route({**S3_OBJECT_CREATED, "time": "2020-01-01T00:00:00Z"})
+
+    assert delivery.error is not None
+    assert "refused the event of 2020-01-01T00:00:00Z" in delivery.error
+
+
+def test_an_event_bus_target_routes_the_event_by_that_buss_rules() -> None:
+    recorder = Recorder()
+    forward = _rule(
+        {"source": ["aws.s3"]}, RuleTarget("bus", "arn:aws:events:us-east-1:123456789012:event-bus/audit"), name="fwd"
+    )
+    on_audit_bus = _rule({"source": ["aws.s3"]}, name="on-audit", event_bus_name="audit")
+    router = _router(_stack(forward, on_audit_bus), recorder)
+
+    router.route(S3_OBJECT_CREATED)
+
+    assert [payload for _, payload in recorder.invocations] == [S3_OBJECT_CREATED]
+    assert [delivery.rule for delivery in router.deliveries] == ["on-audit", "fwd"]
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:kinesis:us-east-1:123456789012:stream/clicks",
+        "arn:aws:events:us-east-1:123456789012:api-destination/hook/1a2b",
+        "arn:aws:logs:us-east-1:123456789012:destination:elsewhere",
+    ],
+)
+def test_a_rule_with_a_target_the_twin_cannot_deliver_to_is_refused_naming_it(arn: str) -> None:
+    with pytest.raises(EventRoutingError, match=f"Rule odd: target t \\({arn}\\)|Rule odd: target {arn}"):
+        _router(_stack(_rule({"source": ["aws.s3"]}, RuleTarget("t", arn), name="odd")), Recorder())

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 from common.observability import metrics
-from lambda_test_support import IDEMPOTENCY_TABLE, NAMESPACE, SERVICE
+from lambda_test_support import AUDIT_BUS, AUDIT_LOG_GROUP, AUDIT_STACK, IDEMPOTENCY_TABLE, NAMESPACE, SERVICE
 from moto import mock_aws
 
 
@@ -40,6 +40,8 @@ def fresh_powertools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    # The stack every audit event names (template.yaml sets it on each producer).
+    monkeypatch.setenv("AUDIT_STACK_NAME", AUDIT_STACK)
     metrics.clear_metrics()
     cold_start.reset_cold_start_flag()
     yield
@@ -51,7 +53,23 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto for every AWS call of the test, in us-east-1."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
+        _audit_trail(monkeypatch)
         yield
+
+
+def _audit_trail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's audit bus and the rule that copies every audit event into its log group (template.yaml)."""
+    boto3.client("events").create_event_bus(Name=AUDIT_BUS)
+    boto3.client("logs").create_log_group(logGroupName=AUDIT_LOG_GROUP)
+    boto3.client("events").put_rule(
+        Name="audit-to-log-group", EventBusName=AUDIT_BUS, EventPattern=json.dumps({"source": ["mlops.audit"]})
+    )
+    boto3.client("events").put_targets(
+        Rule="audit-to-log-group",
+        EventBusName=AUDIT_BUS,
+        Targets=[{"Id": "log-group", "Arn": f"arn:aws:logs:us-east-1:123456789012:log-group:{AUDIT_LOG_GROUP}"}],
+    )
+    monkeypatch.setenv("AUDIT_EVENT_BUS_NAME", AUDIT_BUS)
 
 
 @pytest.fixture

@@ -20,6 +20,23 @@ DATA_BUCKET = "mlops-local-data-123456789012-us-east-1"
 MODEL_NAME = "breast-cancer"
 SERVICE = "mlops-tests"
 NAMESPACE = "MlopsTests"
+AUDIT_STACK = "mlops"
+AUDIT_BUS = "mlops-audit"
+AUDIT_LOG_GROUP = "/mlops/audit"
+
+
+def audited() -> list[dict[str, Any]]:
+    """The details of the audit events that reached the audit log group, oldest first."""
+    logs = boto3.client("logs")
+    found = []
+    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=AUDIT_LOG_GROUP):
+        found += [json.loads(event["message"]) for event in page["events"]]
+    return [event["detail"] for event in sorted(found, key=lambda event: event["detail"]["time"])]
+
+
+def audit_details(put_events_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The audit event details in the PutEvents calls a test captured, in the order they were sent."""
+    return [json.loads(entry["Detail"]) for call in put_events_calls for entry in call["Entries"]]
 
 
 def load_event(relative_path: str) -> dict[str, Any]:
@@ -146,7 +163,7 @@ def reaper_settings(topic_arn: str, **overrides: Any) -> ReaperSettings:
         "mark_tag": MARK,
         "max_deletions_per_run": 5,
         "report_topic_arn": topic_arn,
-        "audit_event_bus_name": "default",
+        "audit_event_bus_name": AUDIT_BUS,
         "scope": "account",
         "management_tag": MANAGEMENT_TAG,
         "managed_tag_value_prefix": MANAGED_PREFIX,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -12,8 +11,19 @@ import boto3
 import endpoint_reaper
 import pytest
 from botocore.exceptions import ClientError
+from common import audit
 from endpoint_reaper import Decision, ReaperClients, ReaperReport, reap, send_report
-from lambda_test_support import MARK, NOW, OPT_OUT, EndpointFleet, load_event, mark_value, reaper_settings
+from lambda_test_support import (
+    AUDIT_BUS,
+    MARK,
+    NOW,
+    OPT_OUT,
+    EndpointFleet,
+    audit_details,
+    load_event,
+    mark_value,
+    reaper_settings,
+)
 
 
 @pytest.fixture
@@ -237,7 +247,7 @@ def test_failure_listing_endpoints_stops_the_run_before_any_change(fleet, topic)
     assert fleet.names() == {"marked"}
 
 
-def test_one_sns_report_and_audit_events_in_chunks_of_ten_entries(aws, topic):
+def test_one_sns_report_and_one_audit_event_per_decision_ten_per_put_events(aws, topic):
     decisions = [
         Decision(f"endpoint-{index}", "kept", "busy", "3 invocations in the last 24 h") for index in range(1234)
     ]
@@ -253,16 +263,46 @@ def test_one_sns_report_and_audit_events_in_chunks_of_ten_entries(aws, topic):
     assert len(published) == 1
     assert "deleted       old-idle: no invocations" in published[0]["Message"]
     assert "1234 endpoints kept because they served requests" in published[0]["Message"]
-    entries = [entry for call in put_events for entry in call["Entries"]]
-    assert [len(call["Entries"]) for call in put_events] == [10, 10, 5]
-    audited = [decision for entry in entries for decision in json.loads(entry["Detail"])["decisions"]]
-    assert len(audited) == len(decisions)
-    assert audited[-1] == {
-        "endpoint": "old-idle",
+    assert [len(call["Entries"]) for call in put_events] == [10] * 123 + [5]
+    audited = audit_details(put_events)
+    assert [event["subject"]["endpoint_name"] for event in audited] == [d.endpoint for d in decisions]
+    assert all(audit.verify(event) is None for event in audited)
+    last = audited[-1]
+    assert (last["decision"], last["reason"]) == ("endpoint_deleted", "no invocations in the last 24 h; marked ...")
+    assert last["details"] == {
         "action": "deleted",
         "rule": "idle",
-        "reason": "no invocations in the last 24 h; marked ...",
+        "dry_run": False,
+        "run_at": "2030-01-10T12:00:00Z",
+        "sequence": 1235,
+        "events_in_run": 1235,
     }
+
+
+@pytest.mark.parametrize(
+    ("action", "decision"),
+    [
+        ("deleted", "endpoint_deleted"),
+        ("marked", "endpoint_marked"),
+        ("would_delete", "endpoint_kept"),
+        ("would_mark", "endpoint_kept"),
+        ("unmarked", "endpoint_kept"),
+        ("deferred", "endpoint_kept"),
+        ("kept", "endpoint_kept"),
+        ("error", "endpoint_kept"),
+    ],
+)
+def test_each_reaper_action_is_audited_as_what_happened_to_the_endpoint(aws, topic, action, decision):
+    report = ReaperReport(run_at=NOW, dry_run=action.startswith("would"), decisions=[Decision("e", action, "r", "why")])
+    clients = ReaperClients.default()
+    put_events = _calls_to(clients.events, "events.PutEvents")
+
+    send_report(clients, reaper_settings(topic), report)
+
+    [event] = audit_details(put_events)
+    assert put_events[0]["Entries"][0]["Source"] == audit.AUDIT_SOURCE
+    assert put_events[0]["Entries"][0]["DetailType"] == audit.AUDIT_DETAIL_TYPE
+    assert (event["decision"], event["details"]["action"], event["actor"]) == (decision, action, "endpoint_reaper")
 
 
 def test_handler_runs_on_the_schedule_event_and_defaults_to_dry_run(fleet, topic, lambda_context, monkeypatch):
@@ -273,7 +313,7 @@ def test_handler_runs_on_the_schedule_event_and_defaults_to_dry_run(fleet, topic
     monkeypatch.setenv("MARK_TAG", MARK)
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "5")
     monkeypatch.setenv("REPORT_TOPIC_ARN", topic)
-    monkeypatch.setenv("AUDIT_EVENT_BUS_NAME", "default")
+    monkeypatch.setenv("AUDIT_EVENT_BUS_NAME", AUDIT_BUS)
     monkeypatch.setenv("REAPER_SCOPE", "account")
     monkeypatch.setenv("MANAGEMENT_TAG", "mlops:model-package-arn")
     created = datetime.now(tz=NOW.tzinfo) - timedelta(days=5)
@@ -304,7 +344,7 @@ def test_handler_rejects_an_event_that_is_not_a_schedule_with_one_logged_error(
         "MARK_TAG": MARK,
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:topic",
-        "AUDIT_EVENT_BUS_NAME": "default",
+        "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
         "REAPER_SCOPE": "account",
         "MANAGEMENT_TAG": "mlops:model-package-arn",
     }.items():

@@ -17,6 +17,7 @@ import endpoint_reaper
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
+from common import audit
 from common.settings import ReaperSettings, SettingsError
 from endpoint_reaper import (
     Decision,
@@ -31,6 +32,7 @@ from endpoint_reaper import (
 )
 from lambda_test_support import (
     ACCOUNT_ID,
+    AUDIT_BUS,
     MANAGED_PREFIX,
     MANAGEMENT_TAG,
     MARK,
@@ -38,6 +40,7 @@ from lambda_test_support import (
     OPT_OUT,
     EndpointFleet,
     alter_metric_answers,
+    audit_details,
     load_event,
     mark_value,
     reaper_settings,
@@ -216,7 +219,11 @@ def test_one_incomplete_variant_fails_the_whole_endpoint():
 
 
 def _audited_decisions(put_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [d for call in put_events for entry in call["Entries"] for d in json.loads(entry["Detail"])["decisions"]]
+    """Each audited decision as the reaper made it: endpoint, action and rule from its audit event."""
+    return [
+        {"endpoint": e["subject"]["endpoint_name"], "action": e["details"]["action"], "rule": e["details"]["rule"]}
+        for e in audit_details(put_events)
+    ]
 
 
 def _calls_to(client: Any, event_name: str) -> list[dict[str, Any]]:
@@ -254,7 +261,7 @@ def test_the_handler_raises_when_the_report_could_not_be_delivered(fleet, topic,
         "MARK_TAG": MARK,
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": topic.replace("mlops-notifications", "no-such-topic"),
-        "AUDIT_EVENT_BUS_NAME": "default",
+        "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
         "REAPER_SCOPE": "account",
         "MANAGEMENT_TAG": MANAGEMENT_TAG,
     }.items():
@@ -283,18 +290,18 @@ def _report_of(decisions: int) -> ReaperReport:
 def test_refused_audit_entries_are_sent_again_with_backoff(aws, topic):
     clients = ReaperClients.default()
     slept: list[float] = []
-    # 120 decisions: three entries of 50, 50 and 20; EventBridge refuses the second, then accepts it.
+    # 3 decisions: three entries; EventBridge refuses the second, then accepts it.
     with Stubber(clients.events) as stubber:
         stubber.add_response("put_events", _put_events_answer(3, refused={1}))
         stubber.add_response("put_events", _put_events_answer(1, refused=set()))
         resent = _calls_to(clients.events, "events.PutEvents")
 
-        delivery = send_report(clients, reaper_settings(topic), _report_of(120), sleep=slept.append)
+        delivery = send_report(clients, reaper_settings(topic), _report_of(3), sleep=slept.append)
         stubber.assert_no_pending_responses()
 
     assert delivery.problems() == []
-    assert [json.loads(entry["Detail"])["part"] for entry in resent[1]["Entries"]] == [2]
-    assert slept == [endpoint_reaper.PUT_EVENTS_FIRST_BACKOFF_SECONDS]
+    assert [json.loads(entry["Detail"])["details"]["sequence"] for entry in resent[1]["Entries"]] == [2]
+    assert slept == [audit.PUT_EVENTS_FIRST_BACKOFF_SECONDS]
 
 
 def test_audit_entries_refused_after_every_retry_fail_the_run_and_sns_is_still_sent(aws, topic):
@@ -302,10 +309,10 @@ def test_audit_entries_refused_after_every_retry_fail_the_run_and_sns_is_still_s
     slept: list[float] = []
     published = _calls_to(clients.sns, "sns.Publish")
     with Stubber(clients.events) as stubber:
-        for _ in range(endpoint_reaper.PUT_EVENTS_ATTEMPTS):
+        for _ in range(audit.PUT_EVENTS_ATTEMPTS):
             stubber.add_response("put_events", _put_events_answer(1, refused={0}))
 
-        delivery = send_report(clients, reaper_settings(topic), _report_of(3), sleep=slept.append)
+        delivery = send_report(clients, reaper_settings(topic), _report_of(1), sleep=slept.append)
         stubber.assert_no_pending_responses()
 
     assert delivery.audit_entries_unwritten == 1
@@ -321,7 +328,7 @@ def test_a_put_events_call_that_fails_is_not_sent_again_by_the_reaper_and_fails_
     with Stubber(clients.events) as stubber:
         stubber.add_client_error("put_events", service_error_code="AccessDeniedException", service_message="no")
 
-        delivery = send_report(clients, reaper_settings(topic), _report_of(3), sleep=slept.append)
+        delivery = send_report(clients, reaper_settings(topic), _report_of(1), sleep=slept.append)
 
     [problem] = delivery.problems()
     assert problem.startswith("1 audit entries not written: PutEvents failed: AccessDeniedException")
@@ -352,9 +359,9 @@ def test_a_run_that_stops_early_reports_what_it_decided_and_fails(fleet, topic):
     report, problems = reap_and_report(clients, reaper_settings(topic), NOW, sleep=lambda seconds: None)
 
     assert problems == [f"the run stopped early: {report.stopped_early}"]
-    detail = json.loads(put_events[0]["Entries"][0]["Detail"])
-    assert detail["stopped_early"].startswith("ClientError")
-    assert [d["endpoint"] for d in detail["decisions"]] == ["young"]
+    [detail] = audit_details(put_events)
+    assert detail["details"]["stopped_early"].startswith("ClientError")
+    assert detail["subject"] == {"endpoint_name": "young"}
     assert fleet.names() == {"young", "old"}
 
 
@@ -520,7 +527,7 @@ _REAPER_ENV = {
     "MARK_TAG": MARK,
     "MAX_DELETIONS_PER_RUN": "5",
     "REPORT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
-    "AUDIT_EVENT_BUS_NAME": "default",
+    "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
     "MANAGEMENT_TAG": MANAGEMENT_TAG,
 }
 

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from lambda_test_support import DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
+from lambda_test_support import AUDIT_BUS, DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
 from trigger_support import DRIFT_PREFIX, RETRAINING_SCHEDULE_RULE_ARN
 
 # events/<function>/<case>.json -> what the handler must do with it. A new file without a line here fails.
@@ -59,6 +59,17 @@ EXPECTED = {
     "model_card/rejected.json": "created",
     "model_card/missing_approval_status.json": "rejected",
     "model_card/missing_package_arn.json": "InvalidPayloadError",
+    "audit_recorder/model_package_approved.json": "model_approved",
+    "audit_recorder/model_package_rejected.json": "model_rejected",
+    "audit_recorder/model_package_pending.json": "ignored",
+    "audit_recorder/model_package_other_group.json": "ignored",
+    "audit_recorder/deploy_succeeded.json": "deploy_succeeded",
+    "audit_recorder/deploy_rolled_back.json": "deploy_rolled_back",
+    "audit_recorder/deploy_failed.json": "deploy_failed",
+    "audit_recorder/deploy_running.json": "ignored",
+    "audit_recorder/training_succeeded.json": "ignored",
+    "audit_recorder/malformed_execution.json": "rejected",
+    "audit_recorder/alarm_state_change.json": "alarm_state_changed",
 }
 
 
@@ -83,12 +94,14 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         "MARK_TAG": "mlops:idle-since",
         "MAX_DELETIONS_PER_RUN": "5",
         "REPORT_TOPIC_ARN": topic,
-        "AUDIT_EVENT_BUS_NAME": "default",
+        "AUDIT_EVENT_BUS_NAME": AUDIT_BUS,
         "REAPER_SCOPE": "managed",
         "MANAGEMENT_TAG": "mlops:model-package-arn",
         "MANAGED_TAG_VALUE_PREFIX": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-{MODEL_NAME}/",
         "MODEL_PACKAGE_GROUP_NAME": f"mlops-{MODEL_NAME}",
         "MODEL_CARD_KMS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "DEPLOY_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:mlops-local-deploy",
+        "ALARM_NAME_PREFIX": "mlops-local-",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -137,6 +150,8 @@ def _outcome(function: str, result: Any, state_machine_arn: str) -> str:
         return f"{len(executions(state_machine_arn))} execution"
     if function == "endpoint_reaper":
         return "rejected" if "rejected" in result else "ran"
+    if function == "audit_recorder":
+        return result["decision"] or result["action"]
     if function == "monitoring_window":
         return str(result["Status"])
     if function == "model_card":

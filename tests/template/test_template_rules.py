@@ -269,7 +269,7 @@ def test_functions_match_the_contract_handlers_and_environment(declared: dict[st
         assert environment == variables | COMMON_FUNCTION_VARIABLES, logical_id
 
 
-def test_contract_lists_the_seven_functions() -> None:
+def test_contract_lists_the_stacks_functions() -> None:
     assert set(_contract_functions()) == {
         "RetrainOnDriftFunction",
         "RetrainOnNewDataFunction",
@@ -278,6 +278,7 @@ def test_contract_lists_the_seven_functions() -> None:
         "SmokeTestFunction",
         "MonitoringWindowFunction",
         "PublishMonitoringMetricsFunction",
+        "AuditRecorderFunction",
     }
 
 
