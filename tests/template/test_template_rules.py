@@ -278,6 +278,7 @@ def test_contract_lists_the_stacks_functions() -> None:
         "SmokeTestFunction",
         "MonitoringWindowFunction",
         "PublishMonitoringMetricsFunction",
+        "ModelCardFunction",
         "AuditRecorderFunction",
     }
 
