@@ -18,6 +18,10 @@ PLACEHOLDER_NAMES: tuple[str, ...] = (
     "ModelPackageGroupName",
     "ModelApprovalStatus",
     "EvaluationReportFunctionArn",
+    "SnapshotTrainingDataFunctionArn",
+    "LineageManifestFunctionArn",
+    "GovernanceBucket",
+    "SourceCommit",
     "SmokeTestFunctionArn",
     "MonitoringWindowFunctionArn",
     "PublishMonitoringMetricsFunctionArn",
@@ -57,6 +61,10 @@ NOTIFICATION_TOPIC_ARN = placeholder("NotificationTopicArn")
 MODEL_PACKAGE_GROUP_NAME = placeholder("ModelPackageGroupName")
 MODEL_APPROVAL_STATUS = placeholder("ModelApprovalStatus")
 EVALUATION_REPORT_FUNCTION_ARN = placeholder("EvaluationReportFunctionArn")
+SNAPSHOT_TRAINING_DATA_FUNCTION_ARN = placeholder("SnapshotTrainingDataFunctionArn")
+LINEAGE_MANIFEST_FUNCTION_ARN = placeholder("LineageManifestFunctionArn")
+GOVERNANCE_BUCKET = placeholder("GovernanceBucket")
+SOURCE_COMMIT = placeholder("SourceCommit")
 SMOKE_TEST_FUNCTION_ARN = placeholder("SmokeTestFunctionArn")
 MONITORING_WINDOW_FUNCTION_ARN = placeholder("MonitoringWindowFunctionArn")
 PUBLISH_MONITORING_METRICS_FUNCTION_ARN = placeholder("PublishMonitoringMetricsFunctionArn")
@@ -90,6 +98,12 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "ModelPackageGroupName": "mlops-dev-breast-cancer",
     "ModelApprovalStatus": "PendingManualApproval",
     "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
+    "SnapshotTrainingDataFunctionArn": (
+        "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SnapshotTrainingData"
+    ),
+    "LineageManifestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-LineageManifest",
+    "GovernanceBucket": "mlops-dev-governancebucket-1a2b3c4d5e6f",
+    "SourceCommit": "0123456789abcdef0123456789abcdef01234567",
     "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
     "MonitoringWindowFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-MonitoringWindow",
     "PublishMonitoringMetricsFunctionArn": (
