@@ -10,6 +10,7 @@ import boto3
 import pytest
 import requests
 from lambda_test_support import DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
+from lineage_support import SAMPLE_OBJECT_BODY, SAMPLE_OBJECT_KEY, SNAPSHOT_ENVIRONMENT, create_stack_buckets, put_data
 from trigger_support import DRIFT_PREFIX, RETRAINING_SCHEDULE_RULE_ARN
 
 # events/<function>/<case>.json -> what the handler must do with it. A new file without a line here fails.
@@ -53,6 +54,12 @@ EXPECTED = {
     "monitoring_window/missing_window_end.json": "InvalidPayloadError",
     "publish_monitoring_metrics/report_not_written.json": "MonitoringReportError",
     "publish_monitoring_metrics/missing_report_uri.json": "InvalidPayloadError",
+    "training_data_snapshot/payload.json": "answered",
+    "training_data_snapshot/outside_prefix.json": "DataLocationError",
+    "training_data_snapshot/missing_execution_name.json": "InvalidPayloadError",
+    # No snapshot ran before it here: the record it names does not exist (test_lineage_manifest.py writes one).
+    "lineage_manifest/payload.json": "LineageError",
+    "lineage_manifest/missing_snapshot.json": "InvalidPayloadError",
 }
 
 
@@ -82,11 +89,13 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         "MANAGEMENT_TAG": "mlops:model-package-arn",
         "MANAGED_TAG_VALUE_PREFIX": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-{MODEL_NAME}/",
         "MODEL_PACKAGE_GROUP_NAME": f"mlops-{MODEL_NAME}",
+        **SNAPSHOT_ENVIRONMENT,
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"mlops-{MODEL_NAME}")
-    s3 = boto3.client("s3")
+    s3 = create_stack_buckets()
+    put_data(s3, SAMPLE_OBJECT_KEY, SAMPLE_OBJECT_BODY)
     for payload_file, body in [
         (
             "evaluation_report/payload.json",
