@@ -204,6 +204,7 @@ def build_manifest(
             "record_uri": request.snapshot.record_uri,
             "record_sha256": request.snapshot.record_sha256,
             "checksum_algorithm": record.get("checksum_algorithm"),
+            "pinned": record.get("pinned", False),
             "objects": record.get("objects", []),
         },
         "preprocessing": {

@@ -1,6 +1,7 @@
 """Glue for `training`'s first task: the exact data a training reads, recorded and frozen before preprocessing.
 
-Called by a `LambdaStep` with `{"data_uri": "s3://<DataBucket>/<prefix>", "execution_name": "..."}`. The data
+Called by a `LambdaStep` with `{"data_uri": "s3://<DataBucket>/<prefix>", "execution_name": "...", "data_versions":
+[]}`. The data
 location must lie under the stack's data prefix (`DATA_BUCKET_NAME`, `DATA_PREFIX`): anything else raises
 `DataLocationError`, which the state machine turns into the named Fail `DataOutsideStackPrefix`.
 
@@ -12,6 +13,10 @@ defined for every object and is what a reproducer can recompute. Then `CopyObjec
 (by `VersionId`) to `s3://<ArtifactBucket>/runs/<execution>/data/<path below the prefix>`, which preprocessing
 reads: an object overwritten in the data bucket after this step cannot change what the training reads, nor its
 lineage. SageMaker reads a prefix, not object versions, so the copy is what closes that race.
+
+`data_versions` (`[{"key", "version_id", "sha256"}]`, from `mlops lineage --training-input`) pins the data instead
+of taking the current versions: exactly those versions are read, each must still exist and hash to its recorded
+SHA-256, and each key must lie under `data_uri`; that is how an execution reproduces an earlier one's data.
 
 The list of objects is written to `runs/<execution>/data-snapshot.json` (it can exceed what a state may carry);
 the result is `{"data_uri", "snapshot_uri", "record_uri", "record_sha256", "object_count", "total_bytes"}`.
@@ -57,9 +62,16 @@ class SnapshotError(RuntimeError):
     """The data cannot be snapshotted as lineage needs it; the message names the object or bucket and why."""
 
 
+class PinnedVersion(BaseModel):
+    key: str = Field(min_length=1)
+    version_id: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class SnapshotRequest(BaseModel):
     data_uri: str = Field(pattern=r"^s3://[^/]+(/.*)?$")
     execution_name: str = Field(pattern=r"^[A-Za-z0-9-]{1,80}$")
+    data_versions: list[PinnedVersion] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,9 +135,18 @@ def _current_keys(s3_client: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def _read_version(s3_client: Any, bucket: str, key: str) -> dict[str, Any]:
-    """The current version of one object: its version id, ETag, size and the SHA-256 of the bytes read."""
-    response = s3_client.get_object(Bucket=bucket, Key=key)
+def _read_version(s3_client: Any, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+    """One version of an object (default: the current one): its version id, ETag, size and the bytes' SHA-256."""
+    try:
+        response = s3_client.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if version_id and code in {"NoSuchVersion", "NoSuchKey", "InvalidArgument", "404"}:
+            raise SnapshotError(
+                f"s3://{bucket}/{key} version {version_id} no longer exists ({code}): the data cannot be reproduced "
+                "(the data bucket expires superseded versions after its lifecycle rule's days)"
+            ) from None
+        raise
     version_id = response.get("VersionId")
     if not version_id or version_id == "null":
         raise SnapshotError(
@@ -155,7 +176,7 @@ def snapshot_training_data(request: SnapshotRequest, settings: SnapshotSettings,
     record_uri = f"s3://{settings.artifact_bucket}/{_record_key(request.execution_name)}"
     existing = _existing_record(s3_client, settings, request.execution_name)
     if existing is not None:
-        if existing.get("data_uri") != request.data_uri:
+        if existing.get("data_uri") != request.data_uri or existing.get("pinned", False) != bool(request.data_versions):
             raise SnapshotError(
                 f"{record_uri} already records {existing.get('data_uri')}, not {request.data_uri}: an execution "
                 "name is reused with other data"
@@ -163,14 +184,27 @@ def snapshot_training_data(request: SnapshotRequest, settings: SnapshotSettings,
         logger.info("snapshot already taken", extra={"record_uri": record_uri})
         count_decision("SnapshotReused")
         return _result(existing, record_uri, snapshot_uri)
-    keys = _current_keys(s3_client, bucket, prefix)
+    pinned = {version.key: version for version in request.data_versions}
+    if pinned:
+        outside = [key for key in pinned if not key.startswith(prefix)]
+        if outside:
+            raise DataLocationError(f"data_versions name keys outside {request.data_uri}: {', '.join(outside[:5])}")
+        keys = sorted(pinned)
+    else:
+        keys = _current_keys(s3_client, bucket, prefix)
     if not keys:
         raise SnapshotError(f"no objects under {request.data_uri}: nothing to train on")
     # Paths below the prefix's folder, as SageMaker stages an S3Prefix input.
     base = prefix[: prefix.rfind("/") + 1]
     objects = []
     for key in keys:
-        entry = _read_version(s3_client, bucket, key)
+        wanted = pinned.get(key)
+        entry = _read_version(s3_client, bucket, key, wanted.version_id if wanted else None)
+        if wanted and entry["sha256"] != wanted.sha256:
+            raise SnapshotError(
+                f"s3://{bucket}/{key} version {wanted.version_id} has SHA-256 {entry['sha256']}, not the pinned "
+                f"{wanted.sha256}: it is not the data recorded"
+            )
         if entry["size"] > MAX_COPY_BYTES:
             raise SnapshotError(
                 f"s3://{bucket}/{key} is {entry['size']} bytes, above the {MAX_COPY_BYTES} a single CopyObject copies; "
@@ -192,6 +226,7 @@ def snapshot_training_data(request: SnapshotRequest, settings: SnapshotSettings,
         "data_uri": request.data_uri,
         "snapshot_uri": snapshot_uri,
         "checksum_algorithm": CHECKSUM_ALGORITHM,
+        "pinned": bool(pinned),
         "objects": objects,
     }
     body = json.dumps(record, sort_keys=True, indent=2).encode("utf-8") + b"\n"

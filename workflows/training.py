@@ -250,6 +250,8 @@ def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
         "tune": False,
         "trigger": {"type": "manual"},
         "objects": [],
+        # Exact data versions to train on (mlops lineage --training-input); empty: the current ones under data_uri.
+        "data_versions": [],
         "warm_start_tuning_job": None,
         "bias": config.bias.facet(),
     }
@@ -303,7 +305,11 @@ def _snapshot_step() -> steps.LambdaStep:
         "SnapshotTrainingData",
         parameters={
             "FunctionName": SNAPSHOT_TRAINING_DATA_FUNCTION_ARN,
-            "Payload": {"data_uri.$": "$.data_uri", "execution_name.$": "$$.Execution.Name"},
+            "Payload": {
+                "data_uri.$": "$.data_uri",
+                "execution_name.$": "$$.Execution.Name",
+                "data_versions.$": "$.data_versions",
+            },
         },
         result_path=SNAPSHOT_RESULT,
         timeout_seconds=LAMBDA_TIMEOUT_SECONDS,

@@ -87,7 +87,8 @@ def test_the_manifest_records_code_image_parameters_job_evaluation_baseline_and_
     }
     assert manifest["image"]["uri"] == payload["image_uri"]
     # moto's ECR has no SageMaker registry: the manifest says why there is no digest instead of inventing one.
-    assert manifest["image"]["digest"] is None and manifest["image"]["digest_unavailable"]
+    assert manifest["image"]["digest"] is None
+    assert manifest["image"]["digest_unavailable"]
     assert manifest["preprocessing"]["seed"] == "42"
     assert manifest["preprocessing"]["parameters"]["test-fraction"] == "0.2"
     assert manifest["training"]["hyperparameters"] == {"max_depth": "4", "eta": "0.2"}

@@ -126,3 +126,28 @@ def test_the_handler_refuses_an_outside_location_with_the_error_the_state_machin
         training_data_snapshot.handler(load_event("training_data_snapshot/outside_prefix.json"), lambda_context)
     with pytest.raises(InvalidPayloadError, match="execution_name"):
         training_data_snapshot.handler(load_event("training_data_snapshot/missing_execution_name.json"), lambda_context)
+
+
+def test_pinned_data_versions_are_read_exactly_even_after_the_objects_changed(s3: Any) -> None:
+    old = put_data(s3, "incoming/a.csv", b"x,y\n1,0\n")
+    put_data(s3, "incoming/a.csv", b"x,y\n9,9\n")
+    put_data(s3, "incoming/new.csv", b"arrived later")
+    pinned = [{"key": "incoming/a.csv", "version_id": old, "sha256": hashlib.sha256(b"x,y\n1,0\n").hexdigest()}]
+
+    request = SnapshotRequest(data_uri=DATA_URI, execution_name="reproduce-1", data_versions=pinned)
+    result = training_data_snapshot.snapshot_training_data(request, SnapshotSettings.from_env(), s3)
+
+    record = read_json(s3, result["record_uri"])
+    assert record["pinned"] is True
+    assert [(o["key"], o["version_id"]) for o in record["objects"]] == [("incoming/a.csv", old)]
+    copied = s3.get_object(Bucket=ARTIFACT_BUCKET, Key="runs/reproduce-1/data/a.csv")["Body"].read()
+    assert copied == b"x,y\n1,0\n"
+
+
+def test_a_pinned_version_whose_bytes_differ_from_its_recorded_sha256_is_refused(s3: Any) -> None:
+    version = put_data(s3, "incoming/a.csv", b"x,y\n1,0\n")
+    pinned = [{"key": "incoming/a.csv", "version_id": version, "sha256": "0" * 64}]
+
+    request = SnapshotRequest(data_uri=DATA_URI, execution_name="reproduce-2", data_versions=pinned)
+    with pytest.raises(SnapshotError, match="not the pinned"):
+        training_data_snapshot.snapshot_training_data(request, SnapshotSettings.from_env(), s3)

@@ -122,6 +122,7 @@ def test_input_defaults_are_merged_under_the_execution_input(
         "tune": False,
         "trigger": {"type": "manual"},
         "objects": [],
+        "data_versions": [],
         "warm_start_tuning_job": None,
         "bias": {"facet_column": config.bias.facet_column, "sensitive_values": list(config.bias.sensitive_values)},
     }
@@ -431,7 +432,11 @@ def test_preprocessing_reads_the_snapshot_of_exact_versions_not_the_data_prefix(
     states = training_definition["States"]
     snapshot = states["SnapshotTrainingData"]
     assert snapshot["Parameters"]["FunctionName"] == "${SnapshotTrainingDataFunctionArn}"
-    assert snapshot["Parameters"]["Payload"] == {"data_uri.$": "$.data_uri", "execution_name.$": "$$.Execution.Name"}
+    assert snapshot["Parameters"]["Payload"] == {
+        "data_uri.$": "$.data_uri",
+        "execution_name.$": "$$.Execution.Name",
+        "data_versions.$": "$.data_versions",
+    }
     [data] = [entry for entry in states["Preprocess"]["Parameters"]["ProcessingInputs"] if entry["InputName"] == "data"]
     assert data["S3Input"]["S3Uri.$"] == "States.Format('s3://${ArtifactBucket}/runs/{}/data/', $$.Execution.Name)"
 

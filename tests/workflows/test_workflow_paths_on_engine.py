@@ -83,7 +83,11 @@ def test_training_without_tuning_registers_a_model_that_passes_the_gate(training
     assert lineage["training_job"] == f"{EXECUTION}-train"
     assert lineage["lineage_manifest_uri"] == MANIFEST_URI
     assert lineage["lineage_manifest_sha256"] == "ab" * 32
-    assert requests["SnapshotTrainingData"]["Payload"] == {"data_uri": DATA_URI, "execution_name": EXECUTION}
+    assert requests["SnapshotTrainingData"]["Payload"] == {
+        "data_uri": DATA_URI,
+        "execution_name": EXECUTION,
+        "data_versions": [],
+    }
     data = requests["Preprocess"]["ProcessingInputs"][1]["S3Input"]["S3Uri"]
     assert data == f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/data/"
 
