@@ -21,13 +21,13 @@ The same code runs against AWS and `mlops up`: everything goes through `mlops.st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
+from contract.lineage_manifest import ManifestIntegrityError, ManifestUnavailableError, read_verified_manifest
 from mlops.stack_target import StackTarget, StackTargetError, stack_target
 
 MODEL_PACKAGE_ARN_TAG = "mlops:model-package-arn"  # workflows/deploy.py MODEL_PACKAGE_ARN_TAG
@@ -79,34 +79,12 @@ def resolve_package(target: StackTarget, name: str) -> tuple[str, dict[str, Any]
 
 def read_manifest(target: StackTarget, package: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(manifest, where it is) of a described package, its SHA-256 checked against the package's property."""
-    properties = package.get("CustomerMetadataProperties") or {}
-    arn = package["ModelPackageArn"]
-    uri = properties.get("lineage_manifest_uri")
-    expected = properties.get("lineage_manifest_sha256")
-    if not uri or not expected:
-        raise LineageError(
-            f"model package {arn} has no lineage_manifest_uri/lineage_manifest_sha256: it was registered before "
-            f"lineage manifests (its properties: {', '.join(sorted(properties)) or 'none'})"
-        )
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    version_id = properties.get("lineage_manifest_version_id") or None
-    request: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version_id:
-        request["VersionId"] = version_id
     try:
-        body = target.client("s3").get_object(**request)["Body"].read()
-    except ClientError as error:
-        raise LineageError(f"the lineage manifest {uri} of {arn} cannot be read: {error}") from None
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != expected:
-        raise LineageIntegrityError(
-            f"LINEAGE MANIFEST CHECKSUM MISMATCH for {arn}: {uri}"
-            f"{f' version {version_id}' if version_id else ''} has SHA-256 {actual}, but the package recorded "
-            f"{expected} at registration. The manifest is not the one registered; treat this model's lineage as "
-            "unverified and investigate who wrote the governance bucket."
-        )
-    manifest: dict[str, Any] = json.loads(body)
-    return manifest, {"uri": uri, "version_id": version_id, "sha256": actual, "verified": True}
+        return read_verified_manifest(target.client("s3"), package)
+    except ManifestIntegrityError as error:
+        raise LineageIntegrityError(str(error)) from None
+    except ManifestUnavailableError as error:
+        raise LineageError(str(error)) from None
 
 
 def _approval(package: dict[str, Any], endpoint: dict[str, Any] | None) -> dict[str, Any]:

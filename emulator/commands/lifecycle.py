@@ -33,6 +33,7 @@ from emulator.commands.datasets import (
 )
 from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
 from emulator.commands.report_bias import bias_summary_line
+from emulator.commands.report_lineage import lineage_summary_lines, read_lineage
 from emulator.history import (
     CAUGHT,
     FAILED,
@@ -111,6 +112,7 @@ class LifecycleOutcome:
     executions: list[FollowedExecution] = field(default_factory=list)
     evaluation: dict[str, Any] | None = None
     model_package: dict[str, Any] | None = None
+    lineage: dict[str, Any] | None = None
     endpoint_url: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     failure: str | None = None
@@ -324,6 +326,7 @@ def deploy_registered_model(
     """
     outcome.model_package = _registered_package(training)
     outcome.evaluation = _evaluation(outcome.model_package)
+    outcome.lineage = read_lineage(boto3.client("s3"), outcome.model_package)
     status = outcome.model_package.get("ModelApprovalStatus")
     if status != "Approved":
         raise LifecycleError(
@@ -496,6 +499,8 @@ def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
         print(f"model package: {package['ModelPackageArn']} ({package.get('ModelApprovalStatus')})", file=out)
         for key, value in sorted((package.get("CustomerMetadataProperties") or {}).items()):
             print(f"  {key}: {value}", file=out)
+    if outcome.lineage:
+        print("\n".join(lineage_summary_lines(outcome.lineage)), file=out)
     if outcome.endpoint_url:
         print(f"endpoint: {outcome.endpoint_url}", file=out)
 
@@ -507,6 +512,7 @@ def lifecycle_report(title: str, outcome: LifecycleOutcome) -> LifecycleReport:
         executions=[execution.view() for execution in outcome.executions],
         evaluation=outcome.evaluation,
         model_package=outcome.model_package,
+        lineage=outcome.lineage,
         endpoint_url=outcome.endpoint_url,
         predictions=outcome.predictions,
         failure=outcome.failure,

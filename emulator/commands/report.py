@@ -15,6 +15,7 @@ from typing import Any
 
 from emulator.commands.console import format_duration
 from emulator.commands.report_bias import render_bias_section
+from emulator.commands.report_lineage import render_lineage_manifest_section
 from emulator.commands.report_monitoring import MonitoringView, render_monitoring_section
 from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
@@ -73,6 +74,7 @@ class LifecycleReport:
     predictions: list[Prediction] = field(default_factory=list)
     failure: str | None = None
     monitoring: MonitoringView | None = None
+    lineage: Mapping[str, Any] | None = None
 
 
 def write_report(report: LifecycleReport, path: Path) -> Path:
@@ -95,6 +97,8 @@ def render_report(report: LifecycleReport) -> str:
             sections.append(render_bias_section(report.evaluation["bias"]))
     if report.model_package:
         sections.append(_lineage_section(report.model_package))
+    if report.lineage:
+        sections.append(render_lineage_manifest_section(report.lineage))
     if report.endpoint_url or report.predictions:
         sections.append(_endpoint_section(report.endpoint_url, report.predictions))
     if report.monitoring is not None:
