@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from contract.pipeline_config import load_pipeline_config
 from emulator.commands.datasets import write_default_dataset
@@ -148,6 +149,14 @@ def test_lineage_of_the_endpoint_lists_the_exact_object_versions_trained_on(defa
     assert view["lineage"]["code"]["source_commit"] == outputs["SourceCommit"]
     assert [e["kind"] for e in view["executions"]] == ["training", "deploy"]
     assert view["approval"]["status"] == "Approved"
+    # The twin holds the manifest under the template's Object Lock, as S3 does: its version cannot be deleted.
+    governance = outputs["GovernanceBucketName"]
+    lock = s3.get_object_lock_configuration(Bucket=governance)["ObjectLockConfiguration"]
+    assert lock["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 2557}
+    key = view["manifest"]["uri"].removeprefix(f"s3://{governance}/")
+    assert s3.head_object(Bucket=governance, Key=key)["ObjectLockMode"] == "GOVERNANCE"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket=governance, Key=key, VersionId=view["manifest"]["version_id"])
     # The run's summary and report show the same verified manifest.
     assert f"lineage: {view['manifest']['uri']} (sha256 {view['manifest']['sha256']}, verified)" in default_run.printed
     assert "<h2>Lineage manifest</h2>" in default_run.report.read_text(encoding="utf-8")
