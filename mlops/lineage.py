@@ -221,7 +221,9 @@ def print_view(view: dict[str, Any], out: TextIO) -> None:
     write(f"manifest       {manifest['uri']}{version}\n               sha256 {manifest['sha256']} (verified)\n")
     data = lineage["data"]
     pinned = ", pinned from an earlier run" if data.get("pinned") else ""
-    write(f"data           {data['data_uri']} -> {data['snapshot_uri']} ({len(data['objects'])} objects{pinned})\n")
+    count = len(data["objects"])
+    objects = f"{count} object{'' if count == 1 else 's'}{pinned}"
+    write(f"data           {data['data_uri']} -> {data['snapshot_uri']} ({objects})\n")
     for item in data["objects"]:
         write(f"  {item['key']}  version {item['version_id']}  sha256 {item['sha256']}  {item['size']} bytes\n")
     code = lineage["code"]

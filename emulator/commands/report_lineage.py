@@ -8,6 +8,7 @@ the package's is shown as that error, never as lineage.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,9 @@ def render_lineage_manifest_section(lineage: Mapping[str, Any]) -> str:
 
 def _rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
     data = manifest.get("data") or {}
-    rows = [("data", f"{data.get('data_uri')} -> {data.get('snapshot_uri')} ({len(data.get('objects', []))} objects)")]
+    count = len(data.get("objects", []))
+    objects = f"{count} object{'' if count == 1 else 's'}{', pinned' if data.get('pinned') else ''}"
+    rows = [("data", f"{data.get('data_uri')} -> {data.get('snapshot_uri')} ({objects})")]
     rows += [
         (f"  {item['key']}", f"version {item['version_id']} sha256 {item['sha256']}")
         for item in data.get("objects", [])
@@ -64,7 +67,8 @@ def _rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("evaluation", f"{evaluation.get('report_uri')} sha256 {evaluation.get('report_sha256')}"))
     rows += [(f"baseline {name}", str(uri)) for name, uri in sorted((manifest.get("drift_baseline") or {}).items())]
     trigger = manifest.get("trigger") or {}
-    rows.append(("trigger", f"{trigger.get('type')} {trigger.get('detail') or ''}".strip()))
+    detail = json.dumps(trigger["detail"], sort_keys=True) if trigger.get("detail") else ""
+    rows.append(("trigger", f"{trigger.get('type')} {detail}".strip()))
     rows.append(("execution", str((manifest.get("execution") or {}).get("arn"))))
     return rows
 
