@@ -22,6 +22,7 @@ The same code runs against AWS and `mlops up`: everything goes through `mlops.st
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any, TextIO
 
@@ -256,7 +257,7 @@ def print_view(view: dict[str, Any], out: TextIO) -> None:
     for execution in view["executions"]:
         write(f"execution      {execution['kind']} {execution['status']} {execution['arn']}\n")
     approval = view["approval"]
-    who = approval["by"] or "nobody yet"
+    who = approval["by"] or "(no LastModifiedBy on the package)"
     write(f"approval       {approval['status']} by {who}: {approval['reason'] or 'no reason'}\n")
     tags = approval.get("endpoint_tags")
     if tags and (tags["approved_by"] or tags["approval_reason"]):
@@ -273,6 +274,8 @@ def lineage_command(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    # The CLI logs at INFO; botocore's credential and endpoint notes are not part of the view.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         target = stack_target(stack_name)
         view = lineage_view(target, name)
