@@ -269,12 +269,14 @@ def test_functions_match_the_contract_handlers_and_environment(declared: dict[st
         assert environment == variables | COMMON_FUNCTION_VARIABLES, logical_id
 
 
-def test_contract_lists_the_seven_functions() -> None:
+def test_contract_lists_the_nine_functions() -> None:
     assert set(_contract_functions()) == {
         "RetrainOnDriftFunction",
         "RetrainOnNewDataFunction",
         "EndpointReaperFunction",
         "EvaluationReportFunction",
+        "SnapshotTrainingDataFunction",
+        "LineageManifestFunction",
         "SmokeTestFunction",
         "MonitoringWindowFunction",
         "PublishMonitoringMetricsFunction",
