@@ -151,8 +151,10 @@ def test_lineage_of_the_endpoint_lists_the_exact_object_versions_trained_on(defa
     assert view["approval"]["status"] == "Approved"
     # The twin holds the manifest under the template's Object Lock, as S3 does: its version cannot be deleted.
     governance = outputs["GovernanceBucketName"]
-    lock = s3.get_object_lock_configuration(Bucket=governance)["ObjectLockConfiguration"]
-    assert lock["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 2557}
+    retention = s3.get_object_lock_configuration(Bucket=governance)["ObjectLockConfiguration"]["Rule"][
+        "DefaultRetention"
+    ]
+    assert (retention["Mode"], retention["Days"]) == ("GOVERNANCE", 2557)
     key = view["manifest"]["uri"].removeprefix(f"s3://{governance}/")
     assert s3.head_object(Bucket=governance, Key=key)["ObjectLockMode"] == "GOVERNANCE"
     with pytest.raises(ClientError, match="AccessDenied"):
