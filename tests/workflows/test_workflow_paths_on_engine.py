@@ -170,7 +170,7 @@ def test_tuning_with_warm_start_uses_the_parent_job_and_evaluates_the_best_job(
 def test_tuning_without_a_parent_job_starts_cold(training_definition: dict[str, Any]) -> None:
     run = run_stubbed(training_definition, _training_results(0.97), {"data_uri": DATA_URI, "tune": True}, EXECUTION)
     assert run.status == "SUCCEEDED"
-    assert run.visited[3:6] == ["TuneOrTrain", "WarmStartOrNot", "Tune"]
+    assert run.visited[4:7] == ["TuneOrTrain", "WarmStartOrNot", "Tune"]
 
 
 def _deploy_results(existing: list[str], status: str, config_name: str) -> dict[str, Any]:
