@@ -295,7 +295,7 @@ class EmulatedTypes:
         return EmulatedResource(alarm_name, {"Arn": arn})
 
     def _complete_bucket(self, logical_id: str, bucket: Any, properties: dict[str, Any]) -> None:
-        """Applies what moto's CloudFormation ignores on a bucket: versioning, Object Lock, EventBridge notifications."""
+        """Applies what moto's CloudFormation ignores on a bucket: versioning, Object Lock, EventBridge events."""
         s3 = self.client("s3")
         applied = []
         versioning = (properties.get("VersioningConfiguration") or {}).get("Status")
