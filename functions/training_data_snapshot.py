@@ -20,7 +20,8 @@ SHA-256, and each key must lie under `data_uri`; that is how an execution reprod
 
 The list of objects is written to `runs/<execution>/data-snapshot.json` (it can exceed what a state may carry);
 the result is `{"data_uri", "snapshot_uri", "record_uri", "record_sha256", "object_count", "total_bytes"}`.
-A retry of the same execution that finds the record returns it instead of snapshotting newer versions.
+A retry of the same execution that finds the record returns it instead of snapshotting newer versions; one that
+finds copies the new record would not list (an object of an earlier attempt deleted since) refuses.
 
 Errors raise: `InvalidPayloadError` (bad payload), `DataLocationError` (outside the stack's data prefix),
 `SnapshotError` (no objects, an unversioned bucket, an object CopyObject cannot copy in one request).
@@ -222,6 +223,15 @@ def snapshot_training_data(request: SnapshotRequest, settings: SnapshotSettings,
             SSEKMSKeyId=settings.kms_key_arn,
         )
         objects.append({**entry, "snapshot_key": target})
+    # A copy left by an earlier attempt of this execution whose object has gone since would be read by
+    # preprocessing without being in the record: refuse rather than train on data the lineage does not name.
+    copied = set(_current_keys(s3_client, settings.artifact_bucket, f"{run}{SNAPSHOT_FOLDER}"))
+    unlisted = sorted(copied - {entry["snapshot_key"] for entry in objects})
+    if unlisted:
+        raise SnapshotError(
+            f"{snapshot_uri} holds copies the snapshot does not list ({', '.join(unlisted[:5])}): an earlier attempt "
+            "of this execution copied objects that are gone now; start a new execution"
+        )
     record = {
         "data_uri": request.data_uri,
         "snapshot_uri": snapshot_uri,

@@ -151,3 +151,11 @@ def test_a_pinned_version_whose_bytes_differ_from_its_recorded_sha256_is_refused
     request = SnapshotRequest(data_uri=DATA_URI, execution_name="reproduce-2", data_versions=pinned)
     with pytest.raises(SnapshotError, match="not the pinned"):
         training_data_snapshot.snapshot_training_data(request, SnapshotSettings.from_env(), s3)
+
+
+def test_a_copy_left_by_an_earlier_attempt_that_the_snapshot_does_not_list_is_refused(s3: Any) -> None:
+    put_data(s3, "incoming/a.csv", b"x,y\n1,0\n")
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"runs/{EXECUTION}/data/gone.csv", Body=b"an object deleted since")
+
+    with pytest.raises(SnapshotError, match="holds copies the snapshot does not list"):
+        _snapshot(s3)
