@@ -149,6 +149,8 @@ build-MlCodePublisherFunction:
 	mkdir -p "$(ARTIFACTS_DIR)/ml"
 	cp ml/*.py "$(ARTIFACTS_DIR)/ml/"
 	cp statemachines/image-uris.json "$(ARTIFACTS_DIR)/"
+	# The commit lineage records (SourceCommit): sam build runs here, in the checkout, so git can tell.
+	$(PYTHON) -m contract.source_commit . > "$(ARTIFACTS_DIR)/build-info.json"
 	$(PYTHON) -m compileall -q --invalidation-mode checked-hash "$(ARTIFACTS_DIR)" >/dev/null
 
 # sam build of the event and glue functions: their code and functions/requirements.txt for the python3.11 runtime,
@@ -159,7 +161,8 @@ build-MlCodePublisherFunction:
 # the zip gives the sources, and a source edited after the build is compiled afresh instead of shadowed.
 RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3 dateutil python_dateutil six
 LAMBDA_FUNCTIONS := RetrainOnDriftFunction RetrainOnNewDataFunction EndpointReaperFunction EvaluationReportFunction \
-	SmokeTestFunction MonitoringWindowFunction PublishMonitoringMetricsFunction ModelCardFunction AuditRecorderFunction
+	SnapshotTrainingDataFunction LineageManifestFunction SmokeTestFunction MonitoringWindowFunction \
+	PublishMonitoringMetricsFunction ModelCardFunction AuditRecorderFunction
 .PHONY: $(addprefix build-,$(LAMBDA_FUNCTIONS))
 $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"

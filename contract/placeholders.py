@@ -19,6 +19,10 @@ PLACEHOLDER_NAMES: tuple[str, ...] = (
     "ModelApprovalStatus",
     "EvaluationReportFunctionArn",
     "ModelCardFunctionArn",
+    "SnapshotTrainingDataFunctionArn",
+    "LineageManifestFunctionArn",
+    "GovernanceBucket",
+    "SourceCommit",
     "SmokeTestFunctionArn",
     "MonitoringWindowFunctionArn",
     "PublishMonitoringMetricsFunctionArn",
@@ -59,6 +63,10 @@ MODEL_PACKAGE_GROUP_NAME = placeholder("ModelPackageGroupName")
 MODEL_APPROVAL_STATUS = placeholder("ModelApprovalStatus")
 EVALUATION_REPORT_FUNCTION_ARN = placeholder("EvaluationReportFunctionArn")
 MODEL_CARD_FUNCTION_ARN = placeholder("ModelCardFunctionArn")
+SNAPSHOT_TRAINING_DATA_FUNCTION_ARN = placeholder("SnapshotTrainingDataFunctionArn")
+LINEAGE_MANIFEST_FUNCTION_ARN = placeholder("LineageManifestFunctionArn")
+GOVERNANCE_BUCKET = placeholder("GovernanceBucket")
+SOURCE_COMMIT = placeholder("SourceCommit")
 SMOKE_TEST_FUNCTION_ARN = placeholder("SmokeTestFunctionArn")
 MONITORING_WINDOW_FUNCTION_ARN = placeholder("MonitoringWindowFunctionArn")
 PUBLISH_MONITORING_METRICS_FUNCTION_ARN = placeholder("PublishMonitoringMetricsFunctionArn")
@@ -93,6 +101,12 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "ModelApprovalStatus": "PendingManualApproval",
     "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-EvaluationReport",
     "ModelCardFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-ModelCard",
+    "SnapshotTrainingDataFunctionArn": (
+        "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SnapshotTrainingData"
+    ),
+    "LineageManifestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-LineageManifest",
+    "GovernanceBucket": "mlops-dev-governancebucket-1a2b3c4d5e6f",
+    "SourceCommit": "0123456789abcdef0123456789abcdef01234567",
     "SmokeTestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-SmokeTest",
     "MonitoringWindowFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-MonitoringWindow",
     "PublishMonitoringMetricsFunctionArn": (

@@ -18,7 +18,8 @@ from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudformation.models import Stack as MotoStack
 
 from contract.local_account import LOCAL_ACCOUNT_ID
-from contract.project import IMAGE_URIS_FILE
+from contract.project import IMAGE_URIS_FILE, PROJECT_ROOT
+from contract.source_commit import source_commit
 from emulator.moto_patches import MotoPatches
 from emulator.stack_spec import ResourceNote, StackDeployError
 
@@ -201,12 +202,22 @@ class EmulatedTypes:
         image_uris = self._image_uri_table(logical_id)
         try:
             published = publisher.publish_ml_code(
-                self.client("s3"), properties, self.region, ml_dir=self.ml_dir, image_uris_file=image_uris
+                self.client("s3"),
+                properties,
+                self.region,
+                ml_dir=self.ml_dir,
+                image_uris_file=image_uris,
+                # What sam build writes into the bundle's build-info.json, read from the checkout the twin runs.
+                source_commit=source_commit(PROJECT_ROOT),
             )
         except (ValueError, LookupError) as error:
             raise StackDeployError(f"{logical_id} (Custom::MlCode) could not publish ml/: {error}") from error
         self._note(logical_id, "Custom::MlCode", f"published {published.source_dir_uri} by its publisher, in-process")
-        attributes = {"SourceDirUri": published.source_dir_uri, "ImageUri": published.image_uri}
+        attributes = {
+            "SourceDirUri": published.source_dir_uri,
+            "ImageUri": published.image_uri,
+            "SourceCommit": published.source_commit,
+        }
         return EmulatedResource(published.source_dir_uri, attributes)
 
     def _custom_resource_publisher(self, logical_id: str) -> Any:
@@ -288,13 +299,19 @@ class EmulatedTypes:
         return EmulatedResource(alarm_name, {"Arn": arn})
 
     def _complete_bucket(self, logical_id: str, bucket: Any, properties: dict[str, Any]) -> None:
-        """Applies what moto's CloudFormation ignores on a bucket: versioning and EventBridge notifications."""
+        """Applies what moto's CloudFormation ignores on a bucket: versioning, Object Lock, EventBridge events."""
         s3 = self.client("s3")
         applied = []
         versioning = (properties.get("VersioningConfiguration") or {}).get("Status")
         if versioning:
             s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": versioning})
             applied.append(f"versioning {versioning}")
+        lock = self._object_lock_configuration(logical_id, properties)
+        if lock is not None:
+            # moto then keeps each new version's retention and refuses to delete a locked version, as S3 does.
+            s3.put_object_lock_configuration(Bucket=bucket.name, ObjectLockConfiguration=lock)
+            rule = lock.get("Rule", {}).get("DefaultRetention", {})
+            applied.append(f"Object Lock ({rule.get('Mode', 'no default')} {rule.get('Days', rule.get('Years', ''))})")
         notifications = properties.get("NotificationConfiguration") or {}
         if str((notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled")).lower() == "true":
             s3.put_bucket_notification_configuration(
@@ -303,6 +320,36 @@ class EmulatedTypes:
             applied.append("EventBridge notifications")
         if applied:
             self._note(logical_id, "AWS::S3::Bucket", f"{' and '.join(applied)} applied through the S3 API")
+
+    @staticmethod
+    def _object_lock_configuration(logical_id: str, properties: dict[str, Any]) -> dict[str, Any] | None:
+        """The bucket's ObjectLockConfiguration in the S3 API's shape, or None when Object Lock is off.
+
+        A lock the twin could not apply as written is refused, never dropped: a bucket that would hold records
+        under retention on AWS must not quietly accept their deletion here.
+        """
+        enabled = str(properties.get("ObjectLockEnabled", "")).lower() == "true"
+        configuration = properties.get("ObjectLockConfiguration")
+        if not enabled:
+            if configuration:
+                raise StackDeployError(
+                    f"{logical_id}: ObjectLockConfiguration needs ObjectLockEnabled: true (CloudFormation refuses it)"
+                )
+            return None
+        if str((properties.get("VersioningConfiguration") or {}).get("Status")) != "Enabled":
+            raise StackDeployError(f"{logical_id}: Object Lock needs VersioningConfiguration Status Enabled")
+        lock: dict[str, Any] = {"ObjectLockEnabled": "Enabled"}
+        retention = ((configuration or {}).get("Rule") or {}).get("DefaultRetention")
+        if retention:
+            mode = retention.get("Mode")
+            periods = {key: int(retention[key]) for key in ("Days", "Years") if key in retention}
+            if mode not in ("GOVERNANCE", "COMPLIANCE") or len(periods) != 1:
+                raise StackDeployError(
+                    f"{logical_id}: DefaultRetention {retention!r} needs Mode GOVERNANCE or COMPLIANCE and exactly "
+                    "one of Days or Years"
+                )
+            lock["Rule"] = {"DefaultRetention": {"Mode": mode, **periods}}
+        return lock
 
     def _set_queue_policies(self, logical_id: str, name: str, properties: dict[str, Any]) -> EmulatedResource:
         for queue_url in properties.get("Queues", []):

@@ -91,6 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--stack-name", default=None, help="the stack (default: AWS_SAM_STACK_NAME, else samconfig.toml)"
     )
+
+    lineage = sub.add_parser(
+        "lineage", help="a model's complete lineage (data versions, code, image, parameters, jobs, approval)"
+    )
+    lineage.add_argument("target", metavar="ENDPOINT_OR_PACKAGE", help="an endpoint name or a model package ARN")
+    lineage.add_argument("--stack-name", default=None, help="the stack (default: AWS_SAM_STACK_NAME or samconfig.toml)")
+    lineage.add_argument("--json", action="store_true", help="print the lineage as JSON")
+    lineage.add_argument(
+        "--training-input",
+        action="store_true",
+        help="print the training execution input that reproduces the model: the same data versions and parameters",
+    )
     return parser
 
 
@@ -186,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             from mlops.audit import audit_command
 
             return audit_command(stack_name=args.stack_name, since=args.since, as_json=args.json)
+        if args.command == "lineage":
+            from mlops.lineage import lineage_command
+
+            return lineage_command(
+                args.target, stack_name=args.stack_name, as_json=args.json, rebuild_input=args.training_input
+            )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -23,12 +23,16 @@ from contract.placeholders import (
     DATA_BUCKET,
     ENDPOINT_INSTANCE_TYPE,
     EVALUATION_REPORT_FUNCTION_ARN,
+    GOVERNANCE_BUCKET,
     IMAGE_URI,
     KMS_KEY_ARN,
+    LINEAGE_MANIFEST_FUNCTION_ARN,
     MODEL_APPROVAL_STATUS,
     MODEL_CARD_FUNCTION_ARN,
     MODEL_PACKAGE_GROUP_NAME,
     SAGEMAKER_JOB_ROLE_ARN,
+    SNAPSHOT_TRAINING_DATA_FUNCTION_ARN,
+    SOURCE_COMMIT,
     SOURCE_DIR_URI,
     TRAINING_INSTANCE_TYPE,
 )
@@ -97,6 +101,15 @@ QUALITY_GATE_REASON = f"{QUALITY_GATE_RESULT}.reason"
 # The bias gate's verdict, from the EvaluationReport function (functions/evaluation_report.py).
 BIAS_GATE_RESULT = "$.report.Payload.bias_gate"
 BIAS_GATE_REASON = f"{BIAS_GATE_RESULT}.reason"
+# functions/training_data_snapshot.py: the versions under $.data_uri, copied to runs/<execution>/data/, which
+# preprocessing reads instead of the data bucket's prefix.
+SNAPSHOT_RESULT = "$.snapshot"
+# runs/<execution>/data/ in docs/interfaces.md's run layout, where the snapshot function copies the versions.
+SNAPSHOT_URI = run_uri("data/")
+# The snapshot function's error for a data_uri outside the stack's data bucket and prefix.
+DATA_LOCATION_ERROR = "DataLocationError"
+# functions/lineage_manifest.py's result: where the manifest is and its SHA-256, recorded on the package.
+LINEAGE_RESULT = "$.lineage.Payload"
 
 
 def metric_definitions() -> list[dict[str, Any]]:
@@ -142,12 +155,34 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     model_card_failed = failure_path(
         WORKFLOW, "ModelCardFailed", "the model package was registered but its model card could not be made", retry
     )
+    data_outside = failure_path(
+        WORKFLOW,
+        "DataOutsideStackPrefix",
+        "the execution's data_uri is outside the stack's data bucket and prefix",
+        retry,
+        reason=("{}", "$.failure.cause.errorMessage"),
+    )
+    # A Lambda error's Cause is JSON ({"errorMessage", "errorType", ...}): the notification says the message.
+    explain_data_outside = steps.Pass(
+        "ExplainDataOutsideStackPrefix",
+        parameters={"cause.$": "States.StringToJson($.error.Cause)"},
+        result_path="$.failure",
+    )
+    explain_data_outside.next(data_outside.entry)
+    lineage_failed = failure_path(WORKFLOW, "LineageFailed", "writing the lineage manifest failed", retry)
     notification_failed = steps.Fail(
         "NotificationFailed", error="NotificationFailed", cause="the model was registered but the notification failed"
     )
 
     apply_defaults, merge_defaults = _input_defaults(config)
+    snapshot = _snapshot_step()
+    # Before guard's States.ALL: a data location outside the stack is refused by name, not as a preprocessing error.
+    snapshot.add_catch(
+        steps.Catch(error_equals=[DATA_LOCATION_ERROR], result_path="$.error", next_step=explain_data_outside)
+    )
+    snapshot = guard(snapshot, preprocessing_failed, retry)
     preprocess = guard(_preprocess_step(config), preprocessing_failed, retry)
+    lineage = guard(_lineage_manifest_step(), lineage_failed, retry)
     train = guard(_training_step(config), training_failed, retry)
     describe_best = guard(
         aws_sdk_task(
@@ -187,10 +222,11 @@ def build_training_definition(config: PipelineConfig) -> dict[str, Any]:
     describe_best.next(evaluate)
 
     bias_gate = steps.Choice("BiasGate")
-    bias_gate.add_choice(steps.ChoiceRule.BooleanEquals(f"{BIAS_GATE_RESULT}.passed", True), register)
+    bias_gate.add_choice(steps.ChoiceRule.BooleanEquals(f"{BIAS_GATE_RESULT}.passed", True), lineage)
     bias_gate.default_choice(bias_gate_failed.notify)
     gate = _quality_gate(config, passed=bias_gate, failed=gate_failed)
-    steps.Chain([apply_defaults, merge_defaults, preprocess, tune_or_train])
+    steps.Chain([apply_defaults, merge_defaults, snapshot, preprocess, tune_or_train])
+    lineage.next(register)
     steps.Chain([evaluate, report, gate])
     steps.Chain([register, model_card, notify_registered, registered])
     definition: dict[str, Any] = steps.Graph(apply_defaults, comment=_comment(config)).to_dict()
@@ -219,6 +255,8 @@ def _input_defaults(config: PipelineConfig) -> tuple[steps.Pass, steps.Pass]:
         "tune": False,
         "trigger": {"type": "manual"},
         "objects": [],
+        # Exact data versions to train on (mlops lineage --training-input); empty: the current ones under data_uri.
+        "data_versions": [],
         "warm_start_tuning_job": None,
         "bias": config.bias.facet(),
     }
@@ -259,11 +297,68 @@ def _preprocess_step(config: PipelineConfig) -> steps.ProcessingStep:
         result_path="$.preprocess",
     )
     parameters = step.fields["parameters"]
-    set_processing_uri(parameters, "input", "data", "$.data_uri")
+    # The snapshot's copies of the exact versions recorded, not the data bucket's prefix, which may change meanwhile.
+    set_processing_uri(parameters, "input", "data", SNAPSHOT_URI)
     _pass_facet(step)
     for name in PREPROCESS_OUTPUTS:
         set_processing_uri(parameters, "output", name, run_uri(f"preprocess/{name}/"))
     return step
+
+
+def _snapshot_step() -> steps.LambdaStep:
+    step = steps.LambdaStep(
+        "SnapshotTrainingData",
+        parameters={
+            "FunctionName": SNAPSHOT_TRAINING_DATA_FUNCTION_ARN,
+            "Payload": {
+                "data_uri.$": "$.data_uri",
+                "execution_name.$": "$$.Execution.Name",
+                "data_versions.$": "$.data_versions",
+            },
+        },
+        result_path=SNAPSHOT_RESULT,
+        timeout_seconds=LAMBDA_TIMEOUT_SECONDS,
+    )
+    return with_partition_placeholder(step)
+
+
+def _lineage_manifest_step() -> steps.LambdaStep:
+    """The manifest of docs/interfaces.md (lineage manifest), written before the package that points at it."""
+    step = steps.LambdaStep(
+        "WriteLineageManifest",
+        parameters={
+            "FunctionName": LINEAGE_MANIFEST_FUNCTION_ARN,
+            "Payload": {
+                "governance_bucket": GOVERNANCE_BUCKET,
+                "model_package_group_name": MODEL_PACKAGE_GROUP_NAME,
+                "execution_arn.$": "$$.Execution.Id",
+                "execution_name.$": "$$.Execution.Name",
+                "state_machine_arn.$": "$$.StateMachine.Id",
+                "data_uri.$": "$.data_uri",
+                "snapshot.$": f"{SNAPSHOT_RESULT}.Payload",
+                "trigger.$": "$.trigger",
+                "trigger_objects.$": "$.objects",
+                "tune.$": "$.tune",
+                "warm_start_tuning_job.$": "$.warm_start_tuning_job",
+                "bias.$": "$.bias",
+                "preprocess.$": "$.preprocess",
+                "training.$": TRAINING_RESULT,
+                "evaluation_uri.$": EVALUATION_URI,
+                "report.$": "$.report.Payload",
+                "baseline": {
+                    "statistics_uri.$": BASELINE_STATISTICS_URI,
+                    "constraints_uri.$": BASELINE_CONSTRAINTS_URI,
+                    "sample_uri.$": SAMPLE_URI,
+                },
+                "source_dir_uri": SOURCE_DIR_URI,
+                "source_commit": SOURCE_COMMIT,
+                "image_uri": IMAGE_URI,
+            },
+        },
+        result_path="$.lineage",
+        timeout_seconds=LAMBDA_TIMEOUT_SECONDS,
+    )
+    return with_partition_placeholder(step)
 
 
 def _estimator(config: PipelineConfig) -> Estimator:
@@ -510,6 +605,10 @@ def _register_step(config: PipelineConfig) -> steps.Task:
         "sample_uri.$": SAMPLE_URI,
         "evaluation_uri.$": EVALUATION_URI,
         "trigger_type.$": "$.trigger.type",
+        # The complete lineage (functions/lineage_manifest.py); the version id names the very bytes hashed.
+        "lineage_manifest_uri.$": f"{LINEAGE_RESULT}.manifest_uri",
+        "lineage_manifest_sha256.$": f"{LINEAGE_RESULT}.manifest_sha256",
+        "lineage_manifest_version_id.$": f"{LINEAGE_RESULT}.manifest_version_id",
     }
     return aws_sdk_task(
         "RegisterModelPackage",

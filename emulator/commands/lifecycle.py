@@ -34,6 +34,7 @@ from emulator.commands.datasets import (
 from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
 from emulator.commands.report_bias import bias_summary_line
 from emulator.commands.report_model_card import model_card_summary_line, registered_model_card
+from emulator.commands.report_lineage import lineage_summary_lines, read_lineage
 from emulator.history import (
     CAUGHT,
     FAILED,
@@ -113,6 +114,7 @@ class LifecycleOutcome:
     evaluation: dict[str, Any] | None = None
     model_package: dict[str, Any] | None = None
     model_card: dict[str, Any] | None = None
+    lineage: dict[str, Any] | None = None
     endpoint_url: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     failure: str | None = None
@@ -327,6 +329,7 @@ def deploy_registered_model(
     outcome.model_package = _registered_package(training)
     outcome.evaluation = _evaluation(outcome.model_package)
     outcome.model_card = registered_model_card(training.result.output)
+    outcome.lineage = read_lineage(boto3.client("s3"), outcome.model_package)
     status = outcome.model_package.get("ModelApprovalStatus")
     if status != "Approved":
         raise LifecycleError(
@@ -501,6 +504,8 @@ def print_summary(outcome: LifecycleOutcome, out: TextIO) -> None:
             print(f"  {key}: {value}", file=out)
     if outcome.model_card:
         print(model_card_summary_line(outcome.model_card), file=out)
+    if outcome.lineage:
+        print("\n".join(lineage_summary_lines(outcome.lineage)), file=out)
     if outcome.endpoint_url:
         print(f"endpoint: {outcome.endpoint_url}", file=out)
 
@@ -513,6 +518,7 @@ def lifecycle_report(title: str, outcome: LifecycleOutcome) -> LifecycleReport:
         evaluation=outcome.evaluation,
         model_package=outcome.model_package,
         model_card=outcome.model_card,
+        lineage=outcome.lineage,
         endpoint_url=outcome.endpoint_url,
         predictions=outcome.predictions,
         failure=outcome.failure,

@@ -16,6 +16,7 @@ from typing import Any
 from emulator.commands.console import format_duration
 from emulator.commands.report_bias import render_bias_section
 from emulator.commands.report_model_card import render_model_card_section
+from emulator.commands.report_lineage import render_lineage_manifest_section
 from emulator.commands.report_monitoring import MonitoringView, render_monitoring_section
 from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
@@ -75,6 +76,7 @@ class LifecycleReport:
     predictions: list[Prediction] = field(default_factory=list)
     failure: str | None = None
     monitoring: MonitoringView | None = None
+    lineage: Mapping[str, Any] | None = None
 
 
 def write_report(report: LifecycleReport, path: Path) -> Path:
@@ -99,6 +101,8 @@ def render_report(report: LifecycleReport) -> str:
         sections.append(_lineage_section(report.model_package))
     if report.model_card:
         sections.append(render_model_card_section(report.model_card))
+    if report.lineage:
+        sections.append(render_lineage_manifest_section(report.lineage))
     if report.endpoint_url or report.predictions:
         sections.append(_endpoint_section(report.endpoint_url, report.predictions))
     if report.monitoring is not None:

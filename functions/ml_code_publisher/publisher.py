@@ -3,7 +3,8 @@
 SAM uploads only a function's own code, so this function's bundle carries `ml/` and the image URI table
 (`image-uris.json`, exported from the SageMaker SDK by `mlops export`); on Create and Update it writes
 `<prefix><sha256>/sourcedir.tar.gz` to the artifact bucket with SSE-KMS and returns `SourceDirUri` and
-`ImageUri` (the framework container of the stack's region) for the state machines' substitutions. The
+`ImageUri` (the framework container of the stack's region) for the state machines' substitutions, and
+`SourceCommit`, the commit `sam build` recorded in the bundle's `build-info.json` (contract/source_commit.py). The
 tarball is deterministic (sorted names, fixed times, owners and modes), so the same `ml/` always has the
 same key and a redeploy without code changes writes nothing. Delete does nothing: registered models point
 at the tarball for their lineage.
@@ -33,6 +34,7 @@ from botocore.exceptions import ClientError
 BUNDLE_ROOT = Path(__file__).resolve().parent
 ML_DIR = BUNDLE_ROOT / "ml"
 IMAGE_URIS_FILE = BUNDLE_ROOT / "image-uris.json"
+BUILD_INFO_FILE = BUNDLE_ROOT / "build-info.json"
 
 # Files that a local run, a tool or an editor may leave in a code folder: never archived, so they cannot change an
 # archive's hash. The one rule of the project: the local twin builds its Lambda zips with `archive_files` too.
@@ -54,6 +56,7 @@ class UnknownRegionError(LookupError):
 class PublishedCode:
     source_dir_uri: str
     image_uri: str
+    source_commit: str
 
 
 def archive_files(directory: Path) -> list[Path]:
@@ -131,6 +134,18 @@ def load_image_uris(path: Path = IMAGE_URIS_FILE) -> dict[str, str]:
     return table
 
 
+def load_source_commit(path: Path = BUILD_INFO_FILE) -> str:
+    """The `source_commit` `sam build` wrote into the bundle; a bundle without one says so rather than guessing."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"unknown: the bundle has no {path.name} (built without the Makefile's build-MlCodePublisherFunction)"
+    commit = document.get("source_commit") if isinstance(document, dict) else None
+    if not isinstance(commit, str) or not commit:
+        raise ValueError(f"{path} needs a string `source_commit`; rebuild with sam build")
+    return commit
+
+
 def publish_tarball(s3_client: Any, bucket: str, key: str, kms_key_arn: str, tarball: bytes) -> str:
     """Uploads the tarball unless the key already holds it; returns its `s3://` URI."""
     try:
@@ -157,8 +172,12 @@ def publish_ml_code(
     region: str,
     ml_dir: Path = ML_DIR,
     image_uris_file: Path = IMAGE_URIS_FILE,
+    source_commit: str | None = None,
 ) -> PublishedCode:
-    """Create/Update: writes the tarball named by `properties` and looks up the region's image."""
+    """Create/Update: writes the tarball named by `properties` and looks up the region's image.
+
+    `source_commit` defaults to the bundle's `build-info.json`; the twin, which publishes from the tree, passes it.
+    """
     missing = [name for name in ("ArtifactBucket", "KmsKeyArn") if not properties.get(name)]
     if missing:
         raise ValueError(f"Custom::MlCode needs the properties {', '.join(missing)}; add them in template.yaml")
@@ -166,7 +185,8 @@ def publish_ml_code(
     tarball = build_sourcedir_tarball(ml_dir)
     key = sourcedir_key(str(properties.get("KeyPrefix", "")), tarball)
     uri = publish_tarball(s3_client, str(properties["ArtifactBucket"]), key, str(properties["KmsKeyArn"]), tarball)
-    return PublishedCode(source_dir_uri=uri, image_uri=image_uri)
+    commit = source_commit if source_commit is not None else load_source_commit()
+    return PublishedCode(source_dir_uri=uri, image_uri=image_uri, source_commit=commit)
 
 
 def cloudformation_response(
@@ -228,7 +248,11 @@ def handle_request(
         event,
         "SUCCESS",
         published.source_dir_uri,
-        data={"SourceDirUri": published.source_dir_uri, "ImageUri": published.image_uri},
+        data={
+            "SourceDirUri": published.source_dir_uri,
+            "ImageUri": published.image_uri,
+            "SourceCommit": published.source_commit,
+        },
     )
 
 

@@ -62,6 +62,10 @@ def _job_states(substitutions: dict[str, str], max_tuning_jobs: int) -> dict[str
     assert not missing, f"placeholders left unfilled: {missing}"
     states = json.loads(text)["States"]
     kept = {name: states[name] for name in JOB_STATES}
+    # SnapshotTrainingData is a Lambda this test does not run: the stack fixture stages its copy of the data
+    # (runs/<execution>/data/) and the defaults go straight to Preprocess.
+    assert kept["MergeInputDefaults"]["Next"] == "SnapshotTrainingData"
+    kept["MergeInputDefaults"]["Next"] = "Preprocess"
     for state in kept.values():
         for catcher in state.get("Catch", []):
             catcher["Next"] = "JobFailed"
@@ -80,6 +84,8 @@ def stack(runtime: Any, bucket: str) -> dict[str, str]:
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=_sourcedir_tarball())
     s3.put_object(Bucket=bucket, Key="incoming/breast_cancer.csv", Body=_breast_cancer_csv())
+    for execution in ("ml-train-1", "ml-tune-1"):
+        s3.put_object(Bucket=bucket, Key=f"runs/{execution}/data/breast_cancer.csv", Body=_breast_cancer_csv())
     kms = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
     return {
         "Partition": "aws",
@@ -101,6 +107,10 @@ def stack(runtime: Any, bucket: str) -> dict[str, str]:
         "ModelApprovalStatus": "Approved",
         "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:t",
         "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:evaluation-report",
+        "SnapshotTrainingDataFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:snapshot",
+        "LineageManifestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:lineage-manifest",
+        "GovernanceBucket": bucket,
+        "SourceCommit": "0123456789abcdef0123456789abcdef01234567",
     }
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from contract.pipeline_config import load_pipeline_config
 from emulator.commands.datasets import write_default_dataset
@@ -127,6 +128,41 @@ def test_model_package_carries_its_lineage(default_run: LifecycleRun) -> None:
     assert set(metadata) >= LINEAGE_KEYS
     assert metadata["execution_arn"] == default_run.execution("training").result.execution_arn
     assert metadata["trigger_type"] == "manual"
+
+
+def test_lineage_of_the_endpoint_lists_the_exact_object_versions_trained_on(default_run: LifecycleRun) -> None:
+    from mlops.lineage import lineage_view
+    from mlops.stack_target import stack_target
+
+    outputs = default_run.twin.stack.outputs
+    data_bucket = outputs["DataBucketName"]
+    view = lineage_view(stack_target(default_run.twin.stack_name), outputs["EndpointName"])
+
+    assert view["model_package"]["arn"] == default_run.outcome.model_package["ModelPackageArn"]
+    assert view["manifest"]["verified"] is True
+    assert view["manifest"]["uri"].startswith(f"s3://{outputs['GovernanceBucketName']}/lineage/")
+    s3 = boto3.client("s3")
+    for item in view["lineage"]["data"]["objects"]:
+        current = s3.head_object(Bucket=data_bucket, Key=item["key"])
+        assert item["version_id"] == current["VersionId"]
+    assert view["lineage"]["data"]["objects"], view
+    assert view["lineage"]["code"]["source_dir_uri"] == outputs["SourceDirUri"]
+    assert view["lineage"]["code"]["source_commit"] == outputs["SourceCommit"]
+    assert [e["kind"] for e in view["executions"]] == ["training", "deploy"]
+    assert view["approval"]["status"] == "Approved"
+    # The twin holds the manifest under the template's Object Lock, as S3 does: its version cannot be deleted.
+    governance = outputs["GovernanceBucketName"]
+    retention = s3.get_object_lock_configuration(Bucket=governance)["ObjectLockConfiguration"]["Rule"][
+        "DefaultRetention"
+    ]
+    assert (retention["Mode"], retention["Days"]) == ("GOVERNANCE", 2557)
+    key = view["manifest"]["uri"].removeprefix(f"s3://{governance}/")
+    assert s3.head_object(Bucket=governance, Key=key)["ObjectLockMode"] == "GOVERNANCE"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket=governance, Key=key, VersionId=view["manifest"]["version_id"])
+    # The run's summary and report show the same verified manifest.
+    assert f"lineage: {view['manifest']['uri']} (sha256 {view['manifest']['sha256']}, verified)" in default_run.printed
+    assert "<h2>Lineage manifest</h2>" in default_run.report.read_text(encoding="utf-8")
 
 
 def test_registered_drift_check_baseline_is_the_payload_features_of_the_training_split(

@@ -18,6 +18,8 @@ def test_sam_build_check_reports_every_function_under_the_size_limit() -> None:
         "RetrainOnNewDataFunction",
         "EndpointReaperFunction",
         "EvaluationReportFunction",
+        "SnapshotTrainingDataFunction",
+        "LineageManifestFunction",
         "SmokeTestFunction",
         "MonitoringWindowFunction",
         "PublishMonitoringMetricsFunction",

@@ -66,6 +66,15 @@ def test_the_data_bucket_is_versioned_and_sends_events_to_eventbridge(stack: Dep
     assert configuration.event_bridge is not None
 
 
+def test_the_governance_bucket_is_versioned_and_locked_in_governance_mode(stack: DeployedStack) -> None:
+    s3 = boto3.client("s3")
+    bucket = stack.outputs["GovernanceBucketName"]
+
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rule = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert (rule["Mode"], rule["Days"]) == ("GOVERNANCE", 2557)
+
+
 def test_every_template_function_is_deployed_with_its_handler_and_resolved_environment(stack: DeployedStack) -> None:
     declared = {k for k, v in _template_resources().items() if v["Type"] == "AWS::Serverless::Function"}
     assert set(stack.functions) == declared
@@ -99,6 +108,9 @@ def test_substitutions_come_from_the_stacks_own_resources_and_parameters(stack: 
     assert values["SecurityGroupIds"] == SECURITY_GROUPS
     assert values["NotificationTopicArn"] == stack.resources["NotificationTopic"]
     assert values["EvaluationReportFunctionArn"] == stack.functions["EvaluationReportFunction"].function_arn
+    assert values["GovernanceBucket"] == stack.resources["GovernanceBucket"]
+    assert values["SourceCommit"] == stack.outputs["SourceCommit"]
+    assert values["LineageManifestFunctionArn"] == stack.functions["LineageManifestFunction"].function_arn
     assert values["ModelApprovalStatus"] == "Approved"
     assert values["ModelPackageGroupName"] == f"{stack.stack_name}-{load_pipeline_config().model.name}"
     assert values["EndpointInstanceCount"] == "1"

@@ -10,6 +10,7 @@ import boto3
 import pytest
 import requests
 from lambda_test_support import AUDIT_BUS, DATA_BUCKET, EVENTS_DIR, MODEL_NAME, executions, load_event
+from lineage_support import SAMPLE_OBJECT_BODY, SAMPLE_OBJECT_KEY, SNAPSHOT_ENVIRONMENT, create_stack_buckets, put_data
 from trigger_support import DRIFT_PREFIX, RETRAINING_SCHEDULE_RULE_ARN
 
 # events/<function>/<case>.json -> what the handler must do with it. A new file without a line here fails.
@@ -70,6 +71,12 @@ EXPECTED = {
     "audit_recorder/training_succeeded.json": "ignored",
     "audit_recorder/malformed_execution.json": "rejected",
     "audit_recorder/alarm_state_change.json": "alarm_state_changed",
+    "training_data_snapshot/payload.json": "answered",
+    "training_data_snapshot/outside_prefix.json": "DataLocationError",
+    "training_data_snapshot/missing_execution_name.json": "InvalidPayloadError",
+    # No snapshot ran before it here: the record it names does not exist (test_lineage_manifest.py writes one).
+    "lineage_manifest/payload.json": "LineageError",
+    "lineage_manifest/missing_snapshot.json": "InvalidPayloadError",
 }
 
 
@@ -102,11 +109,13 @@ def stack(monkeypatch: pytest.MonkeyPatch, training_state_machine: str, idempote
         "MODEL_CARD_KMS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "DEPLOY_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:mlops-local-deploy",
         "ALARM_NAME_PREFIX": "mlops-local-",
+        **SNAPSHOT_ENVIRONMENT,
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"mlops-{MODEL_NAME}")
-    s3 = boto3.client("s3")
+    s3 = create_stack_buckets()
+    put_data(s3, SAMPLE_OBJECT_KEY, SAMPLE_OBJECT_BODY)
     for payload_file, body in [
         (
             "evaluation_report/payload.json",

@@ -237,7 +237,12 @@ STAND_IN_VALUES = {
     "AWS::StackName": "mlops-dev",
     "AWS::URLSuffix": "amazonaws.com",
 }
-STAND_IN_BUCKETS = {"ArtifactBucket": "artifacts", "DataBucket": "data", "AccessLogBucket": "access-logs"}
+STAND_IN_BUCKETS = {
+    "ArtifactBucket": "artifacts",
+    "DataBucket": "data",
+    "AccessLogBucket": "access-logs",
+    "GovernanceBucket": "governance",
+}
 _SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
 
 

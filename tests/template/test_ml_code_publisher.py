@@ -217,3 +217,30 @@ def test_response_is_a_put_of_the_json_body_with_the_empty_content_type_it_was_s
     assert json.loads(request.data) == body
     assert body["RequestId"] == "request-1"
     assert body["LogicalResourceId"] == "MlCode"
+
+
+def test_the_published_source_commit_is_the_one_sam_build_recorded_in_the_bundle(tmp_path: Path) -> None:
+    build_info = tmp_path / "build-info.json"
+    build_info.write_text(json.dumps({"source_commit": "0123abcd-dirty"}), encoding="utf-8")
+
+    assert publisher.load_source_commit(build_info) == "0123abcd-dirty"
+    missing = publisher.load_source_commit(tmp_path / "absent.json")
+    assert missing.startswith("unknown: the bundle has no absent.json")
+
+
+def test_the_source_commit_is_heads_sha_marked_dirty_with_changes_and_unknown_outside_git(tmp_path: Path) -> None:
+    import subprocess
+
+    from contract.source_commit import source_commit
+
+    assert source_commit(tmp_path).startswith("unknown: ")
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "ml.py").write_text("x = 1\n", encoding="utf-8")
+    subprocess.run([*git, "add", "ml.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    assert source_commit(tmp_path) == head
+    (tmp_path / "ml.py").write_text("x = 2\n", encoding="utf-8")
+    assert source_commit(tmp_path) == f"{head}-dirty"

@@ -21,6 +21,7 @@ def test_training_preprocesses_then_branches_on_tune(training_definition: dict[s
     assert path_from(training_definition, "ApplyInputDefaults") == [
         "ApplyInputDefaults",
         "MergeInputDefaults",
+        "SnapshotTrainingData",
         "Preprocess",
         "TuneOrTrain",
     ]
@@ -53,7 +54,8 @@ def test_passing_the_gate_registers_makes_the_model_card_then_notifies_then_succ
 ) -> None:
     states = training_definition["States"]
     assert choice_targets(states["QualityGate"]) == ["BiasGate", "ExplainQualityGateFailure"]
-    assert choice_targets(states["BiasGate"]) == ["RegisterModelPackage", "NotifyBiasGateFailed"]
+    assert choice_targets(states["BiasGate"]) == ["WriteLineageManifest", "NotifyBiasGateFailed"]
+    assert states["WriteLineageManifest"]["Next"] == "RegisterModelPackage"
     assert path_from(training_definition, "RegisterModelPackage") == [
         "RegisterModelPackage",
         "CreateModelCard",
@@ -105,6 +107,7 @@ def test_failing_the_gate_notifies_then_fails_as_quality_gate_failed(training_de
         ("DescribeBestTrainingJob", "TrainingFailed"),
         ("Evaluate", "EvaluationFailed"),
         ("EvaluationReport", "EvaluationFailed"),
+        ("WriteLineageManifest", "LineageFailed"),
         ("RegisterModelPackage", "RegistrationFailed"),
     ],
 )
@@ -133,6 +136,7 @@ def test_input_defaults_are_merged_under_the_execution_input(
         "tune": False,
         "trigger": {"type": "manual"},
         "objects": [],
+        "data_versions": [],
         "warm_start_tuning_job": None,
         "bias": {"facet_column": config.bias.facet_column, "sensitive_values": list(config.bias.sensitive_values)},
     }
@@ -305,7 +309,7 @@ def test_preprocess_runs_the_interfaces_entrypoint_with_config_arguments(
     }
     inputs = {i["InputName"]: i["S3Input"] for i in parameters["ProcessingInputs"]}
     assert inputs["code"]["S3Uri"] == "${SourceDirUri}"
-    assert inputs["data"]["S3Uri.$"] == "$.data_uri"
+    assert inputs["data"]["S3Uri.$"] == "States.Format('s3://${ArtifactBucket}/runs/{}/data/', $$.Execution.Name)"
     outputs = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in parameters["ProcessingOutputConfig"]["Outputs"]}
     assert outputs == {name: f"/opt/ml/processing/output/{name}" for name in outputs}
     assert set(outputs) == {"train", "validation", "test", "baseline", "sample"}
@@ -337,6 +341,9 @@ def test_registered_package_carries_lineage_and_isolated_inference_code(
         "sample_uri",
         "evaluation_uri",
         "trigger_type",
+        "lineage_manifest_uri",
+        "lineage_manifest_sha256",
+        "lineage_manifest_version_id",
     }
     [container] = parameters["InferenceSpecification"]["Containers"]
     assert container["Image"] == "${ImageUri}"
@@ -431,3 +438,50 @@ def test_both_jobs_read_the_executions_facet_and_evaluate_reads_the_pretraining_
     payload = states["EvaluationReport"]["Parameters"]["Payload"]
     assert payload["disparate_impact_band"] == [config.bias.disparate_impact_min, config.bias.disparate_impact_max]
     assert states["BiasGateFailed"]["CausePath"] == "$.report.Payload.bias_gate.reason"
+
+
+def test_preprocessing_reads_the_snapshot_of_exact_versions_not_the_data_prefix(
+    training_definition: dict[str, Any],
+) -> None:
+    states = training_definition["States"]
+    snapshot = states["SnapshotTrainingData"]
+    assert snapshot["Parameters"]["FunctionName"] == "${SnapshotTrainingDataFunctionArn}"
+    assert snapshot["Parameters"]["Payload"] == {
+        "data_uri.$": "$.data_uri",
+        "execution_name.$": "$$.Execution.Name",
+        "data_versions.$": "$.data_versions",
+    }
+    [data] = [entry for entry in states["Preprocess"]["Parameters"]["ProcessingInputs"] if entry["InputName"] == "data"]
+    assert data["S3Input"]["S3Uri.$"] == "States.Format('s3://${ArtifactBucket}/runs/{}/data/', $$.Execution.Name)"
+
+
+def test_a_data_location_outside_the_stack_prefix_ends_in_its_named_fail_with_a_notification(
+    training_definition: dict[str, Any],
+) -> None:
+    states = training_definition["States"]
+    # The named catch comes before the catch-all, so it is the one that matches.
+    first, last = states["SnapshotTrainingData"]["Catch"]
+    assert first == {
+        "ErrorEquals": ["DataLocationError"],
+        "ResultPath": "$.error",
+        "Next": "ExplainDataOutsideStackPrefix",
+    }
+    assert last["ErrorEquals"] == ["States.ALL"]
+    assert path_from(training_definition, "ExplainDataOutsideStackPrefix") == [
+        "ExplainDataOutsideStackPrefix",
+        "NotifyDataOutsideStackPrefix",
+        "DataOutsideStackPrefix",
+    ]
+    assert states["DataOutsideStackPrefix"]["Error"] == "DataOutsideStackPrefix"
+
+
+def test_the_package_points_at_the_lineage_manifest_written_before_it(training_definition: dict[str, Any]) -> None:
+    states = training_definition["States"]
+    payload = states["WriteLineageManifest"]["Parameters"]["Payload"]
+    assert payload["governance_bucket"] == "${GovernanceBucket}"
+    assert payload["source_commit"] == "${SourceCommit}"
+    assert payload["source_dir_uri"] == "${SourceDirUri}"
+    assert payload["snapshot.$"] == "$.snapshot.Payload"
+    properties = states["RegisterModelPackage"]["Parameters"]["CustomerMetadataProperties"]
+    assert properties["lineage_manifest_uri.$"] == "$.lineage.Payload.manifest_uri"
+    assert properties["lineage_manifest_sha256.$"] == "$.lineage.Payload.manifest_sha256"

@@ -16,6 +16,7 @@ MODEL_ARTIFACT = "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/models/job/output/m
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-dev-breast-cancer/3"
 ENDPOINT = "mlops-dev-endpoint"  # the representative value of ${EndpointName}
 SAMPLE_URI = f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/preprocess/sample/sample.csv"
+MANIFEST_URI = f"s3://mlops-dev-governancebucket-1a2b3c4d5e6f/lineage/mlops-dev-breast-cancer/{EXECUTION}/manifest.json"
 
 
 def _training_results(
@@ -36,6 +37,10 @@ def _training_results(
                 "bias_gate": bias_gate or {"passed": True, "reason": "no facet assessed: none configured"},
             }
         },
+        "SnapshotTrainingData": {"Payload": {"snapshot_uri": f"s3://a/runs/{EXECUTION}/data/", "object_count": 1}},
+        "WriteLineageManifest": {
+            "Payload": {"manifest_uri": MANIFEST_URI, "manifest_sha256": "ab" * 32, "manifest_version_id": "v1"}
+        },
         "RegisterModelPackage": {"ModelPackageArn": PACKAGE_ARN},
     }
 
@@ -51,6 +56,7 @@ def test_training_without_tuning_registers_a_model_that_passes_the_gate(training
     assert run.visited == [
         "ApplyInputDefaults",
         "MergeInputDefaults",
+        "SnapshotTrainingData",
         "Preprocess",
         "TuneOrTrain",
         "Train",
@@ -58,6 +64,7 @@ def test_training_without_tuning_registers_a_model_that_passes_the_gate(training
         "EvaluationReport",
         "QualityGate",
         "BiasGate",
+        "WriteLineageManifest",
         "RegisterModelPackage",
         "NotifyModelRegistered",
         "ModelRegistered",
@@ -74,6 +81,15 @@ def test_training_without_tuning_registers_a_model_that_passes_the_gate(training
     assert lineage["data_uri"] == DATA_URI
     assert lineage["sample_uri"] == SAMPLE_URI
     assert lineage["training_job"] == f"{EXECUTION}-train"
+    assert lineage["lineage_manifest_uri"] == MANIFEST_URI
+    assert lineage["lineage_manifest_sha256"] == "ab" * 32
+    assert requests["SnapshotTrainingData"]["Payload"] == {
+        "data_uri": DATA_URI,
+        "execution_name": EXECUTION,
+        "data_versions": [],
+    }
+    data = requests["Preprocess"]["ProcessingInputs"][1]["S3Input"]["S3Uri"]
+    assert data == f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/data/"
 
 
 def test_training_input_defaults_fill_what_the_input_leaves_out(training_definition: dict[str, Any]) -> None:
@@ -81,7 +97,9 @@ def test_training_input_defaults_fill_what_the_input_leaves_out(training_definit
     assert run.status == "SUCCEEDED"
     assert run.output is not None
     preprocess_inputs = {i["InputName"]: i["S3Input"] for i in run.output[REQUESTS]["Preprocess"]["ProcessingInputs"]}
-    assert preprocess_inputs["data"]["S3Uri"] == DATA_URI
+    # The default data_uri is snapshotted; preprocessing reads the snapshot's copies.
+    assert run.output[REQUESTS]["SnapshotTrainingData"]["Payload"]["data_uri"] == DATA_URI
+    assert preprocess_inputs["data"]["S3Uri"] == f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/data/"
     assert run.output[REQUESTS]["RegisterModelPackage"]["CustomerMetadataProperties"]["trigger_type"] == "manual"
 
 
@@ -134,7 +152,7 @@ def test_tuning_with_warm_start_uses_the_parent_job_and_evaluates_the_best_job(
         EXECUTION,
     )
     assert run.status == "SUCCEEDED"
-    assert run.visited[3:8] == [
+    assert run.visited[4:9] == [
         "TuneOrTrain",
         "WarmStartOrNot",
         "TuneWithWarmStart",
@@ -152,7 +170,7 @@ def test_tuning_with_warm_start_uses_the_parent_job_and_evaluates_the_best_job(
 def test_tuning_without_a_parent_job_starts_cold(training_definition: dict[str, Any]) -> None:
     run = run_stubbed(training_definition, _training_results(0.97), {"data_uri": DATA_URI, "tune": True}, EXECUTION)
     assert run.status == "SUCCEEDED"
-    assert run.visited[3:6] == ["TuneOrTrain", "WarmStartOrNot", "Tune"]
+    assert run.visited[4:7] == ["TuneOrTrain", "WarmStartOrNot", "Tune"]
 
 
 def _deploy_results(existing: list[str], status: str, config_name: str) -> dict[str, Any]:
@@ -247,6 +265,7 @@ TRAINING_FAILURES = [
     ("DescribeBestTrainingJob", {"tune": True}, "TrainingFailed"),
     ("Evaluate", {}, "EvaluationFailed"),
     ("EvaluationReport", {}, "EvaluationFailed"),
+    ("WriteLineageManifest", {}, "LineageFailed"),
     ("RegisterModelPackage", {}, "RegistrationFailed"),
 ]
 
@@ -258,7 +277,9 @@ def test_a_failing_training_task_is_notified_with_its_error_then_fails_by_name(
     run = run_stubbed(training_definition, _training_results(0.97), execution_input, EXECUTION, failing=[task])
     assert run.status == "FAILED"
     assert run.error == fail
-    explained = [f"Explain{fail}", f"Explain{fail}FromError"] if fail != "RegistrationFailed" else []
+    explained = (
+        [f"Explain{fail}", f"Explain{fail}FromError"] if fail not in ("RegistrationFailed", "LineageFailed") else []
+    )
     assert run.visited[-3 - len(explained) :] == [task, *explained, f"Notify{fail}", fail]
     # A short message: what failed, the caught error's name, the execution; no state, so no ARNs of resources.
     notification = run.requests[f"Notify{fail}"]
