@@ -159,7 +159,7 @@ build-MlCodePublisherFunction:
 # the zip gives the sources, and a source edited after the build is compiled afresh instead of shadowed.
 RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3 dateutil python_dateutil six
 LAMBDA_FUNCTIONS := RetrainOnDriftFunction RetrainOnNewDataFunction EndpointReaperFunction EvaluationReportFunction \
-	SmokeTestFunction MonitoringWindowFunction PublishMonitoringMetricsFunction
+	SmokeTestFunction MonitoringWindowFunction PublishMonitoringMetricsFunction ApprovalTagsFunction
 .PHONY: $(addprefix build-,$(LAMBDA_FUNCTIONS))
 $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"
