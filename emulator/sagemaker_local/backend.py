@@ -25,10 +25,11 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
+from emulator.sagemaker_local.callers import caller_identity
 from emulator.sagemaker_local.errors import SageMakerError
 from emulator.sagemaker_local.hosting import HostingAPIs
 from emulator.sagemaker_local.jobs_api import JobAPIs
-from emulator.sagemaker_local.registry import ModelRegistryAPIs
+from emulator.sagemaker_local.registry import CALLER_RECORDING_OPERATIONS, ModelRegistryAPIs
 
 # Real seconds close() waits, in all, for the job and endpoint threads once their processes are killed.
 JOIN_SECONDS = 30.0
@@ -64,17 +65,23 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
     def supports(self, action: str) -> bool:
         return hasattr(self, f"_op_{action}")
 
-    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    def call(self, action: str, params: dict[str, Any], caller: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run the SageMaker API `action` (e.g. `CreateTrainingJob`) with its request `params`.
 
-        Raises `SageMakerError` with AWS's error code when SageMaker would refuse the request.
+        `caller` is who signed the request (`callers.caller_identity`), None when the twin cannot tell; the
+        registry records it as a package's `CreatedBy`/`LastModifiedBy`. Raises `SageMakerError` with AWS's
+        error code when SageMaker would refuse the request.
         """
         operation = getattr(self, f"_op_{action}", None)
         if operation is None:
             raise SageMakerError("UnknownOperationException", f"The local SageMaker does not implement {action}")
         with self._lock:
             self._refuse_when_closed()
-        result: dict[str, Any] = operation(copy.deepcopy(params))
+        request = copy.deepcopy(params)
+        if action in CALLER_RECORDING_OPERATIONS:
+            result: dict[str, Any] = operation(request, copy.deepcopy(caller))
+        else:
+            result = operation(request)
         return copy.deepcopy(result)
 
     def install(self) -> None:
@@ -87,7 +94,7 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
             def handle(response: SageMakerResponse) -> str:
                 params = json.loads(response.body or "{}")
                 try:
-                    result = backend.call(action, params)
+                    result = backend.call(action, params, caller_identity(response.get_access_key()))
                 except SageMakerError as error:
                     raise _ServiceError(error.code, error.message) from error
                 return json.dumps(result, default=_json_default)
