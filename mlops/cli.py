@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="template parameters, as for sam deploy (e.g. ReaperDryRun=false ReaperIdleWindowHours=1)",
     )
+
+    from mlops.approval import add_arguments as add_approval_arguments
+
+    approve = sub.add_parser("approve", help="approve a model package as the stack's ApproverRole, with a reason")
+    add_approval_arguments(approve)
+    reject = sub.add_parser("reject", help="reject a model package as the stack's ApproverRole, with a reason")
+    add_approval_arguments(reject)
     return parser
 
 
@@ -174,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                 work_dir=args.work_dir,
                 parameter_overrides=_key_values(parser, args.parameter_overrides),
             )
+        if args.command in ("approve", "reject"):
+            from mlops.approval import approval_command
+
+            return approval_command(args, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
