@@ -52,6 +52,19 @@ class _ServiceError(ServiceException):
     """
 
 
+def _model_package_resource(response: SageMakerResponse) -> str:
+    """The model package ARN a request names (for IAM evaluation), else "*"."""
+    try:
+        params = json.loads(response.body or "{}")
+    except (TypeError, ValueError):
+        return "*"
+    for member in ("ModelPackageArn", "ModelPackageName"):
+        value = params.get(member) if isinstance(params, dict) else None
+        if isinstance(value, str) and value.startswith("arn:") and ":model-package/" in value:
+            return value
+    return "*"
+
+
 class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
     """The local SageMaker: see the module docstring. `close()` stops endpoint servers and kills running jobs."""
 
@@ -124,6 +137,11 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs):
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}, result
 
         self._patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+        # moto's IAM access-control mode (INITIAL_NO_AUTH_ACTION_COUNT) evaluates a request's policies against the
+        # resource its response class names, "*" for SageMaker; a policy scoped to model packages would then never
+        # match. Requests that name a model package by ARN are evaluated against that ARN, as on AWS.
+        self._patches.replace(SageMakerResponse, "_determine_resource", _model_package_resource)
 
         # The tagging API (GetResources, which the endpoint reaper's managed scope reads) asks each service backend
         # for its tagged resources; this backend keeps SageMaker's, so moto's own SageMaker store would answer none.
