@@ -21,6 +21,7 @@ def test_sam_build_check_reports_every_function_under_the_size_limit() -> None:
         "SmokeTestFunction",
         "MonitoringWindowFunction",
         "PublishMonitoringMetricsFunction",
+        "ApprovalTagsFunction",
     ):
         assert f"{function}: " in report
 
