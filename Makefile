@@ -162,7 +162,7 @@ build-MlCodePublisherFunction:
 RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3 dateutil python_dateutil six
 LAMBDA_FUNCTIONS := RetrainOnDriftFunction RetrainOnNewDataFunction EndpointReaperFunction EvaluationReportFunction \
 	SnapshotTrainingDataFunction LineageManifestFunction SmokeTestFunction MonitoringWindowFunction \
-	PublishMonitoringMetricsFunction ModelCardFunction AuditRecorderFunction
+	PublishMonitoringMetricsFunction ModelCardFunction AuditRecorderFunction ApprovalTagsFunction
 .PHONY: $(addprefix build-,$(LAMBDA_FUNCTIONS))
 $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"

@@ -35,6 +35,9 @@ PLACEHOLDER_NAMES: tuple[str, ...] = (
     "RollbackAlarmName",
     "ProjectTag",
     "EnvironmentTag",
+    "ApprovalMode",
+    "ApproverSessionArnPrefix",
+    "ApprovalTagsFunctionArn",
 )
 
 
@@ -79,6 +82,9 @@ ENDPOINT_NAME = placeholder("EndpointName")
 ROLLBACK_ALARM_NAME = placeholder("RollbackAlarmName")
 PROJECT_TAG = placeholder("ProjectTag")
 ENVIRONMENT_TAG = placeholder("EnvironmentTag")
+APPROVAL_MODE = placeholder("ApprovalMode")
+APPROVER_SESSION_ARN_PREFIX = placeholder("ApproverSessionArnPrefix")
+APPROVAL_TAGS_FUNCTION_ARN = placeholder("ApprovalTagsFunctionArn")
 
 # A representative value for every placeholder of docs/interfaces.md, shaped like what the template substitutes,
 # so that ASL validators that insist on ARNs where ARNs go can read the exported files.
@@ -121,4 +127,7 @@ REPRESENTATIVE_PLACEHOLDER_VALUES: dict[str, str] = {
     "RollbackAlarmName": "mlops-dev-endpoint-5xx",
     "ProjectTag": "mlops",
     "EnvironmentTag": "dev",
+    "ApprovalMode": "manual",
+    "ApproverSessionArnPrefix": "arn:aws:sts::123456789012:assumed-role/mlops-dev-ApproverRole-1A2B3C4D5E6F/",
+    "ApprovalTagsFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-ApprovalTags",
 }

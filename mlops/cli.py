@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the training execution input that reproduces the model: the same data versions and parameters",
     )
+
+    from mlops.approval import add_arguments as add_approval_arguments
+
+    approve = sub.add_parser("approve", help="approve a model package as the stack's ApproverRole, with a reason")
+    add_approval_arguments(approve)
+    reject = sub.add_parser("reject", help="reject a model package as the stack's ApproverRole, with a reason")
+    add_approval_arguments(reject)
     return parser
 
 
@@ -204,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             return lineage_command(
                 args.target, stack_name=args.stack_name, as_json=args.json, rebuild_input=args.training_input
             )
+        if args.command in ("approve", "reject"):
+            from mlops.approval import approval_command
+
+            return approval_command(args, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -25,11 +25,12 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
+from emulator.sagemaker_local.callers import caller_identity
 from emulator.sagemaker_local.errors import SageMakerError
 from emulator.sagemaker_local.hosting import HostingAPIs
 from emulator.sagemaker_local.jobs_api import JobAPIs
 from emulator.sagemaker_local.model_cards import REFUSED_OPERATIONS, ModelCardAPIs
-from emulator.sagemaker_local.registry import ModelRegistryAPIs
+from emulator.sagemaker_local.registry import CALLER_RECORDING_OPERATIONS, ModelRegistryAPIs
 
 # Real seconds close() waits, in all, for the job and endpoint threads once their processes are killed.
 JOIN_SECONDS = 30.0
@@ -52,6 +53,19 @@ class _ServiceError(ServiceException):
     """
 
 
+def _model_package_resource(response: SageMakerResponse) -> str:
+    """The model package ARN a request names (for IAM evaluation), else "*"."""
+    try:
+        params = json.loads(response.body or "{}")
+    except (TypeError, ValueError):
+        return "*"
+    for member in ("ModelPackageArn", "ModelPackageName"):
+        value = params.get(member) if isinstance(params, dict) else None
+        if isinstance(value, str) and value.startswith("arn:") and ":model-package/" in value:
+            return value
+    return "*"
+
+
 class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
     """The local SageMaker: see the module docstring. `close()` stops endpoint servers and kills running jobs."""
 
@@ -65,17 +79,23 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
     def supports(self, action: str) -> bool:
         return hasattr(self, f"_op_{action}")
 
-    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    def call(self, action: str, params: dict[str, Any], caller: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run the SageMaker API `action` (e.g. `CreateTrainingJob`) with its request `params`.
 
-        Raises `SageMakerError` with AWS's error code when SageMaker would refuse the request.
+        `caller` is who signed the request (`callers.caller_identity`), None when the twin cannot tell; the
+        registry records it as a package's `CreatedBy`/`LastModifiedBy`. Raises `SageMakerError` with AWS's
+        error code when SageMaker would refuse the request.
         """
         operation = getattr(self, f"_op_{action}", None)
         if operation is None:
             raise SageMakerError("UnknownOperationException", f"The local SageMaker does not implement {action}")
         with self._lock:
             self._refuse_when_closed()
-        result: dict[str, Any] = operation(copy.deepcopy(params))
+        request = copy.deepcopy(params)
+        if action in CALLER_RECORDING_OPERATIONS:
+            result: dict[str, Any] = operation(request, copy.deepcopy(caller))
+        else:
+            result = operation(request)
         return copy.deepcopy(result)
 
     def install(self) -> None:
@@ -88,7 +108,7 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
             def handle(response: SageMakerResponse) -> str:
                 params = json.loads(response.body or "{}")
                 try:
-                    result = backend.call(action, params)
+                    result = backend.call(action, params, caller_identity(response.get_access_key()))
                 except SageMakerError as error:
                     raise _ServiceError(error.code, error.message) from error
                 return json.dumps(result, default=_json_default)
@@ -128,6 +148,11 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}, result
 
         self._patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+        # moto's IAM access-control mode (INITIAL_NO_AUTH_ACTION_COUNT) evaluates a request's policies against the
+        # resource its response class names, "*" for SageMaker; a policy scoped to model packages would then never
+        # match. Requests that name a model package by ARN are evaluated against that ARN, as on AWS.
+        self._patches.replace(SageMakerResponse, "_determine_resource", _model_package_resource)
 
         # The tagging API (GetResources, which the endpoint reaper's managed scope reads) asks each service backend
         # for its tagged resources; this backend keeps SageMaker's, so moto's own SageMaker store would answer none.

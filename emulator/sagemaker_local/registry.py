@@ -13,6 +13,10 @@ _APPROVAL_STATUSES = {"Approved", "Rejected", "PendingManualApproval"}
 # Members stored and returned by DescribeModelPackage as given, so checked against the API's shapes first: the
 # monitoring of a deployed package reads its baseline from DriftCheckBaselines.
 _CHECKED_PACKAGE_MEMBERS = ("ModelMetrics", "DriftCheckBaselines")
+# Operations that record who called (`caller`: botocore's UserContext, `{"IamIdentity": {"Arn", "PrincipalId"}}`),
+# as SageMaker records a package's CreatedBy and LastModifiedBy. The twin knows the caller only for credentials
+# moto issued (callers.py); for any other it records nothing rather than an identity nobody used.
+CALLER_RECORDING_OPERATIONS = frozenset({"CreateModelPackage", "UpdateModelPackage"})
 
 
 class ModelRegistryAPIs(SageMakerStore):
@@ -62,7 +66,7 @@ class ModelRegistryAPIs(SageMakerStore):
             self._package_groups.pop(group["ModelPackageGroupName"], None)
         return {}
 
-    def _op_CreateModelPackage(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _op_CreateModelPackage(self, params: dict[str, Any], caller: dict[str, Any] | None = None) -> dict[str, Any]:
         group_name = params.get("ModelPackageGroupName")
         if not group_name:
             raise validation_error("Only versioned model packages (with ModelPackageGroupName) are supported locally")
@@ -92,6 +96,7 @@ class ModelRegistryAPIs(SageMakerStore):
                 "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
                 "CertifyForMarketplace": bool(params.get("CertifyForMarketplace", False)),
                 "ModelApprovalStatus": status,
+                **({"CreatedBy": caller, "LastModifiedBy": copy.deepcopy(caller)} if caller else {}),
             }
             self._packages[arn] = description
         self._record_tags(arn, params.get("Tags"))
@@ -106,7 +111,7 @@ class ModelRegistryAPIs(SageMakerStore):
     def _op_DescribeModelPackage(self, params: dict[str, Any]) -> dict[str, Any]:
         return copy.deepcopy(self._package(params["ModelPackageName"]))
 
-    def _op_UpdateModelPackage(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _op_UpdateModelPackage(self, params: dict[str, Any], caller: dict[str, Any] | None = None) -> dict[str, Any]:
         package = self._package(params["ModelPackageArn"])
         status = params.get("ModelApprovalStatus")
         if status is not None and status not in _APPROVAL_STATUSES:
@@ -122,6 +127,12 @@ class ModelRegistryAPIs(SageMakerStore):
             for key in params.get("CustomerMetadataPropertiesToRemove") or []:
                 metadata.pop(key, None)
             package["LastModifiedTime"] = self.clock.now()
+            # A caller the twin cannot name leaves no LastModifiedBy, not the previous modifier's: an approval
+            # must never be attributed to someone who did not make it.
+            if caller:
+                package["LastModifiedBy"] = caller
+            else:
+                package.pop("LastModifiedBy", None)
         if approval_changed:
             self._emit_package(package)
         return {"ModelPackageArn": package["ModelPackageArn"]}

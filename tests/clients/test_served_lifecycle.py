@@ -103,18 +103,24 @@ def deployed(target: Target, training: dict[str, Any]) -> dict[str, Any]:
     """The `deploy` execution the package's approval started, once it succeeded; the package approved by hand."""
     package_arn = json.loads(training["output"])["model_package"]["ModelPackageArn"]
     package = target.aws("sagemaker", "describe-model-package", "--model-package-name", package_arn)
-    # Manual approval (the twin's default here): a person approves; auto: the registry approved it already.
+    # Manual approval (the twin's default here): a person approves as the stack's ApproverRole with a reason, which
+    # is what deploy checks; auto: the registry approved it already.
     if package["ModelApprovalStatus"] == "PendingManualApproval":
-        target.aws(
-            "sagemaker",
-            "update-model-package",
-            "--model-package-arn",
+        approve = [
+            str(Path(sys.executable).parent / "mlops"),
+            "approve",
             package_arn,
-            "--model-approval-status",
-            "Approved",
-            "--approval-description",
-            "approved by the client suite",
+            "--stack-name",
+            target.stack_name,
+        ]
+        completed = subprocess.run(
+            [*approve, "--reason", "approved by the client suite"],
+            env=target.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
+        assert completed.returncode == 0, completed.stderr
 
     def deploy_of_package() -> str | None:
         # The approval rule's input names the package (template.yaml ModelApprovedRule's InputTransformer).

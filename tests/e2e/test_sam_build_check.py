@@ -24,6 +24,7 @@ def test_sam_build_check_reports_every_function_under_the_size_limit() -> None:
         "MonitoringWindowFunction",
         "PublishMonitoringMetricsFunction",
         "AuditRecorderFunction",
+        "ApprovalTagsFunction",
     ):
         assert f"{function}: " in report
 

@@ -49,6 +49,8 @@ EXPECTED = {
     "evaluation_report/missing_metric.json": "InvalidPayloadError",
     "smoke_test/payload.json": "answered",
     "smoke_test/missing_sample_uri.json": "InvalidPayloadError",
+    "approval_tags/manual_approval.json": "answered",
+    "approval_tags/unknown_mode.json": "InvalidPayloadError",
     # The stack's endpoint is not deployed here: monitoring ends quietly.
     "monitoring_window/scheduled_window.json": "NoEndpoint",
     "monitoring_window/missing_window_end.json": "InvalidPayloadError",

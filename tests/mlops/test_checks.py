@@ -110,7 +110,8 @@ def test_function_handlers_read_every_function_of_the_template() -> None:
     assert handlers["RetrainOnDriftFunction"] == "retrain_on_drift.handler"
     assert handlers["MlCodePublisherFunction"] == "publisher.handler"
     assert handlers["MonitoringWindowFunction"] == "monitoring_window.handler"
-    assert len(handlers) == 8
+    assert handlers["ApprovalTagsFunction"] == "approval_tags.handler"
+    assert len(handlers) == 9
 
 
 def _package(build_dir: Path, logical_id: str, source: str) -> None:

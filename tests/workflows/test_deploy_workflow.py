@@ -15,6 +15,11 @@ def test_deploy_creates_model_and_config_then_chooses_create_or_update(deploy_de
     assert deploy_definition["StartAt"] == "DescribeModelPackage"
     assert path_from(deploy_definition, "DescribeModelPackage") == [
         "DescribeModelPackage",
+        "ReadApprovalMode",
+        "CheckApproval",
+    ]
+    assert path_from(deploy_definition, "RecordApproval") == [
+        "RecordApproval",
         "CreateModel",
         "CreateEndpointConfig",
         "FindExistingEndpoint",
@@ -168,7 +173,11 @@ def test_endpoint_is_tagged_with_the_model_package(deploy_definition: dict[str, 
     parameters = deploy_definition["States"]["TagEndpoint"]["Parameters"]
     assert parameters == {
         "ResourceArn.$": "$.endpoint.EndpointArn",
-        "Tags": [{"Key": "mlops:model-package-arn", "Value.$": "$.ModelPackageArn"}],
+        "Tags": [
+            {"Key": "mlops:model-package-arn", "Value.$": "$.ModelPackageArn"},
+            {"Key": "mlops:approved-by", "Value.$": "$.approval_tags.Payload.approved_by"},
+            {"Key": "mlops:approval-reason", "Value.$": "$.approval_tags.Payload.reason"},
+        ],
     }
 
 

@@ -15,6 +15,8 @@ DATA_URI = "s3://mlops-dev-databucket-1a2b3c4d5e6f/incoming/"
 MODEL_ARTIFACT = "s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/models/job/output/model.tar.gz"
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-dev-breast-cancer/3"
 ENDPOINT = "mlops-dev-endpoint"  # the representative value of ${EndpointName}
+# A session of the approver role named by the representative ${ApproverSessionArnPrefix}.
+APPROVER_SESSION_ARN = "arn:aws:sts::123456789012:assumed-role/mlops-dev-ApproverRole-1A2B3C4D5E6F/jane"
 SAMPLE_URI = f"s3://mlops-dev-artifactbucket-1a2b3c4d5e6f/runs/{EXECUTION}/preprocess/sample/sample.csv"
 MANIFEST_URI = f"s3://mlops-dev-governancebucket-1a2b3c4d5e6f/lineage/mlops-dev-breast-cancer/{EXECUTION}/manifest.json"
 
@@ -175,7 +177,15 @@ def test_tuning_without_a_parent_job_starts_cold(training_definition: dict[str, 
 
 def _deploy_results(existing: list[str], status: str, config_name: str) -> dict[str, Any]:
     return {
-        "DescribeModelPackage": {"CustomerMetadataProperties": {"sample_uri": SAMPLE_URI}},
+        "DescribeModelPackage": {
+            "CustomerMetadataProperties": {"sample_uri": SAMPLE_URI},
+            "ModelApprovalStatus": "Approved",
+            "ApprovalDescription": "reviewed the evaluation report",
+            "LastModifiedBy": {"IamIdentity": {"Arn": APPROVER_SESSION_ARN}},
+        },
+        "RecordApproval": {
+            "Payload": {"approved_by": APPROVER_SESSION_ARN, "reason": "reviewed the evaluation report"}
+        },
         "FindExistingEndpoint": {"Endpoints": [{"EndpointName": name} for name in existing]},
         "DescribeEndpoint": {
             "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}",
@@ -214,7 +224,11 @@ def test_deploy_creates_a_missing_endpoint_then_scales_smoke_tests_and_tags(
     assert variant["InitialInstanceCount"] == 2  # a number, from the "2" of ${EndpointInstanceCount}
     assert requests["CreateEndpoint"]["EndpointConfigName"] == f"{EXECUTION}-cfg"
     assert requests["SmokeTest"]["Payload"] == {"endpoint_name": ENDPOINT, "sample_uri": SAMPLE_URI}
-    assert requests["TagEndpoint"]["Tags"] == [{"Key": "mlops:model-package-arn", "Value": PACKAGE_ARN}]
+    assert requests["TagEndpoint"]["Tags"] == [
+        {"Key": "mlops:model-package-arn", "Value": PACKAGE_ARN},
+        {"Key": "mlops:approved-by", "Value": APPROVER_SESSION_ARN},
+        {"Key": "mlops:approval-reason", "Value": "reviewed the evaluation report"},
+    ]
 
 
 def test_deploy_updates_an_existing_endpoint_blue_green(deploy_definition: dict[str, Any]) -> None:
@@ -315,6 +329,7 @@ def test_a_failing_failure_notification_still_ends_in_the_named_fail(training_de
 
 DEPLOY_FAILURES = [
     ("DescribeModelPackage", [], "DeploymentFailed"),
+    ("RecordApproval", [], "DeploymentFailed"),
     ("CreateModel", [], "DeploymentFailed"),
     ("CreateEndpointConfig", [], "DeploymentFailed"),
     ("FindExistingEndpoint", [], "DeploymentFailed"),
