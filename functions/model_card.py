@@ -19,6 +19,7 @@ and a re-approved rejected model needs a reviewer's look, so the function keeps 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -98,14 +99,23 @@ class ModelPackageStateChangeEvent(EventBridgeModel):
 # ---- reading what the card is made of -----------------------------------------------------------------------------
 
 
-def _read_json_object(s3_client: Any, uri: str, what: str) -> dict[str, Any]:
+def _read_json_object(
+    s3_client: Any, uri: str, what: str, version_id: str | None = None, sha256: str | None = None
+) -> dict[str, Any]:
+    """The JSON object at `uri` (that version, when given); with `sha256`, only when its bytes hash to it."""
     bucket, key = split_s3_uri(uri)
+    versioned = {"VersionId": version_id} if version_id else {}
     try:
-        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = s3_client.get_object(Bucket=bucket, Key=key, **versioned)["Body"].read()
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in MISSING_OBJECT_CODES:
             raise
         raise ModelCardError(f"the {what} {uri} does not exist") from None
+    if sha256 and hashlib.sha256(body).hexdigest() != sha256:
+        raise ModelCardError(
+            f"the {what} {uri} (version {version_id or 'latest'}) does not hash to the SHA-256 the model package "
+            f"records ({sha256}): it is not the document registered with the package"
+        )
     try:
         document = json.loads(body)
     except json.JSONDecodeError as error:
@@ -132,10 +142,19 @@ def read_evaluation(s3_client: Any, package: dict[str, Any]) -> tuple[str, dict[
 
 def read_lineage(s3_client: Any, package: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(URI, manifest) of the package's lineage manifest, or None when the package names none."""
-    uri = (package.get("CustomerMetadataProperties") or {}).get("lineage_manifest_uri")
+    properties = package.get("CustomerMetadataProperties") or {}
+    uri = properties.get("lineage_manifest_uri")
     if not uri:
         return None
-    return uri, _read_json_object(s3_client, uri, "lineage manifest")
+    # The version registered with the package, checked against its recorded SHA-256 (functions/lineage_manifest.py).
+    manifest = _read_json_object(
+        s3_client,
+        uri,
+        "lineage manifest",
+        version_id=properties.get("lineage_manifest_version_id"),
+        sha256=properties.get("lineage_manifest_sha256"),
+    )
+    return uri, manifest
 
 
 def describe_training_job(sagemaker_client: Any, package: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from mlops.stack_target import StackTarget, StackTargetError, default_stack_name, stack_target
+from mlops.stack_target import StackTarget, StackTargetError, add_stack_name_argument, stack_target
 
 APPROVED = "Approved"
 REJECTED = "Rejected"
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments `approve` and `reject` share."""
     parser.add_argument("package", help="model package ARN, <group>/<version>, or a version of the stack's group")
     parser.add_argument("--reason", required=True, help="why (recorded as the package's ApprovalDescription)")
-    parser.add_argument("--stack-name", default=None, help="the stack (default: AWS_SAM_STACK_NAME or samconfig.toml)")
+    add_stack_name_argument(parser)
     parser.add_argument("--mfa-serial", default=None, help="your MFA device's serial number or ARN, when required")
     parser.add_argument("--mfa-token", default=None, help="the current code of that MFA device")
 
@@ -185,7 +185,7 @@ def approval_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`mlops approve` / `mlops reject`: prints what it did to `out`; errors name what is wrong on `err` (exit 1)."""
     status = APPROVED if args.command == "approve" else REJECTED
     try:
-        target = stack_target(args.stack_name or default_stack_name())
+        target = stack_target(args.stack_name)
         decision = decide(
             target, args.package, status, args.reason, mfa_serial=args.mfa_serial, mfa_token=args.mfa_token
         )

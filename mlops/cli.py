@@ -12,6 +12,7 @@ from typing import Any
 from contract.project import PROJECT_ROOT
 from emulator.commands.datasets import BUNDLED_DATASETS
 from emulator.commands.drift_summary import DEFAULT_SHIFT
+from mlops.stack_target import add_stack_name_argument
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,15 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         "--since", default=None, metavar="DURATION_OR_TIME", help="only events since 30m, 12h, 7d, 2w or an ISO time"
     )
     audit.add_argument("--json", action="store_true", help="print the events as JSON")
-    audit.add_argument(
-        "--stack-name", default=None, help="the stack (default: AWS_SAM_STACK_NAME, else samconfig.toml)"
-    )
+    add_stack_name_argument(audit)
 
     lineage = sub.add_parser(
         "lineage", help="a model's complete lineage (data versions, code, image, parameters, jobs, approval)"
     )
     lineage.add_argument("target", metavar="ENDPOINT_OR_PACKAGE", help="an endpoint name or a model package ARN")
-    lineage.add_argument("--stack-name", default=None, help="the stack (default: AWS_SAM_STACK_NAME or samconfig.toml)")
+    add_stack_name_argument(lineage)
     lineage.add_argument("--json", action="store_true", help="print the lineage as JSON")
     lineage.add_argument(
         "--training-input",

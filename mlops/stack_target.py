@@ -45,6 +45,13 @@ class StackTarget:
             ) from None
 
 
+def add_stack_name_argument(parser: Any) -> None:
+    """`--stack-name`, the same for every governance command."""
+    parser.add_argument(
+        "--stack-name", default=None, help=f"the stack (default: {STACK_NAME_VARIABLE}, else samconfig.toml's)"
+    )
+
+
 def default_stack_name(samconfig_path: Any = None) -> str:
     """AWS_SAM_STACK_NAME when set, else the stack `sam deploy` deploys by default (samconfig.toml)."""
     named = os.environ.get(STACK_NAME_VARIABLE, "").strip()

@@ -6,6 +6,7 @@ SageMaker does and moto does not); S3 and DynamoDB are moto.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,8 +155,9 @@ def test_a_lineage_manifest_puts_the_data_objects_code_and_image_in_the_card(sta
         "code": {"sourcedir_sha256": "cd" * 32, "commit": "0123abc"},
         "image": {"uri": "xgboost:3.0-5"},
     }
-    stack.put_object(Bucket=ARTIFACTS, Key=LINEAGE_URI.removeprefix(f"s3://{ARTIFACTS}/"), Body=json.dumps(manifest))
-    package = _register(lineage_manifest_uri=LINEAGE_URI, lineage_manifest_sha256="ef" * 32)
+    body = json.dumps(manifest).encode()
+    stack.put_object(Bucket=ARTIFACTS, Key=LINEAGE_URI.removeprefix(f"s3://{ARTIFACTS}/"), Body=body)
+    package = _register(lineage_manifest_uri=LINEAGE_URI, lineage_manifest_sha256=hashlib.sha256(body).hexdigest())
 
     model_card.handler({"model_package_arn": package}, lambda_context)
 
@@ -166,6 +168,15 @@ def test_a_lineage_manifest_puts_the_data_objects_code_and_image_in_the_card(sta
     assert custom["lineage_manifest_uri"] == LINEAGE_URI
     assert json.loads(custom["lineage_code"])["commit"] == "0123abc"
     assert content_problems(content) == []
+
+
+def test_a_lineage_manifest_that_does_not_hash_to_the_registered_sha256_makes_no_card(stack, lambda_context):
+    body = json.dumps({"data_objects": []}).encode()
+    stack.put_object(Bucket=ARTIFACTS, Key=LINEAGE_URI.removeprefix(f"s3://{ARTIFACTS}/"), Body=body)
+    package = _register(lineage_manifest_uri=LINEAGE_URI, lineage_manifest_sha256="ef" * 32)
+
+    with pytest.raises(model_card.ModelCardError, match="does not hash to the SHA-256 the model package records"):
+        model_card.handler({"model_package_arn": package}, lambda_context)
 
 
 def test_the_card_status_follows_approval_and_rejection(stack, lambda_context):
