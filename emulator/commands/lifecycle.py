@@ -33,8 +33,8 @@ from emulator.commands.datasets import (
 )
 from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
 from emulator.commands.report_bias import bias_summary_line
-from emulator.commands.report_model_card import model_card_summary_line, registered_model_card
 from emulator.commands.report_lineage import lineage_summary_lines, read_lineage
+from emulator.commands.report_model_card import model_card_summary_line, registered_model_card
 from emulator.history import (
     CAUGHT,
     FAILED,

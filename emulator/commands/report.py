@@ -15,8 +15,8 @@ from typing import Any
 
 from emulator.commands.console import format_duration
 from emulator.commands.report_bias import render_bias_section
-from emulator.commands.report_model_card import render_model_card_section
 from emulator.commands.report_lineage import render_lineage_manifest_section
+from emulator.commands.report_model_card import render_model_card_section
 from emulator.commands.report_monitoring import MonitoringView, render_monitoring_section
 from emulator.history import CAUGHT, FAILED, NOT_RUN, RUNNING, SUCCEEDED, StateRun
 
