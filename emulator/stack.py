@@ -57,6 +57,7 @@ from emulator.stack_spec import (
     StackDeployError,
     StateMachineSpec,
 )
+from emulator.template_rules import TemplateRuleError, check_rules, parameter_values
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,19 @@ def deploy_stack(
         statemachines_dir=statemachines_dir.resolve() if statemachines_dir else None,
     )
     template = read_template(template_path)
+    try:
+        check_rules(
+            template,
+            parameter_values(template, parameter_overrides),
+            {
+                "AWS::AccountId": LOCAL_ACCOUNT_ID,
+                "AWS::Region": region,
+                "AWS::StackName": stack_name,
+                "AWS::Partition": "aws",
+            },
+        )
+    except TemplateRuleError as error:
+        raise StackDeployError(f"CloudFormation refuses stack {stack_name}'s parameters: {error}") from None
     deployment.stage_local_artifacts(template, root)
     transformed = _transform(template, parameter_overrides, region)
     parameters = {key: str(value) for key, value in parameter_overrides.items()}
