@@ -9,8 +9,10 @@ The Step Functions intrinsics can split a string but cannot join or replace, so 
 The approver is the package's `LastModifiedBy` (who last changed its approval), else its `CreatedBy` (an auto
 approval: the training state machine registered it `Approved`), else `not-recorded`; the reason is its
 `ApprovalDescription`, else (auto mode only) a sentence saying the stack approves automatically. The deploy state
-machine has already refused a manual approval without an approver of the approver role or without a reason.
-Raises `InvalidPayloadError` for a bad payload.
+machine has already refused a manual approval without an approver of the approver role or without a reason; a
+manual approval whose reason is only white space, which no Choice rule can tell from a reason, is refused here
+with `ApprovalReasonBlank` (the state machine's ApprovalWithoutReason path). Raises `InvalidPayloadError` for a bad
+payload.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ _TAG_VALUE_PUNCTUATION = frozenset("_.:/=+-@")
 _TRUNCATION_MARK = "..."
 NOT_RECORDED = "not-recorded"
 AUTO_APPROVAL_REASON = "ApprovalMode auto: the stack approves every model that passes its gates"
+
+
+class ApprovalReasonBlank(Exception):
+    """A manual approval whose ApprovalDescription is only white space: approved without a reason."""
 
 
 class ApprovalTagsRequest(BaseModel):
@@ -58,8 +64,13 @@ def approval_tags(request: ApprovalTagsRequest) -> dict[str, str]:
     package = request.model_package
     approver = _identity_arn(package, "LastModifiedBy") or _identity_arn(package, "CreatedBy") or NOT_RECORDED
     reason = str(package.get("ApprovalDescription") or "").strip()
+    if not reason and request.approval_mode == "manual":
+        raise ApprovalReasonBlank(
+            f"model package {package.get('ModelPackageArn')} was approved by {approver} with a reason of only white "
+            "space: approve it again with a reason (mlops approve --reason)"
+        )
     if not reason:
-        reason = AUTO_APPROVAL_REASON if request.approval_mode == "auto" else NOT_RECORDED
+        reason = AUTO_APPROVAL_REASON
     return {"approved_by": tag_value(approver), "reason": tag_value(reason)}
 
 

@@ -54,6 +54,8 @@ APPROVED_BY_TAG = "mlops:approved-by"
 APPROVAL_REASON_TAG = "mlops:approval-reason"
 APPROVER_ARN = "$.model_package.LastModifiedBy.IamIdentity.Arn"
 APPROVAL_DESCRIPTION = "$.model_package.ApprovalDescription"
+# functions/approval_tags.py's error for a manual approval whose reason is only white space.
+BLANK_REASON_ERROR = "ApprovalReasonBlank"
 # Where the traffic-shifting policy chosen by fleet size waits for UpdateEndpoint's DeploymentConfig.
 TRAFFIC_ROUTING = "$.deployment.traffic_routing"
 
@@ -101,7 +103,7 @@ def build_deploy_definition(config: PipelineConfig) -> dict[str, Any]:
         deployment_failed,
         retry,
     )
-    check_approval = _approval_check(config, then=guard(_approval_tags_step(), deployment_failed, retry))
+    check_approval = _approval_check(config, record=_approval_tags_step(), failed=deployment_failed)
     create_model = guard(_create_model_step(), deployment_failed, retry)
     create_config = guard(_endpoint_config_step(config), deployment_failed, retry)
     find_endpoint = guard(
@@ -194,14 +196,15 @@ class _ApprovalCheck:
         self.then = then
 
 
-def _approval_check(config: PipelineConfig, then: steps.State) -> _ApprovalCheck:
+def _approval_check(config: PipelineConfig, record: steps.LambdaStep, failed: FailurePath) -> _ApprovalCheck:
     """Deploys only an approved package and, in manual mode, only one an independent reviewer approved with a reason.
 
     Separation of duties: in manual mode the package's `LastModifiedBy` (who last changed its approval) must be
     a session of the stack's ApproverRole, positive evidence rather than "not a pipeline role", and its
     `ApprovalDescription` must not be empty. Auto mode (dev) registers packages `Approved` itself, so there is no
-    reviewer to check; `then` (the tags Lambda) still records who and why. Each refusal notifies and ends in its
-    own named Fail. The rules run in order and the first match wins, so a member is compared only after an
+    reviewer to check; `record` (the tags Lambda) still records who and why, and refuses, as `ApprovalReasonBlank`,
+    a manual approval whose reason is only white space (no Choice rule can tell). Each refusal notifies and ends in
+    its own named Fail. The rules run in order and the first match wins, so a member is compared only after an
     earlier rule has found it present.
     """
     retry = config.retry
@@ -233,6 +236,11 @@ def _approval_check(config: PipelineConfig, then: steps.State) -> _ApprovalCheck
         retry,
         reason=("approved by {} with no ApprovalDescription", APPROVER_ARN),
     )
+    # Before guard's States.ALL: a blank reason is refused by name, not as a deployment error.
+    record.add_catch(
+        steps.Catch(error_equals=[BLANK_REASON_ERROR], result_path="$.error", next_step=without_reason.notify)
+    )
+    then = guard(record, failed, retry)
     read_mode = steps.Pass("ReadApprovalMode", result={"mode": APPROVAL_MODE}, result_path="$.approval")
     check = steps.Choice("CheckApproval")
     rule = steps.ChoiceRule

@@ -9,6 +9,7 @@ from approval_tags import (
     AUTO_APPROVAL_REASON,
     NOT_RECORDED,
     TAG_VALUE_MAX_LENGTH,
+    ApprovalReasonBlank,
     ApprovalTagsRequest,
     approval_tags,
     tag_value,
@@ -63,3 +64,12 @@ def test_the_approver_is_the_last_modifier_then_the_creator_then_not_recorded() 
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="approval_mode"):
         _request("sometimes")
+
+
+def test_a_manual_approval_whose_reason_is_only_white_space_is_refused() -> None:
+    approver = {"IamIdentity": {"Arn": "arn:aws:sts::1:assumed-role/Approver/jane"}}
+    for blank in (" ", "\t\n ", "\u2003"):
+        with pytest.raises(ApprovalReasonBlank, match="assumed-role/Approver/jane with a reason of only white space"):
+            approval_tags(_request("manual", LastModifiedBy=approver, ApprovalDescription=blank))
+    # Auto mode has no reviewer's reason to check: it records the stack's own.
+    assert approval_tags(_request("auto", ApprovalDescription=" "))["reason"] == AUTO_APPROVAL_REASON

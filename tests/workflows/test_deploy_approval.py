@@ -79,6 +79,20 @@ def test_endpoint_is_tagged_with_the_approver_and_the_reason(deploy_definition: 
     assert tags["mlops:approval-reason"] == "$.approval_tags.Payload.reason"
 
 
+def test_a_reason_of_only_white_space_is_refused_by_name_before_any_other_error(
+    deploy_definition: dict[str, Any],
+) -> None:
+    # No Choice rule can tell white space from a reason: the tags function refuses it (functions/approval_tags.py).
+    catches = deploy_definition["States"]["RecordApproval"]["Catch"]
+
+    assert catches[0] == {
+        "ErrorEquals": ["ApprovalReasonBlank"],
+        "ResultPath": "$.error",
+        "Next": "NotifyApprovalWithoutReason",
+    }
+    assert catches[-1]["ErrorEquals"] == ["States.ALL"]
+
+
 # ---- the check on moto's engine, with every Task stubbed (stubbed_engine.py) --------------------------------------
 
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-dev-breast-cancer/3"
