@@ -111,7 +111,7 @@ def test_function_handlers_read_every_function_of_the_template() -> None:
     assert handlers["MlCodePublisherFunction"] == "publisher.handler"
     assert handlers["MonitoringWindowFunction"] == "monitoring_window.handler"
     assert handlers["ApprovalTagsFunction"] == "approval_tags.handler"
-    assert len(handlers) == 9
+    assert len(handlers) == 13
 
 
 def _package(build_dir: Path, logical_id: str, source: str) -> None:

@@ -282,6 +282,7 @@ def test_contract_lists_the_stacks_functions() -> None:
         "PublishMonitoringMetricsFunction",
         "ModelCardFunction",
         "AuditRecorderFunction",
+        "ApprovalTagsFunction",
     }
 
 

@@ -44,6 +44,7 @@ def _training_results(
             "Payload": {"manifest_uri": MANIFEST_URI, "manifest_sha256": "ab" * 32, "manifest_version_id": "v1"}
         },
         "RegisterModelPackage": {"ModelPackageArn": PACKAGE_ARN},
+        "CreateModelCard": {"Payload": {"model_card_name": "mlops-dev-breast-cancer-1", "action": "created"}},
     }
 
 
@@ -68,6 +69,7 @@ def test_training_without_tuning_registers_a_model_that_passes_the_gate(training
         "BiasGate",
         "WriteLineageManifest",
         "RegisterModelPackage",
+        "CreateModelCard",
         "NotifyModelRegistered",
         "ModelRegistered",
     ]
@@ -281,6 +283,7 @@ TRAINING_FAILURES = [
     ("EvaluationReport", {}, "EvaluationFailed"),
     ("WriteLineageManifest", {}, "LineageFailed"),
     ("RegisterModelPackage", {}, "RegistrationFailed"),
+    ("CreateModelCard", {}, "ModelCardFailed"),
 ]
 
 
@@ -292,7 +295,9 @@ def test_a_failing_training_task_is_notified_with_its_error_then_fails_by_name(
     assert run.status == "FAILED"
     assert run.error == fail
     explained = (
-        [f"Explain{fail}", f"Explain{fail}FromError"] if fail not in ("RegistrationFailed", "LineageFailed") else []
+        [f"Explain{fail}", f"Explain{fail}FromError"]
+        if fail not in ("RegistrationFailed", "LineageFailed", "ModelCardFailed")
+        else []
     )
     assert run.visited[-3 - len(explained) :] == [task, *explained, f"Notify{fail}", fail]
     # A short message: what failed, the caught error's name, the execution; no state, so no ARNs of resources.
@@ -310,7 +315,7 @@ def test_a_failing_success_notification_fails_the_training_as_notification_faile
 ) -> None:
     run = run_stubbed(training_definition, _training_results(0.97), {}, EXECUTION, failing=["NotifyModelRegistered"])
     assert run.error == "NotificationFailed"
-    assert run.visited[-3:] == ["RegisterModelPackage", "NotifyModelRegistered", "NotificationFailed"]
+    assert run.visited[-3:] == ["CreateModelCard", "NotifyModelRegistered", "NotificationFailed"]
 
 
 def test_a_failing_failure_notification_still_ends_in_the_named_fail(training_definition: dict[str, Any]) -> None:
