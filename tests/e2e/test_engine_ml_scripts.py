@@ -109,6 +109,7 @@ def stack(runtime: Any, bucket: str) -> dict[str, str]:
         "EvaluationReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:evaluation-report",
         "SnapshotTrainingDataFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:snapshot",
         "LineageManifestFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:lineage-manifest",
+        "ModelCardFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:model-card",
         "GovernanceBucket": bucket,
         "SourceCommit": "0123456789abcdef0123456789abcdef01234567",
     }
