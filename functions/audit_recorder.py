@@ -111,7 +111,7 @@ class ModelPackageDetail(BaseModel):
     ModelApprovalStatus: str
     ModelPackageVersion: int | None = None
     ApprovalDescription: str = ""
-    # An epoch-milliseconds number in AWS's event, ISO text in the twin's: kept as given, for the key.
+    # Epoch milliseconds, as SageMaker's events give times (text also accepted): kept as given, for the key.
     LastModifiedTime: int | str | None = None
     CreationTime: int | str | None = None
     LastModifiedBy: _UserContext | None = None

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +180,8 @@ class SageMakerStore:
             "time": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": self.region,
             "resources": resources,
-            "detail": json.loads(
-                json.dumps(detail, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
-            ),
+            # SageMaker's events give times as epoch milliseconds (`"CreationTime": 1583831889050`), not as text.
+            "detail": json.loads(json.dumps(detail, default=_event_value)),
         }
         self._events(event)
 
@@ -373,3 +372,11 @@ class SageMakerStore:
                 if tag["Key"] not in set(params.get("TagKeys", []))
             ]
         return {}
+
+
+def _event_value(value: Any) -> Any:
+    """A detail value JSON cannot hold, as SageMaker's events spell it: a time in epoch milliseconds, else text."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return round(moment.timestamp() * 1000)
+    return str(value)

@@ -96,3 +96,15 @@ def test_a_key_the_twin_did_not_issue_records_nobody(runtime: Any) -> None:
     # Not the approver's session: the last change was made by a caller the twin cannot name.
     assert "LastModifiedBy" not in package
     assert package["ModelApprovalStatus"] == "Rejected"
+
+
+def test_the_package_state_change_event_gives_times_in_epoch_milliseconds_as_sagemaker_does(runtime: Any) -> None:
+    client = boto3.client("sagemaker", region_name=REGION)
+    arn = _package(client, "times")
+    described = client.describe_model_package(ModelPackageName=arn)
+
+    events = [event for event in runtime.events if event["detail-type"] == "SageMaker Model Package State Change"]
+    detail = events[-1]["detail"]
+
+    assert isinstance(detail["CreationTime"], int)
+    assert detail["CreationTime"] == round(described["CreationTime"].timestamp() * 1000)
