@@ -21,8 +21,8 @@ import unicodedata
 from typing import TYPE_CHECKING, Any, Literal
 
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import InvalidPayloadError
-from pydantic import BaseModel, ValidationError
+from common.parsing import validated_request
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -76,11 +76,7 @@ def approval_tags(request: ApprovalTagsRequest) -> dict[str, str]:
 
 @instrumented_handler(correlation_id_path="model_package.ModelPackageArn")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
-    try:
-        request = ApprovalTagsRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("approval_tags", error) from None
+    request = validated_request(ApprovalTagsRequest, event, "approval_tags")
     result = approval_tags(request)
     count_decision("ApprovalTagged")
     logger.info("approval tags", extra={"model_package_arn": request.model_package.get("ModelPackageArn"), **result})

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, split_s3_uri
+from common.parsing import MISSING_OBJECT_CODES, split_s3_uri, validated_request
 from common.settings import EvaluationReportSettings
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -146,11 +146,7 @@ def evaluate_against_champion(
 @instrumented_handler(correlation_id_path="evaluation_uri")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = EvaluationReportSettings.from_env()
-    try:
-        request = EvaluationReportRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("evaluation_report", error) from None
+    request = validated_request(EvaluationReportRequest, event, "evaluation_report")
     try:
         result = evaluate_against_champion(request, settings, boto3.client("s3"), boto3.client("sagemaker"))
     except EvaluationReportError:

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, split_s3_uri
+from common.parsing import MISSING_OBJECT_CODES, split_s3_uri, validated_request
 from common.settings import SettingsError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -291,11 +291,7 @@ def _kms_key_arn() -> str:
 @instrumented_handler(correlation_id_path="execution_name")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     kms_key_arn = _kms_key_arn()
-    try:
-        request = ManifestRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("lineage_manifest", error) from None
+    request = validated_request(ManifestRequest, event, "lineage_manifest")
     result = write_lineage(request, kms_key_arn, boto3.client("s3"), boto3.client("ecr"))
     count_decision("LineageManifestWritten")
     logger.info("lineage manifest written", extra={"result": result})

@@ -32,7 +32,12 @@ from botocore.exceptions import ClientError
 from common.idempotency import idempotency_config, persistence_layer
 from common.naming import model_card_name
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, split_s3_uri, validation_summary
+from common.parsing import (
+    MISSING_OBJECT_CODES,
+    split_s3_uri,
+    validated_request,
+    validation_summary,
+)
 from common.settings import ModelCardSettings
 from pydantic import BaseModel, Field, ValidationError
 
@@ -551,11 +556,7 @@ def _recorded(outcome: dict[str, Any], subject: str) -> dict[str, Any]:
 
 def on_registration(event: dict[str, Any], settings: ModelCardSettings) -> dict[str, Any]:
     """The training state machine's step after RegisterModelPackage: the new package's card."""
-    try:
-        request = RegistrationRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("model_card", error) from None
+    request = validated_request(RegistrationRequest, event, "model_card")
     try:
         outcome = sync_model_card(request.model_package_arn, settings, boto3.client("s3"), boto3.client("sagemaker"))
     except ModelCardError:

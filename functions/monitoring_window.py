@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import InvalidPayloadError, iso_utc, split_s3_uri
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from common.parsing import iso_utc, split_s3_uri, validated_request
+from pydantic import AwareDatetime, BaseModel, Field
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -324,11 +324,7 @@ def find_window(request: MonitoringWindowRequest, sagemaker_client: Any, s3_clie
 
 @instrumented_handler(correlation_id_path="EndpointName")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        request = MonitoringWindowRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("monitoring_window", error) from None
+    request = validated_request(MonitoringWindowRequest, event, "monitoring_window")
     try:
         result = find_window(request, boto3.client("sagemaker"), boto3.client("s3"))
     except MonitoringWindowError:

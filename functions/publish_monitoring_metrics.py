@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, iso_utc, split_s3_uri
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
+from common.parsing import MISSING_OBJECT_CODES, iso_utc, split_s3_uri, validated_request
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -252,11 +252,7 @@ def publish(request: PublishRequest, s3_client: Any, cloudwatch_client: Any, nam
 
 @instrumented_handler(correlation_id_path="EndpointName")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        request = PublishRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("publish_monitoring_metrics", error) from None
+    request = validated_request(PublishRequest, event, "publish_monitoring_metrics")
     try:
         result = publish(request, boto3.client("s3"), boto3.client("cloudwatch"), metrics_namespace())
     except MonitoringReportError:

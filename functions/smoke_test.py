@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError, split_s3_uri
-from pydantic import BaseModel, Field, ValidationError
+from common.parsing import MISSING_OBJECT_CODES, split_s3_uri, validated_request
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -72,11 +72,7 @@ def smoke_test(request: SmokeTestRequest, s3_client: Any, runtime_client: Any) -
 
 @instrumented_handler(correlation_id_path="endpoint_name")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        request = SmokeTestRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("smoke_test", error) from None
+    request = validated_request(SmokeTestRequest, event, "smoke_test")
     try:
         result = smoke_test(request, boto3.client("s3"), boto3.client("sagemaker-runtime"))
     except SmokeTestFailed:

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 from common.observability import count_decision, instrumented_handler, logger
-from common.parsing import MISSING_OBJECT_CODES, InvalidPayloadError
+from common.parsing import MISSING_OBJECT_CODES, validated_request
 from common.settings import SettingsError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -268,11 +268,7 @@ def _result(record: dict[str, Any], record_uri: str, snapshot_uri: str) -> dict[
 @instrumented_handler(correlation_id_path="execution_name")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = SnapshotSettings.from_env()
-    try:
-        request = SnapshotRequest.model_validate(event)
-    except ValidationError as error:
-        count_decision("PayloadRejected")
-        raise InvalidPayloadError.from_validation("training_data_snapshot", error) from None
+    request = validated_request(SnapshotRequest, event, "training_data_snapshot")
     try:
         result = snapshot_training_data(request, settings, boto3.client("s3"))
     except DataLocationError:

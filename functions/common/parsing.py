@@ -1,10 +1,15 @@
-"""Reading what callers send: validation errors as one readable line, the glue payload error, S3 URIs, times."""
+"""Reading what callers send: a validated request or the payload error, errors as one line, S3 URIs, times."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+from common.observability import count_decision
+
+Request = TypeVar("Request", bound=BaseModel)
 
 
 def validation_summary(error: ValidationError) -> str:
@@ -25,6 +30,15 @@ class InvalidPayloadError(ValueError):
 
 # S3 error codes that mean the object a caller named is not there (as opposed to a transient failure).
 MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchBucket"})
+
+
+def validated_request(model: type[Request], event: Any, function: str) -> Request:
+    """`event` as a `model`; else the `PayloadRejected` decision is counted and `InvalidPayloadError` raised."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as error:
+        count_decision("PayloadRejected")
+        raise InvalidPayloadError.from_validation(function, error) from None
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
