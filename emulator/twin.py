@@ -209,6 +209,9 @@ class LocalTwin:
         self._work_dir.mkdir(parents=True, exist_ok=True)
         self._sagemaker = LocalSageMaker(self._work_dir / "sagemaker", self.clock, events=self._route_service_event)
         self._sagemaker.install()
+        # The first jobs' and the first model server's interpreters import their libraries on the other core while the
+        # stack deploys (warm_containers.py).
+        self._sagemaker.prepare_warm_containers()
         # Before the stack deploys, so its alarms start INSUFFICIENT_DATA as on AWS; state changes go to the bus.
         self._alarms = AlarmEvaluator(
             self.clock,

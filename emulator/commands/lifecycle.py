@@ -21,7 +21,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contract.pipeline_config import PipelineConfig, load_pipeline_config
-from contract.project import ML_DIR, PROJECT_ROOT
+from contract.project import PROJECT_ROOT
 from emulator.commands.console import ProgressPrinter, format_duration
 from emulator.commands.datasets import (
     BUNDLED_DATASETS,
@@ -42,7 +42,6 @@ from emulator.history import (
     short_cause,
     state_totals,
 )
-from emulator.sagemaker_local.job_warmup import job_library_warmup
 from emulator.sagemaker_local.s3io import split_s3_uri
 
 if TYPE_CHECKING:
@@ -261,20 +260,18 @@ def _written_statemachines(statemachines: dict[str, str] | None, work: Path) -> 
 def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = None) -> Iterator[LocalTwin]:
     """The local twin of the stack, started, after saying what it deployed; closed on exit."""
     started = time.monotonic()
-    # On a first run the job code's libraries compile on the other core while moto imports (job_warmup says why).
-    with job_library_warmup(ML_DIR):
-        # Imported here: importing moto takes seconds, and bad input is refused before any twin is needed.
-        from emulator.twin import LocalTwin
+    # Imported here: importing moto takes seconds, and bad input is refused before any twin is needed.
+    from emulator.twin import LocalTwin
 
-        with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir) as twin:
-            stack = twin.stack
-            print(
-                f"local twin up in {format_duration(time.monotonic() - started)}: stack {stack.stack_name}, "
-                f"{len(stack.resources)} resources ({len(stack.emulated)} emulated by the twin, {len(stack.skipped)} "
-                "left out)",
-                file=out,
-            )
-            yield twin
+    with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir) as twin:
+        stack = twin.stack
+        print(
+            f"local twin up in {format_duration(time.monotonic() - started)}: stack {stack.stack_name}, "
+            f"{len(stack.resources)} resources ({len(stack.emulated)} emulated by the twin, {len(stack.skipped)} "
+            "left out)",
+            file=out,
+        )
+        yield twin
 
 
 def run_lifecycle(

@@ -26,10 +26,12 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from emulator.sagemaker_local.callers import caller_identity
+from emulator.sagemaker_local.containers import CONTAINER_ROOT, container_environment
 from emulator.sagemaker_local.errors import SageMakerError
 from emulator.sagemaker_local.hosting import HostingAPIs
 from emulator.sagemaker_local.jobs_api import JobAPIs
 from emulator.sagemaker_local.model_cards import REFUSED_OPERATIONS, ModelCardAPIs
+from emulator.sagemaker_local.model_server import CONTAINER_MODEL_DIR, server_environment
 from emulator.sagemaker_local.registry import CALLER_RECORDING_OPERATIONS, ModelRegistryAPIs
 
 # Real seconds close() waits, in all, for the job and endpoint threads once their processes are killed.
@@ -162,6 +164,18 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
 
         self._patches.replace(SageMakerModelBackend, "iter_tagged_resources", iter_tagged_resources)
 
+    def prepare_warm_containers(self) -> None:
+        """Starts, in the background, a warm container for each container the lifecycle starts first.
+
+        A network-isolated processing job, a training job on every core, a network-isolated model server: what the
+        stack's state machines run (warm_containers.py says what a warm container is and when one is used).
+        """
+        job_mounts = [CONTAINER_ROOT]
+        self.warm_containers.prepare(job_mounts, True, container_environment({}))
+        training_threads = {"OMP_NUM_THREADS": str(self._cpus_per_training(1))}
+        self.warm_containers.prepare(job_mounts, True, container_environment(training_threads))
+        self.warm_containers.prepare([CONTAINER_MODEL_DIR], True, server_environment({}))
+
     def uninstall(self) -> None:
         """Give moto its own SageMaker responses back."""
         self._patches.undo()
@@ -191,6 +205,7 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
         for record in records:
             if record.container is not None:
                 record.container.kill()
+        self.warm_containers.close()
         deadline = time.monotonic() + JOIN_SECONDS
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))

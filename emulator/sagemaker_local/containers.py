@@ -7,16 +7,21 @@ of `sandbox.py` where this machine can run it.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from emulator.sagemaker_local.sandbox import CONTAINER_ROOT, PROJECT_ROOT, container_launch, start_process
 
+if TYPE_CHECKING:
+    from emulator.sagemaker_local.warm_containers import WarmContainer, WarmContainerPool
+
+logger = logging.getLogger(__name__)
 # The job environment `make run` and `make test` install (Makefile JOB_VENV).
 JOB_VENV = PROJECT_ROOT / ".venv-job"
 
@@ -40,6 +45,11 @@ def container_path_environment() -> dict[str, str]:
     return {"PATH": os.pathsep.join([str(Path(job_python()).parent), os.environ.get("PATH", "")])}
 
 
+def container_environment(variables: Mapping[str, str]) -> dict[str, str]:
+    """A job process's whole environment: the twin's, the job environment's PATH, unbuffered output, `variables`."""
+    return {**os.environ.copy(), **container_path_environment(), "PYTHONUNBUFFERED": "1", **variables}
+
+
 def rewrite_container_paths(value: Any, root: Path) -> Any:
     """Replace the `/opt/ml` prefix in every string of `value` (str, list, dict) with the job's root directory."""
     if isinstance(value, str):
@@ -56,6 +66,7 @@ class ContainerProcess:
 
     `command`, `container_cwd` and `environment` use container paths; `mounts` maps each container path the job
     writes (`/opt/ml`) to its host folder. With `network_isolation` (EnableNetworkIsolation) the job has no network.
+    With `warm_pool` the job starts in a warm container of that pool where one may take it (warm_containers.py).
     """
 
     def __init__(
@@ -67,15 +78,17 @@ class ContainerProcess:
         mounts: Mapping[str, Path],
         *,
         network_isolation: bool = False,
+        warm_pool: WarmContainerPool | None = None,
     ) -> None:
-        full_environment = {
-            **os.environ.copy(),
-            **container_path_environment(),
-            "PYTHONUNBUFFERED": "1",
-            **environment,
-        }
+        full_environment = container_environment(environment)
         launch = container_launch(command, container_cwd, full_environment, mounts, network_isolation=network_isolation)
         self._launch = launch
+        self._container_command = list(command)
+        self._container_cwd = container_cwd
+        self._container_environment = full_environment
+        self._mounts = dict(mounts)
+        self._network_isolation = network_isolation
+        self._warm_pool = warm_pool
         self.command = launch.command
         self.cwd = launch.cwd
         self.environment = launch.environment
@@ -92,23 +105,62 @@ class ContainerProcess:
         `runtime_exceeded` is set, as SageMaker ends a job at its StoppingCondition.
         """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        warm = None
+        if self._warm_pool is not None:
+            warm = self._warm_pool.claim(
+                self._container_command, self._mounts, self._network_isolation, self._container_environment
+            )
         with self.log_path.open("wb") as log:
             with self._lock:
                 if self._killed:
+                    if warm is not None:
+                        warm.discard()
                     return -signal.SIGKILL
-                try:
-                    self._process = start_process(
-                        self._launch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                    )
-                except OSError as error:
-                    log.write(f"Cannot start {self.command[0]!r}: {error}\n".encode())
-                    return 127
+                if warm is not None:
+                    self._process = warm.process
+            if warm is not None and not self._hand_over(warm, log):
+                with self._lock:
+                    self._process = None
+                warm = None
+            if warm is None:
+                with self._lock:
+                    if self._killed:
+                        return -signal.SIGKILL
+                    try:
+                        self._process = start_process(
+                            self._launch,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
+                    except OSError as error:
+                        log.write(f"Cannot start {self.command[0]!r}: {error}\n".encode())
+                        return 127
+            assert self._process is not None
             try:
                 return self._process.wait(timeout=max_runtime_seconds)
             except subprocess.TimeoutExpired:
                 self.runtime_exceeded = True
                 self.kill()
                 return self._process.wait()
+
+    def _hand_over(self, warm: WarmContainer, log: BinaryIO) -> bool:
+        """Gives the job to `warm`; False (the log emptied again) when it cannot take it and the job starts cold."""
+        refusal = warm.start(
+            self._container_command,
+            self._container_cwd,
+            self._container_environment,
+            [(log.fileno(), 1), (log.fileno(), 2)],
+            log,
+        )
+        if refusal is None:
+            return True
+        logger.warning("Starting %s cold: %s", self.log_path.name, refusal)
+        warm.discard()
+        log.seek(0)
+        log.truncate()
+        return False
 
     def kill(self) -> None:
         """Kill the job's whole process group (a shell entrypoint's children too)."""

@@ -192,6 +192,7 @@ class HostingAPIs(SageMakerStore):
                     environment,
                     variant_dir / "server.log",
                     network_isolation=bool(model.get("EnableNetworkIsolation")),
+                    warm_pool=self.warm_containers,
                 )
         except Exception:
             for server in servers.values():

@@ -1,11 +1,10 @@
-"""Compiles the job code's libraries in the background, while the twin starts, on a first run.
+"""The libraries the job code imports, and their bytecode, written once on a first run.
 
-A fresh job environment (`.venv-job`) holds no bytecode: the first job of a first `mlops run` would compile pandas,
-scikit-learn and xgboost (seconds of CPU) while the lifecycle waits for it, and a sandboxed job cannot even keep what
-it compiled (the job environment is read-only in the sandbox). Importing them once with the job environment's
-interpreter, outside the sandbox, in a separate, low-priority process as the twin starts writes that bytecode on the
-machine's other core instead. Only bytecode files are written: the jobs themselves still start as fresh processes
-that import everything they use.
+A fresh job environment (`.venv-job`) holds no bytecode, and a sandboxed process cannot write any (the job
+environment is read-only in the sandbox): every job and warm container would compile pandas, scikit-learn and
+xgboost again, seconds of CPU each. `compile_job_libraries` imports them once with the job environment's interpreter,
+outside the sandbox, before the first warm container starts (warm_containers.py), on the machine's other core while
+the twin starts.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from emulator.sagemaker_local.containers import JOB_VENV, JobEnvironmentMissing, job_python
@@ -60,49 +58,30 @@ def needs_compiling(modules: list[str], site_dirs: Sequence[Path] | None = None)
     return pending
 
 
-@contextmanager
-def job_library_warmup(code_dir: Path) -> Iterator[None]:
-    """Imports the job code's uncompiled libraries in a background process for as long as the block runs.
+def compile_job_libraries(code_dir: Path) -> None:
+    """Imports the job code's uncompiled libraries once, outside the sandbox, so their bytecode is written.
 
-    Nothing is started when this interpreter writes no bytecode (PYTHONDONTWRITEBYTECODE, as the tests run) or when
-    everything is compiled already. A warm-up still running at the end of the block is stopped; the bytecode it
-    wrote so far is kept (each file is written whole).
+    Nothing runs when this interpreter writes no bytecode (PYTHONDONTWRITEBYTECODE, as the tests run), when the job
+    environment is missing, or when everything is compiled already. It runs at low priority: the twin's own start
+    comes first on a busy machine.
     """
-    process = _start_warmup(code_dir)
-    try:
-        yield
-    finally:
-        _stop_warmup(process)
-
-
-def _start_warmup(code_dir: Path) -> subprocess.Popen[bytes] | None:
     if sys.dont_write_bytecode:
-        return None
+        return
     modules = needs_compiling(third_party_imports(code_dir))
     if not modules:
-        return None
+        return
     try:
         python = job_python()
     except JobEnvironmentMissing:
-        return None  # every job fails naming the missing environment; nothing to compile for
+        return  # every job fails naming the missing environment; nothing to compile for
     program = (
         f"import importlib, os\nos.nice({_NICENESS})\nfor module in {modules!r}:\n"
         "    try:\n        importlib.import_module(module)\n    except ImportError:\n        pass\n"
     )
-    return subprocess.Popen(
+    subprocess.run(
         [python, "-c", program],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        check=False,
     )
-
-
-def _stop_warmup(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

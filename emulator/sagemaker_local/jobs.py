@@ -28,6 +28,7 @@ from emulator.sagemaker_local.containers import (
 )
 from emulator.sagemaker_local.model_server import ModelServer
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball, inside_destination, tar_directory
+from emulator.sagemaker_local.warm_containers import WarmContainerPool
 
 CURRENT_HOST = "algo-1"
 UpdateRecord = Callable[..., None]
@@ -115,10 +116,13 @@ class SecondaryStatusTracker:
 class JobRunner:
     """What every job kind shares: the clock, S3 staging, and where job directories live."""
 
-    def __init__(self, clock: Clock, stager: S3Stager, work_dir: Path) -> None:
+    def __init__(
+        self, clock: Clock, stager: S3Stager, work_dir: Path, warm_pool: WarmContainerPool | None = None
+    ) -> None:
         self.clock = clock
         self.stager = stager
         self.work_dir = work_dir
+        self.warm_pool = warm_pool
 
     def job_root(self, kind: str, name: str) -> Path:
         root = self.work_dir / kind / name
@@ -172,6 +176,7 @@ class TrainingRunner(JobRunner):
                 root / "logs" / "training.log",
                 {CONTAINER_ROOT: root},
                 network_isolation=bool(description.get("EnableNetworkIsolation")),
+                warm_pool=self.warm_pool,
             )
             record.container = container
             if record.stop_requested:
@@ -365,6 +370,7 @@ class ProcessingRunner(JobRunner):
                 root / "logs" / "processing.log",
                 {CONTAINER_ROOT: root},
                 network_isolation=bool((description.get("NetworkConfig") or {}).get("EnableNetworkIsolation")),
+                warm_pool=self.warm_pool,
             )
             record.container = container
             if record.stop_requested:
@@ -463,7 +469,11 @@ class TransformRunner(JobRunner):
         try:
             root = self.job_root("transform", description["TransformJobName"])
             server = ModelServer(
-                model_dir, model_environment, root / "logs" / "model-server.log", network_isolation=network_isolation
+                model_dir,
+                model_environment,
+                root / "logs" / "model-server.log",
+                network_isolation=network_isolation,
+                warm_pool=self.warm_pool,
             )
             self._transform(description, root, server)
         except Exception as error:

@@ -54,7 +54,9 @@ class JobAPIs(SageMakerStore):
             record,
             "TrainingJobStatus",
             update,
-            lambda: TrainingRunner(self.clock, self.stager, self.work_dir).run(record, update, cpus),
+            lambda: TrainingRunner(self.clock, self.stager, self.work_dir, self.warm_containers).run(
+                record, update, cpus
+            ),
         )
 
     def _op_CreateTrainingJob(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +107,7 @@ class JobAPIs(SageMakerStore):
         }
         record = self._new_job("processing", name, "processing job", description)
         self._record_tags(description["ProcessingJobArn"], params.get("Tags"))
-        runner = ProcessingRunner(self.clock, self.stager, self.work_dir)
+        runner = ProcessingRunner(self.clock, self.stager, self.work_dir, self.warm_containers)
         update = self._updater(record, "ProcessingJobStatus")
         self._start_thread(
             lambda: self._guarded(record, "ProcessingJobStatus", update, lambda: runner.run(record, update)), name
@@ -163,7 +165,7 @@ class JobAPIs(SageMakerStore):
                     TransformEndTime=self.clock.now(),
                 )
                 return
-            TransformRunner(self.clock, self.stager, self.work_dir).run(
+            TransformRunner(self.clock, self.stager, self.work_dir, self.warm_containers).run(
                 record, update, model_dir, environment, network_isolation=bool(model.get("EnableNetworkIsolation"))
             )
 

@@ -11,9 +11,13 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from emulator.sagemaker_local.containers import container_path_environment, job_python
 from emulator.sagemaker_local.sandbox import container_launch, start_process
+
+if TYPE_CHECKING:
+    from emulator.sagemaker_local.warm_containers import WarmContainerPool
 
 SERVING_SCRIPT = Path(__file__).with_name("serving.py")
 # Loading a model (importing xgboost, reading the booster) takes a few seconds on a busy machine.
@@ -22,6 +26,14 @@ STOP_TIMEOUT_SECONDS = 10.0
 # Where SageMaker's inference container finds the extracted model.
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 CONTAINER_CODE_DIR = "/opt/ml/code"
+# The descriptor number the listening socket gets in a warm container (a cold one keeps the twin's number): above
+# any the preloaded libraries hold open.
+WARM_LISTEN_FD = 64
+
+
+def server_environment(variables: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a model server's process: the twin's, the job environment's PATH, `variables`."""
+    return {**os.environ.copy(), **container_path_environment(), **variables, "PYTHONUNBUFFERED": "1"}
 
 
 class ModelServerError(RuntimeError):
@@ -50,42 +62,89 @@ class ModelServer:
     """
 
     def __init__(
-        self, model_dir: Path, environment: dict[str, str], log_path: Path, *, network_isolation: bool = False
+        self,
+        model_dir: Path,
+        environment: dict[str, str],
+        log_path: Path,
+        *,
+        network_isolation: bool = False,
+        warm_pool: WarmContainerPool | None = None,
     ) -> None:
         self.model_dir = model_dir
         self.log_path = log_path
-        env = {**os.environ.copy(), **container_path_environment(), **environment, "PYTHONUNBUFFERED": "1"}
+        env = server_environment(environment)
         mounts = {CONTAINER_MODEL_DIR: model_dir}
         # Code the twin fetched for the model (an S3 SAGEMAKER_SUBMIT_DIRECTORY) is where the container keeps it.
         submit_directory = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
         if submit_directory.startswith("/") and not submit_directory.startswith("/opt/ml/"):
             mounts[CONTAINER_CODE_DIR] = Path(submit_directory)
             env["SAGEMAKER_SUBMIT_DIRECTORY"] = CONTAINER_CODE_DIR
+        command = [job_python(), str(SERVING_SCRIPT), "--model-dir", CONTAINER_MODEL_DIR]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
         with socket.create_server(("127.0.0.1", 0)) as listener:
-            launch = container_launch(
-                [job_python(), str(SERVING_SCRIPT), "--model-dir", CONTAINER_MODEL_DIR],
+            started = self._start_warm(warm_pool, command, env, mounts, listener, network_isolation=network_isolation)
+            if started is None:
+                started = self._start_cold(command, env, mounts, listener, network_isolation=network_isolation)
+        self._process, self._stdout = started
+        self.port = 0  # until the server says where it listens
+        self.port = self._read_port()
+
+    def _start_warm(
+        self,
+        pool: WarmContainerPool | None,
+        command: list[str],
+        env: dict[str, str],
+        mounts: dict[str, Path],
+        listener: socket.socket,
+        *,
+        network_isolation: bool,
+    ) -> tuple[subprocess.Popen[bytes], BinaryIO] | None:
+        if pool is None:
+            return None
+        read_end, write_end = os.pipe()
+        try:
+            process = pool.start(
+                [*command, "--listen-fd", str(WARM_LISTEN_FD)],
                 CONTAINER_MODEL_DIR,
                 env,
                 mounts,
                 network_isolation=network_isolation,
+                descriptors=lambda: [(write_end, 1), (self._log.fileno(), 2), (listener.fileno(), WARM_LISTEN_FD)],
+                output=self._log,
             )
-            launch.command.extend(["--listen-fd", str(listener.fileno())])
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = log_path.open("ab")
-            self._process = start_process(
-                launch,
-                stdout=subprocess.PIPE,
-                stderr=self._log,
-                start_new_session=True,
-                pass_fds=(listener.fileno(),),
-            )
-        self.port = 0  # until the server says where it listens
-        self.port = self._read_port()
+        finally:
+            os.close(write_end)
+        if process is None:
+            os.close(read_end)
+            return None
+        return process, os.fdopen(read_end, "rb")
+
+    def _start_cold(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        mounts: dict[str, Path],
+        listener: socket.socket,
+        *,
+        network_isolation: bool,
+    ) -> tuple[subprocess.Popen[bytes], BinaryIO]:
+        launch = container_launch(command, CONTAINER_MODEL_DIR, env, mounts, network_isolation=network_isolation)
+        launch.command.extend(["--listen-fd", str(listener.fileno())])
+        process = start_process(
+            launch,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+            pass_fds=(listener.fileno(),),
+        )
+        assert process.stdout is not None
+        return process, cast(BinaryIO, process.stdout)
 
     def _read_port(self) -> int:
-        assert self._process.stdout is not None
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self._process.stdout.readline().decode()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: result.append(self._stdout.readline().decode()), daemon=True)
         reader.start()
         reader.join(STARTUP_TIMEOUT_SECONDS)
         line = result[0] if result else ""
@@ -147,6 +206,5 @@ class ModelServer:
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
             self._wait_until_refused()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        self._stdout.close()
         self._log.close()

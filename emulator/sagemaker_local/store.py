@@ -33,6 +33,7 @@ from emulator.sagemaker_local.jobs import JobRecord
 from emulator.sagemaker_local.model_server import ModelServer
 from emulator.sagemaker_local.s3io import S3Stager, extract_tarball
 from emulator.sagemaker_local.tuning import Observation
+from emulator.sagemaker_local.warm_containers import WarmContainerPool
 
 # Virtual seconds an endpoint stays Creating/Updating after its model server answers /ping: long enough
 # for a Wait/Describe/Choice loop in the ASL to see the transition, as it would on AWS (minutes there).
@@ -152,6 +153,8 @@ class SageMakerStore:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._stager: S3Stager | None = None
+        # Job and model-server processes started ahead, their libraries imported (warm_containers.py).
+        self.warm_containers = WarmContainerPool(self.work_dir)
         self._patches = MotoPatches()
 
     def _arn(self, resource: str, name: str) -> str:

@@ -45,50 +45,56 @@ def test_the_warmup_looks_in_the_job_environment_not_the_dev_venv():
     assert all(folder.is_relative_to(JOB_VENV) for folder in job_warmup.job_site_packages())
 
 
-def test_the_warmup_runs_the_job_environment_interpreter(monkeypatch, tmp_path):
+def _recorded_runs(monkeypatch) -> list[list[str]]:
+    started: list[list[str]] = []
+    real_run = job_warmup.subprocess.run
+
+    def run(command, **kwargs):
+        started.append(command)
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(job_warmup.subprocess, "run", run)
+    return started
+
+
+def test_the_compile_runs_the_job_environment_interpreter(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     monkeypatch.setattr(job_warmup, "needs_compiling", lambda modules: ["json"])
-    started = []
-    monkeypatch.setattr(job_warmup.subprocess, "Popen", lambda command, **kwargs: started.append(command))
+    started = _recorded_runs(monkeypatch)
 
-    job_warmup._start_warmup(tmp_path)
+    job_warmup.compile_job_libraries(tmp_path)
 
-    assert started[0][0] == job_python()
+    assert [command[0] for command in started] == [job_python()]
 
 
-def test_no_warmup_when_no_bytecode_is_written(monkeypatch):
+def test_nothing_compiles_when_no_bytecode_is_written(monkeypatch):
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    started = []
-    monkeypatch.setattr(job_warmup.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    started = _recorded_runs(monkeypatch)
 
-    with job_warmup.job_library_warmup(ML_DIR):
-        pass
+    job_warmup.compile_job_libraries(ML_DIR)
 
     assert started == []
 
 
-def test_a_warmup_still_running_is_stopped_with_the_block(monkeypatch, tmp_path):
-    slow = job_warmup.subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    monkeypatch.setattr(job_warmup, "_start_warmup", lambda code_dir: slow)
-
-    with job_warmup.job_library_warmup(tmp_path):
-        assert slow.poll() is None
-
-    assert slow.poll() is not None
-
-
-def test_nothing_starts_when_everything_is_compiled(monkeypatch, tmp_path):
+def test_nothing_compiles_when_everything_is_compiled(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     monkeypatch.setattr(job_warmup, "needs_compiling", lambda modules: [])
+    started = _recorded_runs(monkeypatch)
 
-    assert job_warmup._start_warmup(tmp_path) is None
+    job_warmup.compile_job_libraries(tmp_path)
+
+    assert started == []
 
 
-def test_warmup_program_survives_a_name_that_is_not_a_module(monkeypatch, tmp_path):
+def test_the_compile_survives_a_name_that_is_not_a_module(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     monkeypatch.setattr(job_warmup, "needs_compiling", lambda modules: ["not_a_module_at_all", "json"])
+    finished = []
+    real_run = job_warmup.subprocess.run
+    monkeypatch.setattr(
+        job_warmup.subprocess, "run", lambda command, **kwargs: finished.append(real_run(command, **kwargs))
+    )
 
-    process = job_warmup._start_warmup(tmp_path)
+    job_warmup.compile_job_libraries(tmp_path)
 
-    assert process is not None
-    assert process.wait(timeout=30) == 0
+    assert [result.returncode for result in finished] == [0]
