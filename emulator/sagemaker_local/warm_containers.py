@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,6 +62,8 @@ READY_TIMEOUT_SECONDS = 120.0
 _HEADER = struct.Struct("!I")
 _READY = b"R"
 _INTERPRETERS = ("python3", "python")
+_SHELLS = ("sh", "bash", "dash")
+_NAMES_PYTHON = re.compile(r"(?<![\w./-])python3?(?![\w.-])")
 # Read when an interpreter, its C libraries or the preloaded Python libraries start: a warm container has these
 # from its own start, so they must be the job's.
 _START_PREFIXES = (
@@ -91,6 +94,19 @@ _START_PREFIXES = (
 _START_NAMES = frozenset({"PATH", "HOME", "TZ", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP"})
 
 logger = logging.getLogger(__name__)
+
+
+def starts_python(command: Sequence[str]) -> str | None:
+    """How `command` starts the job's Python: "directly" (`python3 script ...`), "through a shell" (a shell command
+    that names `python3`), or None (a warm container would not help it: it starts cold)."""
+    if not command:
+        return None
+    program = Path(command[0])
+    if command[0] in _INTERPRETERS or program.parent == JOB_VENV / "bin":
+        return "directly" if len(command) >= 2 and not command[1].startswith("-") else None
+    if program.name in _SHELLS and any(_NAMES_PYTHON.search(part) for part in command[1:]):
+        return "through a shell"
+    return None
 
 
 class WarmContainerUnavailable(RuntimeError):
@@ -209,10 +225,14 @@ class WarmContainer:
             output.write(self._boot_log_path.read_bytes())
             output.flush()
             # Bubblewrap sets PWD to the folder it starts a command in; the job's own sandbox would have.
-            job_environment = {**environment, "PWD": cwd}
-            payload = json.dumps(
-                {"argv": argv, "cwd": cwd, "env": job_environment, "fds": [number for _fd, number in descriptors]}
-            ).encode()
+            request = {
+                "argv": argv,
+                "cwd": cwd,
+                "env": {**environment, "PWD": cwd},
+                "fds": [number for _fd, number in descriptors],
+                "shim": starts_python(argv) == "through a shell",
+            }
+            payload = json.dumps(request).encode()
             socket.send_fds(self._control, [_HEADER.pack(len(payload))], [fd for fd, _number in descriptors])
             self._control.sendall(payload)
         except OSError as error:
@@ -282,6 +302,7 @@ class WarmContainerPool:
             container = self._idle.pop(kind, None)
         self._start_in_background(kind, environment)
         if container is None:
+            logger.debug("No warm container of this kind is idle (%s): starting cold", kind)
             return None
         if not container.alive():
             logger.warning("A warm container ended before its job: %s", container.boot_output()[-500:])
@@ -358,13 +379,13 @@ class WarmContainerPool:
         return True
 
     def _may_take(self, command: Sequence[str], mounts: Mapping[str, Path]) -> bool:
-        if len(command) < 2 or command[1].startswith("-"):
-            return False
-        if command[0] not in _INTERPRETERS and Path(command[0]).parent != JOB_VENV / "bin":
-            return False
-        return bool(mounts) and all(
-            path.is_dir() and path.resolve().is_relative_to(self.owner_dir) and path.resolve() != self.owner_dir
-            for path in mounts.values()
+        return (
+            starts_python(command) is not None
+            and bool(mounts)
+            and all(
+                path.is_dir() and path.resolve().is_relative_to(self.owner_dir) and path.resolve() != self.owner_dir
+                for path in mounts.values()
+            )
         )
 
     def _start_in_background(self, kind: ContainerKind, environment: Mapping[str, str]) -> None:

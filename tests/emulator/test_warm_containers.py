@@ -140,13 +140,70 @@ def test_the_job_reads_and_writes_its_own_folder_at_its_path_after_a_warm_start(
     root = _job_root(tmp_path, "paths", script)
     (root / "model").mkdir()
     container = ContainerProcess(
-        ["python3", "job.py"], "/opt/ml/code", {}, root / "logs" / "training.log", {CONTAINER_ROOT: root}, warm_pool=pool
+        ["python3", "job.py"],
+        "/opt/ml/code",
+        {},
+        root / "logs" / "training.log",
+        {CONTAINER_ROOT: root},
+        warm_pool=pool,
     )
 
     assert container.run(120) == 0, container.log_lines()
     assert pool.taken == 1
     assert (root / "model" / "copied.csv").read_text() == "x,y\n1,0\n"
     assert "listing ['code', 'input', 'logs', 'model']" in container.log_lines()
+
+
+# The shape of the stack's processing entrypoints (workflows/processing_jobs.py) and of the SDK's FrameworkProcessor.
+SHELL_ENTRYPOINT = 'cd /opt/ml/code && exec python3 job.py "$@"'
+
+
+def _run_shell(tmp_path: Path, name: str, script: str, pool: WarmContainerPool | None, shell: str) -> tuple:
+    root = _job_root(tmp_path, name, script)
+    container = ContainerProcess(
+        ["/bin/sh", "-c", shell, "sh", "--epochs", "2"],
+        CONTAINER_ROOT,
+        JOB_VARIABLES,
+        root / "logs" / "processing.log",
+        {CONTAINER_ROOT: root},
+        warm_pool=pool,
+    )
+    return container.run(max_runtime_seconds=120), container.log_lines()
+
+
+def test_a_shell_entrypoint_that_starts_python3_gets_the_warm_interpreter_and_the_same_view(pool, tmp_path):
+    cold_code, cold_log = _run_shell(tmp_path / "cold", "probe", PROBE, None, SHELL_ENTRYPOINT)
+    _prepared(pool, JOB_VARIABLES)
+
+    warm_code, warm_log = _run_shell(tmp_path / "warm", "probe", PROBE, pool, SHELL_ENTRYPOINT)
+
+    assert pool.taken == 1
+    assert warm_code == cold_code == 3
+    warm, cold = _seen(warm_log), _seen(cold_log)
+    assert warm["argv"] == cold["argv"] == ["job.py", "--epochs", "2"]
+    assert warm["environment"] == cold["environment"], "PATH and the warm server's socket are the job's again"
+    for same in ("cwd", "path0", "file", "name", "stdin"):
+        assert warm[same] == cold[same]
+
+
+def test_a_shell_entrypoint_keeps_its_own_exit_status_and_runs_python3_more_than_once(pool, tmp_path):
+    shell = (
+        "cd /opt/ml/code && python3 job.py first; echo first=$?; "
+        "python3 -c 'import sys; print(\"inline\", sys.argv[1:])' x; tar -xzf missing.tar.gz; echo tar=$?; exit 7"
+    )
+    cold_code, cold_log = _run_shell(
+        tmp_path / "cold", "twice", "import sys; print('ran', sys.argv[1:])\n", None, shell
+    )
+    _prepared(pool, JOB_VARIABLES)
+
+    warm_code, warm_log = _run_shell(
+        tmp_path / "warm", "twice", "import sys; print('ran', sys.argv[1:])\n", pool, shell
+    )
+
+    assert pool.taken == 1
+    assert warm_code == cold_code == 7
+    assert warm_log == cold_log
+    assert warm_log[:3] == ["ran ['first']", "first=0", "inline ['x']"]
 
 
 def test_an_uncaught_exception_fails_a_warm_job_as_it_fails_a_cold_one(pool, tmp_path):
@@ -228,7 +285,12 @@ def test_stopping_a_warm_job_kills_it(pool, tmp_path):
     _prepared(pool, {})
     root = _job_root(tmp_path, "sleeper", "import time\nprint('started', flush=True)\ntime.sleep(120)\n")
     container = ContainerProcess(
-        ["python3", "job.py"], "/opt/ml/code", {}, root / "logs" / "training.log", {CONTAINER_ROOT: root}, warm_pool=pool
+        ["python3", "job.py"],
+        "/opt/ml/code",
+        {},
+        root / "logs" / "training.log",
+        {CONTAINER_ROOT: root},
+        warm_pool=pool,
     )
     result: list[int] = []
     runner = threading.Thread(target=lambda: result.append(container.run(300)))
@@ -298,9 +360,7 @@ def test_a_model_server_started_warm_answers_like_a_cold_one(pool, tmp_path):
     pool.prepare([CONTAINER_MODEL_DIR], True, server_environment({}))
     assert pool.wait_until_started(60)
 
-    warm = ModelServer(
-        model_dir("warm"), environment, tmp_path / "warm.log", network_isolation=True, warm_pool=pool
-    )
+    warm = ModelServer(model_dir("warm"), environment, tmp_path / "warm.log", network_isolation=True, warm_pool=pool)
     try:
         warm_answer = warm.invoke(b"1,2", "text/csv", "application/json")
     finally:
