@@ -8,7 +8,10 @@ How it is measured, in one run of this script (three rounds by default, `--round
    arguments the twin's jobs really got (read back from the execution's TaskScheduled events: the preprocessing
    and evaluation ContainerArguments, the training hyperparameters and thread count), and the model packed into
    model.tar.gz between training and evaluation as SageMaker does.
-   Ratio = (1) / (2); target <= 1.15. The twin's side is split into the wait for the first state, the job
+   Ratio = (1) / (2); target <= 1.15. The twin's jobs start in warm containers (their interpreter imported the
+   libraries while the twin started: emulator/sagemaker_local/warm_containers.py) and the direct scripts cold, as a
+   user's `mlops run` and a user's own `python ml/train.py` would; `MLOPS_WARM_CONTAINERS=0` starts the twin's cold too,
+   which shows what the twin adds to the same cold starts. The twin's side is split into the wait for the first state, the job
    states and the other states (evaluation report Lambda, registration, notification: work the direct run
    does not do), so a miss shows where the time goes. The whole run's wall time (twin start-up, deploy,
    endpoint start) is printed too, for context: it does work the direct scripts do not.
@@ -70,8 +73,9 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/bench-pass-chain"
 _JOB_STATUS_KEYS = {"ProcessingJobStatus", "TrainingJobStatus", "HyperParameterTuningJobStatus"}
 
 
-def _one_round(work: Path) -> tuple[float, float, float, ExecutionResult, float]:
-    """(twin seconds, direct seconds, whole run seconds, the training result, Pass-chain ms per state)."""
+def _one_round(work: Path) -> tuple[float, float, float, ExecutionResult, float, int]:
+    """(twin seconds, direct seconds, whole run seconds, the training result, Pass-chain ms per state, how many
+    containers started warm)."""
     dataset = write_default_dataset(work / "data")
     outcome = LifecycleOutcome()
     run_started = time.monotonic()
@@ -80,10 +84,11 @@ def _one_round(work: Path) -> tuple[float, float, float, ExecutionResult, float]
         run_lifecycle(twin, dataset.path, load_pipeline_config(), tune=False, outcome=outcome, out=io.StringIO())
         run_seconds = time.monotonic() - run_started
         ms_per_state = _pass_chain_ms_per_state(twin)
+        warm_taken = twin.sagemaker.warm_containers.taken
     training = outcome.executions[0].result
     jobs = _scheduled_jobs(training.history)
     direct_seconds = _run_scripts_directly(jobs, dataset.path, work / "direct")
-    return _elapsed_seconds(training), direct_seconds, run_seconds, training, ms_per_state
+    return _elapsed_seconds(training), direct_seconds, run_seconds, training, ms_per_state, warm_taken
 
 
 def main() -> int:
@@ -112,11 +117,14 @@ def _lifecycle_main(rounds: int) -> bool:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for number in range(rounds):
-            twin_seconds, direct_seconds, run_seconds, training, ms_per_state = _one_round(Path(tmp) / str(number))
+            twin_seconds, direct_seconds, run_seconds, training, ms_per_state, warm_taken = _one_round(
+                Path(tmp) / str(number)
+            )
             results.append((twin_seconds / direct_seconds, twin_seconds, direct_seconds, training, ms_per_state))
             print(
                 f"round {number + 1}: training execution on the twin {twin_seconds:.2f} s, the same ml/ scripts "
-                f"run directly in a row {direct_seconds:.2f} s, ratio {twin_seconds / direct_seconds:.2f}"
+                f"run directly in a row {direct_seconds:.2f} s, ratio {twin_seconds / direct_seconds:.2f} "
+                f"({warm_taken} containers started warm; MLOPS_WARM_CONTAINERS=0 starts them cold)"
             )
     # A shared machine makes single pairs noisy; the median pair is the figure, its split explains it.
     ratio, twin_seconds, direct_seconds, training, _ = sorted(results, key=lambda r: r[0])[len(results) // 2]
@@ -160,31 +168,45 @@ def _drift_main(rounds: int) -> bool:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         for number in range(rounds):
-            chain_seconds, bare = _drift_round(Path(tmp) / str(number))
+            chain_seconds, bare, phases, warm_taken = _drift_round(Path(tmp) / str(number))
             bare_seconds = sum(bare.values())
-            results.append((chain_seconds / bare_seconds, chain_seconds, bare))
+            results.append((chain_seconds / bare_seconds, chain_seconds, bare, phases, warm_taken))
             print(
                 f"round {number + 1}: mlops run --drift {chain_seconds:.1f} s wall, its {len(bare)} jobs run bare "
                 f"{bare_seconds:.1f} s, ratio {chain_seconds / bare_seconds:.2f}"
             )
-    ratio, chain_seconds, bare = sorted(results, key=lambda r: r[0])[len(results) // 2]
+    ratio, chain_seconds, bare, phases, warm_taken = sorted(results, key=lambda r: r[0])[len(results) // 2]
     print(f"drift chain median ratio: {ratio:.2f} (target <= {TARGET_RATIO}) from {rounds} round(s)")
     print("  the bare jobs: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in bare.items()))
+    print(
+        "  the chain: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+        + f"; {warm_taken} containers started warm"
+    )
     print(f"load average over the last minute when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return ratio <= TARGET_RATIO
 
 
-def _drift_round(work: Path) -> tuple[float, dict[str, float]]:
-    """(wall seconds of the drift chain as `mlops run --drift` runs it, each of its jobs' bare seconds)."""
+def _drift_round(work: Path) -> tuple[float, dict[str, float], dict[str, float], int]:
+    """(wall seconds of the drift chain as `mlops run --drift` runs it, each of its jobs' bare seconds, the chain's
+    phases in seconds, how many containers started warm)."""
     dataset = write_default_dataset(work / "data")
     outcome = LifecycleOutcome()
     loop = drift_loop(DEFAULT_SHIFT, summary_json=None)
     started = time.monotonic()
     with redirect_stdout(io.StringIO()), started_twin(work / "twin", io.StringIO()) as twin:
+        twin_up = time.monotonic()
         loop.check_twin(twin)
         run_lifecycle(twin, dataset.path, load_pipeline_config(), tune=False, outcome=outcome, out=io.StringIO())
+        lifecycle_done = time.monotonic()
         loop.run(twin, outcome, io.StringIO())
         chain_seconds = time.monotonic() - started
+        phases = {
+            "twin start": twin_up - started,
+            "lifecycle": lifecycle_done - twin_up,
+            "drift loop": started + chain_seconds - lifecycle_done,
+        }
+        warm_taken = twin.sagemaker.warm_containers.taken
         trainings = [e.result for e in outcome.executions if e.label == TRAINING]
         monitor_jobs = [
             _staged_monitor_job(run.execution.result, work / f"monitor-{index}")
@@ -199,7 +221,7 @@ def _drift_round(work: Path) -> tuple[float, dict[str, float]]:
         job_started = time.monotonic()
         _python("monitor.py", arguments)
         bare[f"monitor.py {index}"] = time.monotonic() - job_started
-    return chain_seconds, bare
+    return chain_seconds, bare, phases, warm_taken
 
 
 def _staged_monitor_job(monitoring: ExecutionResult, root: Path) -> list[str]:
