@@ -25,8 +25,9 @@ and the interpreter's `sys.orig_argv` names `warm_boot.py`). Anything else start
 `MLOPS_WARM_CONTAINERS=0` to start every container cold.
 
 The pool keeps at most one idle container for each kind (mount points, network isolation, start-up variables) and
-`MAX_IDLE` in all. Taking one starts its replacement; a kind that found none gets one for next time. The twin starts
-the first ones as it starts (`LocalSageMaker.prepare_warm_containers`), after compiling the libraries' bytecode on a
+`MAX_IDLE` in all. Taking one starts its replacement; a kind that found none gets one for next time. Containers start
+one at a time, in the order asked for, each once the one before has imported its libraries. The twin starts the
+first ones as it starts (`LocalSageMaker.prepare_warm_containers`), after compiling the libraries' bytecode on a
 first run (`job_warmup.compile_job_libraries`: the sandbox cannot write it).
 """
 
@@ -45,7 +46,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ BOOT_SCRIPT = Path(__file__).with_name("warm_boot.py")
 ENABLE_VARIABLE = "MLOPS_WARM_CONTAINERS"
 MAX_IDLE = 4
 READY_TIMEOUT_SECONDS = 120.0
+_IMPORT_POLL_SECONDS = 0.05
 _HEADER = struct.Struct("!I")
 _READY = b"R"
 _INTERPRETERS = ("python3", "python")
@@ -173,6 +175,17 @@ class WarmContainer:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def imported(self) -> bool:
+        """True once the process has imported its libraries (it said so on the control socket) or has ended."""
+        if not self.alive():
+            return True
+        try:
+            return bool(self._control.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # taken by a job meanwhile: its control socket is closed
+
     def adopt(self, mounts: Mapping[str, Path]) -> None:
         """Makes each mount's host folder this container's own: its entries move in, and it takes the folder's path.
 
@@ -272,8 +285,8 @@ class WarmContainerPool:
         self._starting: set[ContainerKind] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self._compile_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._queue: deque[tuple[ContainerKind, dict[str, str]]] = deque()
+        self._worker: threading.Thread | None = None
         # How many containers a job took (a figure for the benchmarks and the tests).
         self.taken = 0
 
@@ -319,13 +332,12 @@ class WarmContainerPool:
         return container
 
     def wait_until_started(self, timeout: float) -> bool:
-        """Waits until no container is starting; False if some still are after `timeout` seconds."""
+        """Waits until every container asked for has started and imported; False if not after `timeout` seconds."""
         with self._lock:
-            threads = list(self._threads)
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in threads)
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return worker is None or not worker.is_alive()
 
     def idle_kinds(self) -> list[ContainerKind]:
         with self._lock:
@@ -362,11 +374,12 @@ class WarmContainerPool:
             self._closed = True
             idle = list(self._idle.values())
             self._idle.clear()
-            threads = list(self._threads)
+            self._queue.clear()
+            worker = self._worker
         for container in idle:
             container.discard()
-        for thread in threads:
-            thread.join()
+        if worker is not None:
+            worker.join()
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def _usable(self) -> bool:
@@ -393,33 +406,58 @@ class WarmContainerPool:
             if self._closed or kind in self._idle or kind in self._starting:
                 return
             self._starting.add(kind)
-            thread = threading.Thread(
-                target=self._start_one, args=(kind, dict(environment)), name="warm-container", daemon=True
-            )
-            self._threads = [running for running in self._threads if running.is_alive()] + [thread]
-        thread.start()
+            self._queue.append((kind, dict(environment)))
+            if self._worker is not None:
+                return
+            self._worker = threading.Thread(target=self._start_queued, name="warm-containers", daemon=True)
+        self._worker.start()
 
-    def _start_one(self, kind: ContainerKind, environment: dict[str, str]) -> None:
-        container: WarmContainer | None = None
+    def _start_queued(self) -> None:
+        """Starts the queued containers one at a time, each once the one before has imported its libraries.
+
+        One at a time: on a machine whose other cores are busy (the twin starting, a job running), the container
+        needed first is ready soonest.
+        """
+        while True:
+            with self._lock:
+                if self._closed or not self._queue:
+                    self._worker = None
+                    return
+                kind, environment = self._queue.popleft()
+            container = self._start_one(kind, environment)
+            unused: list[WarmContainer] = []
+            with self._lock:
+                self._starting.discard(kind)
+                if container is not None and self._closed:
+                    unused.append(container)
+                elif container is not None:
+                    self._idle[kind] = container
+                    while len(self._idle) > MAX_IDLE:
+                        unused.append(self._idle.popitem(last=False)[1])
+            for extra in unused:
+                extra.discard()
+            if container is not None and container not in unused:
+                self._wait_while_importing(kind, container)
+
+    def _wait_while_importing(self, kind: ContainerKind, container: WarmContainer) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._closed or self._idle.get(kind) is not container:
+                    return  # taken by a job, whose start waits for it, or the pool is closing
+            if container.imported():
+                return
+            time.sleep(_IMPORT_POLL_SECONDS)
+
+    def _start_one(self, kind: ContainerKind, environment: dict[str, str]) -> WarmContainer | None:
         try:
-            with self._compile_lock:
-                if self._preload is None:
-                    compile_job_libraries(self._code_dir)
-                    self._preload = third_party_imports(self._code_dir)
+            if self._preload is None:
+                compile_job_libraries(self._code_dir)
+                self._preload = third_party_imports(self._code_dir)
             self._folder.mkdir(parents=True, exist_ok=True)
-            container = WarmContainer(
+            return WarmContainer(
                 kind, Path(tempfile.mkdtemp(prefix="warm-", dir=self._folder)), environment, self._preload
             )
         except Exception as error:  # a container that cannot be started ahead starts cold
             logger.warning("Could not start a warm container (jobs start cold): %s", error)
-        unused: list[WarmContainer] = []
-        with self._lock:
-            self._starting.discard(kind)
-            if container is not None and self._closed:
-                unused.append(container)
-            elif container is not None:
-                self._idle[kind] = container
-                while len(self._idle) > MAX_IDLE:
-                    unused.append(self._idle.popitem(last=False)[1])
-        for extra in unused:
-            extra.discard()
+            return None
