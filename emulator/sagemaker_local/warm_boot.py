@@ -149,6 +149,9 @@ def _become(request: dict, received: list) -> None:
 def _run_job(request: dict, received: list) -> None:
     """In a forked child: runs the request's script, then ends the process as the interpreter would."""
     _become(request, received)
+    # The interpreter names itself as the command found it (`python3` on PATH is .../bin/python3).
+    named = request["argv"][0]
+    sys.executable = os.path.abspath(named if os.sep in named else shutil.which(named) or sys.executable)
     sys.argv = list(request["argv"][1:])
     try:
         _run_as_main(sys.argv[0])

@@ -36,6 +36,7 @@ seen = {
     "stdin": sys.stdin.read(),
     "environment": dict(os.environ),
     "hash_seed_fixed": sys.flags.hash_randomization == 0,
+    "executable": sys.executable,
 }
 print("SEEN " + json.dumps(seen, sort_keys=True), flush=True)
 sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
@@ -128,6 +129,7 @@ def test_a_job_started_warm_sees_what_a_cold_start_shows_it(pool, tmp_path):
     assert warm["stdin"] == cold["stdin"] == ""
     assert warm["environment"] == cold["environment"]
     assert warm["hash_seed_fixed"] == cold["hash_seed_fixed"]
+    assert warm["executable"] == cold["executable"]
 
 
 def test_the_job_reads_and_writes_its_own_folder_at_its_path_after_a_warm_start(pool, tmp_path):
@@ -182,7 +184,7 @@ def test_a_shell_entrypoint_that_starts_python3_gets_the_warm_interpreter_and_th
     warm, cold = _seen(warm_log), _seen(cold_log)
     assert warm["argv"] == cold["argv"] == ["job.py", "--epochs", "2"]
     assert warm["environment"] == cold["environment"], "PATH and the warm server's socket are the job's again"
-    for same in ("cwd", "path0", "file", "name", "stdin"):
+    for same in ("cwd", "path0", "file", "name", "stdin", "executable"):
         assert warm[same] == cold[same]
 
 
