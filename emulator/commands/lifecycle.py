@@ -21,7 +21,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contract.pipeline_config import PipelineConfig, load_pipeline_config
-from contract.project import PROJECT_ROOT
+from contract.project import ML_DIR, PROJECT_ROOT
 from emulator.commands.console import ProgressPrinter, format_duration
 from emulator.commands.datasets import (
     BUNDLED_DATASETS,
@@ -42,6 +42,7 @@ from emulator.history import (
     short_cause,
     state_totals,
 )
+from emulator.sagemaker_local.job_warmup import compile_job_libraries_in_background
 from emulator.sagemaker_local.s3io import split_s3_uri
 
 if TYPE_CHECKING:
@@ -260,6 +261,9 @@ def _written_statemachines(statemachines: dict[str, str] | None, work: Path) -> 
 def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = None) -> Iterator[LocalTwin]:
     """The local twin of the stack, started, after saying what it deployed; closed on exit."""
     started = time.monotonic()
+    # On a first run the job code's libraries compile on the other core while moto imports; the twin's warm
+    # containers wait for it (job_warmup.py says why).
+    compile_job_libraries_in_background(ML_DIR)
     # Imported here: importing moto takes seconds, and bad input is refused before any twin is needed.
     from emulator.twin import LocalTwin
 

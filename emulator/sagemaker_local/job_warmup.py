@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from emulator.sagemaker_local.containers import JOB_VENV, JobEnvironmentMissing,
 
 # Below the twin's own start-up on a machine with a single free core.
 _NICENESS = 10
+_COMPILE_LOCK = threading.Lock()
+_COMPILED: set[Path] = set()
 
 
 def third_party_imports(code_dir: Path) -> list[str]:
@@ -58,13 +61,25 @@ def needs_compiling(modules: list[str], site_dirs: Sequence[Path] | None = None)
     return pending
 
 
+def compile_job_libraries_in_background(code_dir: Path) -> None:
+    """`compile_job_libraries` on a thread of its own: a first run starts it before the twin imports moto."""
+    threading.Thread(target=compile_job_libraries, args=(code_dir,), name="job-library-compile", daemon=True).start()
+
+
 def compile_job_libraries(code_dir: Path) -> None:
     """Imports the job code's uncompiled libraries once, outside the sandbox, so their bytecode is written.
 
     Nothing runs when this interpreter writes no bytecode (PYTHONDONTWRITEBYTECODE, as the tests run), when the job
     environment is missing, or when everything is compiled already. It runs at low priority: the twin's own start
-    comes first on a busy machine.
+    comes first on a busy machine. A second call for the same folder waits for the first and does nothing more.
     """
+    with _COMPILE_LOCK:
+        if code_dir not in _COMPILED:
+            _compile(code_dir)
+            _COMPILED.add(code_dir)
+
+
+def _compile(code_dir: Path) -> None:
     if sys.dont_write_bytecode:
         return
     modules = needs_compiling(third_party_imports(code_dir))
