@@ -23,7 +23,7 @@ POWERTOOLS_HANDLERS = """
 import os
 import sys
 import meeting_point
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 
@@ -40,6 +40,7 @@ class FunctionLog:
 
 logger = Logger(service="shared-code", stream=FunctionLog())
 metrics = Metrics(namespace="EnvironmentTest")
+tracer = Tracer()
 SEEN = []  # a module-level variable of the function's own code
 
 
@@ -49,6 +50,7 @@ def handler(event, context):
     branch = str(event["branch"])
     warm_key = logger.get_current_keys().get("left_by")
     warm_variable = os.environ.get("LEFT_BY")
+    warm_context_key = logger.thread_safe_get_current_keys().get("context_left_by")
     metrics.add_dimension(name="Branch", value=branch)
     metrics.add_metric(name=f"Branch{branch}Count", unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="branch_metadata", value=branch)
@@ -56,6 +58,7 @@ def handler(event, context):
         metrics.set_default_dimensions(Stage=event["default_dimension"])
     logger.append_keys(branch=branch, left_by=branch)
     os.environ["LEFT_BY"] = branch
+    logger.thread_safe_append_keys(context_left_by=branch)
     SEEN.append(branch)
     if event.get("meet"):
         meeting_point.meet(event["meet"])
@@ -65,6 +68,8 @@ def handler(event, context):
         "request_id": context.aws_request_id,
         "warm_key": warm_key,
         "warm_variable": warm_variable,
+        "warm_context_key": warm_context_key,
+        "tracing_disabled": tracer.disabled,
         "seen": list(SEEN),
     }
 """
@@ -151,6 +156,8 @@ def test_concurrent_invocations_emit_only_their_own_metrics_dimensions_and_log_k
         assert line["function_request_id"] == request_by_branch[line["branch"]]
         assert line["function_name"] == f"env-fn-{line['branch']}"
         assert line["cold_start"] is True
+    # Tracer is off in the twin (Powertools sees no LAMBDA_TASK_ROOT), so the X-Ray recorder keeps no state here.
+    assert all(result["tracing_disabled"] for result in results)
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     for index in range(3):
         [published] = cloudwatch.list_metrics(Namespace="EnvironmentTest", MetricName=f"Branch{index}Count")["Metrics"]
@@ -163,9 +170,10 @@ def test_successive_invocations_on_one_environment_keep_its_state_as_a_warm_star
     first = runner.invoke("env-fn-0", {"branch": "first", "default_dimension": "warm"})
     second = runner.invoke("env-fn-0", {"branch": "second"})
 
-    # The second found what the first left: Logger's keys, its os.environ write, Metrics' default dimensions.
-    assert (first["warm_key"], first["warm_variable"]) == (None, None)
-    assert (second["warm_key"], second["warm_variable"]) == ("first", "first")
+    # The second found what the first left: Logger's keys (shared and context-variable ones), its os.environ write,
+    # Metrics' default dimensions.
+    assert (first["warm_key"], first["warm_variable"], first["warm_context_key"]) == (None, None, None)
+    assert (second["warm_key"], second["warm_variable"], second["warm_context_key"]) == ("first", "first", "first")
     documents = _documents(capsys.readouterr().out)
     assert [line["cold_start"] for line in documents if line.get("message") == "branch done"] == [True, False]
     second_metrics = [document for document in documents if document.get("Branch") == "second"]
@@ -185,8 +193,8 @@ def test_a_new_environment_starts_from_the_init_state_while_the_warm_one_keeps_i
 
     warm = [result for result in results if result["warm_key"] is not None]
     cold = [result for result in results if result["warm_key"] is None]
-    assert [(result["warm_key"], result["warm_variable"]) for result in warm] == [("earlier", "earlier")]
-    assert [(result["warm_key"], result["warm_variable"]) for result in cold] == [(None, None)]
+    assert [(r["warm_key"], r["warm_variable"], r["warm_context_key"]) for r in warm] == [("earlier",) * 3]
+    assert [(r["warm_key"], r["warm_variable"], r["warm_context_key"]) for r in cold] == [(None, None, None)]
     documents = _documents(capsys.readouterr().out)
     cold_start_by_branch = {line["branch"]: line["cold_start"] for line in documents if "cold_start" in line}
     assert cold_start_by_branch == {warm[0]["branch"]: False, cold[0]["branch"]: True}
