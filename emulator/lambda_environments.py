@@ -141,6 +141,38 @@ class EnvironmentPool:
             self._idle.append(environment)
 
 
+class CountedHold:
+    """A process-wide change in place while anyone holds it: the first hold makes it, the last release undoes it.
+
+    Each release counts once, however often it is called.
+    """
+
+    def __init__(self, make: Callable[[], None], undo: Callable[[], None]) -> None:
+        self._make = make
+        self._undo = undo
+        self._holders = 0
+        self._lock = threading.Lock()
+
+    def hold(self) -> Callable[[], None]:
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                self._make()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._undo()
+
+        return release
+
+
 def _class_attribute(owner_type: type, name: str) -> Any:
     for klass in owner_type.__mro__:
         found = klass.__dict__.get(name, _ABSENT)
@@ -181,32 +213,29 @@ class _PowertoolsState:
         self._patches = MotoPatches()
         self._routed: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._holders = 0
+        self._held = False
+        self._holds = CountedHold(self._route, self._unroute)
 
     def hold(self) -> Callable[[], None]:
-        with self._lock:
-            self._holders += 1
-            self._route_loaded_now()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0:
-                    self._patches.undo()
-                    self._routed.clear()
-
-        return release
+        """Route Powertools (the first holder does); returns the release."""
+        return self._holds.hold()
 
     def route_loaded(self) -> None:
         """Route what has been imported since (a no-op when nothing new is loaded, or nobody holds the routing)."""
         with self._lock:
-            if self._holders:
+            if self._held:
                 self._route_loaded_now()
+
+    def _route(self) -> None:
+        with self._lock:
+            self._held = True
+            self._route_loaded_now()
+
+    def _unroute(self) -> None:
+        with self._lock:
+            self._held = False
+            self._patches.undo()
+            self._routed.clear()
 
     def _route_loaded_now(self) -> None:
         for module_name, class_name in self.ROUTED_CLASSES:

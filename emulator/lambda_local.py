@@ -57,7 +57,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.clock import Clock, read_time_from
 from emulator.embedded_metrics import EmbeddedMetricTee, publish
-from emulator.lambda_environments import POWERTOOLS_STATE, EnvironmentPool
+from emulator.lambda_environments import POWERTOOLS_STATE, CountedHold, EnvironmentPool
 from emulator.moto_patches import MotoPatches
 
 
@@ -409,38 +409,6 @@ def _runtime_refusal(spec: dict[str, Any]) -> str | None:
     return None
 
 
-class _CountedHold:
-    """A process-wide change in place while anyone holds it: the first hold makes it, the last release undoes it.
-
-    Each release counts once, however often it is called.
-    """
-
-    def __init__(self, make: Callable[[], None], undo: Callable[[], None]) -> None:
-        self._make = make
-        self._undo = undo
-        self._holders = 0
-        self._lock = threading.Lock()
-
-    def hold(self) -> Callable[[], None]:
-        with self._lock:
-            self._holders += 1
-            if self._holders == 1:
-                self._make()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0:
-                    self._undo()
-
-        return release
-
-
 class _FunctionEnvironments:
     """`os.environ` as each invocation's thread sees it: the process's environment with its function's variables.
 
@@ -454,7 +422,7 @@ class _FunctionEnvironments:
     def __init__(self) -> None:
         self._layers = threading.local()
         self._patches = MotoPatches()
-        self._holds = _CountedHold(self._patch, self._patches.undo)
+        self._holds = CountedHold(self._patch, self._patches.undo)
 
     def layer(self) -> dict[str, str] | None:
         return getattr(self._layers, "variables", None)
@@ -543,7 +511,7 @@ class _ThreadRoutedStdout(io.TextIOBase):
     def __init__(self) -> None:
         self._tees = threading.local()
         self.target: Any = sys.stdout
-        self._holds = _CountedHold(self._take_stdout, self._give_stdout_back)
+        self._holds = CountedHold(self._take_stdout, self._give_stdout_back)
 
     def tee(self) -> EmbeddedMetricTee | None:
         return getattr(self._tees, "tee", None)
