@@ -8,6 +8,7 @@ handlers at the same moment, so that any state they shared would show.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from contract.project import PROJECT_ROOT
 from emulator.lambda_local import LocalLambdaRunner
 
 POWERTOOLS_HANDLERS = """
@@ -210,3 +212,40 @@ def test_module_globals_of_the_functions_own_code_are_shared_by_its_concurrent_e
     results = _at_once(runner, [("env-fn-0", {"branch": "a", "meet": 2}), ("env-fn-1", {"branch": "b", "meet": 2})])
 
     assert all({"a", "b"} <= set(result["seen"]) for result in results)
+
+
+def test_two_stack_functions_at_once_each_flush_their_own_decision_metric_and_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stack's own code: two functions of functions/ share common/observability.py's logger and metrics, and its
+    # instrumented_handler sets the service of those shared objects at each call.
+    runner = LocalLambdaRunner()
+    for service in ("tags-a", "tags-b"):
+        variables = {"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": "StackCode"}
+        runner.register(service, "approval_tags.handler", PROJECT_ROOT / "functions", variables, 60)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        runner.install()
+        try:
+            runner.init_functions()
+            module = sys.modules["approval_tags"]
+            both_inside = threading.Barrier(2)
+            work = module.approval_tags
+
+            def meeting_the_other(request: Any) -> Any:
+                # Holds each call inside its handler, between setting its service and counting its decision.
+                both_inside.wait(timeout=30)
+                return work(request)
+
+            monkeypatch.setattr(module, "approval_tags", meeting_the_other)
+            event = {"approval_mode": "auto", "model_package": {"ModelPackageArn": "arn:package/1"}}
+            results = _at_once(runner, [("tags-a", event), ("tags-b", event)])
+        finally:
+            runner.uninstall()
+
+    assert [result["reason"] for result in results] == [module.tag_value(module.AUTO_APPROVAL_REASON)] * 2
+    documents = [document for document in _documents(capsys.readouterr().out) if "_aws" in document]
+    # One ApprovalTagged datapoint each, under its own function's service (shared, they would mix or be flushed twice).
+    assert sorted((document["service"], document["ApprovalTagged"]) for document in documents) == [
+        ("tags-a", [1.0]),
+        ("tags-b", [1.0]),
+    ]
