@@ -24,7 +24,7 @@ after. An `ExecutionEnvironment` owns, for as long as it lives:
 
 Not per environment (documented in docs/local-twin.md): module-level variables of the function's own code (Python
 binds a module's globals to one dict per process), boto3's default session (the stack's functions make their clients
-per invocation from it), the stdlib `logging` registry and handlers.
+per invocation from it), the stdlib `logging` registry, its handlers and levels.
 """
 
 from __future__ import annotations

@@ -413,7 +413,8 @@ class _FunctionEnvironments:
     """`os.environ` as each invocation's thread sees it: the process's environment with its function's variables.
 
     Lambda gives every execution environment its own process. In-process, each invoking thread gets a layer of its
-    function's variables over the process's environment, read and written through `os.environ` while the patch is
+    function's variables over the process's environment (its execution environment's, which keeps what a handler
+    writes for that environment's next invocation), read and written through `os.environ` while the patch is
     held (from `install()` until `uninstall()`, or for one call of a runner that is not installed). Other threads,
     and a thread the handler starts itself, see the process's environment; a child process gets the process's
     environment too (the layer is not in the C environment).
