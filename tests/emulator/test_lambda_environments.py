@@ -55,6 +55,8 @@ def handler(event, context):
     warm_context_key = logger.thread_safe_get_current_keys().get("context_left_by")
     metrics.add_dimension(name="Branch", value=branch)
     metrics.add_metric(name=f"Branch{branch}Count", unit=MetricUnit.Count, value=1)
+    # A Metrics made during the invocation shares the module-level one's metric set, as in a process of its own.
+    Metrics().add_metric(name=f"Inner{branch}Count", unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="branch_metadata", value=branch)
     if event.get("default_dimension"):
         metrics.set_default_dimensions(Stage=event["default_dimension"])
@@ -146,7 +148,7 @@ def test_concurrent_invocations_emit_only_their_own_metrics_dimensions_and_log_k
         # One EMF document per invocation, with that invocation's metric, dimension and metadata only.
         branch = document["Branch"]
         [directive] = document["_aws"]["CloudWatchMetrics"]
-        assert [metric["Name"] for metric in directive["Metrics"]] == [f"Branch{branch}Count"]
+        assert [metric["Name"] for metric in directive["Metrics"]] == [f"Branch{branch}Count", f"Inner{branch}Count"]
         assert directive["Dimensions"] == [["Branch"]]
         assert document["branch_metadata"] == branch
     assert sorted(document["Branch"] for document in metric_documents) == ["0", "1", "2"]
@@ -181,7 +183,10 @@ def test_successive_invocations_on_one_environment_keep_its_state_as_a_warm_star
     second_metrics = [document for document in documents if document.get("Branch") == "second"]
     assert [document["Stage"] for document in second_metrics] == ["warm"]
     # Each invocation flushed only its own metric: the first's did not stay in the buffer.
-    assert [m["Name"] for m in second_metrics[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == ["BranchsecondCount"]
+    assert [m["Name"] for m in second_metrics[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == [
+        "BranchsecondCount",
+        "InnersecondCount",
+    ]
 
 
 def test_a_new_environment_starts_from_the_init_state_while_the_warm_one_keeps_its_own(
