@@ -9,10 +9,12 @@ runs the same way: its zip is extracted once per code version and its handler, e
 record of it. CreateFunction refuses a runtime other than Python, or an image package, naming it: the twin can only
 run Python handlers in-process (on its own interpreter, whichever `python3.x` the function names).
 
-Invocations of functions with different code directories run concurrently, as Lambda runs each in its own execution
-environment: each sees its own function's variables in `os.environ` (a per-thread layer over the process's
-environment, `_FunctionEnvironments`), and its stdout goes to its own embedded-metric tee. Functions that share a code
-directory share its loaded modules, so their invocations take turns (each zip function has a directory of its own).
+Invocations run concurrently, as Lambda runs each in an execution environment of its own, functions that share a code
+directory (and so its loaded modules) included: each function keeps a pool of `ExecutionEnvironment`s
+(emulator/lambda_environments.py), an invocation takes an idle one or a new one and gives it back after, and the
+handler runs in it, with that environment's own Powertools state (metric set, dimensions, metadata, log keys, cold-start
+flags) and its own function variables in `os.environ` (a per-thread layer over the process's environment,
+`_FunctionEnvironments`); its stdout goes to its own embedded-metric tee. What stays process-wide is listed there.
 
 While installed, what a function prints to stdout during an invocation passes through `EmbeddedMetricTee`, and
 its embedded metric format lines become CloudWatch metrics, as CloudWatch Logs makes them from the function's log
@@ -55,6 +57,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.clock import Clock, read_time_from
 from emulator.embedded_metrics import EmbeddedMetricTee, publish
+from emulator.lambda_environments import POWERTOOLS_STATE, CountedHold, EnvironmentPool
 from emulator.moto_patches import MotoPatches
 
 
@@ -126,10 +129,10 @@ class LocalLambdaRunner:
         self._handlers: dict[str, tuple[RegisteredFunction, Callable[[Any, Any], Any]]] = {}
         # Loading a handler edits sys.path and sys.modules: one load at a time (re-entrant: an import may invoke).
         self._load_lock = threading.RLock()
-        # Functions whose code shares a directory share its loaded modules (Powertools' metric buffer, a module's
-        # clients and caches): on AWS each invocation has its own process, so here they take turns. Functions of
-        # different directories run at the same time. Re-entrant: a handler may invoke a function of its own code.
-        self._code_dir_locks: dict[Path, threading.RLock] = {}
+        # Each function's execution environments, with the registration they were made for: a function registered
+        # again starts with new ones, as Lambda does after an update. Concurrent invocations take different ones.
+        self._pools: dict[str, tuple[RegisteredFunction, EnvironmentPool]] = {}
+        self._pools_lock = threading.Lock()
         self._patches = MotoPatches()
         # Zips of functions created through the Lambda API, extracted once per code version (removed on uninstall),
         # and what each such function was registered from, so that a changed function registers again.
@@ -162,11 +165,7 @@ class LocalLambdaRunner:
             if self._stop_init.is_set():
                 return
             # An init error belongs to the invocation that needs the handler, where AWS reports it too.
-            with (
-                self._code_dir_lock(registered),
-                _ENVIRONMENTS.applied(self._variables_of(registered)),
-                contextlib.suppress(Exception),
-            ):
+            with _ENVIRONMENTS.applied(self._variables_of(registered)), contextlib.suppress(Exception):
                 self._load_handler(registered)
 
     def init_functions_in_background(self) -> None:
@@ -198,26 +197,32 @@ class LocalLambdaRunner:
             invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
             timeout_seconds=registered.timeout,
         )
-        with (
-            self._code_dir_lock(registered),
-            _ENVIRONMENTS.applied(self._variables_of(registered)),
-            self._embedded_metrics(),
-        ):
-            handler = self._load_handler(registered)
-            started = time.monotonic()
-            try:
-                result = handler(payload, context)
-            except Exception as error:
-                raise LambdaInvocationError(
-                    name,
-                    {
-                        "errorMessage": str(error),
-                        "errorType": type(error).__name__,
-                        "requestId": context.aws_request_id,
-                        "stackTrace": traceback.format_exception(error)[1:],
-                    },
-                ) from error
-            elapsed = time.monotonic() - started
+        pool = self._pool_of(registered)
+        environment = pool.take()
+        release_powertools = POWERTOOLS_STATE.hold()
+        try:
+            with _ENVIRONMENTS.applied(environment.variables), self._embedded_metrics():
+                # Loaded outside the environment: an import is the function's init, whose state every new
+                # environment starts from.
+                handler = self._load_handler(registered)
+                POWERTOOLS_STATE.route_loaded()
+                started = time.monotonic()
+                try:
+                    result = environment.run(handler, payload, context)
+                except Exception as error:
+                    raise LambdaInvocationError(
+                        name,
+                        {
+                            "errorMessage": str(error),
+                            "errorType": type(error).__name__,
+                            "requestId": context.aws_request_id,
+                            "stackTrace": traceback.format_exception(error)[1:],
+                        },
+                    ) from error
+                elapsed = time.monotonic() - started
+        finally:
+            release_powertools()
+            pool.give_back(environment)
         if elapsed > registered.timeout:
             # The handler cannot be interrupted in-process; report the timeout AWS would have enforced.
             raise LambdaInvocationError(
@@ -252,9 +257,13 @@ class LocalLambdaRunner:
             # CloudWatch Logs extracting metrics never fails the invocation that logged them.
             logging.getLogger(__name__).exception("The embedded metrics of an invocation could not be published")
 
-    def _code_dir_lock(self, registered: RegisteredFunction) -> threading.RLock:
-        with self._load_lock:
-            return self._code_dir_locks.setdefault(registered.code_dir, threading.RLock())
+    def _pool_of(self, registered: RegisteredFunction) -> EnvironmentPool:
+        with self._pools_lock:
+            found = self._pools.get(registered.function_name)
+            if found is None or found[0] is not registered:
+                found = (registered, EnvironmentPool(registered.function_name, self._variables_of(registered)))
+                self._pools[registered.function_name] = found
+            return found[1]
 
     def _variables_of(self, registered: RegisteredFunction) -> dict[str, str]:
         return {
@@ -341,6 +350,7 @@ class LocalLambdaRunner:
 
         self._patches.replace(LambdaSimpleBackend, "create_function", create_function_the_twin_can_run)
         self._patches.on_undo(_ENVIRONMENTS.hold())
+        self._patches.on_undo(POWERTOOLS_STATE.hold())
 
     def uninstall(self) -> None:
         """Give moto its own Lambda `invoke` back, and the functions' modules the real `datetime`."""
@@ -357,6 +367,8 @@ class LocalLambdaRunner:
         for name in self._from_lambda_api:
             self._functions.pop(name, None)
             self._handlers.pop(name, None)
+        with self._pools_lock:
+            self._pools.clear()
         self._from_lambda_api.clear()
 
     def _register_from_lambda_api(self, function: LambdaFunction) -> None:
@@ -397,43 +409,12 @@ def _runtime_refusal(spec: dict[str, Any]) -> str | None:
     return None
 
 
-class _CountedHold:
-    """A process-wide change in place while anyone holds it: the first hold makes it, the last release undoes it.
-
-    Each release counts once, however often it is called.
-    """
-
-    def __init__(self, make: Callable[[], None], undo: Callable[[], None]) -> None:
-        self._make = make
-        self._undo = undo
-        self._holders = 0
-        self._lock = threading.Lock()
-
-    def hold(self) -> Callable[[], None]:
-        with self._lock:
-            self._holders += 1
-            if self._holders == 1:
-                self._make()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0:
-                    self._undo()
-
-        return release
-
-
 class _FunctionEnvironments:
     """`os.environ` as each invocation's thread sees it: the process's environment with its function's variables.
 
     Lambda gives every execution environment its own process. In-process, each invoking thread gets a layer of its
-    function's variables over the process's environment, read and written through `os.environ` while the patch is
+    function's variables over the process's environment (its execution environment's, which keeps what a handler
+    writes for that environment's next invocation), read and written through `os.environ` while the patch is
     held (from `install()` until `uninstall()`, or for one call of a runner that is not installed). Other threads,
     and a thread the handler starts itself, see the process's environment; a child process gets the process's
     environment too (the layer is not in the C environment).
@@ -442,7 +423,7 @@ class _FunctionEnvironments:
     def __init__(self) -> None:
         self._layers = threading.local()
         self._patches = MotoPatches()
-        self._holds = _CountedHold(self._patch, self._patches.undo)
+        self._holds = CountedHold(self._patch, self._patches.undo)
 
     def layer(self) -> dict[str, str] | None:
         return getattr(self._layers, "variables", None)
@@ -453,10 +434,13 @@ class _FunctionEnvironments:
 
     @contextmanager
     def applied(self, variables: dict[str, str]) -> Iterator[None]:
-        """This thread sees `variables` over the environment until the block ends (a nested call, its own)."""
+        """This thread sees `variables` over the environment until the block ends (a nested call, its own).
+
+        The handler's writes go into `variables` itself: an execution environment keeps them for its next invocation.
+        """
         release = self.hold()
         previous = self.layer()
-        self._layers.variables = dict(variables)
+        self._layers.variables = variables
         try:
             yield
         finally:
@@ -528,7 +512,7 @@ class _ThreadRoutedStdout(io.TextIOBase):
     def __init__(self) -> None:
         self._tees = threading.local()
         self.target: Any = sys.stdout
-        self._holds = _CountedHold(self._take_stdout, self._give_stdout_back)
+        self._holds = CountedHold(self._take_stdout, self._give_stdout_back)
 
     def tee(self) -> EmbeddedMetricTee | None:
         return getattr(self._tees, "tee", None)
