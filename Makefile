@@ -93,7 +93,7 @@ $(JOB_STAMP): $(UV_STAMP) requirements/job.lock
 # whose run.lock install then finds everything in place.
 # datasets.lock and the project install in one uv call, both without dependencies (run.lock holds the project's); uv
 # builds the project directly with uv_build, the backend it carries, so no build environment is made for it.
-JOB_MAKE = $(MAKE) --no-print-directory PYTHON=$(PYTHON) JOB_PYTHON=$(JOB_PYTHON)
+JOB_MAKE := $(MAKE) --no-print-directory PYTHON=$(PYTHON) JOB_PYTHON=$(JOB_PYTHON)
 $(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock requirements/datasets.lock requirements/job.lock
 	{ $(JOB_MAKE) -q $(JOB_STAMP) || $(JOB_MAKE) $(JOB_STAMP); } & job=$$!; \
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock && \
