@@ -10,11 +10,14 @@ VENV := .venv
 # need Python 3.11.
 REQUIRE_PYTHON_311 := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
 BIN := $(VENV)/bin
-# uv installs the locks (seconds where pip takes minutes); pip, which every Python 3.11 has, installs uv itself, pinned.
+# uv installs the locks (seconds where pip takes minutes); pip, which every Python 3.11 has, installs uv itself, pinned,
+# into a folder of its own in the venv (uv is one binary: nothing imports it).
 UV_VERSION := 0.13.9
-UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+UV_DIR := $(VENV)/uv
+UV_STAMP := $(UV_DIR)/.uv-$(UV_VERSION)
+UV_BIN := $(UV_DIR)/bin/uv
 # uv reads none of pip's configuration: this wrapper hands it the indexes and wheel folders pip is configured with.
-UV := $(PYTHON) requirements/uv_with_pip_index.py $(BIN)/uv
+UV := $(PYTHON) requirements/uv_with_pip_index.py $(UV_BIN)
 # `make run` installs what the twin needs (run.lock), `make test` adds what the checks and tests need (dev.lock).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
@@ -61,28 +64,41 @@ sandbox-tool:
 				apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || echo "bubblewrap could not be installed: the twin runs jobs unsandboxed"; \
 		else echo "bwrap is missing (Debian package bubblewrap; installing it needs root): the twin runs jobs unsandboxed"; fi; }
 
-# The venv starts without pip (ensurepip costs seconds): the interpreter's own pip installs uv into it, and uv the rest.
+# The venv starts without pip (ensurepip costs seconds): the interpreter's own pip installs uv, and uv the rest.
+# `--target` is one pip process (`--python` starts a second pip in the venv's interpreter); it ignores what the
+# interpreter has installed, so `--no-warn-conflicts` skips pip's check of every package the interpreter has, which
+# is about a second on a well-stocked Python and says nothing about uv, which has no dependencies. rm -rf: over a
+# folder left by an interrupted install, pip would keep the old files ("Target directory ... already exists").
 $(UV_STAMP):
 	$(REQUIRE_PYTHON_311)
 	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
-	$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	rm -rf $(UV_DIR)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --root-user-action=ignore --target $(UV_DIR) uv==$(UV_VERSION)
 	touch $(UV_STAMP)
 
-# The locks pin every package; the project itself installs editable so `mlops` is on the venv's PATH (uv builds it with
-# its own build backend, pyproject.toml [build-system]: nothing to download, no build environment). uv installs additively: `make run` then `make test` only adds dev.lock's packages.
+# The locks pin every package; the project itself installs editable so `mlops` is on the venv's PATH. uv installs
+# additively: `make run` then `make test` only adds dev.lock's packages.
 # `pip sync`: the job environment holds exactly job.lock, nothing an earlier lock left behind.
 # The job environment's bytecode is written by the twin's first run (emulator/sagemaker_local/job_warmup.py), or by
 # $(DEV_STAMP) for the tests, not here: a warm-cache install stays at a second or two.
 $(JOB_STAMP): $(UV_STAMP) requirements/job.lock
 	@test -n "$(JOB_PYTHON)" || echo "Python $(JOB_PYTHON_VERSION), the container's, is not on this machine: the job environment uses $(PYTHON)"
-	$(BIN)/uv venv --quiet --allow-existing --python $(or $(JOB_PYTHON),$(PYTHON)) $(JOB_VENV)
+	$(UV_BIN) venv --quiet --allow-existing --python $(or $(JOB_PYTHON),$(PYTHON)) $(JOB_VENV)
 	$(UV) pip sync --quiet --python $(JOB_VENV)/bin/python requirements/job.lock
 	touch $(JOB_STAMP)
 
-$(RUN_STAMP): $(UV_STAMP) $(JOB_STAMP) pyproject.toml requirements/run.lock requirements/datasets.lock
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements/datasets.lock
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+# The job environment installs while the run venv does (a second make, in the background: two uv processes, one a
+# core), and this recipe waits for it: either install failing fails it, with uv's message. The job environment is
+# made only here, so no other make can install it at the same time (`make -j`); a changed job.lock redoes this recipe,
+# whose run.lock install then finds everything in place.
+# datasets.lock and the project install in one uv call, both without dependencies (run.lock holds the project's); uv
+# builds the project directly with uv_build, the backend it carries, so no build environment is made for it.
+JOB_MAKE := $(MAKE) --no-print-directory PYTHON=$(PYTHON) JOB_PYTHON=$(JOB_PYTHON)
+$(RUN_STAMP): $(UV_STAMP) pyproject.toml requirements/run.lock requirements/datasets.lock requirements/job.lock
+	{ $(JOB_MAKE) -q $(JOB_STAMP) || $(JOB_MAKE) $(JOB_STAMP); } & job=$$!; \
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements/run.lock && \
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements/datasets.lock -e .; \
+	run=$$?; wait $$job && exit $$run
 	touch $(RUN_STAMP)
 
 # The checks and tests run with PYTHONDONTWRITEBYTECODE, so every installed module is compiled here, as pip did

@@ -3,7 +3,9 @@
 Clones this repository's committed HEAD into a temporary directory (uncommitted changes are not in it), runs
 `make run` there as a newcomer would (no `.venv`, no virtualenv active, the Makefile bootstraps uv with pip) and
 times, from the start of `make run`:
-- set-up: until make starts `mlops run` (venv, uv, run.lock, the project);
+- set-up: until make starts `mlops run` (venv, uv, run.lock, the project), in two parts: until make stamps uv as
+  installed (the venv and pip installing uv), then until it stamps the run venv as installed (uv installing the job
+  environment, run.lock, datasets.lock and the project);
 - first prediction: until the lifecycle prints the first held-out row's prediction (`query_endpoint` in the
   emulator's lifecycle prints `  row 1: score=... predicted=...`);
 - end: until `make run` exits.
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 30.0
 # make echoes each command before running it: this one ends the set-up.
 RUN_COMMAND = re.compile(r"^\S*\.venv/bin/mlops run$")
+# ...and these two, which make echoes as it stamps uv and then the run venv as installed, split it in two.
+UV_STAMPED = re.compile(r"^touch \S*\.uv-\S+$")
+RUN_VENV_STAMPED = re.compile(r"^touch \S*\.installed-run$")
 FIRST_PREDICTION = re.compile(r"^\s+row 1: score=\S+ predicted=")
 # A make started by `make bench` must not inherit that make's flags and variables: it stands for a newcomer's.
 MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
@@ -70,7 +75,7 @@ def run(cold: bool, keep: bool) -> int:
         environ = newcomer_environment(scratch, cold)
         load_before = load_average()
         output: list[str] = []
-        set_up = first_prediction = None
+        set_up = first_prediction = uv_stamped = run_venv_stamped = None
         started = time.monotonic()
         cpu_before = _children_cpu_seconds()
         with subprocess.Popen(
@@ -86,6 +91,10 @@ def run(cold: bool, keep: bool) -> int:
             for line in make.stdout:
                 output.append(line)
                 elapsed = time.monotonic() - started
+                if uv_stamped is None and UV_STAMPED.match(line.strip()):
+                    uv_stamped = elapsed
+                if run_venv_stamped is None and RUN_VENV_STAMPED.match(line.strip()):
+                    run_venv_stamped = elapsed
                 if set_up is None and RUN_COMMAND.match(line.strip()):
                     set_up = elapsed
                 if first_prediction is None and FIRST_PREDICTION.match(line):
@@ -96,6 +105,9 @@ def run(cold: bool, keep: bool) -> int:
         print(f"fresh clone of {ROOT} at HEAD, `make run` with {caches}; load average before: {load_before}")
         print(f"  git clone:        {cloned:6.1f} s (not counted below)")
         print(f"  set-up:           {_seconds(set_up)}  (venv, uv, requirements/run.lock, the project)")
+        print(f"    uv installed:   {_seconds(uv_stamped)}  (the venv, pip installing uv)")
+        locks = None if uv_stamped is None or run_venv_stamped is None else run_venv_stamped - uv_stamped
+        print(f"    locks:          {_seconds(locks)}  (uv: the job environment, run.lock, datasets.lock, the project)")
         print(f"  first prediction: {_seconds(first_prediction)}")
         print(f"  end of make run:  {ended:6.1f} s, {cpu:.1f} s of CPU (every process make run waited for)")
         if make.returncode != 0 or first_prediction is None:
