@@ -10,9 +10,9 @@ How it is measured, in one run of this script (three rounds by default, `--round
    model.tar.gz between training and evaluation as SageMaker does.
    Ratio = (1) / (2); target <= 1.15. The twin's jobs start in warm containers (their interpreter imported the
    libraries while the twin started: emulator/sagemaker_local/warm_containers.py) and the direct scripts cold, as a
-   user's `mlops run` and a user's own `python ml/train.py` would; `MLOPS_WARM_CONTAINERS=0` starts the twin's cold too,
-   which shows what the twin adds to the same cold starts. The twin's side is split into the wait for the first state, the job
-   states and the other states (evaluation report Lambda, registration, notification: work the direct run
+   user's `mlops run` and a user's own `python ml/train.py` would; `MLOPS_WARM_CONTAINERS=0` starts the twin's cold
+   too, which shows what the twin adds to the same cold starts. The twin's side is split into the wait for the first
+   state, the job states and the other states (evaluation report Lambda, registration, notification: work the direct run
    does not do), so a miss shows where the time goes. The whole run's wall time (twin start-up, deploy,
    endpoint start) is printed too, for context: it does work the direct scripts do not.
 3. A chain of 200 Pass states on the twin's engine (local integrations installed): milliseconds per state from

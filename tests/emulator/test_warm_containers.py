@@ -100,6 +100,18 @@ def _run(
     return exit_code, container.log_lines(), container
 
 
+def _plain_job(root: Path, pool: WarmContainerPool) -> ContainerProcess:
+    """`python3 job.py` in `root`'s code folder, with no variables of its own."""
+    return ContainerProcess(
+        ["python3", "job.py"],
+        "/opt/ml/code",
+        {},
+        root / "logs" / "training.log",
+        {CONTAINER_ROOT: root},
+        warm_pool=pool,
+    )
+
+
 def _prepared(pool: WarmContainerPool, variables: dict[str, str], *, network_isolation: bool = False) -> None:
     pool.prepare([CONTAINER_ROOT], network_isolation, container_environment(variables))
     assert pool.wait_until_started(60), "the warm container did not start"
@@ -118,14 +130,16 @@ def test_a_job_started_warm_sees_what_a_cold_start_shows_it(pool, tmp_path):
 
     assert pool.taken == 1, "the job did not start in the warm container"
     assert (warm_code, cold_code) == (3, 3)
-    assert "to stderr" in warm_log and "to stderr" in cold_log
+    assert "to stderr" in warm_log
+    assert "to stderr" in cold_log
     warm, cold = _seen(warm_log), _seen(cold_log)
     assert warm["argv"] == cold["argv"] == ["job.py", "--epochs", "2"]
     assert warm["cwd"] == cold["cwd"] == "/opt/ml/code"
     assert warm["path0"] == cold["path0"] == "/opt/ml/code"
     assert warm["file"] == cold["file"] == "/opt/ml/code/job.py"
     assert warm["name"] == cold["name"] == "__main__"
-    assert warm["main_is_this_script"] and cold["main_is_this_script"]
+    assert warm["main_is_this_script"]
+    assert cold["main_is_this_script"]
     assert warm["stdin"] == cold["stdin"] == ""
     assert warm["environment"] == cold["environment"]
     assert warm["hash_seed_fixed"] == cold["hash_seed_fixed"]
@@ -141,14 +155,7 @@ def test_the_job_reads_and_writes_its_own_folder_at_its_path_after_a_warm_start(
     _prepared(pool, {})
     root = _job_root(tmp_path, "paths", script)
     (root / "model").mkdir()
-    container = ContainerProcess(
-        ["python3", "job.py"],
-        "/opt/ml/code",
-        {},
-        root / "logs" / "training.log",
-        {CONTAINER_ROOT: root},
-        warm_pool=pool,
-    )
+    container = _plain_job(root, pool)
 
     assert container.run(120) == 0, container.log_lines()
     assert pool.taken == 1
@@ -238,7 +245,8 @@ def test_a_job_whose_start_up_variables_differ_starts_cold_and_its_kind_is_prepa
 
     code, log, _ = _run(tmp_path, "threads", PROBE, pool, {**JOB_VARIABLES, "OMP_NUM_THREADS": "1"})
 
-    assert code == 3 and _seen(log)["environment"]["OMP_NUM_THREADS"] == "1"
+    assert code == 3
+    assert _seen(log)["environment"]["OMP_NUM_THREADS"] == "1"
     assert pool.taken == 0
     assert pool.wait_until_started(60)
     assert ("OMP_NUM_THREADS", "1") in {item for kind in pool.idle_kinds() for item in kind.start_environment}
@@ -286,14 +294,7 @@ def test_commands_other_than_an_interpreter_and_a_script_start_cold(pool, tmp_pa
 def test_stopping_a_warm_job_kills_it(pool, tmp_path):
     _prepared(pool, {})
     root = _job_root(tmp_path, "sleeper", "import time\nprint('started', flush=True)\ntime.sleep(120)\n")
-    container = ContainerProcess(
-        ["python3", "job.py"],
-        "/opt/ml/code",
-        {},
-        root / "logs" / "training.log",
-        {CONTAINER_ROOT: root},
-        warm_pool=pool,
-    )
+    container = _plain_job(root, pool)
     result: list[int] = []
     runner = threading.Thread(target=lambda: result.append(container.run(300)))
     runner.start()
@@ -305,7 +306,8 @@ def test_stopping_a_warm_job_kills_it(pool, tmp_path):
     runner.join(30)
 
     assert pool.taken == 1
-    assert result and result[0] < 0
+    assert result
+    assert result[0] < 0
 
 
 def test_closing_the_pool_ends_its_idle_containers(tmp_path):
@@ -316,7 +318,8 @@ def test_closing_the_pool_ends_its_idle_containers(tmp_path):
 
     warm.close()
 
-    assert processes and all(process.poll() is not None for process in processes)
+    assert processes
+    assert all(process.poll() is not None for process in processes)
     assert not (tmp_path / "warm-containers").exists()
 
 
@@ -326,8 +329,10 @@ def test_no_warm_container_when_switched_off(monkeypatch, pool, tmp_path):
     pool.prepare([CONTAINER_ROOT], False, container_environment({}))
     code, log, _ = _run(tmp_path, "off", PROBE, pool)
 
-    assert code == 3 and _seen(log)["argv"] == ["job.py", "--epochs", "2"]
-    assert pool.idle_kinds() == [] and pool.taken == 0
+    assert code == 3
+    assert _seen(log)["argv"] == ["job.py", "--epochs", "2"]
+    assert pool.idle_kinds() == []
+    assert pool.taken == 0
 
 
 INFERENCE = """
