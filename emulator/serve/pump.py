@@ -1,7 +1,7 @@
 """`ServicePump`: what AWS's managed services do on their own while the served twin waits for clients.
 
 In `mlops run` the command drives the twin: it starts executions and waits on the clock. Served, nobody does,
-so this thread does what EventBridge, Lambda's event source mappings and CloudWatch do by themselves:
+so its threads do what EventBridge, Lambda's event source mappings and CloudWatch do by themselves:
 
 - fires the stack's schedule rules (the idle endpoint reaper, monitoring, drift re-checks) as the twin's clock
   passes their periods;
@@ -14,7 +14,8 @@ so this thread does what EventBridge, Lambda's event source mappings and CloudWa
   own: on a fast clock the evaluations can fall behind, and then they must delay neither the schedules and
   deliveries nor an execution's Wait state (a thread that waits on the clock announces the minutes only when no
   other thread is announcing them, and this thread nearly always is);
-- tells the terminal what happened: an execution a rule started, a delivery that failed, the endpoint's status.
+- tells the terminal what happened: an execution a rule started, a delivery that failed, the endpoint's status;
+  in a thread of its own too, so `endpoint ...: InService` shows within a round, not after a schedule's function.
 
 Each round's failure is logged and the next round runs: a failing target never stops EventBridge on AWS.
 """
@@ -39,9 +40,11 @@ _STOP_MARGIN_SECONDS = 5.0
 
 _PUMP_THREAD = "served-twin-pump"
 _QUEUES_THREAD = "served-twin-queues"
+_TERMINAL_THREAD = "served-twin-terminal"
 _ALARMS_THREAD = "served-twin-alarms"
-# The threads that run functions (a schedule's target, a queue's batch): stop() waits for their round to end.
-_FUNCTION_THREADS = (_PUMP_THREAD, _QUEUES_THREAD)
+# What stop() waits for before the twin closes: the threads that run functions (a schedule's target, a queue's
+# batch) and the one that reads the endpoint's status (a closing twin's SageMaker would read as "deleted").
+_STOPPED_BEFORE_CLOSE = (_PUMP_THREAD, _QUEUES_THREAD, _TERMINAL_THREAD)
 
 Announce = Callable[[str], None]
 
@@ -65,6 +68,7 @@ class ServicePump:
         self._threads = [
             threading.Thread(target=self._repeat, args=(self.run_round,), name=_PUMP_THREAD, daemon=True),
             threading.Thread(target=self._poll_queues, name=_QUEUES_THREAD, daemon=True),
+            threading.Thread(target=self._repeat, args=(self.announce,), name=_TERMINAL_THREAD, daemon=True),
             threading.Thread(target=self._repeat, args=(self.announce_minutes,), name=_ALARMS_THREAD, daemon=True),
         ]
         for thread in self._threads:
@@ -79,7 +83,7 @@ class ServicePump:
         """
         self._stopping.set()
         deadline = time.monotonic() + self._join_seconds()
-        running = [thread for thread in self._threads if thread.name in _FUNCTION_THREADS]
+        running = [thread for thread in self._threads if thread.name in _STOPPED_BEFORE_CLOSE]
         for thread in running:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         still = [thread.name for thread in running if thread.is_alive()]
@@ -105,8 +109,11 @@ class ServicePump:
         self._twin.clock.sleep(0)
 
     def run_round(self) -> None:
-        """One round: due schedules, then what to tell the terminal."""
+        """One round of the schedules: each rule whose period passed on the clock fires."""
         self._twin.fire_schedules()
+
+    def announce(self) -> None:
+        """What to tell the terminal: executions rules started, failed deliveries, the endpoint's status."""
         self._announce_deliveries()
         self._announce_endpoint()
 

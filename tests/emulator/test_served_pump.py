@@ -60,6 +60,12 @@ class _Twin:
         return []
 
 
+class _SageMaker:
+    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert action == "DescribeEndpoint"
+        return {"EndpointName": params["EndpointName"], "EndpointStatus": "InService"}
+
+
 def _run(pump: ServicePump, seconds: float) -> None:
     pump.start()
     try:
@@ -104,3 +110,24 @@ def test_without_a_batching_window_the_queue_is_polled_every_round() -> None:
     _run(ServicePump(twin, announce=lambda line: None, round_seconds=0.1), 1.0)  # type: ignore[arg-type]
     # about ten rounds in a second: polled each round, never in a busy loop
     assert 6 <= len(twin.drains) <= 11
+
+
+def test_the_endpoints_status_reaches_the_terminal_while_a_schedules_function_runs() -> None:
+    # GIVEN an endpoint InService and a scheduled rule's function that runs for the whole test
+    release = threading.Event()
+    twin = _Twin(BATCHING_WINDOW_SECONDS, schedule_blocks=release)
+    twin.stack.outputs["EndpointName"] = "mlops-local-endpoint"
+    twin.sagemaker = _SageMaker()  # type: ignore[attr-defined]
+    said: list[str] = []
+    pump = ServicePump(twin, announce=said.append)  # type: ignore[arg-type]
+    pump.start()
+    try:
+        # WHEN a second passes
+        assert twin.schedule_started.wait(5)
+        time.sleep(1.0)
+        # THEN the terminal was told, as a person at it (and bench/served_twin.py) waits for that line
+        assert "endpoint mlops-local-endpoint: InService" in said
+    finally:
+        release.set()
+        pump.stop()
+        pump.join()
