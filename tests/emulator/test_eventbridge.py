@@ -310,6 +310,32 @@ def test_an_sqs_target_queues_and_draining_delivers_batches_of_the_batch_size(mo
     assert _waiting(url) == 0
 
 
+def test_polling_the_queues_makes_one_sqs_client_for_every_poll_and_delivery(
+    moto_queue: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a router whose queue is polled every batching window, as the served twin's event source mapping does
+    url, arn = moto_queue
+    recorder = Recorder(lambda_result={"batchItemFailures": []})
+    stack = _stack(_rule({"source": ["aws.s3"]}, RuleTarget("q", arn)), queue_sources=_queue_source(url, arn, 10))
+    router = _router(stack, recorder)
+    made: list[str] = []
+    real_client = boto3.client
+
+    def counting_client(service: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(service)
+        return real_client(service, *args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", counting_client)
+    # WHEN events are queued and delivered, and the empty queue is polled five times more
+    for _ in range(3):
+        router.route(S3_OBJECT_CREATED)
+    for _ in range(6):
+        router.drain_queues()
+    # THEN all of it went through one SQS client: making one costs ~10 ms of CPU, a poll of an empty queue ~4 ms
+    assert len(recorder.invocations) == 1
+    assert made.count("sqs") == 1
+
+
 def test_reported_batch_item_failures_stay_on_the_queue(moto_queue: tuple[str, str]) -> None:
     url, arn = moto_queue
 
