@@ -185,6 +185,7 @@ class _Deployment(EmulatedTypes):
     event_source_mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
     custom_resource_code: dict[str, tuple[Path, str]] = field(default_factory=dict)
     emulated: list[ResourceNote] = field(default_factory=list)
+    clients: dict[str, Any] = field(default_factory=dict)
 
     # -- 1. packaging, as `sam deploy` does before CloudFormation sees the template
 

@@ -43,7 +43,9 @@ from emulator.eventbridge import Delivery, EventRouter
 from emulator.execution_events import ExecutionStatusEvents
 from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
+from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import LocalSageMaker
+from emulator.service_lookups import install_service_lookups
 from emulator.service_metrics import PUBLISHED_METRICS as SERVICE_METRICS
 from emulator.service_metrics import ServiceMetrics
 from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
@@ -169,6 +171,8 @@ class LocalTwin:
         self._service_metrics: ServiceMetrics | None = None
         self._stop_alarm_clock: Callable[[], None] | None = None
         self._integrations_installed = False
+        self._lookups = MotoPatches()
+        self._save_lookups: Callable[[], None] | None = None
         self._saved_region: str | None = None
         # The last description of each execution, with the (status, history length) it was read at.
         self._descriptions: dict[str, tuple[tuple[str, int], ExecutionResult]] = {}
@@ -198,6 +202,7 @@ class LocalTwin:
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
         self._mock.start()
         try:
+            self._save_lookups = install_service_lookups(self._lookups)
             self._start_services()
         except BaseException:
             self.close()
@@ -296,6 +301,10 @@ class LocalTwin:
         if self._sagemaker is not None:
             step(self._sagemaker.close)
             self._sagemaker = None
+        if self._save_lookups is not None:
+            step(self._save_lookups)
+            self._save_lookups = None
+        self._lookups.undo()
         if self._mock is not None:
             step(self._mock.stop)
             self._mock = None
