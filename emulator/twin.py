@@ -446,7 +446,16 @@ class LocalTwin:
         deadline = time.monotonic() + timeout
         reported: set[tuple[int, str]] = set()
         stopped_seen: float | None = None
+        read_at = -_RUNNING_REREAD_SECONDS
         while True:
+            # Re-reading a history costs tens of milliseconds of CPU, taken from the states running beside it; while
+            # states follow each other quickly it is read at most every _RUNNING_REREAD_SECONDS, and at once when
+            # the execution stops (progress shows a moment later; what it shows is the history's).
+            mark = _history_mark(execution_arn)
+            if mark is not None and mark[0] == _RUNNING and time.monotonic() - read_at < _RUNNING_REREAD_SECONDS:
+                time.sleep(_HISTORY_POLL_SECONDS)
+                continue
+            read_at = time.monotonic()
             result = self.describe_execution(execution_arn)
             self._report_progress(execution_arn, result.runs, reported)
             if on_runs is not None:
@@ -604,10 +613,14 @@ def _history_mark(execution_arn: str) -> tuple[str, int] | None:
     # An execution moto has recorded but not yet handed to its engine thread has no history to count.
     if not isinstance(execution, EngineExecution) or execution.exec_worker is None:
         return None
-    return str(execution.exec_status), len(execution.to_history_output()["events"])
+    # Counted in place: GetExecutionHistory's `to_history_output()` deep-copies every event at every poll.
+    env = execution.exec_worker.env
+    return str(execution.exec_status), 0 if env is None else len(env.event_manager._history_event_list)
 
 
 _CLOSING_EVENT_GRACE_SECONDS = 2.0
+_RUNNING_REREAD_SECONDS = 0.5
+_RUNNING = str(ExecutionStatus.RUNNING)
 _CLOSING_EVENT_TYPES = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 
 
