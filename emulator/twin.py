@@ -16,8 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any, cast
 
 import boto3
 from moto import mock_aws
-from moto.moto_api._internal import mock_random
 from moto.stepfunctions.exceptions import AWSError
 from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
@@ -48,7 +46,7 @@ from emulator.sagemaker_local import LocalSageMaker
 from emulator.service_lookups import install_service_lookups
 from emulator.service_metrics import PUBLISHED_METRICS as SERVICE_METRICS
 from emulator.service_metrics import ServiceMetrics
-from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
+from emulator.stack import DEFAULT_STACK_NAME, create_local_network, deploy_stack, same_ids_at_every_start
 from emulator.stack_spec import DeployedStack
 
 # Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take
@@ -63,10 +61,6 @@ _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
 }
-_LOCAL_VPC_CIDR = "10.42.0.0/16"
-# Any constant: it fixes the ids the stack's deployment makes from one start to the next.
-_STACK_IDS_SEED = 20261201
-_LOCAL_SUBNETS = (("10.42.1.0/24", "a"), ("10.42.2.0/24", "b"))
 
 
 @dataclass(frozen=True)
@@ -223,8 +217,8 @@ class LocalTwin:
         )
         self._service_metrics = ServiceMetrics(region=LOCAL_REGION)
         self._alarms.install()
-        with _same_ids_at_every_start():
-            subnet_ids, security_group_ids = _create_local_network()
+        with same_ids_at_every_start():
+            subnet_ids, security_group_ids = create_local_network()
             overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
             overrides.update(self.parameter_overrides)
             self._stack = deploy_stack(
@@ -555,37 +549,6 @@ def _started(part: Any) -> Any:
     if part is None:
         raise RuntimeError("The LocalTwin is not started: use it as a context manager or call start()")
     return part
-
-
-def _create_local_network() -> tuple[list[str], list[str]]:
-    """A VPC with two subnets in different Availability Zones and a security group, in moto's EC2."""
-    ec2 = boto3.client("ec2")
-    vpc_id = ec2.create_vpc(CidrBlock=_LOCAL_VPC_CIDR)["Vpc"]["VpcId"]
-    subnet_ids = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{LOCAL_REGION}{zone}")["Subnet"]["SubnetId"]
-        for cidr, zone in _LOCAL_SUBNETS
-    ]
-    group_id = ec2.create_security_group(
-        GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
-    )["GroupId"]
-    return subnet_ids, [group_id]
-
-
-@contextmanager
-def _same_ids_at_every_start() -> Iterator[None]:
-    """moto's random source seeded for the block, then given its own state back.
-
-    The ids and physical names made in the block (the local network, the stack's resources) reach the state
-    machines' definitions through the stack's substitutions; made the same at every start, a definition is the same
-    text as at the last start and is not parsed again at CreateStateMachine (`emulator/asl_verdicts.py`). Only the
-    twin's start runs in the block: nothing else draws from moto's random source meanwhile.
-    """
-    saved = mock_random.getstate()
-    mock_random.seed(_STACK_IDS_SEED)
-    try:
-        yield
-    finally:
-        mock_random.setstate(saved)
 
 
 def _running_executions() -> dict[str, EngineExecution]:
