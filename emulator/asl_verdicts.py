@@ -21,12 +21,17 @@ from pathlib import Path
 CACHE_DIR_VARIABLE = "MLOPS_CACHE_DIR"
 
 
-def default_verdicts_dir() -> Path:
+def default_cache_dir() -> Path:
+    """Where the twin keeps what is the same at every start: MLOPS_CACHE_DIR, else `$XDG_CACHE_HOME/mlops`."""
     configured = os.environ.get(CACHE_DIR_VARIABLE)
     if configured:
-        return Path(configured) / "asl-accepted"
+        return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlops" / "asl-accepted"
+    return Path(base) / "mlops"
+
+
+def default_verdicts_dir() -> Path:
+    return default_cache_dir() / "asl-accepted"
 
 
 class AcceptedDefinitions:

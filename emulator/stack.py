@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.models import cloudformation_backends
+from moto.moto_api._internal import mock_random
 from samtranslator.translator.transform import transform as sam_transform
 
 from contract.definition_substitutions import substitute, unfilled
@@ -66,6 +68,11 @@ DEFAULT_STACK_NAME = "mlops-local"
 STAGING_BUCKET = "mlops-local-deployment-staging"
 # Lambda zips and tarballs are byte-identical for identical sources: the timestamp zip format allows.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# The twin's network, in moto's EC2, whose ids the stack's VPC parameters name.
+_LOCAL_VPC_CIDR = "10.42.0.0/16"
+# Any constant: it fixes the ids the stack's deployment makes from one start to the next.
+_STACK_IDS_SEED = 20261201
+_LOCAL_SUBNETS = (("10.42.1.0/24", "a"), ("10.42.2.0/24", "b"))
 
 
 def deploy_stack(
@@ -185,6 +192,7 @@ class _Deployment(EmulatedTypes):
     event_source_mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
     custom_resource_code: dict[str, tuple[Path, str]] = field(default_factory=dict)
     emulated: list[ResourceNote] = field(default_factory=list)
+    clients: dict[str, Any] = field(default_factory=dict)
 
     # -- 1. packaging, as `sam deploy` does before CloudFormation sees the template
 
@@ -492,3 +500,34 @@ def apply_substitutions(definition: str, substitutions: Mapping[str, str], *, wh
     except ValueError as error:
         raise StackDeployError(f"{where}: the definition is not valid JSON once substituted: {error}") from error
     return applied
+
+
+def create_local_network() -> tuple[list[str], list[str]]:
+    """A VPC with two subnets in different Availability Zones and a security group, in moto's EC2."""
+    ec2 = boto3.client("ec2")
+    vpc_id = ec2.create_vpc(CidrBlock=_LOCAL_VPC_CIDR)["Vpc"]["VpcId"]
+    subnet_ids = [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{LOCAL_REGION}{zone}")["Subnet"]["SubnetId"]
+        for cidr, zone in _LOCAL_SUBNETS
+    ]
+    group_id = ec2.create_security_group(
+        GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
+    )["GroupId"]
+    return subnet_ids, [group_id]
+
+
+@contextmanager
+def same_ids_at_every_start() -> Iterator[None]:
+    """moto's random source seeded for the block, then given its own state back.
+
+    The ids and physical names made in the block (the local network, the stack's resources) reach the state
+    machines' definitions through the stack's substitutions; made the same at every start, a definition is the same
+    text as at the last start and is not parsed again at CreateStateMachine (`emulator/asl_verdicts.py`). Only the
+    twin's start runs in the block: nothing else draws from moto's random source meanwhile.
+    """
+    saved = mock_random.getstate()
+    mock_random.seed(_STACK_IDS_SEED)
+    try:
+        yield
+    finally:
+        mock_random.setstate(saved)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream
@@ -17,6 +17,17 @@ from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
 from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
 from moto.stepfunctions.parser.asl.parse import preprocessor
 from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException, SyntaxErrorListener
+
+
+class Warming:
+    """A definition waiting for, or done with, its background parse (`SyntaxTreeCache.warm`)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the definition's parse has finished (or failed)."""
+        self.done.wait(timeout)
 
 
 class SyntaxTreeCache:
@@ -33,24 +44,40 @@ class SyntaxTreeCache:
         # thread) waits for that parse instead of parsing the same text again beside it.
         self._parsing: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._to_warm: deque[tuple[str, Warming]] = deque()
+        self._warmer: threading.Thread | None = None
 
     def parse(self, definition: str) -> tuple[Any, Any]:
         """What `AmazonStateLanguageParser.parse` returns: a new program and the (shared) syntax tree."""
         tree = self._tree(definition)
         return preprocessor.Preprocessor().visit(tree), tree
 
-    def warm(self, definition: str) -> threading.Thread:
-        """Parse `definition` on a thread of its own, so that its first execution finds the tree (errors: dropped,
-        the caller that parses next raises them)."""
+    def warm(self, definition: str) -> Warming:
+        """Parse `definition` in the background, so that its first execution finds the tree (errors: dropped, the
+        caller that parses next raises them).
 
-        def parse_quietly() -> None:
+        One thread parses the warmed definitions in the order they came: the parser holds the GIL, so parsing the
+        stack's three at once made the first one (`training`, created first and started first) wait for all of them.
+        """
+        warming = Warming()
+        with self._lock:
+            self._to_warm.append((definition, warming))
+            if self._warmer is None:
+                self._warmer = threading.Thread(target=self._warm_queued, name="asl-parse", daemon=True)
+                self._warmer.start()
+        return warming
+
+    def _warm_queued(self) -> None:
+        while True:
+            with self._lock:
+                if not self._to_warm:
+                    self._warmer = None
+                    return
+                definition, warming = self._to_warm.popleft()
             # A definition with errors is never cached: the next caller's parse raises them.
             with contextlib.suppress(Exception):
                 self._tree(definition)
-
-        thread = threading.Thread(target=parse_quietly, name="asl-parse", daemon=True)
-        thread.start()
-        return thread
+            warming.done.set()
 
     def _tree(self, definition: str) -> Any:
         while True:

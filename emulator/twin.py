@@ -16,8 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any, cast
 
 import boto3
 from moto import mock_aws
-from moto.moto_api._internal import mock_random
 from moto.stepfunctions.exceptions import AWSError
 from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
@@ -43,10 +41,12 @@ from emulator.eventbridge import Delivery, EventRouter
 from emulator.execution_events import ExecutionStatusEvents
 from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
+from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import LocalSageMaker
+from emulator.service_lookups import install_service_lookups
 from emulator.service_metrics import PUBLISHED_METRICS as SERVICE_METRICS
 from emulator.service_metrics import ServiceMetrics
-from emulator.stack import DEFAULT_STACK_NAME, deploy_stack
+from emulator.stack import DEFAULT_STACK_NAME, create_local_network, deploy_stack, same_ids_at_every_start
 from emulator.stack_spec import DeployedStack
 
 # Virtual seconds per real second: Wait states, Retry intervals, .sync polls and endpoint start-up take
@@ -61,10 +61,6 @@ _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
 }
-_LOCAL_VPC_CIDR = "10.42.0.0/16"
-# Any constant: it fixes the ids the stack's deployment makes from one start to the next.
-_STACK_IDS_SEED = 20261201
-_LOCAL_SUBNETS = (("10.42.1.0/24", "a"), ("10.42.2.0/24", "b"))
 
 
 @dataclass(frozen=True)
@@ -169,6 +165,8 @@ class LocalTwin:
         self._service_metrics: ServiceMetrics | None = None
         self._stop_alarm_clock: Callable[[], None] | None = None
         self._integrations_installed = False
+        self._lookups = MotoPatches()
+        self._save_lookups: Callable[[], None] | None = None
         self._saved_region: str | None = None
         # The last description of each execution, with the (status, history length) it was read at.
         self._descriptions: dict[str, tuple[tuple[str, int], ExecutionResult]] = {}
@@ -198,6 +196,7 @@ class LocalTwin:
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
         self._mock.start()
         try:
+            self._save_lookups = install_service_lookups(self._lookups)
             self._start_services()
         except BaseException:
             self.close()
@@ -221,8 +220,8 @@ class LocalTwin:
         )
         self._service_metrics = ServiceMetrics(region=LOCAL_REGION)
         self._alarms.install()
-        with _same_ids_at_every_start():
-            subnet_ids, security_group_ids = _create_local_network()
+        with same_ids_at_every_start():
+            subnet_ids, security_group_ids = create_local_network()
             overrides = local_parameter_overrides(self.template, subnet_ids, security_group_ids)
             overrides.update(self.parameter_overrides)
             self._stack = deploy_stack(
@@ -299,6 +298,10 @@ class LocalTwin:
         if self._sagemaker is not None:
             step(self._sagemaker.close)
             self._sagemaker = None
+        if self._save_lookups is not None:
+            step(self._save_lookups)
+            self._save_lookups = None
+        self._lookups.undo()
         if self._mock is not None:
             step(self._mock.stop)
             self._mock = None
@@ -440,7 +443,16 @@ class LocalTwin:
         deadline = time.monotonic() + timeout
         reported: set[tuple[int, str]] = set()
         stopped_seen: float | None = None
+        read_at = -_RUNNING_REREAD_SECONDS
         while True:
+            # Re-reading a history costs tens of milliseconds of CPU, taken from the states running beside it; while
+            # states follow each other quickly it is read at most every _RUNNING_REREAD_SECONDS, and at once when
+            # the execution stops (progress shows a moment later; what it shows is the history's).
+            mark = _history_mark(execution_arn)
+            if mark is not None and mark[0] == _RUNNING and time.monotonic() - read_at < _RUNNING_REREAD_SECONDS:
+                time.sleep(_HISTORY_POLL_SECONDS)
+                continue
+            read_at = time.monotonic()
             result = self.describe_execution(execution_arn)
             self._report_progress(execution_arn, result.runs, reported)
             if on_runs is not None:
@@ -542,37 +554,6 @@ def _started(part: Any) -> Any:
     return part
 
 
-def _create_local_network() -> tuple[list[str], list[str]]:
-    """A VPC with two subnets in different Availability Zones and a security group, in moto's EC2."""
-    ec2 = boto3.client("ec2")
-    vpc_id = ec2.create_vpc(CidrBlock=_LOCAL_VPC_CIDR)["Vpc"]["VpcId"]
-    subnet_ids = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{LOCAL_REGION}{zone}")["Subnet"]["SubnetId"]
-        for cidr, zone in _LOCAL_SUBNETS
-    ]
-    group_id = ec2.create_security_group(
-        GroupName="mlops-local-jobs", Description="SageMaker jobs and endpoints of the local twin", VpcId=vpc_id
-    )["GroupId"]
-    return subnet_ids, [group_id]
-
-
-@contextmanager
-def _same_ids_at_every_start() -> Iterator[None]:
-    """moto's random source seeded for the block, then given its own state back.
-
-    The ids and physical names made in the block (the local network, the stack's resources) reach the state
-    machines' definitions through the stack's substitutions; made the same at every start, a definition is the same
-    text as at the last start and is not parsed again at CreateStateMachine (`emulator/asl_verdicts.py`). Only the
-    twin's start runs in the block: nothing else draws from moto's random source meanwhile.
-    """
-    saved = mock_random.getstate()
-    mock_random.seed(_STACK_IDS_SEED)
-    try:
-        yield
-    finally:
-        mock_random.setstate(saved)
-
-
 def _running_executions() -> dict[str, EngineExecution]:
     """The executions moto's engine is running, of every state machine in every account and region, by ARN."""
     running: dict[str, EngineExecution] = {}
@@ -598,10 +579,14 @@ def _history_mark(execution_arn: str) -> tuple[str, int] | None:
     # An execution moto has recorded but not yet handed to its engine thread has no history to count.
     if not isinstance(execution, EngineExecution) or execution.exec_worker is None:
         return None
-    return str(execution.exec_status), len(execution.to_history_output()["events"])
+    # Counted in place: GetExecutionHistory's `to_history_output()` deep-copies every event at every poll.
+    env = execution.exec_worker.env
+    return str(execution.exec_status), 0 if env is None else len(env.event_manager._history_event_list)
 
 
 _CLOSING_EVENT_GRACE_SECONDS = 2.0
+_RUNNING_REREAD_SECONDS = 0.5
+_RUNNING = str(ExecutionStatus.RUNNING)
 _CLOSING_EVENT_TYPES = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 
 

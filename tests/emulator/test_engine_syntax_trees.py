@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,29 @@ class _CountingParser:
     def parse(self, definition: str) -> Any:
         self._seen.append(definition)
         return self._parser.parse(definition)
+
+
+def test_warmed_definitions_are_parsed_one_at_a_time_in_the_order_they_came(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_parse = SyntaxTreeCache._syntax_tree
+    started: list[str] = []
+    busy = threading.Lock()
+
+    def one_at_a_time(definition: str) -> Any:
+        assert busy.acquire(blocking=False), "two parses ran at once"
+        try:
+            started.append(definition)
+            time.sleep(0.05)
+            return real_parse(definition)
+        finally:
+            busy.release()
+
+    monkeypatch.setattr(SyntaxTreeCache, "_syntax_tree", staticmethod(one_at_a_time))
+    cache = SyntaxTreeCache(8)
+    definitions = [json.dumps({**json.loads(DEFINITION), "Comment": f"copy {index}"}) for index in range(3)]
+    warmings = [cache.warm(definition) for definition in definitions]
+    for warming in warmings:
+        warming.join(timeout=30)
+
+    assert started == definitions
+    assert all(warming.done.is_set() for warming in warmings)
+    assert cache.parse(definitions[0])[1] is cache.parse(definitions[0])[1]
