@@ -165,15 +165,18 @@ class LocalSageMaker(JobAPIs, HostingAPIs, ModelRegistryAPIs, ModelCardAPIs):
         self._patches.replace(SageMakerModelBackend, "iter_tagged_resources", iter_tagged_resources)
 
     def prepare_warm_containers(self) -> None:
-        """Starts, in the background, a warm container for each container the lifecycle starts first.
+        """Starts, in the background, a warm container for each container a training and its deploy start first.
 
-        A network-isolated processing job, a training job on every core, a network-isolated model server: what the
-        stack's state machines run (warm_containers.py says what a warm container is and when one is used).
+        Two network-isolated processing jobs, a training job on every core, a network-isolated model server: what
+        the stack's state machines run (warm_containers.py says what a warm container is and when one is used).
         """
         job_mounts = [CONTAINER_ROOT]
-        self.warm_containers.prepare(job_mounts, True, container_environment({}))
-        training_threads = {"OMP_NUM_THREADS": str(self._cpus_per_training(1))}
-        self.warm_containers.prepare(job_mounts, True, container_environment(training_threads))
+        processing = container_environment({})
+        training = container_environment({"OMP_NUM_THREADS": str(self._cpus_per_training(1))})
+        # In the order a training execution needs them: preprocessing, training, evaluation, then the model server.
+        self.warm_containers.prepare(job_mounts, True, processing)
+        self.warm_containers.prepare(job_mounts, True, training)
+        self.warm_containers.prepare(job_mounts, True, processing, count=2)
         self.warm_containers.prepare([CONTAINER_MODEL_DIR], True, server_environment({}))
 
     def uninstall(self) -> None:

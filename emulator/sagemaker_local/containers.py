@@ -144,6 +144,13 @@ class ContainerProcess:
                 self.runtime_exceeded = True
                 self.kill()
                 return self._process.wait()
+            finally:
+                if self._warm_pool is not None:
+                    # The next job of this kind finds a warm container; its imports start once this job no longer
+                    # needs the cores.
+                    self._warm_pool.replenish(
+                        self._container_command, self._mounts, self._network_isolation, self._container_environment
+                    )
 
     def _hand_over(self, warm: WarmContainer, log: BinaryIO) -> bool:
         """Gives the job to `warm`; False (the log emptied again) when it cannot take it and the job starts cold."""

@@ -89,6 +89,9 @@ class ModelServer:
         self._process, self._stdout = started
         self.port = 0  # until the server says where it listens
         self.port = self._read_port()
+        if warm_pool is not None:
+            # The next model server finds a warm container; its imports start once this one is up.
+            warm_pool.replenish(command, mounts, network_isolation, env)
 
     def _start_warm(
         self,

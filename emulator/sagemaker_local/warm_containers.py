@@ -25,8 +25,10 @@ and the interpreter's `sys.orig_argv` names `warm_boot.py`). Anything else start
 `MLOPS_WARM_CONTAINERS=0` to start every container cold.
 
 The pool keeps at most one idle container for each kind (mount points, network isolation, start-up variables) and
-`MAX_IDLE` in all. Taking one starts its replacement; a kind that found none gets one for next time. Containers start
-one at a time, in the order asked for, each once the one before has imported its libraries. The twin starts the
+`MAX_IDLE` in all. A job that found none of its kind gets one for next time; a job that took one asks for its
+replacement once it has ended (a model server once it is up), when it no longer competes with the replacement's
+imports for the cores. Containers start one at a time, in the order asked for, each once the one before has imported
+its libraries. The twin starts the
 first ones as it starts (`LocalSageMaker.prepare_warm_containers`), after compiling the libraries' bytecode on a
 first run (`job_warmup.compile_job_libraries`: the sandbox cannot write it).
 """
@@ -46,7 +48,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,8 +283,9 @@ class WarmContainerPool:
         self._folder = self.owner_dir / "warm-containers"
         self._code_dir = code_dir
         self._preload: list[str] | None = None
-        self._idle: OrderedDict[ContainerKind, WarmContainer] = OrderedDict()
-        self._starting: set[ContainerKind] = set()
+        # Oldest first, for MAX_IDLE to end the longest unused.
+        self._idle: OrderedDict[WarmContainer, ContainerKind] = OrderedDict()
+        self._starting: Counter[ContainerKind] = Counter()
         self._lock = threading.Lock()
         self._closed = False
         self._queue: deque[tuple[ContainerKind, dict[str, str]]] = deque()
@@ -290,11 +293,25 @@ class WarmContainerPool:
         # How many containers a job took (a figure for the benchmarks and the tests).
         self.taken = 0
 
-    def prepare(self, mount_points: Sequence[str], network_isolation: bool, environment: Mapping[str, str]) -> None:
-        """Starts, in the background, an idle container for jobs of this kind (nothing if one is there or starting)."""
+    def prepare(
+        self, mount_points: Sequence[str], network_isolation: bool, environment: Mapping[str, str], count: int = 1
+    ) -> None:
+        """Starts, in the background, idle containers for jobs of this kind until `count` are idle or starting."""
         if not self._usable():
             return
-        self._start_in_background(ContainerKind.of(mount_points, network_isolation, environment), environment)
+        self._start_in_background(ContainerKind.of(mount_points, network_isolation, environment), environment, count)
+
+    def replenish(
+        self,
+        command: Sequence[str],
+        mounts: Mapping[str, Path],
+        network_isolation: bool,
+        environment: Mapping[str, str],
+    ) -> None:
+        """After a job (or once a model server is up): a container for the next of its kind, if a warm one may take
+        such a job and none is idle or starting."""
+        if self._usable() and self._may_take(command, mounts):
+            self.prepare(list(mounts), network_isolation, environment)
 
     def claim(
         self,
@@ -306,15 +323,18 @@ class WarmContainerPool:
         """A warm container that has adopted `mounts` for this job, or None: then start it cold.
 
         None when the job is not one a warm container may take (see the module doc) or none of its kind is idle;
-        in the latter case one is started for the next job of the kind. Taking one starts its replacement.
+        in the latter case one is started for the next job of the kind. A replacement for one taken is the caller's
+        to ask for (`prepare`), when the machine has the time: after a job, once a model server is up.
         """
         if not (self._usable() and self._may_take(command, mounts)):
             return None
         kind = ContainerKind.of(list(mounts), network_isolation, environment)
         with self._lock:
-            container = self._idle.pop(kind, None)
-        self._start_in_background(kind, environment)
+            container = next((idle for idle, its_kind in self._idle.items() if its_kind == kind), None)
+            if container is not None:
+                del self._idle[container]
         if container is None:
+            self._start_in_background(kind, environment)
             logger.debug("No warm container of this kind is idle (%s): starting cold", kind)
             return None
         if not container.alive():
@@ -341,7 +361,7 @@ class WarmContainerPool:
 
     def idle_kinds(self) -> list[ContainerKind]:
         with self._lock:
-            return list(self._idle)
+            return list(self._idle.values())
 
     def start(
         self,
@@ -372,7 +392,7 @@ class WarmContainerPool:
         """Ends every idle container and waits for the ones still starting."""
         with self._lock:
             self._closed = True
-            idle = list(self._idle.values())
+            idle = list(self._idle)
             self._idle.clear()
             self._queue.clear()
             worker = self._worker
@@ -401,13 +421,15 @@ class WarmContainerPool:
             )
         )
 
-    def _start_in_background(self, kind: ContainerKind, environment: Mapping[str, str]) -> None:
+    def _start_in_background(self, kind: ContainerKind, environment: Mapping[str, str], count: int = 1) -> None:
         with self._lock:
-            if self._closed or kind in self._idle or kind in self._starting:
+            if self._closed:
                 return
-            self._starting.add(kind)
-            self._queue.append((kind, dict(environment)))
-            if self._worker is not None:
+            missing = count - self._starting[kind] - sum(1 for its_kind in self._idle.values() if its_kind == kind)
+            for _ in range(missing):
+                self._starting[kind] += 1
+                self._queue.append((kind, dict(environment)))
+            if missing <= 0 or self._worker is not None:
                 return
             self._worker = threading.Thread(target=self._start_queued, name="warm-containers", daemon=True)
         self._worker.start()
@@ -427,23 +449,23 @@ class WarmContainerPool:
             container = self._start_one(kind, environment)
             unused: list[WarmContainer] = []
             with self._lock:
-                self._starting.discard(kind)
+                self._starting[kind] -= 1
                 if container is not None and self._closed:
                     unused.append(container)
                 elif container is not None:
-                    self._idle[kind] = container
+                    self._idle[container] = kind
                     while len(self._idle) > MAX_IDLE:
-                        unused.append(self._idle.popitem(last=False)[1])
+                        unused.append(self._idle.popitem(last=False)[0])
             for extra in unused:
                 extra.discard()
             if container is not None and container not in unused:
-                self._wait_while_importing(kind, container)
+                self._wait_while_importing(container)
 
-    def _wait_while_importing(self, kind: ContainerKind, container: WarmContainer) -> None:
+    def _wait_while_importing(self, container: WarmContainer) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             with self._lock:
-                if self._closed or self._idle.get(kind) is not container:
+                if self._closed or container not in self._idle:
                     return  # taken by a job, whose start waits for it, or the pool is closing
             if container.imported():
                 return

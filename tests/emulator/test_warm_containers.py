@@ -314,7 +314,7 @@ def test_closing_the_pool_ends_its_idle_containers(tmp_path):
     warm = WarmContainerPool(tmp_path)
     warm.prepare([CONTAINER_ROOT], False, container_environment({}))
     assert warm.wait_until_started(60)
-    processes = [warm._idle[kind].process for kind in warm.idle_kinds()]
+    processes = [container.process for container in warm._idle]
 
     warm.close()
 
@@ -377,3 +377,32 @@ def test_a_model_server_started_warm_answers_like_a_cold_one(pool, tmp_path):
     assert warm_answer == cold_answer
     assert json.loads(warm_answer[0]) == {"scale": 2, "doubled": [2.0, 4.0]}
     assert os.path.exists(tmp_path / "endpoints" / "warm" / "model" / "weights.json")
+
+
+def test_a_job_that_took_a_warm_container_asks_for_its_replacement_once_it_has_ended(pool, tmp_path):
+    _prepared(pool, JOB_VARIABLES)
+    kind = pool.idle_kinds()[0]
+    root = _job_root(tmp_path, "replaced", "import sys\nprint('idle kinds while running:', sys.argv[1])\n")
+    container = ContainerProcess(
+        ["python3", "job.py", "x"],
+        "/opt/ml/code",
+        JOB_VARIABLES,
+        root / "logs" / "training.log",
+        {CONTAINER_ROOT: root},
+        warm_pool=pool,
+    )
+    taken_before_the_job_ends: list[list[ContainerKind]] = []
+    original_replenish = pool.replenish
+
+    def replenish(*arguments, **keywords):
+        taken_before_the_job_ends.append(pool.idle_kinds())
+        original_replenish(*arguments, **keywords)
+
+    pool.replenish = replenish  # type: ignore[method-assign]
+
+    assert container.run(120) == 0
+
+    assert pool.taken == 1
+    assert taken_before_the_job_ends == [[]], "no replacement was started while the job ran"
+    assert pool.wait_until_started(60)
+    assert pool.idle_kinds() == [kind]
