@@ -38,7 +38,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install install-run sandbox-tool lint typecheck check unit e2e bench export lock clean
+.PHONY: run test install install-run sandbox-tool lint typecheck check unit e2e bench export lock first-run-imports clean
 
 # uv installs run.lock without compiling it (pip compiled every module it installed): the first `make run` writes the
 # bytecode of just the modules it imports, once, instead of each of its processes (twin, jobs, model server) compiling
@@ -133,6 +133,11 @@ bench: $(DEV_STAMP)
 
 export: $(DEV_STAMP)
 	$(BIN)/mlops export
+
+# The library modules a first `mlops run` compiles ahead of its imports (emulator/commands/first_run_bytecode.py): redo
+# after a lock or the twin's imports change (tests/emulator/test_first_run_bytecode.py says when).
+first-run-imports: $(DEV_STAMP)
+	$(BIN)/python -m emulator.commands.first_run_bytecode
 
 # Regenerates both locks from pyproject.toml's extras, keeping every pin the locks already hold (uv prefers the versions
 # in the output file): run.lock pins the `run` extra, dev.lock what the `dev` extra adds to it, with run.lock's pins.

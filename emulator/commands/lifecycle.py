@@ -31,6 +31,7 @@ from emulator.commands.datasets import (
     load_user_dataset,
     with_pipeline_label,
 )
+from emulator.commands.first_run_bytecode import compiling_ahead
 from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
 from emulator.commands.report_bias import bias_summary_line
 from emulator.commands.report_lineage import lineage_summary_lines, read_lineage
@@ -264,18 +265,20 @@ def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = N
     # On a first run the job code's libraries compile on the other core while moto imports; the twin's warm
     # containers wait for it (job_warmup.py says why).
     compile_job_libraries_in_background(ML_DIR)
-    # Imported here: importing moto takes seconds, and bad input is refused before any twin is needed.
-    from emulator.twin import LocalTwin
+    # Imported here: importing moto takes seconds, and bad input is refused before any twin is needed. The twin's
+    # own libraries are compiled ahead of that import on a first run (first_run_bytecode.py).
+    with compiling_ahead():
+        from emulator.twin import LocalTwin
 
-    with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir) as twin:
-        stack = twin.stack
-        print(
-            f"local twin up in {format_duration(time.monotonic() - started)}: stack {stack.stack_name}, "
-            f"{len(stack.resources)} resources ({len(stack.emulated)} emulated by the twin, {len(stack.skipped)} "
-            "left out)",
-            file=out,
-        )
-        yield twin
+        with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir) as twin:
+            stack = twin.stack
+            print(
+                f"local twin up in {format_duration(time.monotonic() - started)}: stack {stack.stack_name}, "
+                f"{len(stack.resources)} resources ({len(stack.emulated)} emulated by the twin, {len(stack.skipped)} "
+                "left out)",
+                file=out,
+            )
+            yield twin
 
 
 def run_lifecycle(

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from contract.local_account import LOCAL_REGION
 from contract.project import PROJECT_ROOT, TEMPLATE_PATH
 from contract.template import template_parameters
+from emulator.commands.first_run_bytecode import start_compiler, stop_compiler
 from emulator.serve.server import LOOPBACK, PortInUseError, ServedAPIs, quiet_request_log
 
 UP_DIR = PROJECT_ROOT / ".mlops" / "up"
@@ -159,20 +160,22 @@ def _served_twin(
 ) -> Iterator[Any]:
     """The twin started and served, with its service pump; all of it stopped on exit, the twin last."""
     started = time.monotonic()
-    # Imported here: importing moto takes seconds, and a port in use is refused before that.
-    from emulator.commands.lifecycle import _quiet_library_logs
-    from emulator.serve.pump import ServicePump
-    from emulator.twin import DEFAULT_CLOCK_SPEED, LocalTwin
-
-    _quiet_library_logs()
-    twin = LocalTwin(
-        template=template,
-        parameter_overrides=overrides,
-        work_dir=work / "twin",
-        clock_speed=clock_speed or DEFAULT_CLOCK_SPEED,
-    )
+    # Imported here: importing moto takes seconds, and a port in use is refused before that. On a first run the
+    # twin's libraries are compiled ahead of the imports (first_run_bytecode.py).
+    compiler = start_compiler()
     pump: ServicePump | None = None
     try:
+        from emulator.commands.lifecycle import _quiet_library_logs
+        from emulator.serve.pump import ServicePump
+        from emulator.twin import DEFAULT_CLOCK_SPEED, LocalTwin
+
+        _quiet_library_logs()
+        twin = LocalTwin(
+            template=template,
+            parameter_overrides=overrides,
+            work_dir=work / "twin",
+            clock_speed=clock_speed or DEFAULT_CLOCK_SPEED,
+        )
         with twin:
             served.serve()
             pump = ServicePump(twin, lambda line: _announce(line, out))
@@ -189,6 +192,7 @@ def _served_twin(
                 served.stop()
                 pump.stop()
     finally:
+        stop_compiler(compiler)
         if pump is not None:
             pump.join()
 
