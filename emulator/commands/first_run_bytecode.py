@@ -4,10 +4,11 @@ uv installs the run venv without bytecode (compiling all of it costs more than a
 compiles each of the ~1,500 library modules the twin imports as it imports them: about 5 s of its start on this
 machine, on the one core the twin's start runs on. A compiler started first, in a process of its own, keeps ahead of
 those imports (compiling a module is quicker than compiling and running it), so the twin mostly finds the bytecode
-written. The modules, in the order a run imports them, are listed in `requirements/first-run-imports.txt`, made by
-`make first-run-imports` from the imports of the twin and the stack's handlers; a stale list only costs speed, and a
-test says when it is stale. Nothing starts when Python writes no bytecode (the tests' PYTHONDONTWRITEBYTECODE) or
-when the list's modules are compiled already.
+written (measured on a fresh clone: the twin up in 9.8 s and 10.6 s with it, 15.1 s and 16.9 s without). The
+project's own modules go first; the library modules, in the order a run imports them, are listed in
+`requirements/first-run-imports.txt`, made by `make first-run-imports` from the imports of the twin and the stack's
+handlers; a stale list only costs speed, and a test says when it is stale. Nothing starts when Python writes no
+bytecode (the tests' PYTHONDONTWRITEBYTECODE) or when everything is compiled already.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from contract.project import PROJECT_ROOT
 from contract.template import SERVERLESS_FUNCTION, read_template
 
 IMPORTS_FILE = PROJECT_ROOT / "requirements" / "first-run-imports.txt"
-FUNCTIONS_DIR = PROJECT_ROOT / "functions"
+# The project's packages a run imports; listing them would make the list stale with every new module.
+PROJECT_PACKAGES = tuple(PROJECT_ROOT / name for name in ("contract", "emulator", "mlops", "functions"))
 # What `mlops run` imports by its first prediction: the command, the twin, and (in-process) every stack handler.
 ENTRY_MODULES = ("mlops.cli", "emulator.commands.lifecycle", "emulator.commands.drift", "emulator.twin")
 _HEADER = (
@@ -50,10 +52,11 @@ def listed_modules(imports_file: Path = IMPORTS_FILE) -> list[str]:
 
 
 def files_to_compile(imports_file: Path = IMPORTS_FILE, site_dir: Path | None = None) -> list[Path]:
-    """The listed library modules that exist and have no bytecode yet, then the handlers' own modules, in order."""
+    """What has no bytecode yet: the project's own modules first (a few hundred milliseconds of compiling, imported
+    from the first to the last moment of the twin's start), then the listed library modules that exist, in order."""
     site = site_dir or site_packages()
-    listed = [site / entry for entry in listed_modules(imports_file)]
-    candidates = [*listed, *sorted(FUNCTIONS_DIR.rglob("*.py"))]
+    own = sorted(path for package in PROJECT_PACKAGES for path in package.rglob("*.py"))
+    candidates = [*own, *(site / entry for entry in listed_modules(imports_file))]
     return [path for path in candidates if path.is_file() and not _compiled(path)]
 
 

@@ -37,26 +37,26 @@ def test_every_listed_module_is_installed_in_this_venv() -> None:
     assert absent == []
 
 
-def test_only_listed_modules_that_exist_and_have_no_bytecode_are_compiled_then_the_handlers(
+def test_the_project_modules_then_the_listed_ones_that_exist_without_bytecode_are_compiled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    site, handlers = tmp_path / "site", tmp_path / "functions"
+    site, own = tmp_path / "site", tmp_path / "project" / "emulator"
     (site / "pkg").mkdir(parents=True)
-    handlers.mkdir()
+    own.mkdir(parents=True)
     compiled, uncompiled = site / "pkg" / "compiled.py", site / "pkg" / "uncompiled.py"
-    for source in (compiled, uncompiled, handlers / "handler.py"):
+    for source in (compiled, uncompiled, own / "engine.py"):
         source.write_text("VALUE = 1\n", encoding="utf-8")
     _bytecode(compiled).parent.mkdir()
     _bytecode(compiled).write_bytes(b"")
     imports = tmp_path / "imports.txt"
     imports.write_text("# a comment\npkg/compiled.py\npkg/not_installed.py\npkg/uncompiled.py\n", encoding="utf-8")
-    monkeypatch.setattr(first_run_bytecode, "FUNCTIONS_DIR", handlers)
+    monkeypatch.setattr(first_run_bytecode, "PROJECT_PACKAGES", (own,))
 
-    assert files_to_compile(imports, site) == [uncompiled, handlers / "handler.py"]
+    assert files_to_compile(imports, site) == [own / "engine.py", uncompiled]
 
 
-def test_no_list_means_only_the_handlers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(first_run_bytecode, "FUNCTIONS_DIR", tmp_path / "no-functions")
+def test_no_list_means_only_the_project_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(first_run_bytecode, "PROJECT_PACKAGES", (tmp_path / "no-package",))
     assert files_to_compile(tmp_path / "missing.txt", tmp_path) == []
 
 
