@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -146,8 +146,12 @@ class LocalTwin:
         clock_speed: float = DEFAULT_CLOCK_SPEED,
         on_progress: ProgressCallback | None = None,
         stack_name: str = DEFAULT_STACK_NAME,
+        parse_first: Sequence[str] = (),
     ) -> None:
         self.template = Path(template)
+        # State machines (as `start_execution` names them) the caller starts first: their definitions are parsed
+        # first, in the background from their creation on, so that their first StartExecution waits the least.
+        self.parse_first = tuple(parse_first)
         self.statemachines_dir = statemachines_dir
         self.parameter_overrides = dict(parameter_overrides or {})
         self.on_progress = on_progress
@@ -240,7 +244,8 @@ class LocalTwin:
         install_local_integrations(sagemaker=self._sagemaker, lambdas=self._lambdas, clock=self.clock)
         self._integrations_installed = True
         stepfunctions = boto3.client("stepfunctions")
-        for machine in self._stack.state_machines.values():
+        first = [self._stack.state_machine(name) for name in self.parse_first]
+        for machine in [*first, *(m for m in self._stack.state_machines.values() if m not in first)]:
             stepfunctions.create_state_machine(
                 name=machine.name, definition=machine.definition, roleArn=machine.role_arn, type="STANDARD"
             )

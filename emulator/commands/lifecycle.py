@@ -270,7 +270,7 @@ def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = N
     with compiling_ahead():
         from emulator.twin import LocalTwin
 
-        with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir) as twin:
+        with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir, parse_first=(TRAINING,)) as twin:
             stack = twin.stack
             print(
                 f"local twin up in {format_duration(time.monotonic() - started)}: stack {stack.stack_name}, "

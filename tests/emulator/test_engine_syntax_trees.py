@@ -173,3 +173,23 @@ def test_warmed_definitions_are_parsed_one_at_a_time_in_the_order_they_came(monk
     assert started == definitions
     assert all(warming.done.is_set() for warming in warmings)
     assert cache.parse(definitions[0])[1] is cache.parse(definitions[0])[1]
+
+
+def test_the_state_machines_a_caller_starts_first_are_created_and_so_parsed_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emulator import asl_validation
+    from emulator.twin import LocalTwin
+
+    checked: list[str] = []
+    check = asl_validation.validate_definition
+
+    def recording(definition: str, refusals: Any) -> None:
+        checked.append(definition)
+        check(definition, refusals)
+
+    monkeypatch.setattr(asl_validation, "validate_definition", recording)
+    with LocalTwin(work_dir=tmp_path / "twin", parse_first=("deploy", "training")) as twin:
+        names = {twin.stack.state_machine(name).definition: name for name in ("deploy", "training", "monitoring")}
+
+    assert [names.get(definition) for definition in checked] == ["deploy", "training", "monitoring"]
