@@ -12,7 +12,8 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,9 @@ class Clock:
     `now()` starts at the real time of construction; `sleep(s)` really sleeps `s / speed` seconds,
     which is also how much virtual time passes meanwhile, so the two stay consistent across threads.
     `advance(s)` jumps virtual time forward without sleeping (for schedules and idle windows in tests).
+
+    A sleeper wakes at its virtual deadline however the clock got there: `advance` wakes those it jumps past.
+    `skipping_idle_time(busy)` jumps the clock to the first sleeper's deadline whenever `busy()` says nothing works.
 
     `on_minute(listener)` calls `listener(boundary)` once for every whole minute of virtual time that passes while
     something waits on the clock (`sleep`, `wait`, `advance`), in order, with the boundary's time: CloudWatch
@@ -48,6 +52,11 @@ class Clock:
         # One thread calls the listeners at a time; a listener that waits on the clock itself is not re-entered.
         self._notify_lock = threading.Lock()
         self._notifying = threading.local()
+        # Sleepers' virtual deadlines, by sleeper; `advance` notifies the condition so that each looks again.
+        self._deadlines: dict[object, datetime] = {}
+        self._deadline_changed = threading.Condition(threading.Lock())
+        # Set when someone starts to sleep: the idle skipper looks at once instead of at its next check.
+        self._sleeper_came = threading.Event()
 
     def now(self) -> datetime:
         """The current virtual time (timezone-aware, UTC)."""
@@ -61,25 +70,85 @@ class Clock:
         return max(0.0, virtual_seconds) / self.speed
 
     def sleep(self, seconds: float) -> None:
-        """Let `seconds` of virtual time pass (a real sleep of `seconds / speed`)."""
-        real = self.real_seconds(seconds)
-        if real > 0:
-            time.sleep(real)
+        """Let `seconds` of virtual time pass (a real sleep of `seconds / speed`, shorter if the clock jumps)."""
+        if seconds > 0:
+            deadline, sleeper = self.now() + timedelta(seconds=seconds), object()
+            with self._deadline_changed:
+                self._deadlines[sleeper] = deadline
+                self._sleeper_came.set()
+                try:
+                    while (remaining := self._seconds_until(deadline)) > 0:
+                        self._deadline_changed.wait(self.real_seconds(remaining))
+                finally:
+                    del self._deadlines[sleeper]
         self._notify(wait_for_others=False)
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait for `event` at most `seconds` of virtual time; True when it was set."""
-        was_set = event.wait(self.real_seconds(seconds))
+        """Wait for `event` at most `seconds` of virtual time; True when it was set.
+
+        The event is waited on in slices of `_WAIT_SLICE_SECONDS` at most (an `Event` cannot also be woken by the
+        clock), so a jump past the deadline ends the wait within one slice.
+        """
+        deadline, sleeper = self.now() + timedelta(seconds=max(0.0, seconds)), object()
+        with self._deadline_changed:
+            self._deadlines[sleeper] = deadline
+        self._sleeper_came.set()
+        try:
+            was_set = event.is_set()
+            while not was_set and (remaining := self._seconds_until(deadline)) > 0:
+                was_set = event.wait(min(self.real_seconds(remaining), _WAIT_SLICE_SECONDS))
+        finally:
+            with self._deadline_changed:
+                del self._deadlines[sleeper]
         self._notify(wait_for_others=False)
         return was_set
 
     def advance(self, seconds: float) -> None:
-        """Jump virtual time forward by `seconds` without sleeping."""
+        """Jump virtual time forward by `seconds` without sleeping; sleepers whose deadline it passes wake after the
+        minute listeners have caught up with it."""
         if seconds < 0:
             raise ValueError(f"A clock only moves forward; cannot advance by {seconds!r} seconds")
         with self._lock:
             self._jumped += timedelta(seconds=seconds)
         self._notify(wait_for_others=True)
+        with self._deadline_changed:
+            self._deadline_changed.notify_all()
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest virtual deadline anyone sleeps or waits for on this clock, if anyone does."""
+        with self._deadline_changed:
+            return min(self._deadlines.values(), default=None)
+
+    @contextmanager
+    def skipping_idle_time(self, busy: Callable[[], bool]) -> Iterator[None]:
+        """While the block runs, whenever someone sleeps on the clock and `busy()` is False, the clock jumps to the
+        earliest deadline: waits that nothing works through (an endpoint's transition, a baking period, a Wait
+        state) take no real time. `busy()` must be True whenever work runs whose virtual duration matters (a job, a
+        model server starting, a Lambda invocation): that work still takes its real time at the clock's speed.
+        """
+        stop = threading.Event()
+
+        def skip() -> None:
+            while not stop.is_set():
+                self._sleeper_came.wait(_IDLE_CHECK_SECONDS)
+                self._sleeper_came.clear()
+                deadline = self.next_deadline()
+                if deadline is None or busy():
+                    continue
+                if (ahead := self._seconds_until(deadline)) > 0:
+                    self.advance(ahead)
+
+        skipper = threading.Thread(target=skip, name="clock-idle-skip", daemon=True)
+        skipper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            self._sleeper_came.set()
+            skipper.join()
+
+    def _seconds_until(self, moment: datetime) -> float:
+        return (moment - self.now()).total_seconds()
 
     def on_minute(self, listener: MinuteListener) -> Callable[[], None]:
         """Call `listener(boundary)` for each minute boundary passed from now on; returns what unsubscribes it."""
@@ -139,6 +208,10 @@ class Clock:
 
 
 _MINUTE = timedelta(minutes=1)
+# Real seconds: how soon a jump ends a `wait` (an Event is polled in slices this long), and how often the idle skipper
+# looks for a wait to end.
+_WAIT_SLICE_SECONDS = 0.01
+_IDLE_CHECK_SECONDS = 0.01
 
 
 def _minute_floor(moment: datetime) -> datetime:

@@ -133,6 +133,8 @@ class LocalLambdaRunner:
         # again starts with new ones, as Lambda does after an update. Concurrent invocations take different ones.
         self._pools: dict[str, tuple[RegisteredFunction, EnvironmentPool]] = {}
         self._pools_lock = threading.Lock()
+        # Invocations running now: work the clock must not skip over (busy()).
+        self._running = 0
         self._patches = MotoPatches()
         # Zips of functions created through the Lambda API, extracted once per code version (removed on uninstall),
         # and what each such function was registered from, so that a changed function registers again.
@@ -180,6 +182,11 @@ class LocalLambdaRunner:
         self._init_thread = threading.Thread(target=self.init_functions, name="lambda-init", daemon=True)
         self._init_thread.start()
 
+    def busy(self) -> bool:
+        """True while an invocation runs (Clock.skipping_idle_time must not skip over it)."""
+        with self._pools_lock:
+            return self._running > 0
+
     @property
     def function_names(self) -> list[str]:
         return sorted(self._functions)
@@ -200,6 +207,8 @@ class LocalLambdaRunner:
         pool = self._pool_of(registered)
         environment = pool.take()
         release_powertools = POWERTOOLS_STATE.hold()
+        with self._pools_lock:
+            self._running += 1
         try:
             with _ENVIRONMENTS.applied(environment.variables), self._embedded_metrics():
                 # Loaded outside the environment: an import is the function's init, whose state every new
@@ -221,6 +230,8 @@ class LocalLambdaRunner:
                     ) from error
                 elapsed = time.monotonic() - started
         finally:
+            with self._pools_lock:
+                self._running -= 1
             release_powertools()
             pool.give_back(environment)
         if elapsed > registered.timeout:

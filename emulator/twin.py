@@ -25,10 +25,7 @@ from typing import Any, cast
 
 import boto3
 from moto import mock_aws
-from moto.stepfunctions.exceptions import AWSError
 from moto.stepfunctions.parser.api import ExecutionStatus
-from moto.stepfunctions.parser.backend.execution import Execution as EngineExecution
-from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from contract.local_account import LOCAL_REGION
 from contract.project import TEMPLATE_PATH
@@ -37,6 +34,8 @@ from emulator.alarm_evaluation import PUBLISHED_AWS_METRICS
 from emulator.alarms import AlarmEvaluator
 from emulator.clock import Clock
 from emulator.engine import install_local_integrations, uninstall_local_integrations
+from emulator.engine_executions import history_mark as _history_mark
+from emulator.engine_executions import running_executions as _running_executions
 from emulator.eventbridge import Delivery, EventRouter
 from emulator.execution_events import ExecutionStatusEvents
 from emulator.history import RUNNING, StateRun, state_runs
@@ -508,6 +507,10 @@ class LocalTwin:
         """Fires the schedule rules whose period has passed on the twin's clock."""
         return self.router.fire_schedules(self.clock.now())
 
+    def busy(self) -> bool:
+        """True while a job runs, a model server starts or a Lambda runs: what `clock.skipping_idle_time` waits for."""
+        return bool(_started(self._sagemaker).busy() or _started(self._lambdas).busy())
+
     def evaluate_alarms(self) -> list[dict[str, str]]:
         """Evaluates every CloudWatch alarm once at the clock's now; returns the state changes (see `alarm_changes`)."""
         return self._evaluate_alarms_at(self.clock.now())
@@ -557,36 +560,6 @@ def _started(part: Any) -> Any:
     if part is None:
         raise RuntimeError("The LocalTwin is not started: use it as a context manager or call start()")
     return part
-
-
-def _running_executions() -> dict[str, EngineExecution]:
-    """The executions moto's engine is running, of every state machine in every account and region, by ARN."""
-    running: dict[str, EngineExecution] = {}
-    regions = list(stepfunctions_parser_backends.values())
-    backends = [backend for region_backends in regions for backend in list(region_backends.values())]
-    for backend in backends:
-        for machine in list(backend.state_machines):
-            for execution in list(machine.executions):
-                if isinstance(execution, EngineExecution) and execution.exec_status == ExecutionStatus.RUNNING:
-                    running[execution.execution_arn] = execution
-    return running
-
-
-def _history_mark(execution_arn: str) -> tuple[str, int] | None:
-    """The execution's status and number of history events in moto's engine; None for an ARN it does not know."""
-    parts = execution_arn.split(":")
-    if len(parts) < 5:
-        return None
-    try:
-        execution = stepfunctions_parser_backends[parts[4]][parts[3]].describe_execution(execution_arn)
-    except AWSError:
-        return None
-    # An execution moto has recorded but not yet handed to its engine thread has no history to count.
-    if not isinstance(execution, EngineExecution) or execution.exec_worker is None:
-        return None
-    # Counted in place: GetExecutionHistory's `to_history_output()` deep-copies every event at every poll.
-    env = execution.exec_worker.env
-    return str(execution.exec_status), 0 if env is None else len(env.event_manager._history_event_list)
 
 
 _CLOSING_EVENT_GRACE_SECONDS = 2.0

@@ -351,10 +351,15 @@ def deploy_registered_model(
 
 
 def follow_execution(twin: LocalTwin, arn: str, label: str, out: TextIO) -> FollowedExecution:
-    """Waits for an execution to stop (`LocalTwin.wait_for_execution`), printing its states as they start and end."""
+    """Waits for an execution to stop (`LocalTwin.wait_for_execution`), printing its states as they start and end.
+
+    Nobody but this command drives the twin meanwhile, so time that only passes (an endpoint's transition, a baking
+    period, a Wait state, with no job, model server start or Lambda running) passes at once on the twin's clock.
+    """
     printer = ProgressPrinter(label, out)
     try:
-        result = twin.wait_for_execution(arn, timeout=EXECUTION_TIMEOUT_SECONDS, on_runs=printer.update)
+        with twin.clock.skipping_idle_time(twin.busy):
+            result = twin.wait_for_execution(arn, timeout=EXECUTION_TIMEOUT_SECONDS, on_runs=printer.update)
     except TimeoutError as error:
         raise LifecycleError(f"{label} execution {arn} still running after {EXECUTION_TIMEOUT_SECONDS} s") from error
     printer.finish()

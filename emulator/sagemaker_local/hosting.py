@@ -22,10 +22,9 @@ import copy
 import json
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import boto3
 
 from emulator.sagemaker_local.deployment_config import (
     baking_seconds,
@@ -259,7 +258,7 @@ class HostingAPIs(SageMakerStore):
             self._endpoints[name] = endpoint
         self._record_tags(description["EndpointArn"], params.get("Tags"))
         self._emit_endpoint(endpoint)
-        self._start_thread(lambda: self._deploy(endpoint, config, creating=True), f"endpoint-{name}")
+        self._start_deploy(lambda: self._deploy(endpoint, config, creating=True), f"endpoint-{name}")
         return {"EndpointArn": description["EndpointArn"]}
 
     def _op_UpdateEndpoint(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -277,16 +276,28 @@ class HostingAPIs(SageMakerStore):
                 endpoint.description["LastDeploymentConfig"] = params["DeploymentConfig"]
         self._emit_endpoint(endpoint)
         deployment = copy.deepcopy(params.get("DeploymentConfig") or {})
-        self._start_thread(
+        self._start_deploy(
             lambda: self._deploy(endpoint, config, creating=False, deployment=deployment),
             f"endpoint-{params['EndpointName']}",
         )
         return {"EndpointArn": endpoint.description["EndpointArn"]}
 
+    def _start_deploy(self, deploy: Callable[[], None], name: str) -> None:
+        """Starts `deploy` (`_deploy`) on its thread, counted among the servers starting from the API call on, so
+        the clock never skips time between the call and the servers' start (`busy`)."""
+        with self._lock:
+            self._servers_starting += 1
+        try:
+            self._start_thread(deploy, name)
+        except BaseException:
+            with self._lock:
+                self._servers_starting -= 1
+            raise
+
     def _alarm_firing(self, alarm_names: list[str]) -> str | None:
         if not alarm_names:
             return None
-        alarms = boto3.client("cloudwatch", region_name=self.region).describe_alarms(AlarmNames=alarm_names)
+        alarms = self.cloudwatch.describe_alarms(AlarmNames=alarm_names)
         firing = [alarm["AlarmName"] for alarm in alarms["MetricAlarms"] if alarm["StateValue"] == "ALARM"]
         return firing[0] if firing else None
 
@@ -302,7 +313,11 @@ class HostingAPIs(SageMakerStore):
             generation = endpoint.generation
         servers: dict[str, ModelServer] = {}
         try:
-            servers = self._start_servers(endpoint.description["EndpointName"], config, generation)
+            try:
+                servers = self._start_servers(endpoint.description["EndpointName"], config, generation)
+            finally:
+                with self._lock:
+                    self._servers_starting -= 1
             self.clock.sleep(self.endpoint_transition_seconds)
             firing_alarm = None if creating else self._shift_and_bake(endpoint, servers, config, deployment or {})
         except Exception as error:  # whatever kept the model from serving is the endpoint's FailureReason
@@ -582,7 +597,7 @@ class HostingAPIs(SageMakerStore):
             "Invocation4XXErrors": 1.0 if client_error else 0.0,
             "Invocation5XXErrors": 1.0 if error_status is not None and not client_error else 0.0,
         }
-        boto3.client("cloudwatch", region_name=self.region).put_metric_data(
+        self.cloudwatch.put_metric_data(
             Namespace="AWS/SageMaker",
             MetricData=[
                 {"MetricName": name, "Dimensions": dimensions, "Timestamp": now, "Value": value, "Unit": "None"}

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from emulator.clock import Clock
 from emulator.moto_patches import MotoPatches
@@ -146,6 +148,9 @@ class SageMakerStore:
         self._models: dict[str, dict[str, Any]] = {}
         self._endpoint_configs: dict[str, dict[str, Any]] = {}
         self._endpoints: dict[str, EndpointState] = {}
+        # Endpoint deployments starting their model servers now (hosting.py): work the clock must not skip over.
+        self._servers_starting = 0
+        self._cloudwatch: Any = None
         self._tuning_progress: dict[str, TuningProgress] = {}
         self._package_groups: dict[str, dict[str, Any]] = {}
         self._packages: dict[str, dict[str, Any]] = {}
@@ -245,6 +250,23 @@ class SageMakerStore:
             self._refuse_when_closed()
             thread.start()
             self._threads.append(thread)
+
+    @property
+    def cloudwatch(self) -> Any:
+        """One CloudWatch client for the metrics and alarm reads of every request (a client costs tens of
+        milliseconds of CPU to make, and an InvokeEndpoint publishes metrics)."""
+        with self._lock:
+            if self._cloudwatch is None:
+                self._cloudwatch = boto3.client("cloudwatch", region_name=self.region)
+            return self._cloudwatch
+
+    def busy(self) -> bool:
+        """True while a job runs or a model server starts: work whose real time the clock must not skip
+        (Clock.skipping_idle_time)."""
+        with self._lock:
+            return self._servers_starting > 0 or any(
+                not record.done.is_set() for jobs in self._jobs.values() for record in jobs.values()
+            )
 
     def wait_for_job_change(self, kind: str, name: str, timeout: float) -> None:
         """Block until the job reaches a terminal status, or `timeout` real seconds pass."""

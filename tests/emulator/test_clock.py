@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as datetime_module
+import itertools
 import threading
 import time
 import types
@@ -113,3 +114,112 @@ def test_a_wait_returns_when_the_listeners_leave_while_the_clock_is_behind() -> 
     waiter.start()
     assert finished.wait(5), "clock.sleep(0) kept spinning after the last listener left"
     assert len(calls) == 3
+
+
+def _in_thread(action: Callable[[], object]) -> tuple[threading.Thread, list[float]]:
+    """Runs `action` on a thread; the list gets the real seconds it took once it returns."""
+    took: list[float] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        action()
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, took
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.005)
+
+
+def test_advancing_past_a_sleepers_deadline_wakes_it_and_a_shorter_jump_does_not() -> None:
+    clock = Clock(speed=1)  # unwoken, the sleeps below would take an hour of real time
+    sleeper, took = _in_thread(lambda: clock.sleep(3600))
+    _until(lambda: clock.next_deadline() is not None)
+
+    clock.advance(1800)
+    time.sleep(0.1)
+    assert sleeper.is_alive()
+    clock.advance(1800)
+    sleeper.join(5)
+
+    assert not sleeper.is_alive()
+    assert took[0] < 5
+    assert clock.next_deadline() is None
+
+
+def test_advancing_past_a_waiters_deadline_ends_its_wait_unset() -> None:
+    clock, event = Clock(speed=1), threading.Event()
+    results: list[bool] = []
+    waiter, _ = _in_thread(lambda: results.append(clock.wait(event, 3600)))
+    _until(lambda: clock.next_deadline() is not None)
+
+    clock.advance(3600)
+    waiter.join(5)
+
+    assert results == [False]
+
+
+def test_the_next_deadline_is_the_earliest_of_everyone_waiting() -> None:
+    clock = Clock(speed=1)
+    start = clock.now()
+    long_sleep, _ = _in_thread(lambda: clock.sleep(7200))
+    short_sleep, _ = _in_thread(lambda: clock.sleep(600))
+    _until(lambda: len(clock._deadlines) == 2)
+
+    deadline = clock.next_deadline()
+
+    assert deadline is not None
+    assert timedelta(seconds=600) <= deadline - start < timedelta(seconds=610)
+    clock.advance(7200)
+    long_sleep.join(5)
+    short_sleep.join(5)
+
+
+def test_idle_time_passes_at_once_and_busy_time_at_the_clocks_speed() -> None:
+    clock = Clock(speed=1)
+    busy = threading.Event()
+    with clock.skipping_idle_time(busy.is_set):
+        idle, idle_took = _in_thread(lambda: clock.sleep(3600))
+        idle.join(5)
+        assert idle_took
+        assert idle_took[0] < 1
+
+        busy.set()
+        waiting, waiting_took = _in_thread(lambda: clock.sleep(0.3))
+        waiting.join(5)
+        assert waiting_took
+        assert waiting_took[0] >= 0.3
+
+        held, held_took = _in_thread(lambda: clock.sleep(3600))
+        time.sleep(0.2)
+        assert held.is_alive()
+        busy.clear()  # the work is done: the rest of the wait passes at once
+        held.join(5)
+        assert held_took
+        assert held_took[0] < 2
+
+
+def test_minute_listeners_hear_every_minute_an_idle_skip_passes_in_order() -> None:
+    clock = Clock(speed=1)
+    heard: list[datetime] = []
+    clock.on_minute(heard.append)
+    with clock.skipping_idle_time(lambda: False):
+        clock.sleep(10 * 60)
+
+    assert len(heard) >= 10
+    assert heard == sorted(heard)
+    assert all(later - earlier == timedelta(minutes=1) for earlier, later in itertools.pairwise(heard))
+
+
+def test_without_an_idle_skipper_a_sleep_takes_its_real_time() -> None:
+    clock = Clock(speed=100)
+    sleeper, took = _in_thread(lambda: clock.sleep(30))
+    sleeper.join(5)
+    assert took
+    assert took[0] >= 0.3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -239,3 +241,24 @@ def test_a_variable_removed_while_another_thread_reads_the_environment_is_no_err
 
     assert rest.get("TWIN_TEST_REMOVED_MIDWAY") == "1"  # read from the copy taken when iteration began
     assert "TWIN_TEST_REMOVED_MIDWAY" not in os.environ.copy()
+
+
+def test_the_runner_is_busy_exactly_while_an_invocation_runs(runner: LocalLambdaRunner) -> None:
+    assert runner.busy() is False
+    during: list[bool] = []
+    invocation = threading.Thread(target=_swallow, args=(runner,))
+    invocation.start()
+    deadline = time.monotonic() + 5
+    while not runner.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    during.append(runner.busy())
+    invocation.join(10)
+
+    assert during == [True]
+    assert runner.busy() is False
+
+
+def _swallow(runner: LocalLambdaRunner) -> None:
+    # slow-fn runs 1.2 s against a 1 s timeout: the invocation ends in a timeout error, after running its time.
+    with pytest.raises(LambdaInvocationError):
+        runner.invoke("slow-fn", {})

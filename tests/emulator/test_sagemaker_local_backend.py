@@ -266,3 +266,18 @@ def test_the_tagging_api_finds_tagged_endpoints_until_they_are_deleted(runtime: 
 
     after = tagging.get_resources(TagFilters=[{"Key": "mlops:managed"}])["ResourceTagMappingList"]
     assert after == []
+
+
+def test_the_local_sagemaker_is_busy_from_create_endpoint_until_its_server_has_started(
+    runtime: Any, bucket: str
+) -> None:
+    client = boto3.client("sagemaker", region_name=REGION)
+    config = _model_and_config(client, bucket, 1)
+    assert runtime.sagemaker.busy() is False
+
+    client.create_endpoint(EndpointName="busy-endpoint", EndpointConfigName=config)
+    busy_at_the_call = runtime.sagemaker.busy()
+    _wait_in_service(client, "busy-endpoint")
+
+    assert busy_at_the_call is True
+    assert runtime.sagemaker.busy() is False
