@@ -80,6 +80,12 @@ def install_service_lookups(patches: MotoPatches, directory: Path | None = None)
     return write_learnt
 
 
+def shared_loader() -> moto_loaders.Loader:
+    """The one model loader of the process (what moto's look-ups use once installed): a model it has read is not
+    read again."""
+    return _loader()
+
+
 def _loader() -> moto_loaders.Loader:
     global _shared_loader
     with _lock:

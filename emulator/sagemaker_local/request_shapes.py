@@ -15,16 +15,17 @@ import functools
 import re
 from typing import Any
 
-import botocore.session
-from botocore.model import Shape, StructureShape
+from botocore.model import ServiceModel, Shape, StructureShape
 
 from emulator.sagemaker_local.errors import validation_error
+from emulator.service_lookups import shared_loader
 
 
 @functools.cache
 def _input_shape(operation: str) -> StructureShape:
-    # Loading SageMaker's model takes about half a second: once per process, on the first request that needs it.
-    shape = botocore.session.Session().get_service_model("sagemaker").operation_model(operation).input_shape
+    # Reading SageMaker's model takes a few tenths of a second: the process's one loader has read it for moto already.
+    model = ServiceModel(shared_loader().load_service_model("sagemaker", "service-2"), "sagemaker")
+    shape = model.operation_model(operation).input_shape
     assert shape is not None, operation
     return shape
 
