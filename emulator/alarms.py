@@ -71,7 +71,6 @@ MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
 class _Settled:
     """What an alarm's last evaluation read (`_inputs`) and the state it left the alarm in."""
 
-    alarm: Alarm
     inputs: tuple[Any, ...]
     state: str
 
@@ -160,7 +159,6 @@ class AlarmEvaluator:
                 if (
                     self.skip_unchanged
                     and settled is not None
-                    and settled.alarm is alarm
                     and settled.state == alarm.state_value
                     and settled.inputs == inputs
                 ):
@@ -171,7 +169,7 @@ class AlarmEvaluator:
                     change, announcement = self._transition(alarm, verdict_of(alarm, values, now), now)
                     changes.append(change)
                     announcements.append(announcement)
-                self._settled[alarm.name] = _Settled(alarm, inputs, alarm.state_value)
+                self._settled[alarm.name] = _Settled(inputs, alarm.state_value)
         for announcement in announcements:
             self._announce(announcement)
         return changes
