@@ -16,6 +16,10 @@ notBreaching/breaching, the missing ones count as not breaching/breaching; with 
 when all are missing the state goes to INSUFFICIENT_DATA (missing), stays (ignore), ALARM (breaching) or OK
 (notBreaching). CloudWatch also looks a few periods beyond the range for a "missing" alarm; the twin does not.
 
+A clock jump of hours passes hundreds of minute boundaries, so an evaluation reads only the datapoints of its range
+(an index by metric), and an alarm whose evaluation would read what its last one read, in the state that one left
+it in, is not evaluated again: the verdict is a function of what is read, so it would be no change (`evaluate`).
+
 An SNS alarm action of the state entered publishes CloudWatch's notification (emulator/alarm_messages.py); any
 other action is not run and says so in a warning.
 
