@@ -1,8 +1,13 @@
 """CloudWatch's evaluation of one metric alarm, as pure functions over moto's alarm and datapoint records.
 
-`refusal_reason` says why the twin does not evaluate an alarm (None when it does); `evaluate_alarm` gives the
-verdict at an instant: the state, and CloudWatch's reason text and reason data. The rules are in emulator/alarms.py's
+`refusal_reason` says why the twin does not evaluate an alarm (None when it does). An evaluation at an instant:
+`period_values` (the statistic of each period of the range), `state_of_values` (the state they lead to) and, for a
+change, `verdict_of` (the state with CloudWatch's reason text and reason data). The rules are in emulator/alarms.py's
 docstring and docs/local-twin.md.
+
+The state depends only on the alarm's configuration and the period values, never on the instant itself:
+`AlarmEvaluator` skips an evaluation whose configuration and periods' datapoints are those of the last one. A rule
+that looks at time (CloudWatch's look beyond the range for a "missing" alarm) would have to be part of that test.
 """
 
 from __future__ import annotations
@@ -78,12 +83,6 @@ def evaluation_range(alarm: Alarm, now: datetime) -> tuple[datetime, datetime]:
     """The start (inclusive) and end (exclusive) of the periods an evaluation at `now` reads."""
     end = now.replace(second=0, microsecond=0)
     return end - timedelta(seconds=int(alarm.period)) * int(alarm.evaluation_periods), end
-
-
-def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
-    """CloudWatch's verdict on a supported metric alarm at `now`, from moto's datapoints `data` (any of them: those
-    outside `evaluation_range` are skipped)."""
-    return verdict_of(alarm, period_values(alarm, data, now), now)
 
 
 def period_values(alarm: Alarm, data: list[Any], now: datetime) -> list[float | None]:
