@@ -1,8 +1,13 @@
 """CloudWatch's evaluation of one metric alarm, as pure functions over moto's alarm and datapoint records.
 
-`refusal_reason` says why the twin does not evaluate an alarm (None when it does); `evaluate_alarm` gives the
-verdict at an instant: the state, and CloudWatch's reason text and reason data. The rules are in emulator/alarms.py's
+`refusal_reason` says why the twin does not evaluate an alarm (None when it does). An evaluation at an instant:
+`period_values` (the statistic of each period of the range), `state_of_values` (the state they lead to) and, for a
+change, `verdict_of` (the state with CloudWatch's reason text and reason data). The rules are in emulator/alarms.py's
 docstring and docs/local-twin.md.
+
+The state depends only on the alarm's configuration and the period values, never on the instant itself:
+`AlarmEvaluator` skips an evaluation whose configuration and periods' datapoints are those of the last one. A rule
+that looks at time (CloudWatch's look beyond the range for a "missing" alarm) would have to be part of that test.
 """
 
 from __future__ import annotations
@@ -80,26 +85,46 @@ def evaluation_range(alarm: Alarm, now: datetime) -> tuple[datetime, datetime]:
     return end - timedelta(seconds=int(alarm.period)) * int(alarm.evaluation_periods), end
 
 
-def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
-    """CloudWatch's verdict on a supported metric alarm at `now`, from moto's datapoints `data` (any of them: those
-    outside `evaluation_range` are skipped)."""
+def period_values(alarm: Alarm, data: list[Any], now: datetime) -> list[float | None]:
+    """The alarm's statistic over each period of its range at `now`, oldest first (None: no datapoint), from moto's
+    datapoints `data` (those of other metrics or outside the range are skipped)."""
     period = timedelta(seconds=int(alarm.period))
     periods = int(alarm.evaluation_periods)
-    required = int(alarm.datapoints_to_alarm or periods)
     start, end = evaluation_range(alarm, now)
-    values: list[float | None] = [None] * periods  # oldest first
     buckets: list[list[Any]] = [[] for _ in range(periods)]
+    dimensions = metric_dimensions(alarm.dimensions)
     for datum in data:
-        if not _same_metric(alarm, datum):
+        if not _same_metric(alarm, dimensions, datum):
             continue
         moment = utc(datum.timestamp)
         if start <= moment < end:
             buckets[int((moment - start) / period)].append(datum)
-    for index, bucket in enumerate(buckets):
-        values[index] = _statistic(alarm.statistic, bucket)
-    compare, wording = _COMPARISONS[alarm.comparison_operator]
-    threshold = float(alarm.threshold)
+    return [_statistic(alarm.statistic, bucket) for bucket in buckets]
+
+
+def state_of_values(alarm: Alarm, values: list[float | None]) -> str | None:
+    """The state an evaluation with these `period_values` goes to (None: it stays), without the reason `verdict_of`
+    words: what decides whether the alarm changes state at all, for every evaluation."""
+    present = [value for value in values if value is not None]
     treatment = alarm.treat_missing_data or "missing"
+    if not present:
+        return {"ignore": None, "missing": INSUFFICIENT_DATA, "breaching": ALARM, "notBreaching": OK}[treatment]
+    compare = _COMPARISONS[alarm.comparison_operator][0]
+    threshold = float(alarm.threshold)
+    breaching = sum(1 for value in present if compare(value, threshold))
+    if treatment == "breaching":
+        breaching += len(values) - len(present)
+    return ALARM if breaching >= int(alarm.datapoints_to_alarm or len(values)) else OK
+
+
+def verdict_of(alarm: Alarm, values: list[float | None], now: datetime) -> Verdict:
+    """CloudWatch's verdict, its reason and reason data worded, from the `period_values` of an evaluation at `now`."""
+    state = state_of_values(alarm, values)
+    period = timedelta(seconds=int(alarm.period))
+    periods = len(values)
+    start, _ = evaluation_range(alarm, now)
+    treatment = alarm.treat_missing_data or "missing"
+    threshold = float(alarm.threshold)
     present = [(start + period * index, value) for index, value in enumerate(values) if value is not None]
     reason_data = json.dumps(
         {
@@ -113,13 +138,14 @@ def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
         },
         separators=(",", ":"),
     )
-    missing = periods - len(present)
     if not present:
-        return _all_missing(treatment, periods, reason_data)
+        return Verdict(state, _all_missing_reason(treatment, periods), reason_data)
+    compare, wording = _COMPARISONS[alarm.comparison_operator]
+    missing = periods - len(present)
+    required = int(alarm.datapoints_to_alarm or periods)
     breaching = sum(1 for _, value in present if compare(value, threshold))
     if treatment == "breaching":
         breaching += missing
-    state = ALARM if breaching >= required else OK
     counted = (
         breaching if state == ALARM else len(present) - breaching + (missing if treatment == "notBreaching" else 0)
     )
@@ -136,32 +162,31 @@ def evaluate_alarm(alarm: Alarm, data: list[Any], now: datetime) -> Verdict:
     return Verdict(state, reason, reason_data)
 
 
-def _all_missing(treatment: str, periods: int, reason_data: str) -> Verdict:
+def _all_missing_reason(treatment: str, periods: int) -> str:
     noun = "datapoint" if periods == 1 else "datapoints"
     if treatment == "ignore":
-        return Verdict(None, "", reason_data)
+        return ""
     if treatment == "missing":
-        return Verdict(
-            INSUFFICIENT_DATA,
-            f"Insufficient Data: {periods} {noun} {'was' if periods == 1 else 'were'} unknown.",
-            reason_data,
-        )
+        return f"Insufficient Data: {periods} {noun} {'was' if periods == 1 else 'were'} unknown."
     treated = "Breaching" if treatment == "breaching" else "NonBreaching"
-    reason = (
+    return (
         f"Threshold Crossed: no datapoints were received for {periods} period{'s' if periods != 1 else ''} and "
         f"{periods} missing {noun} {'was' if periods == 1 else 'were'} treated as [{treated}]."
     )
-    return Verdict(ALARM if treatment == "breaching" else OK, reason, reason_data)
 
 
-def _same_metric(alarm: Alarm, datum: Any) -> bool:
+def metric_dimensions(dimensions: list[Any]) -> frozenset[tuple[str, str]]:
+    """An alarm's or a datapoint's dimensions as the set (name, value) that must be equal for the alarm to read it."""
+    return frozenset([(d.name, d.value) for d in dimensions])
+
+
+def _same_metric(alarm: Alarm, dimensions: frozenset[tuple[str, str]], datum: Any) -> bool:
     if datum.namespace != alarm.namespace or datum.name != alarm.metric_name:
         return False
     # A datapoint put without a unit has unit None in CloudWatch, which an alarm with another Unit does not match.
     if alarm.unit and (datum.unit or "None") != alarm.unit:
         return False
-    wanted = {(d.name, d.value) for d in alarm.dimensions}
-    return {(d.name, d.value) for d in datum.dimensions} == wanted
+    return metric_dimensions(datum.dimensions) == dimensions
 
 
 def _statistic(statistic: str, bucket: list[Any]) -> float | None:

@@ -16,6 +16,10 @@ notBreaching/breaching, the missing ones count as not breaching/breaching; with 
 when all are missing the state goes to INSUFFICIENT_DATA (missing), stays (ignore), ALARM (breaching) or OK
 (notBreaching). CloudWatch also looks a few periods beyond the range for a "missing" alarm; the twin does not.
 
+A clock jump of hours passes hundreds of minute boundaries, so an evaluation reads only the datapoints of its range
+(an index by metric), and an alarm whose evaluation would read what its last one read, in the state that one left
+it in, is not evaluated again: the verdict is a function of what is read, so it would be no change (`evaluate`).
+
 An SNS alarm action of the state entered publishes CloudWatch's notification (emulator/alarm_messages.py); any
 other action is not run and says so in a warning.
 
@@ -34,7 +38,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import boto3
@@ -47,9 +51,12 @@ from emulator.alarm_evaluation import (
     INSUFFICIENT_DATA,
     PUBLISHED_AWS_METRICS,
     Verdict,
-    evaluate_alarm,
     evaluation_range,
+    metric_dimensions,
+    period_values,
     refusal_reason,
+    state_of_values,
+    verdict_of,
 )
 from emulator.alarm_messages import actions_for, iso_seconds, sns_notification, state_change_event, state_of, utc
 from emulator.clock import Clock
@@ -60,6 +67,16 @@ logger = logging.getLogger(__name__)
 INITIAL_REASON = "Unchecked: Initial alarm creation"
 
 EmitEvent = Callable[[dict[str, Any]], object]
+# A metric as an alarm names it: namespace, metric name and the exact set of dimensions (name, value).
+MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """What an alarm's last evaluation read (`_inputs`) and the state it left the alarm in."""
+
+    inputs: tuple[Any, ...]
+    state: str
 
 
 @dataclass(frozen=True)
@@ -81,8 +98,12 @@ class AlarmEvaluator:
         account_id: str = LOCAL_ACCOUNT_ID,
         region: str = LOCAL_REGION,
         published_aws_metrics: frozenset[tuple[str, str]] = PUBLISHED_AWS_METRICS,
+        skip_unchanged: bool = True,
     ) -> None:
         self.clock = clock
+        # False: every alarm is evaluated in full at every call, the plain way the skip is checked against (tests,
+        # bench/alarm_evaluation.py); it changes nothing else.
+        self.skip_unchanged = skip_unchanged
         self.published_aws_metrics = published_aws_metrics
         self.account_id = account_id
         self.region = region
@@ -92,12 +113,15 @@ class AlarmEvaluator:
         self._changes: list[dict[str, str]] = []
         self._refusals: dict[str, str] = {}
         self._metric_ids: dict[str, str] = {}
-        # moto only appends to a backend's metric_data: the datapoints by (namespace, metric name), each metric's in
-        # time order beside their times, indexed up to `_indexed_count` of the list `_indexed_list`, so that an
-        # evaluation indexes the new ones only and reads just the datapoints of its range, however many are stored.
-        self._index: dict[tuple[str, str], tuple[list[datetime], list[Any]]] = {}
+        # moto only appends to a backend's metric_data: the datapoints by metric (`MetricKey`), each metric's in time
+        # order beside their times, indexed up to `_indexed_count` of the list `_indexed_list`, so that an evaluation
+        # indexes the new ones only and reads just the datapoints of its range, however many are stored. Within one
+        # `_index_generation` a metric's lists only grow.
+        self._index: dict[MetricKey, tuple[list[datetime], list[Any]]] = {}
         self._indexed_list: list[Any] | None = None
         self._indexed_count = 0
+        self._index_generation = 0
+        self._settled: dict[str, _Settled] = {}
         self._patches = MotoPatches()
 
     # ---- what happened -----------------------------------------------------------------------------------------
@@ -117,44 +141,88 @@ class AlarmEvaluator:
     # ---- evaluation ---------------------------------------------------------------------------------------------
 
     def evaluate(self, now: datetime | None = None) -> list[dict[str, str]]:
-        """Evaluate every metric alarm once at `now` (default the clock's now); returns the state changes."""
+        """Evaluate every metric alarm once at `now` (default the clock's now); returns the state changes.
+
+        An alarm whose evaluation would read exactly what its last one read, and which is still in the state that
+        one left it in, is not evaluated again (with `skip_unchanged`): its verdict is a function of what it reads
+        (`_inputs`), so it would be the same state again, which is no change. Every other alarm is evaluated in full.
+        """
         now = utc(now or self.clock.now())
         announcements: list[Announcement] = []
         changes: list[dict[str, str]] = []
         with self._lock:
             backend = self._backend()
+            self._index_new_datapoints(backend)
             for alarm in list(backend.alarms.values()):
                 refusal = refusal_reason(alarm, self.published_aws_metrics)
                 if refusal is not None:
                     self._refuse(alarm.name, refusal)
                     continue
-                verdict = evaluate_alarm(alarm, self._datapoints(backend, alarm, now), now)
-                if verdict.state is None or verdict.state == alarm.state_value:
+                inputs, data = self._inputs(alarm, now)
+                settled = self._settled.get(alarm.name)
+                if (
+                    self.skip_unchanged
+                    and settled is not None
+                    and settled.state == alarm.state_value
+                    and settled.inputs == inputs
+                ):
                     continue
-                change, announcement = self._transition(alarm, verdict, now)
-                changes.append(change)
-                announcements.append(announcement)
+                values = period_values(alarm, data, now)
+                state = state_of_values(alarm, values)
+                if state is not None and state != alarm.state_value:
+                    change, announcement = self._transition(alarm, verdict_of(alarm, values, now), now)
+                    changes.append(change)
+                    announcements.append(announcement)
+                self._settled[alarm.name] = _Settled(inputs, alarm.state_value)
         for announcement in announcements:
             self._announce(announcement)
         return changes
 
-    def _datapoints(self, backend: CloudWatchBackend, alarm: Alarm, now: datetime) -> list[Any]:
-        """The datapoints of the alarm's metric name inside the range an evaluation at `now` reads."""
+    def _index_new_datapoints(self, backend: CloudWatchBackend) -> None:
         data = backend.metric_data
         if self._indexed_list is not data or self._indexed_count > len(data):
             self._index, self._indexed_list, self._indexed_count = {}, data, 0
+            self._index_generation += 1
         end = len(data)
         for datum in data[self._indexed_count : end]:
-            times, datums = self._index.setdefault((datum.namespace, datum.name), ([], []))
+            key = (datum.namespace, datum.name, metric_dimensions(datum.dimensions))
+            times, datums = self._index.setdefault(key, ([], []))
             moment = utc(datum.timestamp)
             # Usually at the end (datapoints come in time order); a late one with an older timestamp goes in its place.
             at = bisect.bisect_right(times, moment)
             times.insert(at, moment)
             datums.insert(at, datum)
         self._indexed_count = end
-        times, datums = self._index.get((alarm.namespace, alarm.metric_name), ([], []))
-        first, last = evaluation_range(alarm, now)
-        return datums[bisect.bisect_left(times, first) : bisect.bisect_left(times, last)]
+
+    def _inputs(self, alarm: Alarm, now: datetime) -> tuple[tuple[Any, ...], list[Any]]:
+        """What an evaluation of `alarm` at `now` reads, as a value equal for two evaluations only when they read
+        the same (its configuration, and the same datapoints in each period), and the datapoints of its range.
+
+        A metric's lists only grow within an index generation, so the same generation and length mean the same
+        datapoints in the same order, and the same positions of the periods' starts in them the same datapoints in
+        each period. `period_values` and so the verdict's state depend on nothing else.
+        """
+        dimensions = metric_dimensions(alarm.dimensions)
+        times, datums = self._index.get((alarm.namespace, alarm.metric_name, dimensions), ([], []))
+        first, _ = evaluation_range(alarm, now)
+        period = timedelta(seconds=int(alarm.period))
+        bounds = tuple(
+            bisect.bisect_left(times, first + period * index) for index in range(int(alarm.evaluation_periods) + 1)
+        )
+        configuration = (
+            alarm.namespace,
+            alarm.metric_name,
+            dimensions,
+            alarm.unit,
+            alarm.statistic,
+            alarm.period,
+            alarm.evaluation_periods,
+            alarm.datapoints_to_alarm,
+            alarm.threshold,
+            alarm.comparison_operator,
+            alarm.treat_missing_data,
+        )
+        return (configuration, self._index_generation, len(times), bounds), datums[bounds[0] : bounds[-1]]
 
     def _refuse(self, alarm_name: str, reason: str) -> None:
         if self._refusals.get(alarm_name) != reason:

@@ -11,6 +11,10 @@ are evaluated:
   `ApproximateNumberOfMessagesDelayed` of every queue, dimension `QueueName`, once a minute, as SQS samples them.
 
 A datapoint is stamped with the start of the minute it describes, as CloudWatch's one-minute datapoints are.
+
+They go straight to moto's CloudWatch backend (its `put_metric_data`, where a PutMetricData request ends, with the
+same validation and the same stored datapoints), not through a client: a service publishes its own metrics, and a
+request through boto3 and moto's parser cost about 6 ms per minute boundary, four fifths of a long clock jump.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.sqs.models import sqs_backends
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from contract.local_account import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from emulator.alarm_messages import utc
 
 _ENDED = {
     "SUCCEEDED": "ExecutionsSucceeded",
@@ -51,25 +56,22 @@ class ServiceMetrics:
         self.region = region
         self._counted: set[tuple[str, str]] = set()  # (execution ARN, "STARTED" or its end status)
         self._sampled_minute: datetime | None = None
-        # Made at the first publish (inside the twin's moto); one client for every minute boundary.
-        self._cloudwatch: Any = None
         # A minute boundary's thread and a caller of LocalTwin.evaluate_alarms may publish at once: count once.
         self._lock = threading.Lock()
 
     def publish(self, now: datetime) -> None:
         """Publish what happened since the last call, for the minute before `now`'s minute."""
-        minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+        # moto keeps timestamps as naive UTC, as its parser gives them to the backend.
+        minute = utc(now).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=1)
         with self._lock:
             datums = self._execution_datums(minute)
             if self._sampled_minute != minute:
                 self._sampled_minute = minute
                 datums.append(("AWS/SQS", self._queue_datums(minute)))
-            if self._cloudwatch is None:
-                self._cloudwatch = boto3.client("cloudwatch", region_name=self.region)
-            cloudwatch = self._cloudwatch
-        for namespace, metric_data in [(namespace, data) for namespace, data in datums if data]:
-            for start in range(0, len(metric_data), 1000):
-                cloudwatch.put_metric_data(Namespace=namespace, MetricData=metric_data[start : start + 1000])
+        cloudwatch = cloudwatch_backends[self.account_id][self.region]
+        for namespace, metric_data in datums:
+            if metric_data:
+                cloudwatch.put_metric_data(namespace, metric_data)
 
     def _execution_datums(self, minute: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
         data: list[dict[str, Any]] = []
