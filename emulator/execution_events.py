@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,9 +47,13 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def status_change_event(execution: Execution) -> dict[str, Any]:
-    """The event AWS sends for `execution`'s current status."""
-    status = execution.exec_status.value if execution.exec_status is not None else ExecutionStatus.RUNNING.value
+def status_change_event(execution: Execution, running: bool = False) -> dict[str, Any]:
+    """The event AWS sends for `execution`'s current status (`running`: the one it sends as the execution starts)."""
+    status = (
+        execution.exec_status.value
+        if execution.exec_status is not None and not running
+        else ExecutionStatus.RUNNING.value
+    )
     succeeded = status == ExecutionStatus.SUCCEEDED.value
     moment = execution.stop_date or execution.start_date
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -66,15 +72,24 @@ def status_change_event(execution: Execution) -> dict[str, Any]:
             "name": execution.name,
             "status": status,
             "startDate": _epoch_ms(execution.start_date),
-            "stopDate": _epoch_ms(execution.stop_date),
+            "stopDate": None if running else _epoch_ms(execution.stop_date),
             "input": _json_text(execution.input_data),
             "output": _json_text(execution.output) if succeeded else None,
             "inputDetails": {"included": True},
             "outputDetails": {"included": True} if succeeded else None,
-            "error": execution.error,
-            "cause": execution.cause,
+            "error": None if running else execution.error,
+            "cause": None if running else execution.cause,
         },
     }
+
+
+@dataclass
+class _Starting:
+    """An execution's RUNNING event, made as it started, and whether it was sent."""
+
+    event: dict[str, Any]
+    sent: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ExecutionStatusEvents:
@@ -83,6 +98,9 @@ class ExecutionStatusEvents:
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
         self._patches = MotoPatches()
+        # Executions whose RUNNING event is made and not yet sent, by ARN.
+        self._starting: dict[str, _Starting] = {}
+        self._lock = threading.Lock()
 
     def install(self) -> None:
         if self._patches.active:
@@ -92,12 +110,27 @@ class ExecutionStatusEvents:
         original_terminated = BaseExecutionWorkerCommunication.terminated
 
         def start(execution: Execution) -> None:
-            original_start(execution)
-            events._send(execution)
+            # The RUNNING event is made before the engine's thread runs: a short execution can end before `start`
+            # returns, and its RUNNING event must still say RUNNING and come before the one that says how it ended.
+            starting = _Starting(status_change_event(execution, running=True))
+            with events._lock:
+                events._starting[execution.exec_arn] = starting
+            try:
+                original_start(execution)
+            except BaseException:
+                with events._lock:
+                    events._starting.pop(execution.exec_arn, None)
+                raise
+            events._send_running(execution, starting)
 
         def terminated(communication: BaseExecutionWorkerCommunication) -> None:
             original_terminated(communication)
-            events._send(communication.execution)
+            execution = communication.execution
+            with events._lock:
+                starting = events._starting.pop(execution.exec_arn, None)
+            if starting is not None:
+                events._send_running(execution, starting)
+            events._send(execution)
 
         self._patches.replace(Execution, "start", start)
         self._patches.replace(BaseExecutionWorkerCommunication, "terminated", terminated)
@@ -105,11 +138,21 @@ class ExecutionStatusEvents:
     def uninstall(self) -> None:
         self._patches.undo()
 
-    def _send(self, execution: Execution) -> None:
+    def _send_running(self, execution: Execution, starting: _Starting) -> None:
+        """Sends the RUNNING event once, whichever of the starting thread and the engine's comes first."""
+        with starting.lock:
+            if not starting.sent:
+                starting.sent = True
+                self._send(execution, starting.event)
+        with self._lock:
+            if self._starting.get(execution.exec_arn) is starting:
+                del self._starting[execution.exec_arn]
+
+    def _send(self, execution: Execution, event: dict[str, Any] | None = None) -> None:
         if execution.sm_type != StateMachineType.STANDARD:
             return
         try:
-            self._emit(status_change_event(execution))
+            self._emit(event if event is not None else status_change_event(execution))
         except Exception:
             # The engine's thread must finish the execution whatever a rule does; the failure is logged, loudly.
             logger.exception("Step Functions status change of %s could not be routed", execution.exec_arn)
