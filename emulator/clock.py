@@ -130,7 +130,9 @@ class Clock:
 
         def skip() -> None:
             while not stop.is_set():
-                self._sleeper_came.wait(_IDLE_CHECK_SECONDS)
+                # With nobody asleep there is nothing to skip to: wait for a sleeper (or the end) without polling.
+                asleep = self.next_deadline() is not None
+                self._sleeper_came.wait(_IDLE_CHECK_SECONDS if asleep else None)
                 self._sleeper_came.clear()
                 deadline = self.next_deadline()
                 if deadline is None or busy():
