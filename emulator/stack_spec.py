@@ -115,9 +115,19 @@ class DeployedStack:
 
     def state_machine(self, name: str) -> StateMachineSpec:
         """A state machine by logical id, name, ARN or ASL file stem (`training` for training.asl.json)."""
+        spec = self._find_state_machine(name)
+        if spec is not None:
+            return spec
+        known = ", ".join(self.state_machines)
+        raise KeyError(f"No state machine {name!r} in the stack; the state machines are: {known}")
+
+    def has_state_machine(self, name: str) -> bool:
+        """Whether `state_machine(name)` finds one."""
+        return self._find_state_machine(name) is not None
+
+    def _find_state_machine(self, name: str) -> StateMachineSpec | None:
         for spec in self.state_machines.values():
             stem = spec.definition_file.name.split(".")[0] if spec.definition_file else None
             if name in (spec.logical_id, spec.name, spec.arn, stem):
                 return spec
-        known = ", ".join(self.state_machines)
-        raise KeyError(f"No state machine {name!r} in the stack; the state machines are: {known}")
+        return None

@@ -149,7 +149,8 @@ class LocalTwin:
     ) -> None:
         self.template = Path(template)
         # State machines (as `start_execution` names them) the caller starts first: their definitions are parsed
-        # first, in the background from their creation on, so that their first StartExecution waits the least.
+        # first, in the background from their creation on, so that their first StartExecution waits the least. A
+        # hint: a name the stack has no state machine for changes nothing.
         self.parse_first = tuple(parse_first)
         self.statemachines_dir = statemachines_dir
         self.parameter_overrides = dict(parameter_overrides or {})
@@ -243,7 +244,7 @@ class LocalTwin:
         install_local_integrations(sagemaker=self._sagemaker, lambdas=self._lambdas, clock=self.clock)
         self._integrations_installed = True
         stepfunctions = boto3.client("stepfunctions")
-        first = [self._stack.state_machine(name) for name in self.parse_first]
+        first = [self._stack.state_machine(name) for name in self.parse_first if self._stack.has_state_machine(name)]
         for machine in [*first, *(m for m in self._stack.state_machines.values() if m not in first)]:
             stepfunctions.create_state_machine(
                 name=machine.name, definition=machine.definition, roleArn=machine.role_arn, type="STANDARD"

@@ -175,6 +175,8 @@ def _served_twin(
             parameter_overrides=overrides,
             work_dir=work / "twin",
             clock_speed=clock_speed or DEFAULT_CLOCK_SPEED,
+            # A client's upload starts training: its definition is parsed first (a hint; any template serves).
+            parse_first=("training",),
         )
         with twin:
             served.serve()

@@ -175,7 +175,7 @@ def test_warmed_definitions_are_parsed_one_at_a_time_in_the_order_they_came(monk
     assert cache.parse(definitions[0])[1] is cache.parse(definitions[0])[1]
 
 
-def test_the_state_machines_a_caller_starts_first_are_created_and_so_parsed_first(
+def test_the_state_machines_a_caller_starts_first_are_created_and_so_parsed_first_and_unknown_names_change_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from emulator import asl_validation
@@ -189,7 +189,7 @@ def test_the_state_machines_a_caller_starts_first_are_created_and_so_parsed_firs
         check(definition, refusals)
 
     monkeypatch.setattr(asl_validation, "validate_definition", recording)
-    with LocalTwin(work_dir=tmp_path / "twin", parse_first=("deploy", "training")) as twin:
+    with LocalTwin(work_dir=tmp_path / "twin", parse_first=("deploy", "no-such-machine", "training")) as twin:
         names = {twin.stack.state_machine(name).definition: name for name in ("deploy", "training", "monitoring")}
 
     assert [names.get(definition) for definition in checked] == ["deploy", "training", "monitoring"]
