@@ -335,9 +335,6 @@ class WarmContainerPool:
                 del self._idle[container]
         if container is None:
             self._start_in_background(kind, environment)
-            # On a first run the libraries' bytecode may still be being written (job_warmup.py): a cold start now
-            # would compile them again in memory, seconds of CPU beside that compile, so it waits for it instead.
-            compile_job_libraries(self._code_dir)
             logger.debug("No warm container of this kind is idle (%s): starting cold", kind)
             return None
         if not container.alive():
