@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -346,79 +347,78 @@ def test_skipping_unchanged_evaluations_gives_what_evaluating_every_alarm_every_
     assert skipping.evaluations < plain.evaluations / 2
 
 
-def test_an_alarm_in_a_state_set_since_its_last_evaluation_is_evaluated_again() -> None:
+@pytest.fixture
+def installed() -> Iterator[tuple[AlarmEvaluator, Any]]:
+    """An evaluator on a clock that does not move by itself, installed in moto, with a CloudWatch client."""
     with mock_aws():
-        clock = StillClock()
-        events: list[dict[str, Any]] = []
-        evaluator = AlarmEvaluator(clock, events.append)
+        evaluator = AlarmEvaluator(StillClock(), lambda _event: None)
         evaluator.install()
-        client = boto3.client("cloudwatch", region_name=LOCAL_REGION)
         try:
-            client.put_metric_alarm(**_alarms()[0])
-            boundary = START.replace(second=0) + timedelta(minutes=1)
-            assert [change["to"] for change in evaluator.evaluate(boundary)] == ["OK"]
-            assert evaluator.evaluate(boundary + timedelta(minutes=1)) == []  # nothing new: skipped
-            client.set_alarm_state(AlarmName="drift-feature-share", StateValue="ALARM", StateReason="testing")
-
-            changes = evaluator.evaluate(boundary + timedelta(minutes=2))
+            yield evaluator, boto3.client("cloudwatch", region_name=LOCAL_REGION)
         finally:
             evaluator.uninstall()
+
+
+def test_an_alarm_in_a_state_set_since_its_last_evaluation_is_evaluated_again(
+    installed: tuple[AlarmEvaluator, Any],
+) -> None:
+    evaluator, client = installed
+    client.put_metric_alarm(**_alarms()[0])
+    boundary = START.replace(second=0) + timedelta(minutes=1)
+    assert [change["to"] for change in evaluator.evaluate(boundary)] == ["OK"]
+    assert evaluator.evaluate(boundary + timedelta(minutes=1)) == []  # nothing new: skipped
+    client.set_alarm_state(AlarmName="drift-feature-share", StateValue="ALARM", StateReason="testing")
+
+    changes = evaluator.evaluate(boundary + timedelta(minutes=2))
+
     assert [(change["from"], change["to"]) for change in changes] == [("ALARM", "OK")]
 
 
-def test_an_alarm_updated_since_its_last_evaluation_is_evaluated_again() -> None:
+def test_an_alarm_updated_since_its_last_evaluation_is_evaluated_again(installed: tuple[AlarmEvaluator, Any]) -> None:
+    evaluator, client = installed
     minute = START.replace(second=0)
-    with mock_aws():
-        evaluator = AlarmEvaluator(StillClock(), lambda _event: None)
-        evaluator.install()
-        client = boto3.client("cloudwatch", region_name=LOCAL_REGION)
-        try:
-            client.put_metric_alarm(**_alarms()[0])
-            client.put_metric_data(
-                Namespace="mlops",
-                MetricData=[
-                    {
-                        "MetricName": "DriftedFeatureShare",
-                        "Dimensions": ENDPOINT,
-                        "Value": 0.4,
-                        "Timestamp": minute + timedelta(seconds=10),
-                    }
-                ],
-            )
-            assert [change["to"] for change in evaluator.evaluate(minute + timedelta(minutes=1))] == ["OK"]
-            client.put_metric_alarm(**{**_alarms()[0], "Threshold": 0.3})
+    client.put_metric_alarm(**_alarms()[0])
+    client.put_metric_data(
+        Namespace="mlops",
+        MetricData=[
+            {
+                "MetricName": "DriftedFeatureShare",
+                "Dimensions": ENDPOINT,
+                "Value": 0.4,
+                "Timestamp": minute + timedelta(seconds=10),
+            }
+        ],
+    )
+    assert [change["to"] for change in evaluator.evaluate(minute + timedelta(minutes=1))] == ["OK"]
+    client.put_metric_alarm(**{**_alarms()[0], "Threshold": 0.3})
 
-            changes = evaluator.evaluate(minute + timedelta(minutes=2))  # the same datapoint, a lower threshold
-        finally:
-            evaluator.uninstall()
+    changes = evaluator.evaluate(minute + timedelta(minutes=2))  # the same datapoint, a lower threshold
+
     assert [(change["from"], change["to"]) for change in changes] == [("OK", "ALARM")]
 
 
-def test_a_late_datapoint_before_the_range_is_not_taken_for_the_same_data() -> None:
+def test_a_late_datapoint_before_the_range_is_not_taken_for_the_same_data(
+    installed: tuple[AlarmEvaluator, Any],
+) -> None:
     # GIVEN an alarm in ALARM on the last of three datapoints, one a minute
+    evaluator, client = installed
     minute = START.replace(second=0)
-    with mock_aws():
-        evaluator = AlarmEvaluator(StillClock(), lambda _event: None)
-        evaluator.install()
-        client = boto3.client("cloudwatch", region_name=LOCAL_REGION)
-        try:
-            client.put_metric_alarm(**{**_alarms()[0], "Period": 60})
+    client.put_metric_alarm(**{**_alarms()[0], "Period": 60})
 
-            def put(minutes: float, value: float) -> None:
-                datum = {"MetricName": "DriftedFeatureShare", "Dimensions": ENDPOINT, "Value": value}
-                client.put_metric_data(
-                    Namespace="mlops", MetricData=[{**datum, "Timestamp": minute + timedelta(minutes=minutes)}]
-                )
+    def put(minutes: float, value: float) -> None:
+        datum = {"MetricName": "DriftedFeatureShare", "Dimensions": ENDPOINT, "Value": value}
+        client.put_metric_data(
+            Namespace="mlops", MetricData=[{**datum, "Timestamp": minute + timedelta(minutes=minutes)}]
+        )
 
-            for minutes, value in ((0.2, 0.1), (1.2, 0.1), (2.2, 0.9)):
-                put(minutes, value)
-            assert [change["to"] for change in evaluator.evaluate(minute + timedelta(minutes=3))] == ["ALARM"]
-            # WHEN a late datapoint lands before them and the next evaluation reads the minute before: the positions
-            # of its range in the metric's datapoints are those of the last one, the datapoints are not
-            put(0.1, 0.1)
-            changes = evaluator.evaluate(minute + timedelta(minutes=2))
-        finally:
-            evaluator.uninstall()
+    for minutes, value in ((0.2, 0.1), (1.2, 0.1), (2.2, 0.9)):
+        put(minutes, value)
+    assert [change["to"] for change in evaluator.evaluate(minute + timedelta(minutes=3))] == ["ALARM"]
+    # WHEN a late datapoint lands before them and the next evaluation reads the minute before: the positions of its
+    # range in the metric's datapoints are those of the last one, the datapoints are not
+    put(0.1, 0.1)
+    changes = evaluator.evaluate(minute + timedelta(minutes=2))
+
     # THEN it is evaluated: the minute before holds 0.1
     assert [(change["from"], change["to"]) for change in changes] == [("ALARM", "OK")]
 
