@@ -19,7 +19,7 @@ Every patch of moto is registered here, in `install_local_integrations`; the cor
 integrations live in their own modules, each saying which moto behaviour it corrects: definition checks with AWS's
 messages (`emulator/asl_validation.py`), context-object times and execution names (`emulator/context_object.py`),
 intrinsic escapes and `States.Format` (`emulator/intrinsics.py`), JSONata and `Assign`
-(`emulator/jsonata_engine.py`), the per-definition syntax-tree cache (`emulator/syntax_tree_cache.py`).
+(`emulator/jsonata_engine.py`), the per-definition syntax-tree and program cache (`emulator/syntax_tree_cache.py`).
 
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
@@ -74,7 +74,6 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
-from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import boto_client
 
 from emulator.asl_validation import install_definition_checks, map_refusal
@@ -84,6 +83,7 @@ from emulator.context_object import aws_timestamp, install_context_object
 from emulator.intrinsics import install_intrinsic_escapes
 from emulator.jsonata_engine import install_jsonata
 from emulator.moto_patches import MotoPatches
+from emulator.program_store import ProgramStore
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 from emulator.syntax_tree_cache import SyntaxTreeCache
 
@@ -529,8 +529,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         patches = installation.patches
 
         patches.replace(preprocessor, "state_task_for", _local_state_task_for)
-        syntax_trees = SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE)
-        patches.replace(AmazonStateLanguageParser, "parse", staticmethod(syntax_trees.parse))
+        syntax_trees = SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE, ProgramStore())
+        syntax_trees.install(patches)
 
         def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
             if wait_seconds > 0:
