@@ -600,6 +600,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         # moto logs every handled task failure at ERROR with a huge repr; the history has the facts.
         engine_logger.setLevel(logging.CRITICAL)
         patches.on_undo(lambda: engine_logger.setLevel(previous_level))
+        # Registered last, so it runs first on undo: a program built while patches come off is never kept.
+        patches.on_undo(syntax_trees.close)
         _installed = installation
 
 

@@ -61,6 +61,7 @@ class SyntaxTreeCache:
         # thread) waits for that parse instead of parsing the same text again beside it.
         self._parsing: dict[str, threading.Event] = {}
         self._building: dict[str, threading.Event] = {}
+        self._closed = False
         self._lock = threading.Lock()
         self._to_warm: deque[tuple[str, Warming]] = deque()
         self._warmer: threading.Thread | None = None
@@ -73,6 +74,16 @@ class SyntaxTreeCache:
             return self.program(worker._evaluation_details.state_machine_details.definition)
 
         patches.replace(ExecutionWorker, "_get_evaluation_entrypoint", evaluation_entrypoint)
+
+    def close(self) -> None:
+        """Keep no program from now on: call it before any patch the preprocessor runs with comes off. A program
+        built meanwhile may mix patched and unpatched parts, and one on disk would serve every later twin."""
+        with self._lock:
+            self._closed = True
+            dropped = [warming for _definition, warming in self._to_warm]
+            self._to_warm.clear()
+        for warming in dropped:
+            warming.done.set()
 
     def parse(self, definition: str) -> tuple[Any, Any]:
         """What `AmazonStateLanguageParser.parse` returns: a new program and the (shared) syntax tree."""
@@ -132,9 +143,13 @@ class SyntaxTreeCache:
                 pickled = None  # damaged on disk: made again, and written over
             if pickled is None:
                 pickled = pickled_program(preprocessor.Preprocessor().visit(self._tree(definition))) or _UNPICKLABLE
-                if pickled != _UNPICKLABLE and self._store is not None:
+                with self._lock:
+                    keep = not self._closed
+                if keep and pickled != _UNPICKLABLE and self._store is not None:
                     self._store.write(definition, pickled)
             with self._lock:
+                if self._closed:
+                    return pickled
                 self._programs[definition] = pickled
                 if len(self._programs) > self._size:
                     self._programs.popitem(last=False)

@@ -100,7 +100,7 @@ def test_a_program_file_that_is_damaged_or_not_the_users_own_is_made_again(
     if damage == "cut short":
         path.write_bytes(path.read_bytes()[:100])
     else:
-        os.chmod(path, 0o666)
+        os.chmod(path, 0o666)  # noqa: S103  (the permissive mode is what is tested)
     counts = _Counts(monkeypatch)
 
     program = SyntaxTreeCache(4, store).program(DEFINITION)
@@ -151,3 +151,34 @@ def test_a_directory_that_cannot_be_written_costs_only_the_parse(tmp_path: Path)
 
     assert list(_states(cache.program(DEFINITION))) == ["Count"]
     assert store.read(DEFINITION) is None
+
+
+def test_a_program_built_while_the_cache_closes_is_not_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store = ProgramStore(tmp_path)
+    cache = SyntaxTreeCache(4, store)
+    real_build = preprocessor.Preprocessor.visitState_machine
+
+    def closing_midway(visitor: Any, tree: Any) -> Any:
+        # The engine's uninstall closes the cache before it takes the preprocessor's patches off.
+        cache.close()
+        return real_build(visitor, tree)
+
+    monkeypatch.setattr(preprocessor.Preprocessor, "visitState_machine", closing_midway)
+    program = cache.program(DEFINITION)
+
+    assert list(_states(program)) == ["Count"]
+    assert store.read(DEFINITION) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_engine_closes_its_cache_before_it_takes_any_patch_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator import engine
+
+    closes: list[Any] = []
+    monkeypatch.setattr(SyntaxTreeCache, "close", lambda cache: closes.append(preprocessor.state_task_for))
+    engine.install_local_integrations(sagemaker=object(), lambdas=object(), clock=object())  # type: ignore[arg-type]
+    patched = preprocessor.state_task_for
+    engine.uninstall_local_integrations()
+
+    assert closes == [patched], "closed once, while the task factory was still the twin's"
+    assert preprocessor.state_task_for is not patched
