@@ -18,8 +18,9 @@ that factory so that:
 Every patch of moto is registered here, in `install_local_integrations`; the corrections that are not about
 integrations live in their own modules, each saying which moto behaviour it corrects: definition checks with AWS's
 messages (`emulator/asl_validation.py`), context-object times and execution names (`emulator/context_object.py`),
-intrinsic escapes and `States.Format` (`emulator/intrinsics.py`), JSONata and `Assign`
-(`emulator/jsonata_engine.py`), the per-definition syntax-tree and program cache (`emulator/syntax_tree_cache.py`).
+GetExecutionHistory's pages (`emulator/execution_history.py`), intrinsic escapes and `States.Format`
+(`emulator/intrinsics.py`), JSONata and `Assign` (`emulator/jsonata_engine.py`), the per-definition syntax-tree
+and program cache (`emulator/syntax_tree_cache.py`).
 
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
@@ -80,6 +81,7 @@ from emulator.asl_validation import install_definition_checks, map_refusal
 from emulator.asl_verdicts import AcceptedDefinitions
 from emulator.clock import Clock, read_time_from
 from emulator.context_object import aws_timestamp, install_context_object
+from emulator.execution_history import install_execution_history_pages
 from emulator.intrinsics import install_intrinsic_escapes
 from emulator.jsonata_engine import install_jsonata
 from emulator.moto_patches import MotoPatches
@@ -591,6 +593,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         patches.replace(StateChoice, "_eval_state", choice_fails_as_on_aws)
         _tasks_stop_with_their_execution(patches)
         install_context_object(patches)
+        install_execution_history_pages(patches)
         install_intrinsic_escapes(patches)
         install_jsonata(patches, clock)
         install_definition_checks(patches, [task_refusal, map_refusal], AcceptedDefinitions(), syntax_trees.warm)

@@ -165,6 +165,7 @@ class LocalTwin:
         self._lambdas: LocalLambdaRunner | None = None
         self._router: EventRouter | None = None
         self._execution_events: ExecutionStatusEvents | None = None
+        self._stepfunctions: Any = None
         self._alarms: AlarmEvaluator | None = None
         self._service_metrics: ServiceMetrics | None = None
         self._stop_alarm_clock: Callable[[], None] | None = None
@@ -397,19 +398,18 @@ class LocalTwin:
 
     def describe_execution(self, execution_arn: str) -> ExecutionResult:
         """The execution as it stands: status, output or error, and the state runs from its history."""
-        # Callers poll this while jobs run. Reading the history through the API costs tens of milliseconds of
-        # CPU (moto serialises every event), taken from the jobs on a small machine; so it is read again only
-        # when the engine has recorded something new. The mark is taken first: a change during the read below
-        # shows on the next call.
+        # Callers poll this while jobs run. Reading the history through the API costs milliseconds of CPU per
+        # event (moto serialises each), taken from the jobs on a small machine; so it is read again only when the
+        # engine has recorded something new, and then only the events since the last read (the history only grows).
+        # The mark is taken first: a change during the read below shows on the next call.
         mark = _history_mark(execution_arn)
         cached = self._descriptions.get(execution_arn)
         if mark is not None and cached is not None and cached[0] == mark:
             return replace(cached[1], runs=list(cached[1].runs), history=list(cached[1].history))
-        client = boto3.client("stepfunctions")
+        client = self._stepfunctions_client()
         description = client.describe_execution(executionArn=execution_arn)
-        history: list[Any] = []
-        for page in client.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-            history += page["events"]
+        known = list(cached[1].history) if cached is not None else []
+        history = known + _events_after(client, execution_arn, len(known), (mark[1] if mark else 0) - len(known))
         error, cause = description.get("error"), description.get("cause")
         for event in reversed(history):
             details = event.get("executionFailedEventDetails") or event.get("executionAbortedEventDetails")
@@ -434,6 +434,11 @@ class LocalTwin:
         if mark is not None:
             self._descriptions[execution_arn] = (mark, result)
         return replace(result, runs=list(result.runs), history=list(result.history))
+
+    def _stepfunctions_client(self) -> Any:
+        if self._stepfunctions is None:
+            self._stepfunctions = boto3.client("stepfunctions")
+        return self._stepfunctions
 
     def wait_for_execution(
         self,
@@ -567,6 +572,23 @@ _CLOSING_EVENT_GRACE_SECONDS = 2.0
 _RUNNING_REREAD_SECONDS = 0.5
 _RUNNING = str(ExecutionStatus.RUNNING)
 _CLOSING_EVENT_TYPES = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
+
+
+def _events_after(client: Any, execution_arn: str, known: int, expected: int) -> list[Any]:
+    """The history's events after the first `known`, oldest first: read newest first, in pages of about the
+    `expected` number of new events, until event `known + 1` (events are numbered from 1 and never change)."""
+    newest_first: list[Any] = []
+    pages = client.get_paginator("get_execution_history").paginate(
+        executionArn=execution_arn,
+        reverseOrder=True,
+        PaginationConfig={"PageSize": min(max(expected, 1), 1000)},
+    )
+    for page in pages:
+        for event in page["events"]:
+            if event["id"] <= known:
+                return newest_first[::-1]
+            newest_first.append(event)
+    return newest_first[::-1]
 
 
 def _closes_execution(history: list[Any]) -> bool:
