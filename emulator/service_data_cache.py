@@ -1,10 +1,13 @@
 """botocore's JSON data files, parsed once: kept pickled in memory and on disk while the twin runs.
 
-botocore reads its service data (service models, `endpoints.json`, paginators, ...) with `json.loads(...,
-object_pairs_hook=OrderedDict)` every time a new `Loader` or session asks for a file: a twin's start read about 120
-files, ec2's model five times and `endpoints.json` six, for about 2.8 s of CPU on a 2-core machine where the start,
-the ASL parse, the Lambda handlers' imports and the jobs all compete. Unpickling the same `OrderedDict` tree takes
-about half the time of parsing it.
+botocore reads its service data (service models, `endpoints.json`, ...) with `json.loads(...,
+object_pairs_hook=OrderedDict)` every time a new `Loader` or session asks for a file: a twin's import and start read
+124 files (ec2's model five times, `endpoints.json` six), about 1.9 s of CPU in the loading threads, on a 2-core
+machine where the start, the ASL parse, the Lambda handlers' imports and the jobs all compete. Unpickling the same
+tree is faster (measured on this machine: ec2's model 70 ms parsed, 33 ms unpickled from its entry on disk; sagemaker's
+48 and 24 ms; `endpoints.json` 27 and 19 ms), but pickling it costs more than the parse (79 ms for ec2's): kept in
+memory only, a file read twice per process would cost more than botocore's two parses, so the big files' pickles are
+kept on disk and pickled once per botocore version.
 
 While installed (`install_service_data_cache`, by the twin from its start to its close, on the twin's `MotoPatches`),
 `botocore.loaders.JSONFileLoader._load_file` (one file, the method botocore's `load_file` calls per extension, so
@@ -16,7 +19,9 @@ botocore's own choice of `.json`/`.json.gz` and its `None` for a missing file st
   named by the SHA-256 of the Python and botocore versions, the path, size and `mtime_ns`, so a new process skips
   the parse of the files it reads most. Written under another name and renamed; each holds the SHA-256 of its
   pickle, so a damaged or unreadable entry is ignored and the JSON is parsed (and the entry written) again. A
-  directory that cannot be written only costs the parse.
+  directory that cannot be written only costs the parse. Files under `MIN_PERSISTED_BYTES` are kept in memory only
+  (they parse in a fraction of a millisecond). The twin's entries take about 7.5 MB per botocore version; those of
+  another version are never read again and can be deleted.
 
 Every call unpickles a new tree: botocore merges extras into the dicts it loads and moto's loader merges its own, so
 no two callers ever share an object. The data is exactly botocore's (tests/emulator/test_service_data_cache.py

@@ -1,7 +1,7 @@
 """moto's look-ups in botocore's service data, made once: one model loader, region lists remembered on disk.
 
-Three look-ups cost most of the twin's start (measured, scripts in the twin-path report: about 1.7 s of the 5.4 s of
-CPU a start took, and 1.1 s of the twin's import), and all give the same answer at every start:
+The first two look-ups below cost most of the twin's start (measured, scripts in the twin-path report: about 1.7 s of
+the 5.4 s of CPU a start took), the third about 1.1 s of the twin's import; all give the same answer at every start:
 
 - Each time moto needs a service's model (`moto.core.utils.get_service_model`, `get_pagination_model`), it makes
   a new botocore `Loader`, which first lists every service botocore knows (a `stat` of each of ~400 folders'
@@ -18,7 +18,8 @@ CPU a start took, and 1.1 s of the twin's import), and all give the same answer 
   service, partition and `allow_non_regional`; boto3 is its own again once the import is done.
 
 All answer exactly what moto's and boto3's own code answer (tests/emulator/test_service_lookups.py compares them). A
-file that cannot be read or holds something else is ignored and written afresh.
+file that cannot be read or holds something else is ignored and written afresh. What is still parsed, botocore parses
+faster while the twin runs (`emulator/service_data_cache.py`).
 """
 
 from __future__ import annotations
