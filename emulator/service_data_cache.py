@@ -83,9 +83,8 @@ def install_service_data_cache(patches: MotoPatches, directory: Path | None = No
             known = _pickled.get(full_path)
         if known is not None and known[:2] == (size, mtime_ns):
             return pickle.loads(known[2])  # noqa: S301 -- pickled by this process
-        persisted = size >= MIN_PERSISTED_BYTES
-        entry = entry_path(cache_dir, full_path, size, mtime_ns)
-        stored = _read_entry(entry) if persisted else None
+        entry = entry_path(cache_dir, full_path, size, mtime_ns) if size >= MIN_PERSISTED_BYTES else None
+        stored = _read_entry(entry) if entry is not None else None
         if stored is not None:
             pickled, data = stored
         else:
@@ -93,7 +92,7 @@ def install_service_data_cache(patches: MotoPatches, directory: Path | None = No
             if data is None:  # a file holding `null`: botocore goes on to the next extension
                 return None
             pickled = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
-            if persisted:
+            if entry is not None:
                 _write_entry(entry, pickled)
         with _lock:
             _pickled[full_path] = (size, mtime_ns, pickled)
