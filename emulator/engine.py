@@ -31,6 +31,14 @@ internals: moto is pinned exactly and `tests/emulator/test_asl_battery.py` must 
 
 from __future__ import annotations
 
+# moto.ec2, imported below by moto's engine (its Batch integration), asks boto3 for ec2's regions in three partitions,
+# each answer parsing botocore's whole ec2 model (about 1.1 s of CPU). This is where the twin first imports it, so it is
+# imported here first, with boto3's answers remembered on disk for that import only (emulator/service_lookups.py).
+from emulator.service_lookups import remembered_available_regions
+
+with remembered_available_regions():
+    import moto.ec2.models.availability_zones_and_regions  # noqa: F401
+
 import importlib
 import json
 import logging

@@ -42,6 +42,7 @@ from emulator.history import RUNNING, StateRun, state_runs
 from emulator.lambda_local import LocalLambdaRunner
 from emulator.moto_patches import MotoPatches
 from emulator.sagemaker_local import LocalSageMaker
+from emulator.service_data_cache import install_service_data_cache
 from emulator.service_lookups import install_service_lookups
 from emulator.service_metrics import PUBLISHED_METRICS as SERVICE_METRICS
 from emulator.service_metrics import ServiceMetrics
@@ -201,6 +202,7 @@ class LocalTwin:
         self._mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
         self._mock.start()
         try:
+            install_service_data_cache(self._lookups)
             self._save_lookups = install_service_lookups(self._lookups)
             self._start_services()
         except BaseException:
