@@ -49,7 +49,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
-from moto.core.models import botocore_stubber
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -83,12 +82,12 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
-from moto.stepfunctions.parser.asl.utils import boto_client
 
 from emulator.asl_validation import install_definition_checks, map_refusal
 from emulator.asl_verdicts import AcceptedDefinitions
 from emulator.clock import Clock, read_time_from
 from emulator.context_object import aws_timestamp, install_context_object
+from emulator.engine_clients import one_client_per_service
 from emulator.execution_history import install_execution_history_pages
 from emulator.intrinsics import install_intrinsic_escapes
 from emulator.jsonata_engine import install_jsonata
@@ -491,40 +490,6 @@ class _ClockTime:
         self._clock.sleep(seconds)
 
 
-# Modules of moto's engine that make a boto3 client per task through `boto_client_for` (imported by name).
-_MODULES_MAKING_CLIENTS = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
-    *(
-        f"moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_{service}"
-        for service in ("aws_sdk", "batch", "dynamodb", "ecs", "events", "glue", "sfn", "sns", "sqs", "unsupported")
-    ),
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
-)
-
-
-def _one_client_per_service(patches: MotoPatches) -> None:
-    """moto's engine makes a new boto3 client for every task it runs (tens of milliseconds of CPU each, on the
-    execution's path): the client made with the same arguments is kept instead, per region, service, the state's
-    role (which moto's `boto_client_for` does not use today: kept in the key so that a moto that does stays exact)
-    and whether moto intercepts the calls. Forgotten on undo: moto gives every `mock_aws` start a new boto3
-    session."""
-    original = boto_client.boto_client_for
-    clients: dict[tuple[str, str, str | None, bool], Any] = {}
-    lock = threading.Lock()
-
-    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service, getattr(state_credentials, "role_arn", None), bool(botocore_stubber.enabled))
-        with lock:
-            if key not in clients:
-                clients[key] = original(region=region, service=service, state_credentials=state_credentials)
-            return clients[key]
-
-    for module_name in _MODULES_MAKING_CLIENTS:
-        patches.replace(importlib.import_module(module_name), "boto_client_for", client_for)
-    patches.on_undo(clients.clear)
-
-
 def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambdaRunner, clock: Clock) -> None:
     """Plug the local SageMaker, the in-process Lambda runner and the clock into moto's engine.
 
@@ -562,7 +527,7 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         patches.replace(retrier_decl, "time", _ClockTime(clock))
         for module_name in _MODULES_STAMPING_TIMES:
             read_time_from(clock, importlib.import_module(module_name), patches)
-        _one_client_per_service(patches)
+        one_client_per_service(patches)
 
         original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
 

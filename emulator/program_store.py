@@ -68,7 +68,7 @@ class ProgramStore:
         try:
             with path.open("rb") as file:
                 facts = os.fstat(file.fileno())
-                if not _trusted(facts):
+                if not trusted_cache_file(facts):
                     return None
                 return file.read()
         except OSError:
@@ -95,7 +95,9 @@ def pickled_program(program: object) -> bytes | None:
         return None
 
 
-def _trusted(facts: os.stat_result) -> bool:
+def trusted_cache_file(facts: os.stat_result) -> bool:
+    """Whether a cache file (its `os.fstat`) may be unpickled: a regular file of this user that nobody else can
+    write, as Python's own `__pycache__` files are."""
     return (
         stat.S_ISREG(facts.st_mode)
         and facts.st_uid == os.geteuid()

@@ -16,21 +16,25 @@ botocore's own choice of `.json`/`.json.gz` and its `None` for a missing file st
 
 - in memory, per path, with the file's size and `mtime_ns` (a changed file is read again), for the process;
 - on disk under MLOPS_CACHE_DIR (`asl_verdicts.default_cache_dir`)`/botocore-data/`, one file per source file,
-  named by the SHA-256 of the Python and botocore versions, the path, size and `mtime_ns`, so a new process skips
-  the parse of the files it reads most. Written under another name and renamed; each holds the SHA-256 of its
-  pickle, so a damaged or unreadable entry is ignored and the JSON is parsed (and the entry written) again. A
+  named by the SHA-256 of the Python and botocore versions and the file's size and origin, so a new process skips
+  the parse of the files it reads most. The origin of a file botocore, boto3 or moto ships is the package's release
+  and the path inside it (a fresh clone's new virtualenv finds the entries an earlier one wrote); of any other file,
+  its path and `mtime_ns`. Written under another name and renamed; each holds the SHA-256 of its pickle, so a
+  damaged or unreadable entry is ignored and the JSON is parsed (and the entry written) again. An entry is only
+  read when it is this user's own and nobody else can write it (`program_store.trusted_cache_file`). A
   directory that cannot be written only costs the parse. Files under `MIN_PERSISTED_BYTES` are kept in memory only
   (they parse in a fraction of a millisecond). The twin's entries take about 7.5 MB per botocore version; those of
   another version are never read again and can be deleted.
 
 Every call unpickles a new tree: botocore merges extras into the dicts it loads and moto's loader merges its own, so
 no two callers ever share an object. The data is exactly botocore's (tests/emulator/test_service_data_cache.py
-compares them). Entries are trusted as the rest of the twin's cache is (`asl_verdicts`): the directory is the user's.
+compares them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import stat
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +51,19 @@ from botocore.loaders import JSONFileLoader
 
 from emulator.asl_verdicts import default_cache_dir
 from emulator.moto_patches import MotoPatches
+from emulator.program_store import trusted_cache_file
 
 # Files smaller than this are parsed faster than their entry is found, read and checked: kept in memory only.
 MIN_PERSISTED_BYTES = 64 * 1024
 _DIGEST_BYTES = 32
 
+# The packages whose own data files are named by release, not by path (`entry_path`): where each is installed (as
+# botocore's loader spells its paths, from the module's own `__file__`) and its version.
+_PACKAGES = {
+    name: (os.path.dirname(spec.origin) + os.sep, version(name))
+    for name in ("botocore", "boto3", "moto")
+    if (spec := importlib.util.find_spec(name)) is not None and spec.origin is not None
+}
 _lock = threading.Lock()
 # Path -> (size, mtime_ns, pickled tree), for every twin of the process.
 _pickled: dict[str, tuple[int, int, bytes]] = {}
@@ -61,8 +74,18 @@ def data_cache_dir(directory: Path | None = None) -> Path:
 
 
 def entry_path(cache_dir: Path, full_path: str, size: int, mtime_ns: int) -> Path:
-    """The disk entry of one version of one botocore data file."""
-    key = "\n".join([sys.version, f"botocore {botocore.__version__}", full_path, str(size), str(mtime_ns)])
+    """The disk entry of one version of one botocore data file.
+
+    A file of a package's own data (botocore's, boto3's, moto's) is named by the package's version and its path
+    inside the package: one release ships the same file in every virtualenv, so a fresh clone's new venv (new paths,
+    new times) finds the entries an earlier one wrote. Any other file (AWS_DATA_PATH) by its path and time.
+    """
+    origin = [full_path, str(mtime_ns)]
+    for package, (root, release) in _PACKAGES.items():
+        if full_path.startswith(root):
+            origin = [f"{package} {release}", full_path[len(root) :]]
+            break
+    key = "\n".join([sys.version, f"botocore {botocore.__version__}", *origin, str(size)])
     return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
 
 
@@ -102,9 +125,13 @@ def install_service_data_cache(patches: MotoPatches, directory: Path | None = No
 
 
 def _read_entry(entry: Path) -> tuple[bytes, Any] | None:
-    """The pickle an entry holds and its tree, if the entry is whole (its digest matches), else None."""
+    """The pickle an entry holds and its tree, if the entry is whole (its digest matches) and the user's own (see
+    `program_store.trusted_cache_file`), else None."""
     try:
-        stored = entry.read_bytes()
+        with entry.open("rb") as file:
+            if not trusted_cache_file(os.fstat(file.fileno())):
+                return None
+            stored = file.read()
     except OSError:
         return None
     digest, pickled = stored[:_DIGEST_BYTES], stored[_DIGEST_BYTES:]

@@ -95,7 +95,7 @@ class SyntaxTreeCache:
         pickled = self._pickled_program(definition)
         if pickled == _UNPICKLABLE:
             return preprocessor.Preprocessor().visit(self._tree(definition))
-        # Made by this process, or read from a file only this user can write (program_store._trusted).
+        # Made by this process, or read from a file only this user can write (program_store.trusted_cache_file).
         return pickle.loads(pickled)  # noqa: S301
 
     def warm(self, definition: str) -> Warming:
@@ -200,7 +200,7 @@ class SyntaxTreeCache:
 def _loads(pickled: bytes) -> bool:
     """Whether `pickled` unpickles (a file read from disk may be cut short or from other code)."""
     try:
-        pickle.loads(pickled)  # noqa: S301  (read from a file only this user can write: program_store._trusted)
+        pickle.loads(pickled)  # noqa: S301  (read from a file only this user can write: program_store.trusted_cache_file)
     except Exception:
         return False
     return True

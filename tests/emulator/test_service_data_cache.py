@@ -160,3 +160,39 @@ def test_the_twin_loads_through_the_cache_and_gives_botocore_its_loader_back_at_
     finally:
         twin.close()
     assert JSONFileLoader.__dict__["_load_file"] is OWN_LOAD_FILE
+
+
+def test_a_packaged_file_has_one_entry_in_every_virtualenv_and_any_other_file_one_per_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    names = []
+    for venv in ("first-venv", "fresh-clone-venv"):
+        root = tmp_path / venv / "botocore"
+        monkeypatch.setattr(service_data_cache, "_PACKAGES", {"botocore": (f"{root}{os.sep}", "1.2.3")})
+        # Another install of the same release: another path and another time, the same file.
+        names.append(service_data_cache.entry_path(cache, f"{root}/data/ec2/service-2.json", 1000, hash(venv)))
+    assert names[0] == names[1]
+
+    monkeypatch.setattr(service_data_cache, "_PACKAGES", {"botocore": (f"{tmp_path}/botocore{os.sep}", "1.2.4")})
+    assert service_data_cache.entry_path(cache, f"{tmp_path}/botocore/data/ec2/service-2.json", 1000, 1) != names[0]
+    elsewhere = f"{tmp_path}/aws-data-path/ec2/service-2.json"
+    assert service_data_cache.entry_path(cache, elsewhere, 1000, 1) != service_data_cache.entry_path(
+        cache, elsewhere, 1000, 2
+    )
+
+
+def test_an_entry_another_user_could_write_is_not_read(installed: Path, tmp_path: Path) -> None:
+    source = tmp_path / "model.json"
+    _big_json_file(source, "from the JSON")
+    JSONFileLoader().load_file(str(tmp_path / "model"))
+    (entry,) = installed.glob("botocore-data/*.pickle")
+    whole = entry.read_bytes()
+    # An entry with the right digest but another tree, left writable by others: never unpickled.
+    forged = service_data_cache.pickle.dumps({"marker": "forged"})
+    entry.write_bytes(service_data_cache.hashlib.sha256(forged).digest() + forged)
+    os.chmod(entry, 0o666)  # noqa: S103  (the permissive mode is what is tested)
+    service_data_cache._pickled.clear()
+
+    assert JSONFileLoader().load_file(str(tmp_path / "model"))["marker"] == "from the JSON"
+    assert entry.read_bytes() == whole
