@@ -32,6 +32,7 @@ from emulator.commands.datasets import (
     with_pipeline_label,
 )
 from emulator.commands.first_run_bytecode import compiling_ahead
+from emulator.commands.imported_objects import set_aside_imported_objects
 from emulator.commands.report import ExecutionView, LifecycleReport, Prediction, write_report
 from emulator.commands.report_bias import bias_summary_line
 from emulator.commands.report_lineage import lineage_summary_lines, read_lineage
@@ -270,6 +271,7 @@ def started_twin(work_dir: Path, out: TextIO, statemachines_dir: Path | None = N
     with compiling_ahead():
         from emulator.twin import LocalTwin
 
+        set_aside_imported_objects()
         with LocalTwin(statemachines_dir=statemachines_dir, work_dir=work_dir, parse_first=(TRAINING,)) as twin:
             stack = twin.stack
             print(

@@ -28,6 +28,7 @@ from contract.local_account import LOCAL_REGION
 from contract.project import PROJECT_ROOT, TEMPLATE_PATH
 from contract.template import template_parameters
 from emulator.commands.first_run_bytecode import start_compiler, stop_compiler
+from emulator.commands.imported_objects import set_aside_imported_objects
 from emulator.serve.server import LOOPBACK, PortInUseError, ServedAPIs, quiet_request_log
 
 UP_DIR = PROJECT_ROOT / ".mlops" / "up"
@@ -169,6 +170,7 @@ def _served_twin(
         from emulator.serve.pump import ServicePump
         from emulator.twin import DEFAULT_CLOCK_SPEED, LocalTwin
 
+        set_aside_imported_objects()
         _quiet_library_logs()
         twin = LocalTwin(
             template=template,
