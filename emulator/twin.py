@@ -411,7 +411,9 @@ class LocalTwin:
         client = self._stepfunctions_client()
         description = client.describe_execution(executionArn=execution_arn)
         known = list(cached[1].history) if cached is not None else []
-        history = known + _events_after(client, execution_arn, len(known), (mark[1] if mark else 0) - len(known))
+        # The mark says how many events are new; without one (an execution not yet on the engine), a default page.
+        expected = mark[1] - len(known) if mark is not None else 100
+        history = known + _events_after(client, execution_arn, len(known), expected)
         error, cause = description.get("error"), description.get("cause")
         for event in reversed(history):
             details = event.get("executionFailedEventDetails") or event.get("executionAbortedEventDetails")
