@@ -126,63 +126,54 @@ class SyntaxTreeCache:
             warming.done.set()
 
     def _pickled_program(self, definition: str) -> bytes:
-        while True:
-            with self._lock:
-                pickled = self._programs.get(definition)
-                if pickled is not None:
-                    self._programs.move_to_end(definition)
-                    return pickled
-                under_way = self._building.get(definition)
-                if under_way is None:
-                    done = self._building[definition] = threading.Event()
-                    break
-            under_way.wait()
-        try:
-            pickled = self._store.read(definition) if self._store is not None else None
-            if pickled is not None and not _loads(pickled):
-                pickled = None  # damaged on disk: made again, and written over
-            if pickled is None:
-                pickled = pickled_program(preprocessor.Preprocessor().visit(self._tree(definition))) or _UNPICKLABLE
-                with self._lock:
-                    keep = not self._closed
-                if keep and pickled != _UNPICKLABLE and self._store is not None:
-                    self._store.write(definition, pickled)
-            with self._lock:
-                if self._closed:
-                    return pickled
-                self._programs[definition] = pickled
-                if len(self._programs) > self._size:
-                    self._programs.popitem(last=False)
-            return pickled
-        finally:
-            with self._lock:
-                del self._building[definition]
-            done.set()
+        return self._made_once(self._programs, self._building, definition, self._make_program)
 
     def _tree(self, definition: str) -> Any:
+        return self._made_once(self._trees, self._parsing, definition, self._syntax_tree)
+
+    def _made_once(
+        self, made: OrderedDict[str, Any], under_way: dict[str, threading.Event], definition: str, make: Any
+    ) -> Any:
+        """`made[definition]`, made by `make(definition)` if missing; a caller that finds another thread making it
+        waits for that thread, then takes its result or (when making failed: a definition with errors is never
+        cached) makes it itself."""
         while True:
             with self._lock:
-                tree = self._trees.get(definition)
-                if tree is not None:
-                    self._trees.move_to_end(definition)
-                    return tree
-                under_way = self._parsing.get(definition)
-                if under_way is None:
-                    done = self._parsing[definition] = threading.Event()
+                value = made.get(definition)
+                if value is not None:
+                    made.move_to_end(definition)
+                    return value
+                other = under_way.get(definition)
+                if other is None:
+                    done = under_way[definition] = threading.Event()
                     break
-            # Another thread parses it: its tree, or (a definition with errors, never cached) a parse of our own.
-            under_way.wait()
+            other.wait()
         try:
-            tree = self._syntax_tree(definition)
+            value = make(definition)
             with self._lock:
-                self._trees[definition] = tree
-                if len(self._trees) > self._size:
-                    self._trees.popitem(last=False)
-            return tree
+                # Once closed, nothing more is kept (see close).
+                if not self._closed:
+                    made[definition] = value
+                    if len(made) > self._size:
+                        made.popitem(last=False)
+            return value
         finally:
             with self._lock:
-                del self._parsing[definition]
+                del under_way[definition]
             done.set()
+
+    def _make_program(self, definition: str) -> bytes:
+        pickled = self._store.read(definition) if self._store is not None else None
+        if pickled is not None and not _loads(pickled):
+            pickled = None  # damaged on disk: made again, and written over
+        if pickled is None:
+            pickled = pickled_program(preprocessor.Preprocessor().visit(self._tree(definition))) or _UNPICKLABLE
+            with self._lock:
+                # Checked after the build: not closed then means no patch came off while it ran.
+                keep = not self._closed
+            if keep and pickled != _UNPICKLABLE and self._store is not None:
+                self._store.write(definition, pickled)
+        return pickled
 
     @staticmethod
     def _syntax_tree(definition: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,34 +9,12 @@ from typing import Any
 import pytest
 from moto.stepfunctions.parser.asl.parse import preprocessor
 
+# The engine's own syntax-tree tests' definition: a Parallel with a retrier, per-execution state.
+from test_engine_syntax_trees import DEFINITION
+
 from emulator import program_store, syntax_tree_cache
 from emulator.program_store import ProgramStore
 from emulator.syntax_tree_cache import SyntaxTreeCache
-
-DEFINITION = json.dumps(
-    {
-        "StartAt": "Count",
-        "States": {
-            "Count": {
-                "Type": "Parallel",
-                "Branches": [
-                    {
-                        "StartAt": "Length",
-                        "States": {
-                            "Length": {
-                                "Type": "Pass",
-                                "Parameters": {"seen.$": "States.ArrayLength($.items)"},
-                                "End": True,
-                            }
-                        },
-                    }
-                ],
-                "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}],
-                "End": True,
-            }
-        },
-    }
-)
 
 
 class _Counts:

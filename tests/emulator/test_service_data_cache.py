@@ -121,12 +121,17 @@ def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
     assert JSONFileLoader().load_file(str(tmp_path / "model"))["marker"] == "a longer one"
 
 
-def test_a_damaged_entry_is_ignored_and_written_again(installed: Path, tmp_path: Path) -> None:
+def _one_entry(installed: Path, tmp_path: Path) -> tuple[Path, Path, bytes]:
+    """A big data file loaded once through the cache: the file, its disk entry and the entry's bytes."""
     source = tmp_path / "model.json"
     _big_json_file(source, "from the JSON")
     JSONFileLoader().load_file(str(tmp_path / "model"))
     (entry,) = installed.glob("botocore-data/*.pickle")
-    whole = entry.read_bytes()
+    return source, entry, entry.read_bytes()
+
+
+def test_a_damaged_entry_is_ignored_and_written_again(installed: Path, tmp_path: Path) -> None:
+    source, entry, whole = _one_entry(installed, tmp_path)
 
     for damaged in (whole[: len(whole) // 2], whole[:-1] + b"\x00", b"", b"not a pickle at all" * 10):
         entry.write_bytes(damaged)
@@ -183,11 +188,7 @@ def test_a_packaged_file_has_one_entry_in_every_virtualenv_and_any_other_file_on
 
 
 def test_an_entry_another_user_could_write_is_not_read(installed: Path, tmp_path: Path) -> None:
-    source = tmp_path / "model.json"
-    _big_json_file(source, "from the JSON")
-    JSONFileLoader().load_file(str(tmp_path / "model"))
-    (entry,) = installed.glob("botocore-data/*.pickle")
-    whole = entry.read_bytes()
+    _source, entry, whole = _one_entry(installed, tmp_path)
     # An entry with the right digest but another tree, left writable by others: never unpickled.
     forged = service_data_cache.pickle.dumps({"marker": "forged"})
     entry.write_bytes(service_data_cache.hashlib.sha256(forged).digest() + forged)
