@@ -9,14 +9,17 @@ times, from the start of `make run`:
 - first prediction: until the lifecycle prints the first held-out row's prediction (`query_endpoint` in the
   emulator's lifecycle prints `  row 1: score=... predicted=...`);
 - end: until `make run` exits.
-Warm by default: uv's and pip's package caches as they are on this machine, so run it once first on a new machine.
-`--cold` points both caches at empty temporary directories: every package is downloaded again.
+Warm by default: uv's and pip's package caches as they are on this machine, so run it once first on a new machine,
+and so is the twin's own cache (MLOPS_CACHE_DIR, else ~/.cache/mlops: accepted definitions, parsed programs, region
+lists and botocore's parsed data, written by any earlier twin of the same versions). `--empty-twin-cache` points
+MLOPS_CACHE_DIR at an empty temporary directory (the packages stay warm); `--cold` empties all three caches: every
+package is downloaded again and the twin parses everything afresh.
 
 Target: the first prediction within 30 s, warm (exit status 1 when missed or when `make run` fails). Timings on
 a shared machine move with its load: the script prints the load average beside them, and the CPU seconds of the
 whole `make run`, which move much less.
 
-Run: python bench/first_prediction.py [--cold] [--keep]
+Run: python bench/first_prediction.py [--cold | --empty-twin-cache] [--keep]
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ FIRST_PREDICTION = re.compile(r"^\s+row 1: score=\S+ predicted=")
 MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 
-def newcomer_environment(scratch: Path, cold: bool) -> dict[str, str]:
-    """This environment minus any active virtualenv and make's own variables; empty package caches when cold."""
+def newcomer_environment(scratch: Path, cold: bool, empty_twin_cache: bool = False) -> dict[str, str]:
+    """This environment minus any active virtualenv and make's own variables; empty package caches when cold, and
+    an empty twin cache when cold or asked for."""
     environ = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
     virtualenv = environ.pop("VIRTUAL_ENV", None)
     if virtualenv:
@@ -55,6 +59,9 @@ def newcomer_environment(scratch: Path, cold: bool) -> dict[str, str]:
         for variable, name in (("UV_CACHE_DIR", "uv-cache"), ("PIP_CACHE_DIR", "pip-cache")):
             (scratch / name).mkdir()
             environ[variable] = str(scratch / name)
+    if cold or empty_twin_cache:
+        (scratch / "twin-cache").mkdir()
+        environ["MLOPS_CACHE_DIR"] = str(scratch / "twin-cache")
     return environ
 
 
@@ -65,14 +72,14 @@ def load_average() -> str:
         return "unknown"
 
 
-def run(cold: bool, keep: bool) -> int:
+def run(cold: bool, keep: bool, empty_twin_cache: bool = False) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="mlops-first-prediction-"))
     clone = scratch / "clone"
     try:
         started = time.monotonic()
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         cloned = time.monotonic() - started
-        environ = newcomer_environment(scratch, cold)
+        environ = newcomer_environment(scratch, cold, empty_twin_cache)
         load_before = load_average()
         output: list[str] = []
         set_up = first_prediction = uv_stamped = run_venv_stamped = None
@@ -101,7 +108,13 @@ def run(cold: bool, keep: bool) -> int:
                     first_prediction = elapsed
         ended = time.monotonic() - started
         cpu = _children_cpu_seconds() - cpu_before
-        caches = "empty package caches (--cold)" if cold else "this machine's package caches (warm)"
+        caches = (
+            "empty package and twin caches (--cold)"
+            if cold
+            else "this machine's package caches (warm) and an empty twin cache (--empty-twin-cache)"
+            if empty_twin_cache
+            else "this machine's package and twin caches (warm)"
+        )
         print(f"fresh clone of {ROOT} at HEAD, `make run` with {caches}; load average before: {load_before}")
         print(f"  git clone:        {cloned:6.1f} s (not counted below)")
         print(f"  set-up:           {_seconds(set_up)}  (venv, uv, requirements/run.lock, the project)")
@@ -137,10 +150,14 @@ def _seconds(value: float | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cold", action="store_true", help="empty uv and pip caches: download every package")
+    caches = parser.add_mutually_exclusive_group()
+    caches.add_argument("--cold", action="store_true", help="empty uv, pip and twin caches: download every package")
+    caches.add_argument(
+        "--empty-twin-cache", action="store_true", help="an empty MLOPS_CACHE_DIR, the package caches warm"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary clone (its .venv and run output)")
     arguments = parser.parse_args()
-    return run(arguments.cold, arguments.keep)
+    return run(arguments.cold, arguments.keep, arguments.empty_twin_cache)
 
 
 if __name__ == "__main__":

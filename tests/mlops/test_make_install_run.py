@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,11 +86,7 @@ def test_a_failing_install_fails_make_with_its_message(tmp_path: Path, failing: 
 
 
 def test_the_benchmark_finds_each_set_up_step_in_what_make_echoes(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("first_prediction", PROJECT_ROOT / "bench" / "first_prediction.py")
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _first_prediction_bench()
     # A fresh venv folder: `make -n` prints every step of the set-up without running it.
     shutil.rmtree(tmp_path)
     tmp_path.mkdir()
@@ -117,3 +114,36 @@ def test_the_benchmark_finds_each_set_up_step_in_what_make_echoes(tmp_path: Path
     assert first == sorted(first), "the set-up's steps come in another order than the benchmark names them"
     assert not (tmp_path / ".venv").exists(), "make -n installed something"
     assert re.search(r"pip install .*--target \S*uv uv==", "\n".join(echoed))
+
+
+def _first_prediction_bench() -> Any:
+    spec = importlib.util.spec_from_file_location("first_prediction", PROJECT_ROOT / "bench" / "first_prediction.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize(
+    ("cold", "empty_twin_cache", "emptied"),
+    [
+        (False, False, set()),
+        (False, True, {"MLOPS_CACHE_DIR"}),
+        (True, False, {"UV_CACHE_DIR", "PIP_CACHE_DIR", "MLOPS_CACHE_DIR"}),
+    ],
+    ids=["warm", "empty twin cache", "cold"],
+)
+def test_the_benchmark_empties_exactly_the_caches_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cold: bool, empty_twin_cache: bool, emptied: set[str]
+) -> None:
+    for variable in ("UV_CACHE_DIR", "PIP_CACHE_DIR", "MLOPS_CACHE_DIR"):
+        monkeypatch.setenv(variable, f"/the/machines/{variable}")
+    environ = _first_prediction_bench().newcomer_environment(tmp_path, cold, empty_twin_cache)
+
+    for variable in ("UV_CACHE_DIR", "PIP_CACHE_DIR", "MLOPS_CACHE_DIR"):
+        if variable in emptied:
+            assert Path(environ[variable]).is_relative_to(tmp_path)
+            assert list(Path(environ[variable]).iterdir()) == []
+        else:
+            assert environ[variable] == f"/the/machines/{variable}"
