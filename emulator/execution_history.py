@@ -4,9 +4,10 @@ moto 5's engine ignores all four and returns every event, oldest first, in one r
 whole history at every call). On AWS a page holds at most `maxResults` events (100 when 0 or absent, at most 1000),
 `nextToken` continues where the page ended, `reverseOrder` gives the newest first, and `includeExecutionData=false`
 leaves the input and output out of every event. A client that asks for the last event (`reverseOrder`,
-`maxResults=1`) got the first one here. Now each call copies only its page's events; a token names the execution
-and the order it was made for, and one that does not match is refused with `InvalidToken`, as AWS refuses a token
-it did not issue.
+`maxResults=1`) got the first one here. Now each call copies only its page's events; a token names the execution,
+the order it was made for and a position counted from the history's start, so pages of a running execution neither
+repeat nor skip an event while new ones are added; a token that does not match is refused with `InvalidToken`, as
+AWS refuses a token it did not issue.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ def install_execution_history_pages(patches: MotoPatches) -> None:
         reverse = bool(self._get_param("reverseOrder", False))
         include_data = self._get_param("includeExecutionData", True) is not False
         execution = self.stepfunction_backend.describe_execution(execution_arn)
-        start = _token_start(self._get_param("nextToken"), execution_arn, reverse)
-        events = _page(execution, start, page_size, reverse)
+        position = _token_position(self._get_param("nextToken"), execution_arn, reverse)
+        events, following = history_page(_event_manager(execution), position, page_size, reverse)
         if not include_data:
             events = [_without_execution_data(event) for event in events]
         result: dict[str, Any] = {"events": events}
-        if len(events) == page_size and start + page_size < _event_count(execution):
-            result["nextToken"] = _token(execution_arn, reverse, start + page_size)
+        if following is not None:
+            result["nextToken"] = _token(execution_arn, reverse, following)
         return ActionResult(result)
 
     patches.replace(StepFunctionResponse, "get_execution_history", get_execution_history)
@@ -70,24 +71,26 @@ def _event_manager(execution: Any) -> Any:
     return None if worker is None or worker.env is None else worker.env.event_manager
 
 
-def _event_count(execution: Any) -> int:
-    manager = _event_manager(execution)
-    return 0 if manager is None else len(manager._history_event_list)
+def history_page(manager: Any, position: int | None, size: int, reverse: bool) -> tuple[list[Any], int | None]:
+    """One page of the engine's history and where the next begins (None: this was the last).
 
-
-def _page(execution: Any, start: int, size: int, reverse: bool) -> list[Any]:
-    manager = _event_manager(execution)
+    Positions count from the history's start and the history only grows, so a page continues exactly where the
+    last one ended even while events are added: oldest first, the next page begins after this one (and a later
+    call sees events added since); newest first, it ends before this one, at the newest event the first page saw.
+    `position` None is the first page. Copied under the engine's own lock, as moto's get_event_history copies the
+    whole list: only the page here.
+    """
     if manager is None:
-        return []
-    # Copied under the engine's own lock, as moto's get_event_history copies the whole list: only this page here.
+        return [], None
     with manager._mutex:
         events = manager._history_event_list
         if reverse:
-            end = max(len(events) - start, 0)
-            chosen = events[max(end - size, 0) : end][::-1]
-        else:
-            chosen = events[start : start + size]
-        return copy.deepcopy(chosen)
+            end = len(events) if position is None else min(position, len(events))
+            begin = max(end - size, 0)
+            return copy.deepcopy(events[begin:end][::-1]), (begin if begin > 0 else None)
+        begin = 0 if position is None else position
+        end = begin + size
+        return copy.deepcopy(events[begin:end]), (end if end < len(events) else None)
 
 
 def _without_execution_data(event: dict[str, Any]) -> dict[str, Any]:
@@ -98,23 +101,23 @@ def _without_execution_data(event: dict[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
-def _token(execution_arn: str, reverse: bool, start: int) -> str:
-    payload = json.dumps({"arn": execution_arn, "reverse": reverse, "start": start}, separators=(",", ":"))
+def _token(execution_arn: str, reverse: bool, position: int) -> str:
+    payload = json.dumps({"arn": execution_arn, "reverse": reverse, "position": position}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
 
-def _token_start(token: Any, execution_arn: str, reverse: bool) -> int:
+def _token_position(token: Any, execution_arn: str, reverse: bool) -> int | None:
     if token in (None, ""):
-        return 0
+        return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(str(token).encode()))
-        start = payload["start"]
+        position = payload["position"]
         matches = payload["arn"] == execution_arn and payload["reverse"] is reverse
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
         raise InvalidToken(f"nextToken {str(token)[:40]!r} was not issued by GetExecutionHistory") from error
-    if not matches or not isinstance(start, int) or start < 0:
+    if not matches or not isinstance(position, int) or position < 0:
         raise InvalidToken(
             "nextToken was issued for another execution or order: pass the executionArn and reverseOrder of the "
             "call that returned it"
         )
-    return start
+    return position

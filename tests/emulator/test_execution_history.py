@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from emulator.execution_history import history_page
 from emulator.twin import _events_after
 
 # 60 Pass states: 2 events each, plus the execution's start and end, so more than one default page of 100.
@@ -105,3 +107,33 @@ def test_a_token_for_one_order_is_refused_in_the_other(finished: Any) -> None:
 def test_the_twin_reads_only_the_events_after_those_it_has(finished: Any, known: int, expected: int) -> None:
     client, arn, events = finished
     assert events[:known] + _events_after(client, arn, known, expected) == events
+
+
+class _GrowingHistory:
+    """An engine's event manager whose history gains events between pages, as a running execution's does."""
+
+    def __init__(self, count: int) -> None:
+        self._mutex = threading.Lock()
+        self._history_event_list = [{"id": number} for number in range(1, count + 1)]
+
+    def add(self, count: int) -> None:
+        start = len(self._history_event_list)
+        self._history_event_list += [{"id": start + number} for number in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("reverse", [True, False], ids=["newest first", "oldest first"])
+def test_pages_of_a_growing_history_neither_repeat_nor_skip_an_event(reverse: bool) -> None:
+    manager = _GrowingHistory(20)
+    read: list[int] = []
+    position = None
+    while True:
+        events, position = history_page(manager, position, 5, reverse)
+        read += [event["id"] for event in events]
+        manager.add(3)
+        if position is None:
+            break
+
+    if reverse:
+        assert read == list(range(20, 0, -1)), "from the newest event the first page saw, back to the first"
+    else:
+        assert read == list(range(1, len(manager._history_event_list) - 2)), "on until a page reaches the end"
