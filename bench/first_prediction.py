@@ -10,8 +10,8 @@ times, from the start of `make run`:
   emulator's lifecycle prints `  row 1: score=... predicted=...`);
 - end: until `make run` exits.
 Warm by default: uv's and pip's package caches as they are on this machine, so run it once first on a new machine,
-and so is the twin's own cache (MLOPS_CACHE_DIR, else ~/.cache/mlops: accepted definitions, parsed programs, region
-lists and botocore's parsed data, written by any earlier twin of the same versions). `--empty-twin-cache` points
+and so is the twin's own cache (MLOPS_CACHE_DIR, else ~/.cache/mlops: accepted definitions, region lists and
+botocore's parsed data, written by any earlier twin of the same versions). `--empty-twin-cache` points
 MLOPS_CACHE_DIR at an empty temporary directory (the packages stay warm); `--cold` empties all three caches: every
 package is downloaded again and the twin parses everything afresh.
 

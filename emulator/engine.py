@@ -20,7 +20,7 @@ integrations live in their own modules, each saying which moto behaviour it corr
 messages (`emulator/asl_validation.py`), context-object times and execution names (`emulator/context_object.py`),
 GetExecutionHistory's pages (`emulator/execution_history.py`), intrinsic escapes and `States.Format`
 (`emulator/intrinsics.py`), JSONata and `Assign` (`emulator/jsonata_engine.py`), the per-definition syntax-tree
-and program cache (`emulator/syntax_tree_cache.py`).
+cache (`emulator/syntax_tree_cache.py`).
 
 It also routes Wait states, Timestamp waits and Retry intervals through the `Clock`, and makes
 `States.ALL` stop matching `States.Runtime` and `States.DataLimitExceeded`, as on AWS, so an
@@ -82,6 +82,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
 from emulator.asl_validation import install_definition_checks, map_refusal
 from emulator.asl_verdicts import AcceptedDefinitions
@@ -92,7 +93,6 @@ from emulator.execution_history import install_execution_history_pages
 from emulator.intrinsics import install_intrinsic_escapes
 from emulator.jsonata_engine import install_jsonata
 from emulator.moto_patches import MotoPatches
-from emulator.program_store import ProgramStore
 from emulator.sagemaker_local import SYNC_JOBS, SageMakerError, SyncJob
 from emulator.syntax_tree_cache import SyntaxTreeCache
 
@@ -504,8 +504,8 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         patches = installation.patches
 
         patches.replace(preprocessor, "state_task_for", _local_state_task_for)
-        syntax_trees = SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE, ProgramStore())
-        syntax_trees.install(patches)
+        syntax_trees = SyntaxTreeCache(_SYNTAX_TREE_CACHE_SIZE)
+        patches.replace(AmazonStateLanguageParser, "parse", staticmethod(syntax_trees.parse))
 
         def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
             if wait_seconds > 0:
@@ -576,8 +576,6 @@ def install_local_integrations(*, sagemaker: LocalSageMaker, lambdas: LocalLambd
         # moto logs every handled task failure at ERROR with a huge repr; the history has the facts.
         engine_logger.setLevel(logging.CRITICAL)
         patches.on_undo(lambda: engine_logger.setLevel(previous_level))
-        # Registered last, so it runs first on undo: a program built while patches come off is never kept.
-        patches.on_undo(syntax_trees.close)
         _installed = installation
 
 

@@ -21,7 +21,7 @@ botocore's own choice of `.json`/`.json.gz` and its `None` for a missing file st
   and the path inside it (a fresh clone's new virtualenv finds the entries an earlier one wrote); of any other file,
   its path and `mtime_ns`. Written under another name and renamed; each holds the SHA-256 of its pickle, so a
   damaged or unreadable entry is ignored and the JSON is parsed (and the entry written) again. An entry is only
-  read when it is this user's own and nobody else can write it (`program_store.trusted_cache_file`). A
+  read when it is this user's own and nobody else can write it (`trusted_cache_file`). A
   directory that cannot be written only costs the parse. Files under `MIN_PERSISTED_BYTES` are kept in memory only
   (they parse in a fraction of a millisecond). The twin's entries take about 7.5 MB per botocore version; those of
   another version are never read again and can be deleted.
@@ -51,7 +51,6 @@ from botocore.loaders import JSONFileLoader
 
 from emulator.asl_verdicts import default_cache_dir
 from emulator.moto_patches import MotoPatches
-from emulator.program_store import trusted_cache_file
 
 # Files smaller than this are parsed faster than their entry is found, read and checked: kept in memory only.
 MIN_PERSISTED_BYTES = 64 * 1024
@@ -126,7 +125,7 @@ def install_service_data_cache(patches: MotoPatches, directory: Path | None = No
 
 def _read_entry(entry: Path) -> tuple[bytes, Any] | None:
     """The pickle an entry holds and its tree, if the entry is whole (its digest matches) and the user's own (see
-    `program_store.trusted_cache_file`), else None."""
+    `trusted_cache_file`), else None."""
     try:
         with entry.open("rb") as file:
             if not trusted_cache_file(os.fstat(file.fileno())):
@@ -153,3 +152,13 @@ def _write_entry(entry: Path, pickled: bytes) -> None:
         os.replace(partial, entry)
     except OSError:
         return
+
+
+def trusted_cache_file(facts: os.stat_result) -> bool:
+    """Whether a cache file (its `os.fstat`) may be unpickled: a regular file of this user that nobody else can
+    write, as Python's own `__pycache__` files are."""
+    return (
+        stat.S_ISREG(facts.st_mode)
+        and facts.st_uid == os.geteuid()
+        and not facts.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
