@@ -21,7 +21,7 @@ botocore's own choice of `.json`/`.json.gz` and its `None` for a missing file st
   and the path inside it (a fresh clone's new virtualenv finds the entries an earlier one wrote); of any other file,
   its path and `mtime_ns`. Written under another name and renamed; each holds the SHA-256 of its pickle, so a
   damaged or unreadable entry is ignored and the JSON is parsed (and the entry written) again. An entry is only
-  read when it is this user's own and nobody else can write it (`trusted_cache_file`). A
+  read when it is this user's own and nobody else can write it (`_trusted_entry`). A
   directory that cannot be written only costs the parse. Files under `MIN_PERSISTED_BYTES` are kept in memory only
   (they parse in a fraction of a millisecond). The twin's entries take about 7.5 MB per botocore version; those of
   another version are never read again and can be deleted.
@@ -125,10 +125,10 @@ def install_service_data_cache(patches: MotoPatches, directory: Path | None = No
 
 def _read_entry(entry: Path) -> tuple[bytes, Any] | None:
     """The pickle an entry holds and its tree, if the entry is whole (its digest matches) and the user's own (see
-    `trusted_cache_file`), else None."""
+    `_trusted_entry`), else None."""
     try:
         with entry.open("rb") as file:
-            if not trusted_cache_file(os.fstat(file.fileno())):
+            if not _trusted_entry(os.fstat(file.fileno())):
                 return None
             stored = file.read()
     except OSError:
@@ -154,8 +154,8 @@ def _write_entry(entry: Path, pickled: bytes) -> None:
         return
 
 
-def trusted_cache_file(facts: os.stat_result) -> bool:
-    """Whether a cache file (its `os.fstat`) may be unpickled: a regular file of this user that nobody else can
+def _trusted_entry(facts: os.stat_result) -> bool:
+    """Whether an entry (its `os.fstat`) may be unpickled: a regular file of this user that nobody else can
     write, as Python's own `__pycache__` files are."""
     return (
         stat.S_ISREG(facts.st_mode)
